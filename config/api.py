@@ -1,0 +1,200 @@
+"""API glue shared by every app: API-key authentication, the error envelope, strict input.
+
+Every answer under /api/ is JSON in the contract's envelope (API.md):
+`{"error": "<code>", "detail": "<sentence>", ...}`; never HTML, never a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.validators import RegexValidator, URLValidator
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+CUSTOMER_ID_HELP = "The chatbot platform's id for the shopper: 1-64 of A-Z a-z 0-9 _ . : -"
+
+
+def client_id(request: Request) -> int:
+    return request.user.pk  # type: ignore[union-attr]
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+# --- Errors --------------------------------------------------------------------------------
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "unauthorized",
+    exceptions.AuthenticationFailed: "unauthorized",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "overloaded",
+    exceptions.ParseError: "invalid",
+    RequestTooLarge: "too_large",
+}
+
+
+def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: every error in the contract's envelope."""
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("too_large", "The request body is too large."), status=413)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            error_body("invalid", "The request is not valid.", fields=_fields(exc.detail)),
+            status=400,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        log.exception("unhandled error in %s", context.get("view").__class__.__name__)
+        return Response(error_body("server_error", "Something went wrong on our side."), status=500)
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    detail = str(exc.detail) if isinstance(exc, exceptions.APIException) else str(exc)
+    extra: dict[str, object] = {}
+    if isinstance(exc, exceptions.Throttled):
+        extra["retry_after"] = int(exc.wait or 1)
+        response["Retry-After"] = str(int(exc.wait or 1))
+        detail = "Too many requests; retry later."
+    if isinstance(exc, exceptions.ParseError):
+        detail = f"Malformed JSON: {detail}"
+    response.data = error_body(code, detail, **extra)
+    return response
+
+
+def _fields(detail: object) -> object:
+    """DRF's nested error structure, with ErrorDetail reduced to plain strings."""
+    if isinstance(detail, dict):
+        return {k: _fields(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_fields(v) for v in detail]
+    return str(detail)
+
+
+def json_error(request: HttpRequest, status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(error_body(code, detail), status=status)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 404, "not_found", "No such endpoint.")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return json_error(request, 500, "server_error", "Something went wrong on our side.")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 400, "bad_request", "The request could not be understood.")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 403, "forbidden", "Forbidden.")
+
+
+# --- Strict input ------------------------------------------------------------------------
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON with a hard size cap. DRF reads the raw stream, which skips Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE check, so the cap is applied here (also to chunked bodies)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise RequestTooLarge()
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(str(exc)) from exc
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, nothing else: "2", 2.0 and true are type errors (API.md), not coerced."""
+
+    default_error_messages = {"type": "Must be a JSON integer."}
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("type")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, nothing else (DRF would turn 42 into "42")."""
+
+    default_error_messages = {"type": "Must be a JSON string."}
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("type")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that refuses unknown fields (no mass assignment, no silent typos)."""
+
+    def to_internal_value(self, data: object) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def customer_id_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(
+        max_length=64,
+        validators=[RegexValidator(CUSTOMER_ID_RE, CUSTOMER_ID_HELP)],
+        help_text=CUSTOMER_ID_HELP,
+        **kwargs,
+    )
+
+
+S = TypeVar("S", bound=serializers.Serializer)
+
+
+def parse(serializer_class: type[S], data: object) -> dict[str, Any]:
+    """Validate input or raise ValidationError (rendered 400 `invalid` with `fields`)."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data  # type: ignore[return-value]
+
+
+def require_idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if not 1 <= len(key) <= 255:  # noqa: PLR2004
+        raise exceptions.ValidationError(
+            {"Idempotency-Key": ["This header is required: 1-255 characters."]}
+        )
+    return key

@@ -1,0 +1,198 @@
+"""Fast, forgetful state in Redis: queue tickets, drain rate and coalesced nudges.
+
+PostgreSQL is the truth. Everything here can vanish (a Redis restart keeps nothing) and is
+rebuilt from the database by the sweep; every caller survives a RedisError.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+from django.conf import settings
+from redis.commands.core import Script
+
+log = logging.getLogger(__name__)
+
+# How far back the drain rate looks, and what it assumes before anything has drained.
+RATE_WINDOW_SECONDS = 30
+NUDGE_TTL_SECONDS = 30
+
+
+@cache
+def client() -> redis.Redis:
+    """One pooled client per process. Short time-outs: Redis is an optimisation, never a wait."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def _key(*parts: object) -> str:
+    return ":".join(["cop", *(str(p) for p in parts)])
+
+
+def queue_name(campaign_id: int | None) -> str:
+    return "none" if campaign_id is None else str(campaign_id)
+
+
+@dataclass(frozen=True)
+class QueueSpot:
+    position: int
+    estimated_wait_seconds: int
+
+
+NO_WAIT = QueueSpot(position=0, estimated_wait_seconds=0)
+
+
+# INCR only a line Redis still knows: after a restart the line is first rebuilt from the
+# database (queue_rebuild), or new tickets would start again from 1 ahead of older orders.
+_TICKET_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
+return false
+"""
+
+
+@cache
+def _ticket_script() -> Script:
+    return client().register_script(_TICKET_LUA)
+
+
+def ticket_take(campaign_id: int | None) -> int | None:
+    """The next place in the campaign's line; None when the line is unknown to Redis (call
+    queue_rebuild, then again) or Redis cannot be reached."""
+    try:
+        got = _ticket_script()(keys=[_key("q", queue_name(campaign_id), "in")])
+    except redis.RedisError:
+        log.warning("queue ticket unavailable for campaign %s", campaign_id, exc_info=True)
+        return None
+    return int(got) if got is not None else None
+
+
+def tickets_done(campaign_id: int | None, count: int) -> None:
+    """Record that `count` orders left the line (reserved or rejected): moves every position
+    up and feeds the drain rate."""
+    if count <= 0:
+        return
+    name = queue_name(campaign_id)
+    second = int(time.time())
+    try:
+        pipe = client().pipeline(transaction=False)
+        pipe.incrby(_key("q", name, "out"), count)
+        pipe.incrby(_key("q", name, "rate", second), count)
+        pipe.expire(_key("q", name, "rate", second), RATE_WINDOW_SECONDS * 2)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("queue progress not recorded for campaign %s", campaign_id, exc_info=True)
+
+
+def drain_rate(campaign_id: int | None) -> float:
+    """Orders per second that left this line over the last RATE_WINDOW_SECONDS (0 if none)."""
+    name = queue_name(campaign_id)
+    now = int(time.time())
+    keys = [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
+    try:
+        values = client().mget(keys)
+    except redis.RedisError:
+        return 0.0
+    counts = [int(v) for v in values if v is not None]
+    if not counts:
+        return 0.0
+    # Measure over the seconds since draining started inside the window, not the whole window,
+    # so a burst that began 3 s ago is not diluted by 27 idle seconds.
+    first = next(i for i, v in enumerate(values) if v is not None)
+    return sum(counts) / max(1, RATE_WINDOW_SECONDS - first)
+
+
+def estimate(position: int, rate: float) -> int:
+    if position <= 0:
+        return 0
+    rate = rate or settings.QUEUE_ASSUMED_DRAIN_RATE
+    return max(1, math.ceil(position / rate))
+
+
+def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
+    """Where a ticket stands now, or None when Redis cannot tell (the caller falls back)."""
+    if ticket is None:
+        return None
+    try:
+        out = client().get(_key("q", queue_name(campaign_id), "out"))
+    except redis.RedisError:
+        return None
+    position = max(1, ticket - int(out or 0))
+    return QueueSpot(
+        position=position, estimated_wait_seconds=estimate(position, drain_rate(campaign_id))
+    )
+
+
+def backlog(campaign_id: int | None) -> QueueSpot | None:
+    """How many orders wait in the campaign's line and how long the last one will wait."""
+    name = queue_name(campaign_id)
+    try:
+        got_in, got_out = client().mget([_key("q", name, "in"), _key("q", name, "out")])
+    except redis.RedisError:
+        return None
+    waiting = max(0, int(got_in or 0) - int(got_out or 0))
+    return QueueSpot(
+        position=waiting, estimated_wait_seconds=estimate(waiting, drain_rate(campaign_id))
+    )
+
+
+def queue_rebuild(campaign_id: int | None, *, last_ticket: int, first_waiting: int | None) -> bool:
+    """After Redis lost its state, put the line back from the database's tickets.
+
+    `in` becomes the highest ticket ever given, `out` one below the oldest order still waiting.
+    Only where the counters are missing (SET NX): live counters are never moved backwards.
+    """
+    name = queue_name(campaign_id)
+    out = (first_waiting - 1) if first_waiting is not None else last_ticket
+    try:
+        pipe = client().pipeline(transaction=False)
+        pipe.set(_key("q", name, "in"), last_ticket, nx=True)
+        pipe.set(_key("q", name, "out"), out, nx=True)
+        done = pipe.execute()
+    except redis.RedisError:
+        return False
+    return any(done)
+
+
+def queue_known(campaign_id: int | None) -> bool:
+    try:
+        return bool(client().exists(_key("q", queue_name(campaign_id), "in")))
+    except redis.RedisError:
+        return True  # cannot tell; do not rebuild blind
+
+
+def nudge_claim(kind: str, name: str) -> bool:
+    """True when the caller should publish a nudge: nobody has announced this work yet.
+
+    Thousands of orders a second share one message; if Redis is down we publish anyway
+    (duplicate nudges are harmless, a missing one only waits for the sweep).
+    """
+    try:
+        return bool(client().set(_key("nudge", kind, name), 1, nx=True, ex=NUDGE_TTL_SECONDS))
+    except redis.RedisError:
+        return True
+
+
+def nudge_release(kind: str, name: str) -> None:
+    """A worker about to look for work one last time drops the mark, so that anything committed
+    after this moment publishes a fresh nudge (no lost wake-up)."""
+    try:
+        client().delete(_key("nudge", kind, name))
+    except redis.RedisError:
+        log.warning("could not release nudge %s:%s", kind, name, exc_info=True)
+
+
+def nudge_hold(kind: str, name: str) -> None:
+    try:
+        client().set(_key("nudge", kind, name), 1, ex=NUDGE_TTL_SECONDS)
+    except redis.RedisError:
+        log.warning("could not hold nudge %s:%s", kind, name, exc_info=True)

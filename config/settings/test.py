@@ -1,0 +1,20 @@
+"""Tests: the machine's real PostgreSQL and Redis; Redis DB 14 carries Celery, DB 15 the rest.
+
+The two are apart so that the per-test flush of DB 15 never wipes the broker's queue
+bindings under a running worker.
+"""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env
+
+DEBUG = False
+SECRET_KEY = "test-only-not-secret"  # noqa: S105
+ALLOWED_HOSTS = ["*"]
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = "test"  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CALLBACK_ALLOW_HTTP = True
+API_KEY_CACHE_SECONDS = 0.0
+LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+v1 = [
+    path("", include("shop.api.urls")),
+    path("", include("coupons.api.urls")),
+    path("", include("orders.api.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include((v1, "v1"), namespace="v1")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "config.api.handler400"
+handler403 = "config.api.handler403"
+handler404 = "config.api.handler404"
+handler500 = "config.api.handler500"

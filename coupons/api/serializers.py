@@ -1,0 +1,87 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from config.api import StrictSerializer, customer_id_field
+from config.schema import QueueOut
+from coupons.models import Campaign, Coupon
+
+
+class CouponTermsOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Campaign.CouponKind.choices)
+    max_discount = serializers.IntegerField(help_text="In fen.")
+    currency = serializers.CharField()
+
+
+class BacklogOut(serializers.Serializer):
+    orders_waiting = serializers.IntegerField()
+    estimated_wait_seconds = serializers.IntegerField()
+
+
+class CampaignOut(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Campaign.PublicStatus.choices)
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    coupon_valid_until = serializers.DateTimeField()
+    coupon = CouponTermsOut()
+    per_customer_limit = serializers.IntegerField()
+    coupons_total = serializers.IntegerField()
+    coupons_remaining = serializers.IntegerField()
+    budget_total = serializers.IntegerField(help_text="In fen.")
+    budget_remaining = serializers.IntegerField(help_text="In fen: total − held − spent.")
+    backlog = BacklogOut()
+
+
+def campaign_document(
+    campaign: Campaign, *, backlog: QueueOut | dict[str, int]
+) -> dict[str, object]:
+    return {
+        "slug": campaign.slug,
+        "name": campaign.name,
+        "status": campaign.status_at(timezone.now()),
+        "starts_at": campaign.starts_at.isoformat(),
+        "ends_at": campaign.ends_at.isoformat(),
+        "coupon_valid_until": campaign.coupon_valid_until.isoformat(),
+        "coupon": {
+            "kind": campaign.coupon_kind,
+            "max_discount": campaign.max_discount,
+            "currency": campaign.currency,
+        },
+        "per_customer_limit": campaign.per_customer_limit,
+        "coupons_total": campaign.coupons_total,
+        "coupons_remaining": campaign.coupons_remaining,
+        "budget_total": campaign.budget_total,
+        "budget_remaining": campaign.budget_remaining,
+        "backlog": backlog,
+    }
+
+
+class CouponClaimIn(StrictSerializer):
+    customer_id = customer_id_field()
+
+
+class CouponOut(serializers.Serializer):
+    code = serializers.CharField()
+    campaign = serializers.SlugField()
+    customer_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=Coupon.Status.choices)
+    max_discount = serializers.IntegerField(help_text="In fen.")
+    currency = serializers.CharField()
+    valid_until = serializers.DateTimeField()
+
+
+class CouponListOut(serializers.Serializer):
+    results = CouponOut(many=True)
+
+
+def coupon_document(coupon: Coupon, *, campaign_slug: str) -> dict[str, object]:
+    return {
+        "code": coupon.code,
+        "campaign": campaign_slug,
+        "customer_id": coupon.customer_id,
+        "status": coupon.status_at(timezone.now()),
+        "max_discount": coupon.max_discount,
+        "currency": coupon.currency,
+        "valid_until": coupon.valid_until.isoformat(),
+    }

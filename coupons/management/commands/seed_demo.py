@@ -1,0 +1,61 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from coupons.models import Campaign
+from shop import services as shop_services
+from shop.models import ApiClient, Product, Store
+
+STORES = {
+    "tea-house": ("Tea House", [("TM-MILKTEA-L", "Milk tea, large", 1800), ("TM-FRUITTEA", "Fruit tea", 1500)]),
+    "burger-bar": ("Burger Bar", [("BB-CLASSIC", "Classic burger", 3200), ("BB-FRIES", "Fries", 900)]),
+    "noodle-shop": ("Noodle Shop", [("NS-BEEF", "Beef noodles", 2600), ("NS-DUMPLING", "Dumplings x12", 2200)]),
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo 'spring-free-order' campaign (free order up to 25 yuan, one coupon "
+        "per customer), three stores with products in stock, and the 'demo-chatbot' client; "
+        "print a new API key for it. Safe to run again: existing rows are kept."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--stock", type=int, default=1_000_000, help="Units per product.")
+        parser.add_argument("--coupons", type=int, default=1_000_000, help="Coupons in the campaign.")
+        parser.add_argument("--no-key", action="store_true", help="Do not issue a new API key.")
+
+    @transaction.atomic
+    def handle(self, *args: object, **options: object) -> None:
+        now = timezone.now()
+        for slug, (name, products) in STORES.items():
+            store, _ = Store.objects.get_or_create(slug=slug, defaults={"name": name})
+            for sku, title, price in products:
+                stock = int(options["stock"])  # type: ignore[call-overload]
+                Product.objects.get_or_create(
+                    sku=sku,
+                    defaults={"name": title, "store": store, "price": price, "stock": stock, "stock_total": stock},
+                )
+        campaign, created = Campaign.objects.get_or_create(
+            slug="spring-free-order",
+            defaults={
+                "name": "Spring free order",
+                "starts_at": now - timedelta(minutes=1),
+                "ends_at": now + timedelta(days=30),
+                "coupon_valid_until": now + timedelta(days=30),
+                "max_discount": 2500,
+                "per_customer_limit": 1,
+                "coupons_total": int(options["coupons"]),  # type: ignore[call-overload]
+                "budget_total": 300_000_000_000,
+            },
+        )
+        self.stderr.write(f"Campaign {campaign.slug!r} {'created' if created else 'already there'}.")
+        client = ApiClient.objects.filter(name="demo-chatbot").first() or shop_services.api_client_create(
+            name="demo-chatbot"
+        )
+        if not options["no_key"]:
+            issued = shop_services.api_key_issue(client_id=client.pk, label="seed_demo")
+            self.stderr.write("API key for 'demo-chatbot' (shown once):")
+            self.stdout.write(issued.raw)

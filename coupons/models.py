@@ -1,0 +1,143 @@
+"""Campaigns (time window, coupon stock, money budget, per-customer limit) and issued coupons."""
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        """What staff set. The public status also depends on the clock: see `status_at`."""
+
+        ACTIVE = "active"
+        PAUSED = "paused"
+        ENDED = "ended"
+
+    class PublicStatus(models.TextChoices):
+        SCHEDULED = "scheduled"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        ENDED = "ended"
+
+    class CouponKind(models.TextChoices):
+        FREE_ORDER = "free_order"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    coupon_valid_until = models.DateTimeField()
+    coupon_kind = models.CharField(
+        max_length=32, choices=CouponKind.choices, default=CouponKind.FREE_ORDER
+    )
+    max_discount = models.PositiveBigIntegerField(help_text="Most a coupon takes off, in fen.")
+    currency = models.CharField(max_length=3, default="CNY")
+    per_customer_limit = models.PositiveIntegerField(default=1)
+    coupons_total = models.PositiveBigIntegerField()
+    coupons_issued = models.PositiveBigIntegerField(default=0)
+    budget_total = models.PositiveBigIntegerField(help_text="In fen.")
+    budget_held = models.PositiveBigIntegerField(default=0, help_text="Held by orders in flight.")
+    budget_spent = models.PositiveBigIntegerField(default=0, help_text="Discounts of paid orders.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(coupons_issued__lte=F("coupons_total")),
+                name="campaign_coupons_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(budget_held__lte=F("budget_total") - F("budget_spent")),
+                name="campaign_within_budget",
+            ),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="campaign_window"),
+            models.CheckConstraint(
+                condition=Q(per_customer_limit__gte=1), name="campaign_limit_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def status_at(self, now: datetime) -> str:
+        """The public status (API.md): staff's setting, bounded by the time window."""
+        if self.status == self.Status.ENDED or now >= self.ends_at:
+            return self.PublicStatus.ENDED
+        if self.status == self.Status.PAUSED:
+            return self.PublicStatus.PAUSED
+        if now < self.starts_at:
+            return self.PublicStatus.SCHEDULED
+        return self.PublicStatus.ACTIVE
+
+    def is_open_at(self, now: datetime) -> bool:
+        return self.status_at(now) == self.PublicStatus.ACTIVE
+
+    @property
+    def coupons_remaining(self) -> int:
+        return self.coupons_total - self.coupons_issued
+
+    @property
+    def budget_remaining(self) -> int:
+        return self.budget_total - self.budget_held - self.budget_spent
+
+
+class CampaignEvent(models.Model):
+    """Append-only record of every change staff or the system made to a campaign."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="events")
+    source = models.CharField(max_length=32)
+    target = models.CharField(max_length=32)
+    actor = models.CharField(max_length=150)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.source} → {self.target} by {self.actor}"
+
+
+class Coupon(models.Model):
+    """One coupon issued to one customer. Its status moves only with the order that uses it
+    (orders record those moves in their own event log)."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued"
+        RESERVED = "reserved"
+        REDEEMED = "redeemed"
+        EXPIRED = "expired"
+
+    code = models.CharField(max_length=32, unique=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="coupons")
+    client = models.ForeignKey("shop.ApiClient", on_delete=models.PROTECT, related_name="coupons")
+    customer_id = models.CharField(max_length=64)
+    # The customer's n-th coupon of the campaign: unique, so concurrent claims cannot both
+    # take the same place under the per-customer limit.
+    slot = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)
+    max_discount = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, default="CNY")
+    valid_until = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "customer_id", "slot"], name="coupon_one_per_customer_slot"
+            ),
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="coupon_claim_once"),
+            models.CheckConstraint(condition=Q(slot__gte=1), name="coupon_slot_positive"),
+        ]
+        indexes = [models.Index(fields=["customer_id", "campaign"], name="coupon_customer_idx")]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def status_at(self, now: datetime) -> str:
+        if self.status == self.Status.ISSUED and now >= self.valid_until:
+            return self.Status.EXPIRED
+        return self.status

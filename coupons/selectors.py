@@ -1,0 +1,60 @@
+"""Reads of campaigns and coupons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import QuerySet
+
+from config import fast
+from config.errors import NotFound
+from coupons.models import Campaign, Coupon
+
+
+def campaign_list() -> QuerySet[Campaign]:
+    return Campaign.objects.order_by("-starts_at", "slug")
+
+
+def campaign_get(*, slug: str) -> Campaign:
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        raise NotFound(f"No campaign {slug!r}.")
+    return campaign
+
+
+def campaign_for_update(*, campaign_id: int) -> Campaign:
+    """Lock the campaign row (lock order: order → campaign → coupon → product)."""
+    return Campaign.objects.select_for_update().get(pk=campaign_id)
+
+
+def coupon_by_code(*, code: str) -> Coupon | None:
+    return Coupon.objects.filter(code=code).first()
+
+
+def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
+    rows = Coupon.objects.select_for_update().filter(pk__in=list(coupon_ids)).order_by("pk")
+    return {c.pk: c for c in rows}
+
+
+def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Coupon]:
+    return (
+        Coupon.objects.filter(client_id=client_id, customer_id=customer_id)
+        .select_related("campaign")
+        .order_by("-id")
+    )
+
+
+def coupon_count_for_customer(*, campaign_id: int, customer_id: str) -> int:
+    return Coupon.objects.filter(campaign_id=campaign_id, customer_id=customer_id).count()
+
+
+def campaign_backlog(*, campaign_id: int) -> dict[str, int]:
+    """Orders waiting in the campaign's line and the wait of the last one: from the fast
+    state; counted in the database when Redis cannot tell."""
+    spot = fast.backlog(campaign_id)
+    if spot is None:
+        # Through the reverse relation: coupons must not import orders.
+        campaign = Campaign.objects.get(pk=campaign_id)
+        waiting = campaign.orders.filter(status="received").count()  # type: ignore[attr-defined]
+        spot = fast.QueueSpot(position=waiting, estimated_wait_seconds=fast.estimate(waiting, 0.0))
+    return {"orders_waiting": spot.position, "estimated_wait_seconds": spot.estimated_wait_seconds}

@@ -1,0 +1,189 @@
+"""Writes to campaigns and coupons: claims, and the coupon and budget side of order holds.
+
+# lock order: order → campaign → coupon → product. Counters change only through one
+# conditional UPDATE; the CHECK constraints on Campaign stop anything the Python misses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.errors import IdempotencyKeyReused
+from coupons import selectors
+from coupons.errors import BudgetExhausted, CampaignNotActive, CouponNotHeld, LimitReached, SoldOut
+from coupons.models import Campaign, CampaignEvent, Coupon
+
+# Unambiguous alphabet for codes a shopper may read out to a chatbot.
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+
+
+@dataclass(frozen=True)
+class Claim:
+    coupon: Coupon
+    created: bool
+
+
+def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
+    """Issue one coupon of campaign `slug` to the customer.
+
+    Replays of the same key return the first coupon; the same key for another customer or
+    campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
+    LimitReached. Locks nothing explicitly: the coupon counter is one conditional UPDATE and
+    the per-customer limit is a unique (campaign, customer, slot).
+    """
+    replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+    if replay is not None:
+        return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+    campaign = selectors.campaign_get(slug=slug)
+    if not campaign.is_open_at(timezone.now()):
+        raise CampaignNotActive()
+    if campaign.coupons_remaining <= 0:
+        raise SoldOut()  # answered without a write
+    # Two attempts: a concurrent claim of the same customer may take the slot we counted.
+    for _ in range(2):
+        held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
+        if held >= campaign.per_customer_limit:
+            raise LimitReached()
+        try:
+            coupon = _coupon_issue(campaign, client_id, customer_id, idempotency_key, slot=held + 1)
+        except IntegrityError:
+            replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+            if replay is not None:
+                return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+            continue
+        return Claim(coupon=coupon, created=True)
+    raise LimitReached()
+
+
+@transaction.atomic
+def _coupon_issue(
+    campaign: Campaign, client_id: int, customer_id: str, idempotency_key: str, *, slot: int
+) -> Coupon:
+    taken = Campaign.objects.filter(pk=campaign.pk, coupons_issued__lt=F("coupons_total")).update(
+        coupons_issued=F("coupons_issued") + 1, updated_at=timezone.now()
+    )
+    if taken == 0:
+        raise SoldOut()
+    return Coupon.objects.create(
+        code=_new_code(),
+        campaign=campaign,
+        client_id=client_id,
+        customer_id=customer_id,
+        slot=slot,
+        max_discount=campaign.max_discount,
+        currency=campaign.currency,
+        valid_until=campaign.coupon_valid_until,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _claim_replay(*, client_id: int, idempotency_key: str) -> Coupon | None:
+    return (
+        Coupon.objects.select_related("campaign")
+        .filter(client_id=client_id, idempotency_key=idempotency_key)
+        .first()
+    )
+
+
+def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
+    if coupon.campaign.slug != slug or coupon.customer_id != customer_id:
+        raise IdempotencyKeyReused()
+    return Claim(coupon=coupon, created=False)
+
+
+# --- The coupon and budget side of an order's hold ----------------------------------------
+# Called by orders' services inside their transaction, after they locked the orders.
+
+
+def coupons_hold(*, coupon_ids: Collection[int]) -> None:
+    """issued → reserved for every coupon, or CouponNotHeld (the caller rolls back)."""
+    _coupons_move(coupon_ids, Coupon.Status.ISSUED, Coupon.Status.RESERVED)
+
+
+def coupons_release(*, coupon_ids: Collection[int]) -> None:
+    """reserved → issued: the order gave its coupon back (cancelled, declined, expired)."""
+    _coupons_move(coupon_ids, Coupon.Status.RESERVED, Coupon.Status.ISSUED)
+
+
+def coupons_redeem(*, coupon_ids: Collection[int]) -> None:
+    """reserved → redeemed: the order is paid."""
+    _coupons_move(coupon_ids, Coupon.Status.RESERVED, Coupon.Status.REDEEMED)
+
+
+def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None:
+    if not coupon_ids:
+        return
+    moved = Coupon.objects.filter(pk__in=list(coupon_ids), status=source).update(
+        status=target, updated_at=timezone.now()
+    )
+    if moved != len(set(coupon_ids)):
+        raise CouponNotHeld(f"{len(coupon_ids) - moved} coupon(s) were not {source}.")
+
+
+def budget_hold(*, campaign_id: int, amount: int) -> None:
+    """Hold `amount` fen of the campaign's budget, or raise BudgetExhausted."""
+    if amount <= 0:
+        return
+    taken = Campaign.objects.filter(
+        pk=campaign_id, budget_held__lte=F("budget_total") - F("budget_spent") - amount
+    ).update(budget_held=F("budget_held") + amount, updated_at=timezone.now())
+    if taken == 0:
+        raise BudgetExhausted()
+
+
+def budget_release(*, campaign_id: int, amount: int) -> None:
+    """Give held budget back. The caller releases each hold once (it closes the hold's row)."""
+    if amount > 0:
+        Campaign.objects.filter(pk=campaign_id).update(
+            budget_held=F("budget_held") - amount, updated_at=timezone.now()
+        )
+
+
+def budget_spend(*, campaign_id: int, amount: int) -> None:
+    """Turn held budget into spent budget: the orders holding it are paid."""
+    if amount > 0:
+        Campaign.objects.filter(pk=campaign_id).update(
+            budget_held=F("budget_held") - amount,
+            budget_spent=F("budget_spent") + amount,
+            updated_at=timezone.now(),
+        )
+
+
+def coupons_expire(*, now: datetime | None = None) -> int:
+    """Mark issued coupons past their validity as expired (the sweep). Returns how many."""
+    now = now or timezone.now()
+    return Coupon.objects.filter(status=Coupon.Status.ISSUED, valid_until__lte=now).update(
+        status=Coupon.Status.EXPIRED, updated_at=now
+    )
+
+
+# --- Staff controls ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def campaign_set_status(*, campaign_id: int, status: str, actor: str) -> Campaign:
+    """Pause, resume or end a campaign. Paused: new claims and orders get campaign_not_active;
+    orders already holding finish. Recorded as a CampaignEvent."""
+    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    if status not in Campaign.Status.values:
+        raise ValueError(f"unknown campaign status {status!r}")
+    if campaign.status == Campaign.Status.ENDED and status != Campaign.Status.ENDED:
+        raise CampaignNotActive("An ended campaign cannot be reopened.")
+    if campaign.status != status:
+        CampaignEvent.objects.create(
+            campaign=campaign, source=campaign.status, target=status, actor=actor
+        )
+        campaign.status = status
+        campaign.save(update_fields=["status", "updated_at"])
+    return campaign

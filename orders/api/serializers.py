@@ -1,0 +1,58 @@
+from django.conf import settings
+from django.core.validators import URLValidator
+from rest_framework import serializers
+
+from config.api import StrictCharField, StrictIntegerField, StrictSerializer, customer_id_field
+from config.schema import QueueOut
+from orders.models import Order
+
+
+class OrderItemIn(StrictSerializer):
+    sku = StrictCharField(max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=99)
+
+
+class OrderPlaceIn(StrictSerializer):
+    customer_id = customer_id_field()
+    items = OrderItemIn(many=True, min_length=1, max_length=20, allow_empty=False)
+    coupon_code = StrictCharField(required=False, allow_null=True, max_length=64, allow_blank=True)
+    callback_url = StrictCharField(
+        required=False, allow_null=True, max_length=500, allow_blank=True
+    )
+
+    def validate_callback_url(self, value: str | None) -> str:
+        if not value:
+            return ""
+        allowed = ("https",) + (("http",) if settings.CALLBACK_ALLOW_HTTP else ())
+        URLValidator(schemes=list(allowed), message="Must be an https URL.")(value)
+        return value
+
+
+class OrderListIn(serializers.Serializer):
+    customer_id = customer_id_field(required=False)
+    cursor = serializers.CharField(required=False)
+
+
+class OrderItemOut(serializers.Serializer):
+    sku = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.IntegerField(help_text="In fen.")
+
+
+class OrderOut(serializers.Serializer):
+    """Describes `orders.documents.order_document`, which renders it."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Order.Status.choices)
+    reason = serializers.ChoiceField(choices=Order.Reason.choices, allow_null=True)
+    customer_id = serializers.CharField()
+    items = OrderItemOut(many=True)
+    subtotal = serializers.IntegerField(help_text="In fen.")
+    discount = serializers.IntegerField(help_text="In fen.")
+    payable = serializers.IntegerField(help_text="In fen.")
+    currency = serializers.CharField()
+    coupon_code = serializers.CharField(allow_null=True)
+    callback_url = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    queue = QueueOut()

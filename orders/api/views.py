@@ -1,0 +1,98 @@
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import client_id, parse, require_idempotency_key
+from config.schema import ERRORS, ErrorOut
+from orders import selectors, services
+from orders.api.serializers import OrderListIn, OrderOut, OrderPlaceIn
+from orders.documents import order_document
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="1-255 characters; a replay returns the same order, never a second one.",
+)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+
+
+class OrderListCreateApi(APIView):
+    throttle_scope = "chatbot_orders"
+
+    @extend_schema(
+        operation_id="orders_place",
+        request=OrderPlaceIn,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: OpenApiResponse(OrderOut, description="Stored and queued."),
+            200: OpenApiResponse(OrderOut, description="A replay: the same order, as it is now."),
+            422: ErrorOut,
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = require_idempotency_key(request)
+        data = parse(OrderPlaceIn, request.data)
+        placed = services.order_place(
+            client_id=client_id(request),
+            customer_id=data["customer_id"],
+            items=[services.ItemIn(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
+            coupon_code=data.get("coupon_code") or "",
+            callback_url=data.get("callback_url") or "",
+            idempotency_key=key,
+        )
+        body = order_document(placed.order, lines=placed.lines, queue=placed.queue)
+        return Response(
+            body,
+            status=202 if placed.created else 200,
+            headers={"Location": f"/api/v1/orders/{placed.order.public_id}/"},
+        )
+
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=[
+            OpenApiParameter("customer_id", str, description="Only this customer's orders.")
+        ],
+        responses={200: OrderOut(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = parse(OrderListIn, request.query_params.dict())
+        qs = selectors.order_list(
+            client_id=client_id(request), customer_id=query.get("customer_id")
+        )
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(qs, request, view=self) or []
+        return paginator.get_paginated_response(
+            [
+                order_document(o, lines=o.lines.all(), queue=selectors.order_queue_spot(o))
+                for o in page
+            ]
+        )
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses={200: OrderOut, **ERRORS})
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get(client_id=client_id(request), public_id=order_id)
+        return Response(
+            order_document(
+                order, lines=order.lines.order_by("id"), queue=selectors.order_queue_spot(order)
+            )
+        )
+
+
+class OrderCancelApi(APIView):
+    @extend_schema(request=None, responses={200: OrderOut, 409: ErrorOut, **ERRORS})
+    def post(self, request: Request, order_id: str) -> Response:
+        order = services.order_cancel(
+            client_id=client_id(request), public_id=order_id, actor="client"
+        )
+        return Response(order_document(order, lines=order.lines.order_by("id")))

@@ -1,0 +1,262 @@
+"""Orders and what happens to them: lines, holds (reservations), payments, callbacks, events.
+
+State machines are tables (ORDER_ALLOWED, PAYMENT_ALLOWED) below the models they govern.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        RESERVED = "reserved"
+        PAID = "paid"
+        REJECTED = "rejected"
+        PAYMENT_FAILED = "payment_failed"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+        REFUNDED = "refunded"
+
+    class Reason(models.TextChoices):
+        SOLD_OUT = "sold_out"
+        OUT_OF_STOCK = "out_of_stock"
+        COUPON_INVALID = "coupon_invalid"
+        COUPON_EXPIRED = "coupon_expired"
+        COUPON_IN_USE = "coupon_in_use"
+        LIMIT_REACHED = "limit_reached"
+        BUDGET_EXHAUSTED = "budget_exhausted"
+        CAMPAIGN_NOT_ACTIVE = "campaign_not_active"
+
+    # The sequential pk orders the queue (first come, first served); the public id is opaque.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    client = models.ForeignKey("shop.ApiClient", on_delete=models.PROTECT, related_name="orders")
+    customer_id = models.CharField(max_length=64)
+    campaign = models.ForeignKey(
+        "coupons.Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    coupon = models.ForeignKey(
+        "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    # The code as the client sent it, kept even when it names no coupon (then rejected).
+    coupon_code = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
+    subtotal = models.PositiveBigIntegerField()
+    discount = models.PositiveBigIntegerField(default=0)
+    payable = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, default="CNY")
+    callback_url = models.URLField(max_length=500, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
+    queue_ticket = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="order_placed_once"),
+            models.CheckConstraint(
+                condition=Q(payable=F("subtotal") - F("discount")), name="order_payable_adds_up"
+            ),
+            models.CheckConstraint(
+                condition=Q(discount__lte=F("subtotal")), name="order_discount_within_subtotal"
+            ),
+        ]
+        indexes = [
+            # The queue: received orders of a campaign, oldest first (partial, so it stays small).
+            models.Index(
+                fields=["campaign", "id"], condition=Q(status="received"), name="order_queue_idx"
+            ),
+            # The sweep: live orders nobody touched for a while.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status__in=["received", "reserved"]),
+                name="order_live_idx",
+            ),
+            models.Index(fields=["client", "customer_id", "-id"], name="order_customer_idx"),
+            # Rebuilding a campaign's line after Redis lost it reads the highest ticket.
+            models.Index(fields=["campaign", "queue_ticket"], name="order_ticket_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.public_id}"
+
+
+S = Order.Status
+ORDER_ALLOWED: dict[str, frozenset[str]] = {
+    S.RECEIVED: frozenset({S.RESERVED, S.REJECTED, S.CANCELLED}),
+    S.RESERVED: frozenset({S.PAID, S.PAYMENT_FAILED, S.CANCELLED, S.EXPIRED}),
+    S.PAID: frozenset({S.REFUNDED}),  # staff only
+    S.REJECTED: frozenset(),
+    S.PAYMENT_FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+TERMINAL: frozenset[str] = frozenset(s for s, nxt in ORDER_ALLOWED.items() if not nxt) | {S.PAID}
+LIVE: frozenset[str] = frozenset({S.RECEIVED, S.RESERVED})
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey("shop.Product", on_delete=models.PROTECT, related_name="+")
+    sku = models.CharField(max_length=64)
+    quantity = models.PositiveIntegerField()
+    unit_price = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "product"], name="order_line_once_per_product"
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1), name="order_line_quantity_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.sku}"
+
+
+class Reservation(models.Model):
+    """The hold an order has on stock (its lines), its coupon and campaign budget.
+
+    Closed exactly once: `sold` when paid, `released` when given back (the conditional
+    update on `closed_at IS NULL` is what makes a release count once).
+    """
+
+    class Outcome(models.TextChoices):
+        SOLD = "sold"
+        RELEASED = "released"
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="reservation")
+    campaign = models.ForeignKey(
+        "coupons.Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    coupon = models.ForeignKey(
+        "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    discount = models.PositiveBigIntegerField(default=0)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A coupon is held by at most one order at a time, whatever the code does.
+            models.UniqueConstraint(
+                fields=["coupon"],
+                condition=Q(closed_at__isnull=True),
+                name="reservation_coupon_once",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(closed_at__isnull=True),
+                name="reservation_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold for order {self.order_id}"
+
+
+class Payment(models.Model):
+    """One per order, whatever the retries: every attempt carries the same idempotency key."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # claimed by a worker, the call is (about to be) in flight
+        SUCCEEDED = "succeeded"
+        DECLINED = "declined"
+        UNKNOWN = "unknown"  # time-out or 5xx: settled by asking the gateway, never by guessing
+        RETRY = "retry"  # the gateway said "not now" (429, key in flight): nothing charged
+        NOT_REQUIRED = "not_required"  # payable 0
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, default="CNY")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    charge_id = models.CharField(max_length=100, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["pending", "unknown", "retry"]),
+                name="payment_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment {self.idempotency_key} ({self.status})"
+
+
+P = Payment.Status
+PAYMENT_ALLOWED: dict[str, frozenset[str]] = {
+    P.PENDING: frozenset({P.SUCCEEDED, P.DECLINED, P.UNKNOWN, P.RETRY}),
+    P.UNKNOWN: frozenset({P.PENDING, P.SUCCEEDED, P.DECLINED}),
+    P.RETRY: frozenset({P.PENDING}),
+    P.SUCCEEDED: frozenset(),
+    P.DECLINED: frozenset(),
+    P.NOT_REQUIRED: frozenset(),
+}
+
+
+class OrderEvent(models.Model):
+    """Append-only: every status change of an order and of its payment, with who made it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    source = models.CharField(max_length=32)
+    target = models.CharField(max_length=32)
+    actor = models.CharField(max_length=150)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.source} → {self.target}"
+
+
+class CallbackDelivery(models.Model):
+    """One signed POST of an order's new status to the client's callback_url."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # gave up after CALLBACK_MAX_ATTEMPTS
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="callbacks")
+    url = models.URLField(max_length=500)
+    order_status = models.CharField(max_length=16)
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(state="pending"),
+                name="callback_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"callback {self.order_status} for order {self.order_id}"

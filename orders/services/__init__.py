@@ -1,0 +1,27 @@
+"""Orders' services: the only code that writes orders, holds, payments and callbacks.
+
+A package because the pipeline has several stages; each module owns one of them.
+"""
+
+from orders.services.callbacks import callbacks_drain, signature
+from orders.services.holds import holds_close, reservations_drain, reservations_take_batch
+from orders.services.intake import ItemIn, Placed, order_place
+from orders.services.lifecycle import holds_expire, order_cancel, pipeline_sweep
+from orders.services.settlement import payments_claim_batch, payments_drain, payments_record
+
+__all__ = [
+    "ItemIn",
+    "Placed",
+    "callbacks_drain",
+    "holds_close",
+    "holds_expire",
+    "order_cancel",
+    "order_place",
+    "payments_claim_batch",
+    "payments_drain",
+    "payments_record",
+    "pipeline_sweep",
+    "reservations_drain",
+    "reservations_take_batch",
+    "signature",
+]

@@ -1,0 +1,145 @@
+"""Callbacks: each status change of an order POSTed to the client's callback_url, signed,
+retried with backoff, in order per order.
+
+Signature (API.md): `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+keyed with the client's webhook secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config import fast
+from orders import selectors
+from orders.models import CallbackDelivery
+from orders.services.nudges import CALLBACK, nudge_callbacks
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    delivery_id: int
+    attempt: int
+    url: str
+    body: bytes
+    secret: str
+
+
+def signature(*, secret: str, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+@cache
+def _http() -> httpx.Client:
+    return httpx.Client(
+        timeout=settings.CALLBACK_TIMEOUT,
+        follow_redirects=False,  # a redirect could point a signed body anywhere
+        limits=httpx.Limits(max_connections=settings.PAYMENT_CONCURRENCY),
+    )
+
+
+def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
+    """Claim due deliveries with a lease (next_attempt_at pushed out), so a worker that dies
+    mid-POST leaves them to be sent again later (receivers must accept duplicates)."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = selectors.callbacks_due_for_update(now=now, limit=limit)
+        lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
+        for delivery in due:
+            delivery.attempts += 1
+            delivery.next_attempt_at = lease_until
+            delivery.updated_at = now
+        CallbackDelivery.objects.bulk_update(due, ["attempts", "next_attempt_at", "updated_at"])
+    return [
+        CallbackJob(
+            delivery_id=d.pk,
+            attempt=d.attempts,
+            url=d.url,
+            body=json.dumps(d.payload, separators=(",", ":")).encode(),
+            secret=d.order.client.webhook_secret,
+        )
+        for d in due
+    ]
+
+
+def callback_send(job: CallbackJob) -> str:
+    """POST one callback; "" on any 2xx, else a short reason. Never raises."""
+    stamp = int(time.time())
+    try:
+        response = _http().post(
+            job.url,
+            content=job.body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
+            },
+        )
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+
+
+def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        deliveries = {
+            d.pk: d
+            for d in CallbackDelivery.objects.select_for_update()
+            .filter(pk__in=[j.delivery_id for j, _ in results])
+            .order_by("pk")
+        }
+        for job, error in results:
+            delivery = deliveries[job.delivery_id]
+            if delivery.state != CallbackDelivery.State.PENDING or delivery.attempts != job.attempt:
+                continue
+            delivery.updated_at = now
+            if not error:
+                delivery.state, delivery.delivered_at, delivery.last_error = (
+                    CallbackDelivery.State.DELIVERED,
+                    now,
+                    "",
+                )
+            elif delivery.attempts >= settings.CALLBACK_MAX_ATTEMPTS:
+                delivery.state, delivery.last_error = CallbackDelivery.State.FAILED, error
+            else:
+                wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
+                delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
+        CallbackDelivery.objects.bulk_update(
+            list(deliveries.values()),
+            ["state", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
+        )
+
+
+def callbacks_drain() -> int:
+    """The callback worker's loop, shaped like the other two. Returns deliveries attempted."""
+    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
+    sent = 0
+    with ThreadPoolExecutor(
+        max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="callback"
+    ) as pool:
+        while time.monotonic() < deadline:
+            jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+            if not jobs:
+                fast.nudge_release(CALLBACK, "all")
+                jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+                if not jobs:
+                    return sent
+                fast.nudge_hold(CALLBACK, "all")
+            sent += len(jobs)
+            callbacks_record(list(zip(jobs, pool.map(callback_send, jobs), strict=True)))
+    nudge_callbacks(force=True)
+    return sent

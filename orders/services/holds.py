@@ -1,0 +1,279 @@
+"""Holds: reserving stock, coupon and budget for received orders in batches, and giving
+them back (released) or keeping them (sold) exactly once.
+
+# lock order: order → campaign → coupon → product → payment. A batch locks its orders
+# (SKIP LOCKED), then the campaign row, which serialises every batch of one campaign: the
+# Python checks below run under that lock, and the database constraints (stock >= 0,
+# budget within total, one open hold per coupon) stop anything they miss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from config import fast
+from coupons import selectors as coupons_selectors
+from coupons import services as coupons_services
+from coupons.models import Campaign, Coupon
+from orders import selectors
+from orders.models import Order, OrderLine, Reservation
+from orders.services.nudges import RESERVE, nudge_payments, nudge_reservations
+from orders.services.transitions import orders_move
+from shop import selectors as shop_selectors
+from shop import services as shop_services
+
+R = Order.Reason
+
+
+@dataclass
+class BatchResult:
+    reserved: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seen(self) -> int:
+        return self.reserved + sum(self.rejected.values())
+
+
+@dataclass
+class _Budget:
+    """Running tallies for one batch, checked in queue order (first come, first served)."""
+
+    stock: dict[int, int]
+    budget_left: int
+    coupons_taken: set[int] = field(default_factory=set)
+    orders_per_customer: dict[str, int] = field(default_factory=dict)
+
+
+def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResult:
+    """Reserve or reject up to `limit` received orders of one campaign's line, oldest first,
+    in one transaction. While the campaign is paused its line waits (nothing is taken).
+    After commit: the line's positions move up, payments and callbacks are nudged.
+    Safe to run twice or concurrently: each order is taken by one batch."""
+    now = timezone.now()
+    result = BatchResult()
+    with transaction.atomic():
+        orders = selectors.received_orders_for_update(campaign_id=campaign_id, limit=limit)
+        if not orders:
+            return result
+        campaign = (
+            coupons_selectors.campaign_for_update(campaign_id=campaign_id) if campaign_id else None
+        )
+        if campaign is not None and campaign.status == Campaign.Status.PAUSED:
+            # Staff paused the campaign: accepted orders wait in line; resuming drains them.
+            return result
+        lines = selectors.lines_by_order(o.pk for o in orders)
+        coupons = coupons_selectors.coupons_for_update(
+            coupon_ids={o.coupon_id for o in orders if o.coupon_id}
+        )
+        products = shop_selectors.products_for_update(
+            {line.product_id for order_lines in lines.values() for line in order_lines}
+        )
+        tally = _Budget(
+            stock={pid: p.stock for pid, p in products.items()},
+            budget_left=campaign.budget_remaining if campaign else 0,
+            orders_per_customer=_orders_per_customer(campaign, orders),
+        )
+        reserved: list[Order] = []
+        rejected: dict[str, list[Order]] = defaultdict(list)
+        for order in orders:
+            reason = _verdict(order, lines[order.pk], campaign, coupons, tally, now)
+            if reason:
+                rejected[reason].append(order)
+            else:
+                reserved.append(order)
+
+        _holds_take(reserved, lines, campaign, now)
+        orders_move(reserved, Order.Status.RESERVED, actor="worker:reserve", now=now, lines=lines)
+        for reason, group in rejected.items():
+            orders_move(
+                group,
+                Order.Status.REJECTED,
+                actor="worker:reserve",
+                now=now,
+                reason=reason,
+                lines=lines,
+            )
+
+        result.reserved = len(reserved)
+        result.rejected = {reason: len(group) for reason, group in rejected.items()}
+        transaction.on_commit(partial(fast.tickets_done, campaign_id, len(orders)))
+        if reserved:
+            transaction.on_commit(nudge_payments)
+    return result
+
+
+def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> dict[str, int]:
+    """How many of the campaign's orders each customer in the batch already holds or bought."""
+    if campaign is None:
+        return {}
+    rows = (
+        Order.objects.filter(
+            campaign_id=campaign.pk,
+            customer_id__in={o.customer_id for o in orders},
+            status__in=[Order.Status.RESERVED, Order.Status.PAID],
+        )
+        .values("customer_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["customer_id"]: row["n"] for row in rows}
+
+
+def _verdict(
+    order: Order,
+    lines: list[OrderLine],
+    campaign: Campaign | None,
+    coupons: dict[int, Coupon],
+    tally: _Budget,
+    now: datetime,
+) -> str:
+    """The rejection reason for this order, or "" when it can be held; on "" the tallies
+    are charged for it."""
+    coupon = coupons.get(order.coupon_id) if order.coupon_id else None
+    if order.coupon_code and coupon is None:
+        return R.COUPON_INVALID
+    if campaign is not None:
+        if not campaign.is_open_at(now):
+            return R.CAMPAIGN_NOT_ACTIVE
+        if (
+            coupon is None
+            or coupon.customer_id != order.customer_id
+            or coupon.client_id != order.client_id
+        ):
+            return R.COUPON_INVALID
+        if coupon.status_at(now) == Coupon.Status.EXPIRED:
+            return R.COUPON_EXPIRED
+        if coupon.status != Coupon.Status.ISSUED or coupon.pk in tally.coupons_taken:
+            return R.COUPON_IN_USE
+        if tally.orders_per_customer.get(order.customer_id, 0) >= campaign.per_customer_limit:
+            return R.LIMIT_REACHED
+    for line in lines:
+        left = tally.stock.get(line.product_id, 0)
+        if left <= 0:
+            return R.SOLD_OUT
+        if left < line.quantity:
+            return R.OUT_OF_STOCK
+    if campaign is not None and order.discount > tally.budget_left:
+        return R.BUDGET_EXHAUSTED
+
+    for line in lines:
+        tally.stock[line.product_id] -= line.quantity
+    if campaign is not None and coupon is not None:
+        tally.budget_left -= order.discount
+        tally.coupons_taken.add(coupon.pk)
+        tally.orders_per_customer[order.customer_id] = (
+            tally.orders_per_customer.get(order.customer_id, 0) + 1
+        )
+    return ""
+
+
+def _holds_take(
+    orders: Sequence[Order],
+    lines: dict[int, list[OrderLine]],
+    campaign: Campaign | None,
+    now: datetime,
+) -> None:
+    if not orders:
+        return
+    if campaign is not None:
+        coupons_services.budget_hold(
+            campaign_id=campaign.pk, amount=sum(o.discount for o in orders)
+        )
+        coupons_services.coupons_hold(coupon_ids=[o.coupon_id for o in orders if o.coupon_id])
+    shop_services.stock_take(quantities=_units_by_product(orders, lines))
+    expires_at = now + timedelta(seconds=settings.HOLD_SECONDS)
+    Reservation.objects.bulk_create(
+        Reservation(
+            order_id=o.pk,
+            campaign_id=o.campaign_id,
+            coupon_id=o.coupon_id,
+            discount=o.discount,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        for o in orders
+    )
+
+
+def _units_by_product(orders: Sequence[Order], lines: dict[int, list[OrderLine]]) -> dict[int, int]:
+    units: dict[int, int] = defaultdict(int)
+    for order in orders:
+        for line in lines[order.pk]:
+            units[line.product_id] += line.quantity
+    return units
+
+
+def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None:
+    """Close the open holds of `orders` (locked by the caller): `sold` keeps stock taken,
+    turns held budget into spent and redeems the coupon; `released` gives all three back.
+
+    Exactly once per hold: only rows still open are closed, and only what was closed is
+    given back or spent.
+    """
+    if not orders:
+        return
+    order_ids = [o.pk for o in orders]
+    open_holds = list(
+        Reservation.objects.filter(order_id__in=order_ids, closed_at__isnull=True).order_by(
+            "order_id"
+        )
+    )
+    if not open_holds:
+        return
+    Reservation.objects.filter(pk__in=[h.pk for h in open_holds], closed_at__isnull=True).update(
+        closed_at=now, outcome=outcome, updated_at=now
+    )
+    budget_by_campaign: dict[int, int] = defaultdict(int)
+    for hold in open_holds:
+        if hold.campaign_id:
+            budget_by_campaign[hold.campaign_id] += hold.discount
+    coupon_ids = [h.coupon_id for h in open_holds if h.coupon_id]
+    sold = outcome == Reservation.Outcome.SOLD
+    for campaign_id in sorted(budget_by_campaign):
+        move = coupons_services.budget_spend if sold else coupons_services.budget_release
+        move(campaign_id=campaign_id, amount=budget_by_campaign[campaign_id])
+    if sold:
+        coupons_services.coupons_redeem(coupon_ids=coupon_ids)
+    else:
+        coupons_services.coupons_release(coupon_ids=coupon_ids)
+        held = selectors.lines_by_order(h.order_id for h in open_holds)
+        shop_services.stock_return(
+            quantities=_units_by_product([o for o in orders if o.pk in held], held)
+        )
+
+
+def reservations_drain(*, campaign_id: int | None) -> int:
+    """The reservation worker's loop: take batches of the campaign's line until it is empty
+    or WORKER_DRAIN_SECONDS pass (then hand over to a fresh message). Returns orders seen."""
+    name = fast.queue_name(campaign_id)
+    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
+    seen = 0
+    while time.monotonic() < deadline:
+        batch = reservations_take_batch(
+            campaign_id=campaign_id, limit=settings.RESERVATION_BATCH_SIZE
+        )
+        seen += batch.seen
+        if batch.seen:
+            continue
+        # Drop the mark, then look once more: whatever commits after the drop nudges anew.
+        fast.nudge_release(RESERVE, name)
+        batch = reservations_take_batch(
+            campaign_id=campaign_id, limit=settings.RESERVATION_BATCH_SIZE
+        )
+        if not batch.seen:
+            return seen
+        seen += batch.seen
+        fast.nudge_hold(RESERVE, name)
+    nudge_reservations(campaign_id, force=True)
+    return seen

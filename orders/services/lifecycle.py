@@ -1,0 +1,106 @@
+"""Client and sweep driven moves: cancel, expire held orders, and the periodic sweep that
+finds work whose nudge was lost (a crash between commit and publish, a Redis restart)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config import fast
+from coupons import services as coupons_services
+from orders import selectors
+from orders.errors import NotCancellable
+from orders.models import Order, Payment, Reservation
+from orders.services.holds import holds_close
+from orders.services.nudges import nudge_callbacks, nudge_payments, nudge_reservations
+from orders.services.transitions import order_move, orders_move
+
+log = logging.getLogger(__name__)
+
+
+@transaction.atomic
+def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
+    """Cancel the client's order while it is not paid, releasing whatever it held.
+
+    Raises NotFound, NotCancellable (terminal, or a charge may be in flight: its outcome
+    decides). Cancelling a cancelled order returns it unchanged.
+    """
+    found = selectors.order_get(client_id=client_id, public_id=public_id)
+    order = selectors.orders_for_update(order_ids=[found.pk])[0]
+    if order.status == Order.Status.CANCELLED:
+        return order
+    if order.status not in (Order.Status.RECEIVED, Order.Status.RESERVED):
+        raise NotCancellable(f"The order is {order.status}.")
+    payment = Payment.objects.filter(order=order).first()
+    if payment is not None and payment.status in (
+        Payment.Status.PENDING,
+        Payment.Status.UNKNOWN,
+        Payment.Status.SUCCEEDED,
+    ):
+        raise NotCancellable("A payment for this order is in progress.")
+    now = timezone.now()
+    was_waiting = order.status == Order.Status.RECEIVED
+    holds_close([order], outcome=Reservation.Outcome.RELEASED, now=now)
+    order_move(order, Order.Status.CANCELLED, actor=actor, now=now)
+    if was_waiting:  # it leaves the line: everyone behind moves up
+        transaction.on_commit(partial(fast.tickets_done, order.campaign_id, 1))
+    return order
+
+
+def holds_expire(*, limit: int = 500) -> int:
+    """Expire reserved orders whose hold ran out with no money moving; release the holds."""
+    now = timezone.now()
+    with transaction.atomic():
+        orders = selectors.expired_holds_for_update(now=now, limit=limit)
+        holds_close(orders, outcome=Reservation.Outcome.RELEASED, now=now)
+        orders_move(orders, Order.Status.EXPIRED, actor="sweep:expire", now=now)
+    return len(orders)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    expired: int
+    coupons_expired: int
+    lines_nudged: int
+    payments_nudged: bool
+    callbacks_nudged: bool
+
+
+def pipeline_sweep() -> SweepReport:
+    """Drive on everything nobody is driving: lines with waiting orders (forced when they went
+    stale: their nudge was lost), payments and callbacks due, holds past their time. Rebuilds
+    a line's Redis counters when Redis lost them. Cheap when idle: indexed EXISTS queries."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
+    expired = 0
+    while (batch := holds_expire()) > 0:
+        expired += batch
+    coupons_expired = coupons_services.coupons_expire(now=now)
+    stale = set(selectors.stale_received_campaigns(before=stale_before))
+    waiting = selectors.waiting_campaigns()
+    for campaign_id in waiting:
+        if not fast.queue_known(campaign_id):
+            last, first = selectors.queue_tickets(campaign_id=campaign_id)
+            fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
+        nudge_reservations(campaign_id, force=campaign_id in stale)
+    payments_due = selectors.payments_due_exist(now=now, stale_before=stale_before)
+    if payments_due:
+        nudge_payments(force=True)
+    callbacks_due = selectors.callbacks_due_exist(now=now)
+    if callbacks_due:
+        nudge_callbacks(force=True)
+    if expired or stale:
+        log.info("sweep: expired %s holds; lines gone stale: %s", expired, sorted(map(str, stale)))
+    return SweepReport(
+        expired=expired,
+        coupons_expired=coupons_expired,
+        lines_nudged=len(waiting),
+        payments_nudged=payments_due,
+        callbacks_nudged=callbacks_due,
+    )

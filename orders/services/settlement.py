@@ -1,0 +1,330 @@
+"""Settlement: charging reserved orders through the gateway, in batches, without ever
+charging twice.
+
+(a) a short transaction claims due orders and marks their Payment `pending` (a lease);
+(b) the gateway is called outside any transaction, concurrently, each call with the
+    payment's stored idempotency key (derived from the order, the same on every attempt);
+(c) a second short transaction records the outcomes.
+An unknown outcome (time-out, 5xx, a worker killed mid-call so its lease ran out) is settled
+by asking the gateway for the order's charges, never by guessing; only if the gateway has
+none is the charge sent again, with the same key.
+
+# lock order: order → campaign → coupon → product → payment
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache, partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config import fast
+from config.errors import InvalidTransition
+from orders import selectors
+from orders.gateway.client import ChargeOutcome, GatewayClient
+from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservation
+from orders.services.holds import holds_close
+from orders.services.nudges import PAY, nudge_payments
+from orders.services.transitions import orders_move
+
+log = logging.getLogger(__name__)
+
+PS = Payment.Status
+
+
+@dataclass(frozen=True)
+class ChargeJob:
+    order_id: int
+    payment_id: int
+    attempt: int
+    idempotency_key: str
+    amount: int
+    currency: str
+    reference: str
+    customer: str
+    ask_first: bool  # the last attempt's outcome is unknown: look it up before charging
+
+
+@dataclass
+class Claimed:
+    jobs: list[ChargeJob] = field(default_factory=list)
+    settled_free: int = 0  # payable 0: paid without a charge
+
+
+def payment_key(order: Order) -> str:
+    return f"order-{order.public_id}"
+
+
+@cache
+def gateway() -> GatewayClient:
+    """One pooled client per worker process."""
+    return GatewayClient(
+        base_url=settings.PAYMENT_GATEWAY_URL,
+        api_key=settings.PAYMENT_GATEWAY_KEY,
+        timeout=settings.PAYMENT_GATEWAY_TIMEOUT,
+        pool_size=settings.PAYMENT_CONCURRENCY,
+    )
+
+
+def _lease_seconds() -> float:
+    # Long enough for a lookup and a charge to time out; after that the worker is presumed dead.
+    return settings.PAYMENT_GATEWAY_TIMEOUT * 3 + 5
+
+
+def _backoff(attempts: int) -> float:
+    return min(300.0, 2.0 ** min(attempts, 9)) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def _payment_move(
+    payment: Payment,
+    to: str,
+    *,
+    actor: str,
+    now: datetime,
+    events: list[OrderEvent],
+    **data: object,
+) -> None:
+    if to not in PAYMENT_ALLOWED[payment.status]:
+        raise InvalidTransition(entity="payment", current=payment.status, target=to)
+    events.append(
+        OrderEvent(
+            order_id=payment.order_id,
+            source=f"payment:{payment.status}",
+            target=f"payment:{to}",
+            actor=actor,
+            data={k: v for k, v in data.items() if v not in (None, "")},
+            created_at=now,
+        )
+    )
+    payment.status = to
+    payment.updated_at = now
+
+
+def payments_claim_batch(*, limit: int) -> Claimed:
+    """Claim up to `limit` reserved orders that are due a charge attempt. Orders with nothing
+    to pay are paid here and now. A hold that ran out before its first attempt is left to
+    the sweep to expire: no charge starts on an expired hold."""
+    now = timezone.now()
+    claimed = Claimed()
+    actor = "worker:settle"
+    with transaction.atomic():
+        orders = selectors.orders_due_for_payment_for_update(now=now, limit=limit)
+        if not orders:
+            return claimed
+        ids = [o.pk for o in orders]
+        payments = selectors.payments_by_order(ids)
+        holds = selectors.reservations_by_order(ids)
+        lease_until = now + timedelta(seconds=_lease_seconds())
+        events: list[OrderEvent] = []
+        free: list[Order] = []
+        created: list[Payment] = []
+        renewed: list[Payment] = []
+        ask_first: dict[int, bool] = {}
+        for order in orders:
+            payment = payments.get(order.pk)
+            hold = holds[order.pk]
+            nothing_charged_yet = payment is None or payment.status == PS.RETRY
+            if nothing_charged_yet and hold.expires_at <= now:
+                continue
+            if order.payable == 0:
+                free.append(order)
+                created.append(
+                    Payment(
+                        order=order,
+                        idempotency_key=payment_key(order),
+                        amount=0,
+                        status=PS.NOT_REQUIRED,
+                    )
+                )
+                continue
+            if payment is None:
+                payment = Payment(
+                    order=order,
+                    idempotency_key=payment_key(order),
+                    amount=order.payable,
+                    currency=order.currency,
+                    attempts=1,
+                    next_attempt_at=lease_until,
+                    created_at=now,
+                )
+                created.append(payment)
+                events.append(
+                    OrderEvent(
+                        order_id=order.pk,
+                        source="payment:",
+                        target="payment:pending",
+                        actor=actor,
+                        created_at=now,
+                    )
+                )
+            else:
+                if payment.status == PS.PENDING:  # the lease ran out: its worker died mid-call
+                    _payment_move(
+                        payment,
+                        PS.UNKNOWN,
+                        actor=actor,
+                        now=now,
+                        events=events,
+                        error="lease expired",
+                    )
+                ask_first[order.pk] = payment.status == PS.UNKNOWN
+                _payment_move(payment, PS.PENDING, actor=actor, now=now, events=events)
+                payment.attempts += 1
+                payment.next_attempt_at = lease_until
+                renewed.append(payment)
+        holds_close(free, outcome=Reservation.Outcome.SOLD, now=now)
+        orders_move(
+            free,
+            Order.Status.PAID,
+            actor=actor,
+            now=now,
+            data={o.pk: {"charge": "none: nothing to pay"} for o in free},
+        )
+        Payment.objects.bulk_create(created)
+        Payment.objects.bulk_update(
+            renewed, ["status", "attempts", "next_attempt_at", "updated_at"]
+        )
+        OrderEvent.objects.bulk_create(events)
+        claimed.settled_free = len(free)
+        by_id = {o.pk: o for o in orders}
+        claimed.jobs = [
+            ChargeJob(
+                order_id=p.order_id,
+                payment_id=p.pk,
+                attempt=p.attempts,
+                idempotency_key=p.idempotency_key,
+                amount=p.amount,
+                currency=p.currency,
+                reference=str(by_id[p.order_id].public_id),
+                customer=by_id[p.order_id].customer_id,
+                ask_first=ask_first.get(p.order_id, False),
+            )
+            for p in [*created, *renewed]
+            if p.status == PS.PENDING
+        ]
+    return claimed
+
+
+def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
+    """One attempt, outside any transaction. After an unknown outcome, the gateway's record
+    decides; a charge is (re)sent only when it has none, and with the same key."""
+    if job.ask_first:
+        charges = client.charges_for(reference=job.reference)
+        if charges is None:
+            return ChargeOutcome(kind="unknown", error="could not look up earlier charges")
+        for status in ("succeeded", "declined"):
+            found = [c for c in charges if c.get("status") == status]
+            if found:
+                return ChargeOutcome(kind=status, charge_id=str(found[0].get("id", "")))  # type: ignore[arg-type]
+    return client.charge(
+        idempotency_key=job.idempotency_key,
+        amount=job.amount,
+        currency=job.currency,
+        reference=job.reference,
+        customer=job.customer,
+    )
+
+
+def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[str, int]:
+    """Write the outcomes: succeeded → paid (hold sold), declined → payment_failed (hold
+    released), unknown/retry → tried again later. An outcome whose claim is stale (the
+    payment was claimed again since) is dropped: that later attempt owns the payment."""
+    now = timezone.now()
+    actor = "worker:settle"
+    counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0}
+    with transaction.atomic():
+        orders = {
+            o.pk: o for o in selectors.orders_for_update(order_ids=[j.order_id for j, _ in results])
+        }
+        payments = selectors.payments_by_order(orders)
+        events: list[OrderEvent] = []
+        paid: list[Order] = []
+        failed: list[Order] = []
+        changed: list[Payment] = []
+        for job, outcome in results:
+            order, payment = orders[job.order_id], payments[job.order_id]
+            if (
+                order.status != Order.Status.RESERVED
+                or payment.status != PS.PENDING
+                or payment.attempts != job.attempt
+            ):
+                continue
+            counts[outcome.kind] += 1
+            if outcome.kind == "succeeded":
+                payment.charge_id = outcome.charge_id or ""
+                _payment_move(
+                    payment,
+                    PS.SUCCEEDED,
+                    actor=actor,
+                    now=now,
+                    events=events,
+                    charge=outcome.charge_id,
+                )
+                paid.append(order)
+            elif outcome.kind == "declined":
+                payment.charge_id = outcome.charge_id or ""
+                _payment_move(
+                    payment,
+                    PS.DECLINED,
+                    actor=actor,
+                    now=now,
+                    events=events,
+                    charge=outcome.charge_id,
+                )
+                failed.append(order)
+            else:
+                wait = (
+                    outcome.retry_after
+                    if outcome.kind == "retry" and outcome.retry_after
+                    else _backoff(payment.attempts)
+                )
+                payment.next_attempt_at = now + timedelta(seconds=wait)
+                payment.last_error = (outcome.error or outcome.kind)[:2000]
+                target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
+                _payment_move(
+                    payment, target, actor=actor, now=now, events=events, error=outcome.error
+                )
+            changed.append(payment)
+        holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
+        orders_move(paid, Order.Status.PAID, actor=actor, now=now)
+        holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
+        orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
+        Payment.objects.bulk_update(
+            changed, ["status", "charge_id", "next_attempt_at", "last_error", "updated_at"]
+        )
+        OrderEvent.objects.bulk_create(events)
+    return counts
+
+
+def payments_drain() -> int:
+    """The settlement worker's loop: claim, call concurrently, record; until nothing is due
+    or WORKER_DRAIN_SECONDS pass (then hand over to a fresh message). Returns orders handled."""
+    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
+    handled = 0
+    client = gateway()
+    with ThreadPoolExecutor(
+        max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
+    ) as pool:
+        while time.monotonic() < deadline:
+            claimed = payments_claim_batch(limit=settings.SETTLEMENT_BATCH_SIZE)
+            if not claimed.jobs and not claimed.settled_free:
+                fast.nudge_release(PAY, "all")
+                claimed = payments_claim_batch(limit=settings.SETTLEMENT_BATCH_SIZE)
+                if not claimed.jobs and not claimed.settled_free:
+                    return handled
+                fast.nudge_hold(PAY, "all")
+            handled += claimed.settled_free + len(claimed.jobs)
+            if claimed.jobs:
+                outcomes = list(pool.map(partial(payment_attempt, client), claimed.jobs))
+                payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+    nudge_payments(force=True)
+    return handled

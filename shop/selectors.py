@@ -1,0 +1,91 @@
+"""Reads of the catalogue and of API clients."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from shop.models import ApiClient, ApiKey, Product
+
+
+def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
+    qs = Product.objects.select_related("store").order_by("sku")
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(sku__icontains=search))
+    if store:
+        qs = qs.filter(store__slug=store)
+    return qs
+
+
+def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
+    """Price and id for each known SKU (unknown ones are simply absent)."""
+    return {
+        p.sku: p
+        for p in Product.objects.filter(sku__in=list(skus)).only("id", "sku", "price", "currency")
+    }
+
+
+def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
+    """Lock products in pk order (lock order: ... → coupon → product). Inside an atomic block."""
+    rows = Product.objects.select_for_update().filter(pk__in=list(product_ids)).order_by("pk")
+    return {p.pk: p for p in rows.only("id", "sku", "stock")}
+
+
+def api_key_hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class _KeyCache:
+    """Per-process cache of key hash → client id, so the intake path costs no query for auth.
+
+    A revoked key stops working within API_KEY_CACHE_SECONDS (documented in README).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, ApiClient | None]] = {}
+
+    def get(self, key_hash: str) -> tuple[bool, ApiClient | None]:
+        with self._lock:
+            hit = self._entries.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def put(self, key_hash: str, client: ApiClient | None) -> None:
+        ttl = settings.API_KEY_CACHE_SECONDS
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:  # bound memory against key-guessing floods
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic() + ttl, client)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+key_cache = _KeyCache()
+
+
+def api_client_for_key(raw_key: str) -> ApiClient | None:
+    """The active client owning this unrevoked key, or None. Lookup is by hash (indexed), so
+    no comparison of secrets happens in Python at all."""
+    key_hash = api_key_hash(raw_key)
+    found, client = key_cache.get(key_hash)
+    if found:
+        return client
+    key = (
+        ApiKey.objects.select_related("client")
+        .filter(key_hash=key_hash, revoked_at__isnull=True, client__is_active=True)
+        .first()
+    )
+    client = key.client if key else None
+    key_cache.put(key_hash, client)
+    return client

@@ -1,0 +1,78 @@
+"""Writes to the catalogue: stock moves, API clients and keys.
+
+# lock order: order → campaign → coupon → product. Stock is taken after the caller locked
+# the products with `selectors.products_for_update` (pk order), so concurrent batches queue.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from shop.errors import OutOfStock
+from shop.models import ApiClient, ApiKey, Product
+from shop.selectors import api_key_hash, key_cache
+
+
+def stock_take(*, quantities: Mapping[int, int]) -> None:
+    """Take units of each product (id → units). Raises OutOfStock and takes nothing if any is
+    short; the caller's transaction rolls back. `CHECK (stock >= 0)` backs this up."""
+    for product_id in sorted(quantities):
+        units = quantities[product_id]
+        if units <= 0:
+            continue
+        taken = Product.objects.filter(pk=product_id, stock__gte=units).update(
+            stock=F("stock") - units, updated_at=timezone.now()
+        )
+        if taken == 0:
+            raise OutOfStock(f"Product {product_id} has fewer than {units} units left.")
+
+
+def stock_return(*, quantities: Mapping[int, int]) -> None:
+    """Give held units back (a hold released). Exactly-once is the caller's job: it releases
+    only while closing the hold's row."""
+    for product_id in sorted(quantities):
+        units = quantities[product_id]
+        if units > 0:
+            Product.objects.filter(pk=product_id).update(
+                stock=F("stock") + units, updated_at=timezone.now()
+            )
+
+
+def stock_add(*, product_id: int, units: int) -> None:
+    """Put more units on sale (staff restock)."""
+    Product.objects.filter(pk=product_id).update(
+        stock=F("stock") + units, stock_total=F("stock_total") + units, updated_at=timezone.now()
+    )
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    raw: str  # shown once, never stored
+
+
+def api_client_create(*, name: str) -> ApiClient:
+    return ApiClient.objects.create(name=name, webhook_secret=secrets.token_hex(32))
+
+
+@transaction.atomic
+def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
+    """A new key for the client; older keys keep working until revoked (rotation)."""
+    raw = f"cop_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        client_id=client_id, prefix=raw[:12], key_hash=api_key_hash(raw), label=label
+    )
+    return IssuedKey(key=key, raw=raw)
+
+
+def api_key_revoke(*, key_id: int) -> None:
+    ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), updated_at=timezone.now()
+    )
+    key_cache.clear()
