@@ -182,6 +182,9 @@ CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=15 * 60)
+# A `pending` payment older than this lost its worker mid-call: its outcome is looked up.
+# Long enough for a lookup and a charge to both time out.
+PAYMENT_LEASE_SECONDS = env.float("PAYMENT_LEASE_SECONDS", default=PAYMENT_GATEWAY_TIMEOUT * 3 + 5)
 # A non-terminal order nobody touched for this long is driven on by the sweep.
 STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=30)
 CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)

@@ -18,3 +18,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CALLBACK_ALLOW_HTTP = True
 API_KEY_CACHE_SECONDS = 0.0
 LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
+
+# Short clocks so that recovery paths (lost nudges, dead workers, expired holds) run in
+# seconds. The worker processes started by the tests read these same settings.
+STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=2)
+PAYMENT_GATEWAY_TIMEOUT = env.float("PAYMENT_GATEWAY_TIMEOUT", default=2.0)
+PAYMENT_LEASE_SECONDS = env.float("PAYMENT_LEASE_SECONDS", default=4.0)
+HOLD_SECONDS = env.int("HOLD_SECONDS", default=600)
+WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=3.0)
+PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:18765")
+PAYMENT_GATEWAY_KEY = "test-sandbox-key"  # noqa: S105

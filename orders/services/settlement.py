@@ -75,11 +75,6 @@ def gateway() -> GatewayClient:
     )
 
 
-def _lease_seconds() -> float:
-    # Long enough for a lookup and a charge to time out; after that the worker is presumed dead.
-    return settings.PAYMENT_GATEWAY_TIMEOUT * 3 + 5
-
-
 def _backoff(attempts: int) -> float:
     return min(300.0, 2.0 ** min(attempts, 9)) * random.uniform(0.5, 1.0)  # noqa: S311
 
@@ -123,7 +118,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
         ids = [o.pk for o in orders]
         payments = selectors.payments_by_order(ids)
         holds = selectors.reservations_by_order(ids)
-        lease_until = now + timedelta(seconds=_lease_seconds())
+        lease_until = now + timedelta(seconds=settings.PAYMENT_LEASE_SECONDS)
         events: list[OrderEvent] = []
         free: list[Order] = []
         created: list[Payment] = []

@@ -1,0 +1,105 @@
+"""Shared fixtures. Real PostgreSQL (pytest-django's test database) and real Redis (DB 15
+for the app, DB 14 for the Celery broker, so that flushing one never touches the other)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from config import fast
+from shop import services as shop_services
+from shop.models import ApiClient
+from shop.selectors import key_cache
+from tests import stack
+from tests.factories.shop import ApiClientFactory
+
+LOG_DIR = stack.PROJECT_ROOT / ".run" / "test-logs"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fast_state() -> Iterator[None]:
+    """Every test starts with empty fast state: Redis DB 15 flushed, caches cleared."""
+    fast.client().flushdb()
+    key_cache.clear()
+    yield
+    key_cache.clear()
+
+
+@pytest.fixture
+def chatbot(db: None) -> ApiClient:
+    return ApiClientFactory()
+
+
+def api_for(client: ApiClient) -> APIClient:
+    """An APIClient that authenticates the way a chatbot does: a real key, through the real
+    authentication class."""
+    raw = shop_services.api_key_issue(client_id=client.pk).raw
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return api
+
+
+@pytest.fixture
+def api(chatbot: ApiClient) -> APIClient:
+    return api_for(chatbot)
+
+
+# --- The real stack, as processes ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR
+
+
+@pytest.fixture(scope="session")
+def sandbox(log_dir: Path) -> Iterator[httpx.Client]:
+    """The sandbox gateway at PAYMENT_GATEWAY_URL; yields a client for its control endpoints."""
+    port = int(settings.PAYMENT_GATEWAY_URL.rsplit(":", 1)[1])
+    process = stack.start_sandbox(port, log_dir / "sandbox.log")
+    control = httpx.Client(base_url=settings.PAYMENT_GATEWAY_URL, headers=stack.SANDBOX_AUTH, timeout=5)
+    yield control
+    control.close()
+    stack.stop(process)
+
+
+@pytest.fixture
+def gateway(sandbox: httpx.Client) -> httpx.Client:
+    """The sandbox with an empty ledger and its start-up config."""
+    sandbox.post("/_sandbox/reset", json={"config": True}).raise_for_status()
+    return sandbox
+
+
+def database_url_of_tests() -> str:
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup: None) -> dict[str, str]:
+    """What a worker process needs to share this test session's database and broker."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no stale messages from old runs
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_of_tests(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def worker(worker_env: dict[str, str], sandbox: httpx.Client, log_dir: Path) -> Iterator[None]:
+    """A real Celery worker process consuming every queue, for a module of pipeline tests."""
+    process = stack.start_worker(
+        log_dir / "worker.log", queues="reservations,payments,callbacks,maintenance", env=worker_env
+    )
+    yield
+    stack.stop(process)

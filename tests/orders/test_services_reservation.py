@@ -1,0 +1,192 @@
+"""Reservation batches against the real database: every rejection reason, the holds they
+take, and the exactly-once release."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from coupons.models import Campaign, Coupon
+from orders import services
+from orders.models import ORDER_ALLOWED, Order, OrderEvent, Reservation
+from shop.models import Product
+from tests.factories.coupons import CampaignFactory
+from tests.factories.orders import claim, place
+from tests.factories.shop import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+R = Order.Reason
+
+
+def reserve(campaign: Campaign | None) -> services.holds.BatchResult:
+    return services.reservations_take_batch(campaign_id=campaign.pk if campaign else None, limit=500)
+
+
+def test_every_status_is_in_the_transition_table() -> None:
+    # given / when / then
+    assert set(ORDER_ALLOWED) == set(Order.Status.values)
+
+
+def test_reserving_holds_stock_coupon_and_budget(chatbot) -> None:
+    # given
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(price=1800, stock=10)
+    coupon = claim(chatbot, campaign, "c-1")
+    order = place(chatbot, "c-1", [(tea, 2)], coupon=coupon)
+    # when
+    result = reserve(campaign)
+    # then
+    order.refresh_from_db()
+    tea.refresh_from_db()
+    campaign.refresh_from_db()
+    coupon.refresh_from_db()
+    assert result.reserved == 1
+    assert order.status == Order.Status.RESERVED
+    assert (order.subtotal, order.discount, order.payable) == (3600, 2500, 1100)
+    assert tea.stock == 8
+    assert campaign.budget_held == 2500
+    assert coupon.status == Coupon.Status.RESERVED
+    assert Reservation.objects.get(order=order).closed_at is None
+    assert list(OrderEvent.objects.filter(order=order).values_list("source", "target")) == [
+        ("received", "reserved")
+    ]
+
+
+def test_a_second_run_finds_nothing_to_do(chatbot) -> None:
+    # given
+    tea = ProductFactory(stock=10)
+    place(chatbot, "c-1", [(tea, 1)])
+    reserve(None)
+    # when
+    again = reserve(None)
+    # then
+    tea.refresh_from_db()
+    assert again.seen == 0
+    assert tea.stock == 9
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("unknown_coupon", R.COUPON_INVALID),
+        ("someone_elses_coupon", R.COUPON_INVALID),
+        ("expired_coupon", R.COUPON_EXPIRED),
+        ("coupon_already_held", R.COUPON_IN_USE),
+        ("limit_lowered", R.LIMIT_REACHED),
+        ("no_stock", R.SOLD_OUT),
+        ("too_few_units", R.OUT_OF_STOCK),
+        ("budget_spent", R.BUDGET_EXHAUSTED),
+        ("campaign_ended", R.CAMPAIGN_NOT_ACTIVE),
+    ],
+)
+def test_each_rejection_reason(chatbot, setup: str, reason: str) -> None:
+    # given
+    campaign = CampaignFactory(per_customer_limit=2, budget_total=10_000)
+    tea = ProductFactory(price=1800, stock=5)
+    coupon = claim(chatbot, campaign, "c-1")
+    kwargs: dict[str, object] = {"coupon": coupon}
+    quantity = 1
+    if setup == "unknown_coupon":
+        kwargs = {"coupon_code": "NOSUCHCODE"}
+    elif setup == "someone_elses_coupon":
+        kwargs = {"coupon_code": claim(chatbot, campaign, "c-2").code}
+    elif setup == "expired_coupon":
+        Coupon.objects.filter(pk=coupon.pk).update(valid_until=timezone.now() - timedelta(seconds=1))
+    elif setup == "coupon_already_held":
+        place(chatbot, "c-1", [(tea, 1)], coupon=coupon)
+    elif setup == "limit_lowered":
+        place(chatbot, "c-1", [(tea, 1)], coupon=claim(chatbot, campaign, "c-1"))
+        reserve(campaign)
+        Campaign.objects.filter(pk=campaign.pk).update(per_customer_limit=1)
+    elif setup == "no_stock":
+        Product.objects.filter(pk=tea.pk).update(stock=0)
+    elif setup == "too_few_units":
+        quantity = 6
+    elif setup == "budget_spent":
+        Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
+    elif setup == "campaign_ended":
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
+    order = place(chatbot, "c-1", [(tea, quantity)], **kwargs)
+    # when
+    reserve(order.campaign)
+    # then
+    order.refresh_from_db()
+    assert order.status == Order.Status.REJECTED
+    assert order.reason == reason
+    assert not Reservation.objects.filter(order=order).exists()
+
+
+def test_first_come_first_served_within_a_batch(chatbot) -> None:
+    # given: three orders for two units
+    tea = ProductFactory(stock=2)
+    orders = [place(chatbot, f"c-{i}", [(tea, 1)]) for i in range(3)]
+    # when
+    reserve(None)
+    # then
+    statuses = [Order.objects.get(pk=o.pk).status for o in orders]
+    assert statuses == [Order.Status.RESERVED, Order.Status.RESERVED, Order.Status.REJECTED]
+
+
+def test_a_paused_campaign_keeps_its_line_waiting(chatbot) -> None:
+    # given
+    campaign = CampaignFactory(status=Campaign.Status.PAUSED)
+    tea = ProductFactory()
+    order = place(chatbot, "c-1", [(tea, 1)], coupon=claim_unpaused(chatbot, campaign, "c-1"))
+    # when
+    result = reserve(campaign)
+    # then
+    order.refresh_from_db()
+    assert result.seen == 0
+    assert order.status == Order.Status.RECEIVED
+
+
+def claim_unpaused(chatbot, campaign: Campaign, customer_id: str) -> Coupon:
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ACTIVE)
+    coupon = claim(chatbot, campaign, customer_id)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
+    return coupon
+
+
+def test_cancel_releases_everything_once(chatbot) -> None:
+    # given
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(stock=10)
+    coupon = claim(chatbot, campaign, "c-1")
+    order = place(chatbot, "c-1", [(tea, 3)], coupon=coupon)
+    reserve(campaign)
+    # when: cancelled twice
+    services.order_cancel(client_id=chatbot.pk, public_id=str(order.public_id), actor="test")
+    services.order_cancel(client_id=chatbot.pk, public_id=str(order.public_id), actor="test")
+    # then
+    tea.refresh_from_db()
+    campaign.refresh_from_db()
+    coupon.refresh_from_db()
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert tea.stock == 10
+    assert campaign.budget_held == 0
+    assert coupon.status == Coupon.Status.ISSUED
+    assert Reservation.objects.get(order=order).outcome == Reservation.Outcome.RELEASED
+
+
+def test_holds_past_their_time_expire_and_release(chatbot) -> None:
+    # given
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(stock=10)
+    order = place(chatbot, "c-1", [(tea, 1)], coupon=claim(chatbot, campaign, "c-1"))
+    reserve(campaign)
+    Reservation.objects.filter(order=order).update(expires_at=timezone.now() - timedelta(seconds=1))
+    # when
+    expired = services.holds_expire()
+    again = services.holds_expire()
+    # then
+    order.refresh_from_db()
+    tea.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (expired, again) == (1, 0)
+    assert order.status == Order.Status.EXPIRED
+    assert tea.stock == 10
+    assert campaign.budget_held == 0

@@ -1,0 +1,61 @@
+"""Each task delivered twice changes nothing the second time: a message is a nudge, and the
+worker does only what is still due. Tasks are called directly, in this process."""
+
+from __future__ import annotations
+
+import pytest
+
+from coupons.models import Campaign
+from orders.models import CallbackDelivery, Order, OrderEvent, Payment
+from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task, sweep_task
+from shop.models import Product
+from tests.factories.coupons import CampaignFactory
+from tests.factories.orders import claim, place
+from tests.factories.shop import ProductFactory
+from tests.pipeline import ledger
+
+pytestmark = pytest.mark.django_db
+
+
+def snapshot() -> tuple:
+    return (
+        sorted(Order.objects.values_list("id", "status", "reason")),
+        sorted(Product.objects.values_list("id", "stock")),
+        sorted(Campaign.objects.values_list("id", "budget_held", "budget_spent", "coupons_issued")),
+        sorted(Payment.objects.values_list("order_id", "status", "attempts")),
+        OrderEvent.objects.count(),
+        CallbackDelivery.objects.count(),
+    )
+
+
+def test_every_task_twice_is_the_same_as_once(chatbot, gateway) -> None:
+    # given: a paying order, a declined one and one without stock, all with callbacks
+    campaign = CampaignFactory(budget_total=100_000)
+    tea = ProductFactory(price=3000, stock=2)
+    hook = "http://127.0.0.1:9/unreachable"  # deliveries fail and are retried later
+    for customer in ("c-1", "decline-2", "c-3"):
+        place(chatbot, customer, [(tea, 1)], coupon=claim(chatbot, campaign, customer), callback_url=hook)
+    # when / then
+    for task, args in [
+        (reserve_orders_task, (campaign.pk,)),
+        (settle_payments_task, ()),
+        (deliver_callbacks_task, ()),
+        (sweep_task, ()),
+    ]:
+        task(*args)
+        once = snapshot()
+        task(*args)
+        assert snapshot() == once, f"{task.name} changed state when delivered twice"
+    statuses = dict(Order.objects.values_list("customer_id", "status"))
+    assert statuses == {"c-1": "paid", "decline-2": "payment_failed", "c-3": "rejected"}
+    assert sorted(c["status"] for c in ledger(gateway)["charges"]) == ["declined", "succeeded"]
+
+
+def test_a_stale_nudge_for_an_unknown_campaign_does_nothing(chatbot) -> None:
+    # given
+    before = snapshot()
+    # when
+    reserve_orders_task(987654)
+    settle_payments_task()
+    # then
+    assert snapshot() == before

@@ -1,0 +1,99 @@
+"""Starting real parts of the stack as processes, for the tests: the sandbox gateway and
+Celery workers. Used by conftest fixtures; nothing here is a fake."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SANDBOX_KEY = "test-sandbox-key"
+SANDBOX_AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
+START_TIMEOUT_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a process in its own process group (so a test can kill it and its children)."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Signal the whole process group and wait; SIGKILL if it does not go."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "orders.gateway.sandbox", "--port", str(port)]
+    command += ["--latency-ms", str(latency_ms), "--key", SANDBOX_KEY]
+    process = spawn(command, log_path)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/_sandbox/config", headers=SANDBOX_AUTH, timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, process, log_path, "sandbox gateway")
+    return process
+
+
+def start_worker(
+    log_path: Path, *, queues: str, env: dict[str, str], concurrency: int = 2
+) -> subprocess.Popen[bytes]:
+    """A real `celery -A config worker`, prefork, consuming `queues`; ready once it logs so."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues]
+    command += ["-c", str(concurrency), "--prefetch-multiplier=1", "--without-gossip"]
+    command += ["--without-mingle", "--without-heartbeat", "--loglevel=INFO", "-n", f"test-{queues}@%h"]
+    start = log_path.stat().st_size if log_path.exists() else 0
+    process = spawn(command, log_path, env)
+
+    def ready() -> bool:
+        with log_path.open("rb") as log:
+            log.seek(start)
+            return b" ready." in log.read()
+
+    wait_until(ready, process, log_path, "celery worker")
+    return process

@@ -1,0 +1,158 @@
+"""Concurrency proved with concurrency: threads racing against the real database, many more
+requests than there is stock, coupons or budget."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from config.errors import DomainError
+from coupons import services as coupons_services
+from coupons.models import Campaign, Coupon
+from orders import services
+from orders.models import Order, Reservation
+from shop.models import Product
+from tests.factories.coupons import CampaignFactory
+from tests.factories.orders import claim, place
+from tests.factories.shop import ApiClientFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+THREADS = 16
+
+
+def race(calls: list[Callable[[], object]]) -> list[object]:
+    """Run the calls from THREADS threads, all released at once by a start gate; each thread
+    has its own database connection. Returns results, or the DomainError each raised."""
+    gate = threading.Event()
+
+    def run(call: Callable[[], object]) -> object:
+        gate.wait(timeout=10)
+        try:
+            return call()
+        except DomainError as exc:
+            return exc
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        gate.set()
+        return [f.result() for f in futures]
+
+
+def drain_concurrently(campaign_id: int | None, *, batch: int = 7) -> None:
+    """Several workers taking small batches of the same line at once."""
+
+    def worker() -> None:
+        while services.reservations_take_batch(campaign_id=campaign_id, limit=batch).seen:
+            pass
+
+    race([worker] * 6)
+
+
+def test_200_orders_for_50_units_hold_exactly_50() -> None:
+    # given
+    client = ApiClientFactory()
+    tea = ProductFactory(stock=50)
+    # when: 200 orders placed at once, then reserved by six concurrent workers
+    race([lambda i=i: place(client, f"c-{i}", [(tea, 1)]) for i in range(200)])
+    drain_concurrently(None)
+    # then
+    statuses = Counter(Order.objects.values_list("status", flat=True))
+    assert statuses == {"reserved": 50, "rejected": 150}
+    assert Product.objects.get(pk=tea.pk).stock == 0
+    assert Reservation.objects.count() == 50
+
+
+def test_100_claims_for_10_coupons_issue_exactly_10() -> None:
+    # given
+    client = ApiClientFactory()
+    campaign = CampaignFactory(coupons_total=10)
+    # when
+    results = race([lambda i=i: claim(client, campaign, f"c-{i}") for i in range(100)])
+    # then
+    issued = [r for r in results if isinstance(r, Coupon)]
+    refused = Counter(r.code for r in results if isinstance(r, DomainError))
+    assert len(issued) == 10
+    assert refused == {"sold_out": 90}
+    assert Coupon.objects.count() == 10
+    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 10
+
+
+def test_one_customers_concurrent_claims_stay_within_the_limit() -> None:
+    # given
+    client = ApiClientFactory()
+    campaign = CampaignFactory(per_customer_limit=2, coupons_total=100)
+    # when: 30 claims for the same customer, each with its own idempotency key
+    results = race([lambda: claim(client, campaign, "greedy") for _ in range(30)])
+    # then
+    assert Coupon.objects.filter(customer_id="greedy").count() == 2
+    assert Counter(type(r).__name__ for r in results) == {"Coupon": 2, "LimitReached": 28}
+    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 2
+
+
+def test_replayed_claims_racing_give_one_coupon() -> None:
+    # given
+    client = ApiClientFactory()
+    campaign = CampaignFactory(per_customer_limit=5)
+    key = uuid.uuid4().hex
+
+    def replay() -> object:
+        return coupons_services.coupon_claim(
+            client_id=client.pk, slug=campaign.slug, customer_id="c-1", idempotency_key=key
+        ).coupon
+
+    # when
+    results = race([replay] * 20)
+    # then
+    assert {r.code for r in results} == {Coupon.objects.get().code}
+
+
+def test_concurrent_orders_with_one_coupon_only_one_holds_it() -> None:
+    # given
+    client = ApiClientFactory()
+    campaign = CampaignFactory()
+    tea = ProductFactory(stock=100)
+    coupon = claim(client, campaign, "c-1")
+    # when
+    race([lambda: place(client, "c-1", [(tea, 1)], coupon=coupon) for _ in range(20)])
+    drain_concurrently(campaign.pk, batch=3)
+    # then
+    statuses = Counter(Order.objects.values_list("status", "reason"))
+    assert statuses == {("reserved", ""): 1, ("rejected", "coupon_in_use"): 19}
+    assert Coupon.objects.get(pk=coupon.pk).status == Coupon.Status.RESERVED
+
+
+def test_the_budget_is_never_exceeded() -> None:
+    # given: budget for exactly 5 full discounts, 40 customers with coupons
+    client = ApiClientFactory()
+    campaign = CampaignFactory(budget_total=5 * 2500, coupons_total=100)
+    tea = ProductFactory(price=3000, stock=1000)
+    coupons = [claim(client, campaign, f"c-{i}") for i in range(40)]
+    # when
+    race([lambda c=c: place(client, c.customer_id, [(tea, 1)], coupon=c) for c in coupons])
+    drain_concurrently(campaign.pk, batch=4)
+    # then
+    campaign.refresh_from_db()
+    statuses = Counter(Order.objects.values_list("status", "reason"))
+    assert statuses == {("reserved", ""): 5, ("rejected", "budget_exhausted"): 35}
+    assert campaign.budget_held == 12_500
+    assert campaign.budget_held + campaign.budget_spent <= campaign.budget_total
+
+
+def test_replayed_orders_racing_give_one_order() -> None:
+    # given
+    client = ApiClientFactory()
+    tea = ProductFactory()
+    # when
+    results = race([lambda: place(client, "c-1", [(tea, 1)], key="same-key") for _ in range(20)])
+    # then
+    assert Order.objects.count() == 1
+    assert {r.pk for r in results} == {Order.objects.get().pk}
