@@ -1,0 +1,256 @@
+"""Admin for the catalogue and the chatbot clients: a window onto state, writes go to services.
+
+Also home to the few admin helpers the other apps share (money in yuan, saving only what the
+form changed, a count that does not scan big tables). They sit here, at the bottom of the
+dependency chain (orders → coupons → shop), so that every app may import them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Count, Q, QuerySet
+from django.utils.functional import cached_property
+
+from shop import services
+from shop.models import ApiClient, ApiKey, Product, Store
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+    from django.forms import ModelForm
+    from django.http import HttpRequest
+
+
+# --- Shared helpers ------------------------------------------------------------------------
+
+
+def yuan(fen: int) -> str:
+    """Minor units as yuan for people, in integer arithmetic (money is never a float)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
+
+
+class SaveChangedFieldsOnly(admin.ModelAdmin):
+    """On change, write only the fields the form changed.
+
+    A plain `save()` writes every column from the row read at the start of the request, so an
+    edit of a product's name would put back the stock that orders took meanwhile (and a
+    campaign edit its coupon and budget counters, a key's label edit an un-revoke). Counters
+    change only through services' conditional UPDATEs; the admin must never overwrite them.
+    """
+
+    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        columns = {f.name for f in obj._meta.concrete_fields}
+        fields = [name for name in form.changed_data if name in columns]
+        if fields and "updated_at" in columns:
+            fields.append("updated_at")
+        if fields:
+            obj.save(update_fields=fields)
+
+
+class EstimatedCountPaginator(Paginator):
+    """Pagination for tables of millions of rows.
+
+    The changelist counts its rows on every page. Unfiltered, that is a scan of the whole
+    table, so the planner's estimate (`pg_class.reltuples`, kept by autovacuum) is used once
+    the table is big; the last page may then come out short or empty. Filtered lists are
+    counted exactly: the filters narrow them, and staff expect exact numbers there.
+    """
+
+    exact_below = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        object_list = self.object_list
+        if isinstance(object_list, QuerySet) and not object_list.query.where:
+            with connections[object_list.db].cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [object_list.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            estimate = int(row[0]) if row else -1  # -1: never analysed
+            if estimate >= self.exact_below:
+                return estimate
+        return super().count
+
+
+class SuperuserOnly(admin.ModelAdmin):
+    """API clients and keys grant access to the chatbot API: superusers only, whatever the
+    permissions table says."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Orders and coupons PROTECT their client; a key is revoked, never deleted (a deleted
+        # key leaves no trace of who held access).
+        return False
+
+
+# --- Catalogue -----------------------------------------------------------------------------
+
+
+@admin.register(Store)
+class StoreAdmin(SaveChangedFieldsOnly):
+    list_display = ["slug", "name", "product_count", "created_at"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Store]:
+        return super().get_queryset(request).annotate(product_count=Count("products"))
+
+    @admin.display(description="products", ordering="product_count")
+    def product_count(self, store: Store) -> int:
+        return store.product_count  # type: ignore[attr-defined]
+
+
+@admin.register(Product)
+class ProductAdmin(SaveChangedFieldsOnly):
+    list_display = ["sku", "name", "store", "price", "price_yuan", "stock", "stock_total"]
+    list_select_related = ["store"]
+    list_filter = ["store"]
+    search_fields = ["sku", "name"]
+    autocomplete_fields = ["store"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> list[str]:
+        # Stock moves with every hold and release; after creation it changes only through
+        # shop.services (stock_take, stock_return, stock_add).
+        if obj is None:
+            return ["created_at", "updated_at"]
+        return ["stock", "stock_total", "created_at", "updated_at"]
+
+    @admin.display(description="price (yuan)", ordering="price")
+    def price_yuan(self, product: Product) -> str:
+        return yuan(product.price)
+
+
+# --- API clients and keys ------------------------------------------------------------------
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["prefix", "label", "created_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-id"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # keys are issued by the action, which shows the key once
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
+    list_display = ["name", "is_active", "live_key_count", "key_count", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name"]
+    actions = ["issue_api_key"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiClient]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                key_count=Count("keys"),
+                live_key_count=Count("keys", filter=Q(keys__revoked_at__isnull=True)),
+            )
+        )
+
+    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
+        if obj is None:
+            return ["name"]  # the webhook secret is generated by the service
+        return ["name", "is_active", "webhook_secret", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
+        return [] if obj is None else ["webhook_secret", "created_at", "updated_at"]
+
+    def get_inlines(self, request: HttpRequest, obj: ApiClient | None) -> list[type]:
+        return [] if obj is None else [ApiKeyInline]
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiClient, form: ModelForm, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.api_client_create(name=obj.name)
+        # The admin goes on to log and redirect to `obj`: make it the row the service wrote.
+        obj.pk, obj.webhook_secret = created.pk, created.webhook_secret
+        obj.created_at, obj.updated_at = created.created_at, created.updated_at
+        obj._state.adding = False
+
+    @admin.display(description="keys", ordering="key_count")
+    def key_count(self, client: ApiClient) -> int:
+        return client.key_count  # type: ignore[attr-defined]
+
+    @admin.display(description="live keys", ordering="live_key_count")
+    def live_key_count(self, client: ApiClient) -> int:
+        return client.live_key_count  # type: ignore[attr-defined]
+
+    @admin.action(description="Issue a new API key", permissions=["change"])
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        """Only the hash is stored, so this message is the one time anyone sees the key."""
+        for client in queryset.order_by("pk"):
+            issued = services.api_key_issue(
+                client_id=client.pk, label=f"issued in admin by {request.user.username}"[:100]
+            )
+            self.message_user(
+                request,
+                f"New API key for {client.name} (shown once, store it now): {issued.raw}",
+                messages.SUCCESS,
+            )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(SuperuserOnly, SaveChangedFieldsOnly):
+    list_display = ["prefix", "client", "label", "created_at", "revoked_at"]
+    list_select_related = ["client"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "client"]
+    search_fields = ["prefix", "label", "client__name"]
+    # key_hash is left out on purpose: not editable, and of no use to a person.
+    fields = ["client", "prefix", "label", "created_at", "revoked_at", "updated_at"]
+    readonly_fields = ["client", "prefix", "created_at", "revoked_at", "updated_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # "Issue a new API key" on the client: the raw key must be shown once
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        """Revoked keys answer 401 (other API processes may trust their cache for up to
+        API_KEY_CACHE_SECONDS)."""
+        prefixes = []
+        for key in queryset.filter(revoked_at__isnull=True).order_by("pk"):
+            services.api_key_revoke(key_id=key.pk)
+            prefixes.append(key.prefix)
+        if prefixes:
+            self.message_user(request, f"Revoked: {', '.join(prefixes)}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Those keys were already revoked.", messages.INFO)
