@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.core.validators import RegexValidator, URLValidator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,12 +35,6 @@ def client_id(request: Request) -> int:
     return request.user.pk  # type: ignore[union-attr]
 
 
-class RequestTooLarge(exceptions.APIException):
-    status_code = 413
-    default_detail = "The request body is too large."
-    default_code = "too_large"
-
-
 # --- Errors --------------------------------------------------------------------------------
 
 _DRF_CODES = {
@@ -50,8 +46,6 @@ _DRF_CODES = {
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "overloaded",
-    exceptions.ParseError: "invalid",
-    RequestTooLarge: "too_large",
 }
 
 
@@ -64,7 +58,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("too_large", "The request body is too large."), status=413)
+        exc = exceptions.ValidationError({"body": [_too_large()]})
+    if isinstance(exc, exceptions.ParseError):
+        # API.md: anything malformed is 400 `invalid` with `fields`.
+        exc = exceptions.ValidationError({"body": [f"Malformed JSON: {exc.detail}"]})
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             error_body("invalid", "The request is not valid.", fields=_fields(exc.detail)),
@@ -81,8 +78,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         extra["retry_after"] = int(exc.wait or 1)
         response["Retry-After"] = str(int(exc.wait or 1))
         detail = "Too many requests; retry later."
-    if isinstance(exc, exceptions.ParseError):
-        detail = f"Malformed JSON: {detail}"
     response.data = error_body(code, detail, **extra)
     return response
 
@@ -127,11 +122,17 @@ class LimitedJSONParser(JSONParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise RequestTooLarge()
+            raise exceptions.ValidationError({"body": [_too_large()]})
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(str(exc)) from exc
+        except RecursionError as exc:  # "[[[[...": a 400, not a 500
+            raise exceptions.ParseError("nested too deeply") from exc
+
+
+def _too_large() -> str:
+    return f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
 
 
 def _reject_constant(name: str) -> None:
@@ -172,13 +173,46 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class FullMatchValidator(RegexValidator):
+    """The whole value matches. RegexValidator searches, and `$` also matches before a final
+    newline, so "c-42\n" would pass. Still a RegexValidator, so the schema shows the pattern."""
+
+    def __call__(self, value: object) -> None:
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise DjangoValidationError(self.message, code=self.code, params={"value": value})
+
+
 def customer_id_field(**kwargs: Any) -> StrictCharField:
+    # No trimming: " c-42" is not a customer id (API.md), not something to tidy up.
     return StrictCharField(
         max_length=64,
-        validators=[RegexValidator(CUSTOMER_ID_RE, CUSTOMER_ID_HELP)],
+        trim_whitespace=False,
+        validators=[FullMatchValidator(CUSTOMER_ID_RE, CUSTOMER_ID_HELP)],
         help_text=CUSTOMER_ID_HELP,
         **kwargs,
     )
+
+
+class StrictCursorPagination(CursorPagination):
+    """DRF trusts the position inside a cursor, and the client can forge it: "p=x" against
+    an integer ordering, or a NUL byte, reaches the database and answers 500. A position that
+    does not fit `position_re` is refused like any other bad cursor: 400 `invalid`, since a
+    cursor is input (DRF itself would answer 404)."""
+
+    position_re = re.compile(r"[^\x00]{1,255}")
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        invalid = exceptions.ValidationError(
+            {self.cursor_query_param: [self.invalid_cursor_message]}
+        )
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound as exc:
+            raise invalid from exc
+        position = cursor.position if cursor is not None else None
+        if position is not None and self.position_re.fullmatch(position) is None:
+            raise invalid
+        return cursor
 
 
 S = TypeVar("S", bound=serializers.Serializer)
@@ -193,8 +227,9 @@ def parse(serializer_class: type[S], data: object) -> dict[str, Any]:
 
 def require_idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key", "")
-    if not 1 <= len(key) <= 255:  # noqa: PLR2004
+    # A NUL cannot be stored (PostgreSQL text): refused here rather than a 500 at the lookup.
+    if not 1 <= len(key) <= 255 or "\x00" in key:  # noqa: PLR2004
         raise exceptions.ValidationError(
-            {"Idempotency-Key": ["This header is required: 1-255 characters."]}
+            {"Idempotency-Key": ["This header is required: 1-255 characters, no NUL."]}
         )
     return key

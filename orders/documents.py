@@ -31,7 +31,6 @@ def order_document(
         "payable": order.payable,
         "currency": order.currency,
         "coupon_code": order.coupon_code or None,
-        "callback_url": order.callback_url or None,
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
         "queue": {

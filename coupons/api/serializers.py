@@ -29,7 +29,7 @@ class CampaignOut(serializers.Serializer):
     coupons_total = serializers.IntegerField()
     coupons_remaining = serializers.IntegerField()
     budget_total = serializers.IntegerField(help_text="In fen.")
-    budget_remaining = serializers.IntegerField(help_text="In fen: total − held − spent.")
+    budget_remaining = serializers.IntegerField(help_text="In fen: total - held - spent.")
     backlog = BacklogOut()
 
 

@@ -6,7 +6,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import CUSTOMER_ID_HELP, CUSTOMER_ID_RE, client_id, parse, require_idempotency_key
+from config.api import (
+    CUSTOMER_ID_HELP,
+    CUSTOMER_ID_RE,
+    client_id,
+    parse,
+    require_idempotency_key,
+)
 from config.schema import ERRORS, ErrorOut
 from coupons import selectors, services
 from coupons.api.serializers import (

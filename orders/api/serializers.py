@@ -52,7 +52,14 @@ class OrderOut(serializers.Serializer):
     payable = serializers.IntegerField(help_text="In fen.")
     currency = serializers.CharField()
     coupon_code = serializers.CharField(allow_null=True)
-    callback_url = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     queue = QueueOut()
+
+
+class OrderPageOut(serializers.Serializer):
+    """A page of `GET /api/v1/orders/` (cursor pagination, newest first)."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null.")
+    results = OrderOut(many=True)

@@ -1,13 +1,19 @@
+import re
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import client_id, parse, require_idempotency_key
+from config.api import (
+    StrictCursorPagination,
+    client_id,
+    parse,
+    require_idempotency_key,
+)
 from config.schema import ERRORS, ErrorOut
 from orders import selectors, services
-from orders.api.serializers import OrderListIn, OrderOut, OrderPlaceIn
+from orders.api.serializers import OrderListIn, OrderOut, OrderPageOut, OrderPlaceIn
 from orders.documents import order_document
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -19,9 +25,10 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(StrictCursorPagination):
     ordering = "-id"
     page_size = 50
+    position_re = re.compile(r"[0-9]{1,18}")  # an order's pk
 
 
 class OrderListCreateApi(APIView):
@@ -59,9 +66,10 @@ class OrderListCreateApi(APIView):
     @extend_schema(
         operation_id="orders_list",
         parameters=[
-            OpenApiParameter("customer_id", str, description="Only this customer's orders.")
+            OpenApiParameter("customer_id", str, description="Only this customer's orders."),
+            OpenApiParameter("cursor", str, description="From a page's `next` or `previous`."),
         ],
-        responses={200: OrderOut(many=True), **ERRORS},
+        responses={200: OrderPageOut, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         query = parse(OrderListIn, request.query_params.dict())

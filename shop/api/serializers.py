@@ -10,6 +10,7 @@ class ProductOut(serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = ["sku", "name", "store", "price", "currency", "in_stock"]
+        read_only_fields = fields  # an answer: every field is always there (and required)
 
     def get_in_stock(self, product: Product) -> bool:
         return product.stock > 0

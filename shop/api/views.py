@@ -1,18 +1,17 @@
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import parse
+from config.api import StrictCursorPagination, parse
 from config.schema import ERRORS
 from shop import selectors
 from shop.api.serializers import ProductListIn, ProductOut
 from shop.models import Product
 
 
-class BySkuPagination(CursorPagination):
+class BySkuPagination(StrictCursorPagination):
     ordering = "sku"
     page_size = 50
 
