@@ -28,7 +28,7 @@ def campaign_for_update(*, campaign_id: int) -> Campaign:
 
 
 def coupon_by_code(*, code: str) -> Coupon | None:
-    return Coupon.objects.filter(code=code).first()
+    return Coupon.objects.select_related("campaign").filter(code=code).first()
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:

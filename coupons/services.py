@@ -173,8 +173,11 @@ def coupons_expire(*, now: datetime | None = None) -> int:
 
 @transaction.atomic
 def campaign_set_status(*, campaign_id: int, status: str, actor: str) -> Campaign:
-    """Pause, resume or end a campaign. Paused: new claims and orders get campaign_not_active;
-    orders already holding finish. Recorded as a CampaignEvent."""
+    """Pause, resume or end a campaign, recorded as a CampaignEvent.
+
+    Paused: new claims and orders get campaign_not_active at once; orders already in line
+    wait (the sweep drains them within seconds of a resume) and orders already holding
+    finish their payment. Ended: orders still in line are rejected campaign_not_active."""
     campaign = selectors.campaign_for_update(campaign_id=campaign_id)
     if status not in Campaign.Status.values:
         raise ValueError(f"unknown campaign status {status!r}")

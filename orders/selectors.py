@@ -155,8 +155,10 @@ def stale_received_campaigns(*, before: datetime) -> list[int | None]:
 
 
 def waiting_campaigns() -> list[int | None]:
+    """Lines with orders waiting, except those of paused campaigns (they wait on purpose)."""
     return list(
         Order.objects.filter(status=Order.Status.RECEIVED)
+        .exclude(campaign__status="paused")
         .values_list("campaign_id", flat=True)
         .distinct()
     )

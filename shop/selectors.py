@@ -40,6 +40,9 @@ def api_key_hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+MAX_CACHED_KEYS = 10_000  # bounds memory against floods of made-up keys
+
+
 class _KeyCache:
     """Per-process cache of key hash → client id, so the intake path costs no query for auth.
 
@@ -62,7 +65,7 @@ class _KeyCache:
         if ttl <= 0:
             return
         with self._lock:
-            if len(self._entries) > 10_000:  # bound memory against key-guessing floods
+            if len(self._entries) > MAX_CACHED_KEYS:
                 self._entries.clear()
             self._entries[key_hash] = (time.monotonic() + ttl, client)
 

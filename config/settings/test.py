@@ -27,4 +27,4 @@ PAYMENT_LEASE_SECONDS = env.float("PAYMENT_LEASE_SECONDS", default=4.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=600)
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=3.0)
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:18765")
-PAYMENT_GATEWAY_KEY = "test-sandbox-key"  # noqa: S105
+PAYMENT_GATEWAY_KEY = "test-sandbox-key"

@@ -16,17 +16,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 
 import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import fast
 from orders import selectors
 from orders.models import CallbackDelivery
-from orders.services.nudges import CALLBACK, nudge_callbacks
+from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def callback_send(job: CallbackJob) -> str:
         )
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
-    return "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+    return "" if response.is_success else f"HTTP {response.status_code}"
 
 
 def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
@@ -125,21 +124,15 @@ def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
 
 
 def callbacks_drain() -> int:
-    """The callback worker's loop, shaped like the other two. Returns deliveries attempted."""
-    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
-    sent = 0
+    """The callback worker's loop: claim, POST concurrently, record. Returns deliveries tried."""
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="callback"
     ) as pool:
-        while time.monotonic() < deadline:
+
+        def step() -> int:
             jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
-            if not jobs:
-                fast.nudge_release(CALLBACK, "all")
-                jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
-                if not jobs:
-                    return sent
-                fast.nudge_hold(CALLBACK, "all")
-            sent += len(jobs)
-            callbacks_record(list(zip(jobs, pool.map(callback_send, jobs), strict=True)))
-    nudge_callbacks(force=True)
-    return sent
+            if jobs:
+                callbacks_record(list(zip(jobs, pool.map(callback_send, jobs), strict=True)))
+            return len(jobs)
+
+        return drain(CALLBACK, "all", step, renudge=partial(nudge_callbacks, force=True))

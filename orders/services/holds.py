@@ -9,7 +9,6 @@ them back (released) or keeping them (sold) exactly once.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
 from orders import selectors
 from orders.models import Order, OrderLine, Reservation
-from orders.services.nudges import RESERVE, nudge_payments, nudge_reservations
+from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
 from orders.services.transitions import orders_move
 from shop import selectors as shop_selectors
 from shop import services as shop_services
@@ -87,7 +86,9 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
         reserved: list[Order] = []
         rejected: dict[str, list[Order]] = defaultdict(list)
         for order in orders:
-            reason = _verdict(order, lines[order.pk], campaign, coupons, tally, now)
+            reason = _verdict(
+                order, lines[order.pk], campaign=campaign, coupons=coupons, tally=tally, now=now
+            )
             if reason:
                 rejected[reason].append(order)
             else:
@@ -132,37 +133,24 @@ def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> 
 def _verdict(
     order: Order,
     lines: list[OrderLine],
+    *,
     campaign: Campaign | None,
     coupons: dict[int, Coupon],
     tally: _Budget,
     now: datetime,
 ) -> str:
     """The rejection reason for this order, or "" when it can be held; on "" the tallies
-    are charged for it."""
+    are charged for it. Checked in the order API.md's reasons are most useful to a shopper."""
     coupon = coupons.get(order.coupon_id) if order.coupon_id else None
     if order.coupon_code and coupon is None:
         return R.COUPON_INVALID
     if campaign is not None:
-        if not campaign.is_open_at(now):
-            return R.CAMPAIGN_NOT_ACTIVE
-        if (
-            coupon is None
-            or coupon.customer_id != order.customer_id
-            or coupon.client_id != order.client_id
-        ):
-            return R.COUPON_INVALID
-        if coupon.status_at(now) == Coupon.Status.EXPIRED:
-            return R.COUPON_EXPIRED
-        if coupon.status != Coupon.Status.ISSUED or coupon.pk in tally.coupons_taken:
-            return R.COUPON_IN_USE
-        if tally.orders_per_customer.get(order.customer_id, 0) >= campaign.per_customer_limit:
-            return R.LIMIT_REACHED
-    for line in lines:
-        left = tally.stock.get(line.product_id, 0)
-        if left <= 0:
-            return R.SOLD_OUT
-        if left < line.quantity:
-            return R.OUT_OF_STOCK
+        reason = _campaign_problem(order, campaign, coupon, tally, now)
+        if reason:
+            return reason
+    reason = _stock_problem(lines, tally)
+    if reason:
+        return reason
     if campaign is not None and order.discount > tally.budget_left:
         return R.BUDGET_EXHAUSTED
 
@@ -171,9 +159,37 @@ def _verdict(
     if campaign is not None and coupon is not None:
         tally.budget_left -= order.discount
         tally.coupons_taken.add(coupon.pk)
-        tally.orders_per_customer[order.customer_id] = (
-            tally.orders_per_customer.get(order.customer_id, 0) + 1
-        )
+        customer = order.customer_id
+        tally.orders_per_customer[customer] = tally.orders_per_customer.get(customer, 0) + 1
+    return ""
+
+
+def _campaign_problem(
+    order: Order, campaign: Campaign, coupon: Coupon | None, tally: _Budget, now: datetime
+) -> str:
+    if not campaign.is_open_at(now):
+        return R.CAMPAIGN_NOT_ACTIVE
+    if coupon is None or (coupon.customer_id, coupon.client_id) != (
+        order.customer_id,
+        order.client_id,
+    ):
+        return R.COUPON_INVALID
+    if coupon.status_at(now) == Coupon.Status.EXPIRED:
+        return R.COUPON_EXPIRED
+    if coupon.status != Coupon.Status.ISSUED or coupon.pk in tally.coupons_taken:
+        return R.COUPON_IN_USE
+    if tally.orders_per_customer.get(order.customer_id, 0) >= campaign.per_customer_limit:
+        return R.LIMIT_REACHED
+    return ""
+
+
+def _stock_problem(lines: list[OrderLine], tally: _Budget) -> str:
+    for line in lines:
+        left = tally.stock.get(line.product_id, 0)
+        if left <= 0:
+            return R.SOLD_OUT
+        if left < line.quantity:
+            return R.OUT_OF_STOCK
     return ""
 
 
@@ -254,26 +270,15 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
 
 
 def reservations_drain(*, campaign_id: int | None) -> int:
-    """The reservation worker's loop: take batches of the campaign's line until it is empty
-    or WORKER_DRAIN_SECONDS pass (then hand over to a fresh message). Returns orders seen."""
-    name = fast.queue_name(campaign_id)
-    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
-    seen = 0
-    while time.monotonic() < deadline:
-        batch = reservations_take_batch(
-            campaign_id=campaign_id, limit=settings.RESERVATION_BATCH_SIZE
-        )
-        seen += batch.seen
-        if batch.seen:
-            continue
-        # Drop the mark, then look once more: whatever commits after the drop nudges anew.
-        fast.nudge_release(RESERVE, name)
-        batch = reservations_take_batch(
-            campaign_id=campaign_id, limit=settings.RESERVATION_BATCH_SIZE
-        )
-        if not batch.seen:
-            return seen
-        seen += batch.seen
-        fast.nudge_hold(RESERVE, name)
-    nudge_reservations(campaign_id, force=True)
-    return seen
+    """The reservation worker's loop over one campaign's line. Returns orders seen."""
+
+    def step() -> int:
+        limit = settings.RESERVATION_BATCH_SIZE
+        return reservations_take_batch(campaign_id=campaign_id, limit=limit).seen
+
+    return drain(
+        RESERVE,
+        fast.queue_name(campaign_id),
+        step,
+        renudge=partial(nudge_reservations, campaign_id, force=True),
+    )

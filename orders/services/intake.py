@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from config import fast
 from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import selectors as coupons_selectors
+from coupons.errors import CampaignNotActive
 from orders import selectors
 from orders.models import Order, OrderLine
 from orders.services.nudges import nudge_reservations
@@ -60,7 +62,9 @@ def order_place(
 ) -> Placed:
     """Store a `received` order and queue it. A replay of the key returns the first order
     (created=False); the key with another body raises IdempotencyKeyReused. Unknown SKUs or
-    a SKU listed twice raise InvalidInput. After commit: nudges the campaign's reservations.
+    a SKU listed twice raise InvalidInput; a coupon of a campaign that is not active now
+    (paused, ended, not started) raises CampaignNotActive without storing anything.
+    After commit: nudges the campaign's reservations.
 
     A coupon that is unknown, or not this customer's, is kept as typed and the order is
     rejected `coupon_invalid` by the worker, like every other reason, so that the chatbot
@@ -96,6 +100,9 @@ def order_place(
             and coupon.client_id == client_id
             and coupon.customer_id == customer_id
         ):
+            if not coupon.campaign.is_open_at(timezone.now()):
+                # Hopeless: answered at once, not queued (paused, ended or not started).
+                raise CampaignNotActive()
             coupon_id, campaign_id = coupon.pk, coupon.campaign_id
             discount = min(subtotal, coupon.max_discount)
 

@@ -8,6 +8,10 @@ until the sweep, which nudges with force=True.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
 
 from config import fast
 from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task
@@ -40,3 +44,26 @@ def _publish(task: object, kind: str, name: str, *args: object) -> None:
         # next commit tries to publish again instead of trusting a nudge that never left.
         log.warning("could not publish %s nudge for %s", kind, name, exc_info=True)
         fast.nudge_release(kind, name)
+
+
+def drain(kind: str, name: str, step: Callable[[], int], *, renudge: Callable[[], None]) -> int:
+    """A worker's loop over one line of work: run `step` (it handles one batch and returns
+    how many items it handled) until the line is empty or WORKER_DRAIN_SECONDS pass; then
+    hand over to a fresh message with `renudge`, so that no task runs for long.
+
+    When a step finds nothing, the nudge mark is dropped and the line looked at once more:
+    whatever commits after the drop publishes a new nudge, so no wake-up is lost.
+    """
+    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
+    handled = 0
+    while time.monotonic() < deadline:
+        done = step()
+        if not done:
+            fast.nudge_release(kind, name)
+            done = step()
+            if not done:
+                return handled
+            fast.nudge_hold(kind, name)
+        handled += done
+    renudge()
+    return handled

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,13 +26,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import fast
 from config.errors import InvalidTransition
 from orders import selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
 from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservation
 from orders.services.holds import holds_close
-from orders.services.nudges import PAY, nudge_payments
+from orders.services.nudges import PAY, drain, nudge_payments
 from orders.services.transitions import orders_move
 
 log = logging.getLogger(__name__)
@@ -301,25 +299,17 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
 
 
 def payments_drain() -> int:
-    """The settlement worker's loop: claim, call concurrently, record; until nothing is due
-    or WORKER_DRAIN_SECONDS pass (then hand over to a fresh message). Returns orders handled."""
-    deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
-    handled = 0
+    """The settlement worker's loop: claim, call concurrently, record. Returns orders handled."""
     client = gateway()
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
     ) as pool:
-        while time.monotonic() < deadline:
+
+        def step() -> int:
             claimed = payments_claim_batch(limit=settings.SETTLEMENT_BATCH_SIZE)
-            if not claimed.jobs and not claimed.settled_free:
-                fast.nudge_release(PAY, "all")
-                claimed = payments_claim_batch(limit=settings.SETTLEMENT_BATCH_SIZE)
-                if not claimed.jobs and not claimed.settled_free:
-                    return handled
-                fast.nudge_hold(PAY, "all")
-            handled += claimed.settled_free + len(claimed.jobs)
             if claimed.jobs:
                 outcomes = list(pool.map(partial(payment_attempt, client), claimed.jobs))
                 payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
-    nudge_payments(force=True)
-    return handled
+            return claimed.settled_free + len(claimed.jobs)
+
+        return drain(PAY, "all", step, renudge=partial(nudge_payments, force=True))

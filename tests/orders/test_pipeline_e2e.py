@@ -12,22 +12,30 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from coupons.models import Campaign, Coupon
-from orders.models import Order
+from orders.models import Order, Payment
+from orders.services.settlement import gateway as gateway_client
 from shop.models import ApiClient, Product
 from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
 from tests.pipeline import all_terminal, ledger, succeeded_charges_by_reference, wait_for
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+pytestmark = [
+    pytest.mark.pipeline,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker"),
+]
 
 
 def claim(api: APIClient, slug: str, customer_id: str) -> str:
     response = api.post(
-        f"/api/v1/campaigns/{slug}/claims/", {"customer_id": customer_id}, format="json",
+        f"/api/v1/campaigns/{slug}/claims/",
+        {"customer_id": customer_id},
+        format="json",
         HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
     )
     assert response.status_code == 201, response.content
@@ -36,7 +44,9 @@ def claim(api: APIClient, slug: str, customer_id: str) -> str:
 
 def order(api: APIClient, customer_id: str, sku: str, quantity: int = 1, **extra: object) -> dict:
     body = {"customer_id": customer_id, "items": [{"sku": sku, "quantity": quantity}], **extra}
-    response = api.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex)
+    response = api.post(
+        "/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex
+    )
     assert response.status_code == 202, response.content
     return response.json()
 
@@ -61,7 +71,9 @@ def test_claim_to_paid_and_the_figures_add_up(gateway) -> None:
     assert done["status"] == "paid"
     assert (done["subtotal"], done["discount"], done["payable"]) == (3600, 2500, 1100)
     charges = ledger(gateway)["charges"]
-    assert [(c["reference"], c["amount"], c["status"]) for c in charges] == [(placed["id"], 1100, "succeeded")]
+    assert [(c["reference"], c["amount"], c["status"]) for c in charges] == [
+        (placed["id"], 1100, "succeeded")
+    ]
     figures = api.get(f"/api/v1/campaigns/{campaign.slug}/").json()
     assert figures["coupons_remaining"] == 9
     assert figures["budget_remaining"] == 100_000 - 2500
@@ -85,8 +97,16 @@ def test_nothing_to_pay_is_paid_without_a_charge(gateway) -> None:
 
 @pytest.mark.parametrize(
     "reason",
-    ["coupon_invalid", "coupon_expired", "coupon_in_use", "limit_reached", "sold_out", "out_of_stock",
-     "budget_exhausted", "campaign_not_active"],
+    [
+        "coupon_invalid",
+        "coupon_expired",
+        "coupon_in_use",
+        "limit_reached",
+        "sold_out",
+        "out_of_stock",
+        "budget_exhausted",
+        "campaign_not_active",
+    ],
 )
 def test_each_rejection_through_the_worker(gateway, reason: str) -> None:
     # given
@@ -103,7 +123,9 @@ def test_each_rejection_through_the_worker(gateway, reason: str) -> None:
     elif reason == "coupon_in_use":
         settled(api, order(api, "c-1", tea.sku, 1, coupon_code=code)["id"])  # paid: redeemed
     elif reason == "limit_reached":
-        settled(api, order(api, "c-1", tea.sku, 1, coupon_code=claim(api, campaign.slug, "c-1"))["id"])
+        settled(
+            api, order(api, "c-1", tea.sku, 1, coupon_code=claim(api, campaign.slug, "c-1"))["id"]
+        )
         Campaign.objects.filter(pk=campaign.pk).update(per_customer_limit=1)
     elif reason == "sold_out":
         Product.objects.filter(pk=tea.pk).update(stock=0)
@@ -111,10 +133,12 @@ def test_each_rejection_through_the_worker(gateway, reason: str) -> None:
         quantity = 4
     elif reason == "budget_exhausted":
         Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
-    elif reason == "campaign_not_active":
-        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
     # when
-    done = settled(api, order(api, "c-1", tea.sku, quantity, **extra)["id"])
+    with transaction.atomic():  # the worker hears of the order only at commit
+        placed = order(api, "c-1", tea.sku, quantity, **extra)
+        if reason == "campaign_not_active":  # the campaign ends while the order waits
+            Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
+    done = settled(api, placed["id"])
     # then
     assert (done["status"], done["reason"]) == ("rejected", reason)
 
@@ -135,21 +159,28 @@ def test_a_declined_payment_releases_everything(gateway) -> None:
     assert Coupon.objects.get(code=code).status == Coupon.Status.ISSUED
 
 
-def test_an_order_waiting_in_a_paused_campaign_can_be_cancelled(gateway) -> None:
-    # given: paused after the claim, so the order waits in line
+def test_an_order_waiting_on_a_rate_limited_gateway_can_be_cancelled(gateway) -> None:
+    # given: the gateway's quota is used up, so the charge waits ("retry later")
+    gateway.post("/_sandbox/config", json={"quota_rps": 0.01, "quota_burst": 1}).raise_for_status()
+    gateway_client().charge(
+        idempotency_key="use-the-token", amount=1, currency="CNY", reference="x", customer="x"
+    )
     api = api_for(ApiClientFactory())
-    campaign = CampaignFactory()
-    tea = ProductFactory(stock=5)
-    code = claim(api, campaign.slug, "c-1")
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
-    placed = order(api, "c-1", tea.sku, 1, coupon_code=code)
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(price=3000, stock=5)  # 500 left to pay after the coupon
+    placed = order(api, "c-1", tea.sku, 1, coupon_code=claim(api, campaign.slug, "c-1"))
+    wait_for(
+        lambda: Payment.objects.filter(order__public_id=placed["id"], status="retry").exists(),
+        what="the charge to be refused for quota",
+    )
     # when
     cancelled = api.post(f"/api/v1/orders/{placed['id']}/cancel/")
     # then
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert Product.objects.get(pk=tea.pk).stock == 5
-    assert ledger(gateway)["charges"] == []
+    assert Campaign.objects.get(pk=campaign.pk).budget_held == 0
+    assert [c["reference"] for c in ledger(gateway)["charges"]] == ["x"]
 
 
 def test_a_dropped_answer_is_settled_by_asking_and_charged_once(gateway) -> None:
@@ -209,6 +240,8 @@ def test_status_changes_reach_the_callback_url_signed_and_in_order(gateway) -> N
     assert statuses == ["reserved", "paid"]
     for headers, body in _Receiver.received:
         stamp, mac = (part.split("=", 1)[1] for part in headers["X-Signature"].split(","))
-        expected = hmac.new(client.webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+        expected = hmac.new(
+            client.webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256
+        )
         assert hmac.compare_digest(mac, expected.hexdigest())
         assert json.loads(body)["id"] == placed["id"]

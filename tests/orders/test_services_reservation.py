@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from coupons.errors import CampaignNotActive
 from coupons.models import Campaign, Coupon
-from orders import services
+from orders import selectors, services
 from orders.models import ORDER_ALLOWED, Order, OrderEvent, Reservation
 from shop.models import Product
 from tests.factories.coupons import CampaignFactory
@@ -22,7 +23,9 @@ R = Order.Reason
 
 
 def reserve(campaign: Campaign | None) -> services.holds.BatchResult:
-    return services.reservations_take_batch(campaign_id=campaign.pk if campaign else None, limit=500)
+    return services.reservations_take_batch(
+        campaign_id=campaign.pk if campaign else None, limit=500
+    )
 
 
 def test_every_status_is_in_the_transition_table() -> None:
@@ -94,7 +97,9 @@ def test_each_rejection_reason(chatbot, setup: str, reason: str) -> None:
     elif setup == "someone_elses_coupon":
         kwargs = {"coupon_code": claim(chatbot, campaign, "c-2").code}
     elif setup == "expired_coupon":
-        Coupon.objects.filter(pk=coupon.pk).update(valid_until=timezone.now() - timedelta(seconds=1))
+        Coupon.objects.filter(pk=coupon.pk).update(
+            valid_until=timezone.now() - timedelta(seconds=1)
+        )
     elif setup == "coupon_already_held":
         place(chatbot, "c-1", [(tea, 1)], coupon=coupon)
     elif setup == "limit_lowered":
@@ -107,9 +112,9 @@ def test_each_rejection_reason(chatbot, setup: str, reason: str) -> None:
         quantity = 6
     elif setup == "budget_spent":
         Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
-    elif setup == "campaign_ended":
-        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
     order = place(chatbot, "c-1", [(tea, quantity)], **kwargs)
+    if setup == "campaign_ended":  # ended while the order waited in line
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
     # when
     reserve(order.campaign)
     # then
@@ -131,10 +136,11 @@ def test_first_come_first_served_within_a_batch(chatbot) -> None:
 
 
 def test_a_paused_campaign_keeps_its_line_waiting(chatbot) -> None:
-    # given
-    campaign = CampaignFactory(status=Campaign.Status.PAUSED)
+    # given: paused after the order joined the line
+    campaign = CampaignFactory()
     tea = ProductFactory()
-    order = place(chatbot, "c-1", [(tea, 1)], coupon=claim_unpaused(chatbot, campaign, "c-1"))
+    order = place(chatbot, "c-1", [(tea, 1)], coupon=claim(chatbot, campaign, "c-1"))
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
     # when
     result = reserve(campaign)
     # then
@@ -143,11 +149,28 @@ def test_a_paused_campaign_keeps_its_line_waiting(chatbot) -> None:
     assert order.status == Order.Status.RECEIVED
 
 
-def claim_unpaused(chatbot, campaign: Campaign, customer_id: str) -> Coupon:
-    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ACTIVE)
-    coupon = claim(chatbot, campaign, customer_id)
+@pytest.mark.parametrize("status", [Campaign.Status.PAUSED, Campaign.Status.ENDED])
+def test_orders_for_an_inactive_campaign_are_refused_at_once(chatbot, status: str) -> None:
+    # given
+    campaign = CampaignFactory()
+    coupon = claim(chatbot, campaign, "c-1")
+    Campaign.objects.filter(pk=campaign.pk).update(status=status)
+    # when / then
+    with pytest.raises(CampaignNotActive):
+        place(chatbot, "c-1", [(ProductFactory(), 1)], coupon=coupon)
+    assert not Order.objects.exists()
+
+
+def test_a_resumed_campaigns_line_is_swept_again(chatbot) -> None:
+    # given: a paused line is left alone by the sweep
+    campaign = CampaignFactory()
+    place(chatbot, "c-1", [(ProductFactory(), 1)], coupon=claim(chatbot, campaign, "c-1"))
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
-    return coupon
+    assert campaign.pk not in selectors.waiting_campaigns()
+    # when
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ACTIVE)
+    # then
+    assert campaign.pk in selectors.waiting_campaigns()
 
 
 def test_cancel_releases_everything_once(chatbot) -> None:
