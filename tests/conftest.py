@@ -65,7 +65,9 @@ def sandbox(log_dir: Path) -> Iterator[httpx.Client]:
     """The sandbox gateway at PAYMENT_GATEWAY_URL; yields a client for its control endpoints."""
     port = int(settings.PAYMENT_GATEWAY_URL.rsplit(":", 1)[1])
     process = stack.start_sandbox(port, log_dir / "sandbox.log")
-    control = httpx.Client(base_url=settings.PAYMENT_GATEWAY_URL, headers=stack.SANDBOX_AUTH, timeout=5)
+    control = httpx.Client(
+        base_url=settings.PAYMENT_GATEWAY_URL, headers=stack.SANDBOX_AUTH, timeout=5
+    )
     yield control
     control.close()
     stack.stop(process)

@@ -12,7 +12,9 @@ from orders import services
 from orders.models import TERMINAL, Order
 
 
-def wait_for(done: Callable[[], bool], *, timeout: float = 30.0, what: str = "the pipeline") -> None:
+def wait_for(
+    done: Callable[[], bool], *, timeout: float = 30.0, what: str = "the pipeline"
+) -> None:
     """Poll until `done()`, running the periodic sweep as beat would (it finds lost work)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,4 +41,6 @@ def ledger(gateway: httpx.Client) -> dict[str, list[dict[str, object]]]:
 
 
 def succeeded_charges_by_reference(gateway: httpx.Client) -> Counter[str]:
-    return Counter(str(c["reference"]) for c in ledger(gateway)["charges"] if c["status"] == "succeeded")
+    return Counter(
+        str(c["reference"]) for c in ledger(gateway)["charges"] if c["status"] == "succeeded"
+    )

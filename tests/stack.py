@@ -26,7 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a process in its own process group (so a test can kill it and its children)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -39,29 +41,37 @@ def spawn(command: list[str], log_path: Path, env: dict[str, str] | None = None)
         )
 
 
-def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+def wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, what: str
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"{what} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
+            )
         if ready():
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}")
+    raise RuntimeError(
+        f"{what} not ready within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}"
+    )
 
 
-def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    """Signal the whole process group and wait; SIGKILL if it does not go."""
+def stop(
+    process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15
+) -> int:
+    """Signal the whole process group and wait; SIGKILL if it does not go. The exit code."""
     if process.poll() is not None:
-        return
+        return process.returncode
     try:
         os.killpg(process.pid, sig)
-        process.wait(timeout=timeout)
+        return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        return process.wait()
     except ProcessLookupError:
-        pass
+        return process.wait()
 
 
 def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
@@ -72,7 +82,10 @@ def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subproce
 
     def ready() -> bool:
         try:
-            return httpx.get(f"{url}/_sandbox/config", headers=SANDBOX_AUTH, timeout=0.5).status_code == 200
+            return (
+                httpx.get(f"{url}/_sandbox/config", headers=SANDBOX_AUTH, timeout=0.5).status_code
+                == 200
+            )
         except httpx.TransportError:
             return False
 
@@ -86,7 +99,13 @@ def start_worker(
     """A real `celery -A config worker`, prefork, consuming `queues`; ready once it logs so."""
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues]
     command += ["-c", str(concurrency), "--prefetch-multiplier=1", "--without-gossip"]
-    command += ["--without-mingle", "--without-heartbeat", "--loglevel=INFO", "-n", f"test-{queues}@%h"]
+    command += [
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel=INFO",
+        "-n",
+        f"test-{queues}@%h",
+    ]
     start = log_path.stat().st_size if log_path.exists() else 0
     process = spawn(command, log_path, env)
 

@@ -14,7 +14,10 @@ from shop.models import ApiClient, Product
 
 def claim(client: ApiClient, campaign: Campaign, customer_id: str) -> Coupon:
     return coupons_services.coupon_claim(
-        client_id=client.pk, slug=campaign.slug, customer_id=customer_id, idempotency_key=uuid.uuid4().hex
+        client_id=client.pk,
+        slug=campaign.slug,
+        customer_id=customer_id,
+        idempotency_key=uuid.uuid4().hex,
     ).coupon
 
 

@@ -6,10 +6,6 @@ test starts from an empty ledger and the start-up config.
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,53 +17,16 @@ import httpx
 import pytest
 
 from orders.gateway.client import ChargeOutcome, GatewayClient
+from tests import stack
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SANDBOX_KEY = "test-sandbox-key"
-AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
-START_TIMEOUT_SECONDS = 15.0
+SANDBOX_KEY = stack.SANDBOX_KEY
+AUTH = stack.SANDBOX_AUTH
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_sandbox(port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "orders.gateway.sandbox", "--port", str(port)]
-    command += ["--latency-ms", "0", "--key", SANDBOX_KEY]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"sandbox exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/_sandbox/config", headers=AUTH, timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    pytest.fail(f"sandbox did not answer within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
 
 
 def _configure(control: httpx.Client, **changes: object) -> None:
@@ -109,16 +68,12 @@ def _charge(
 
 @pytest.fixture(scope="module")
 def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    process = _start_sandbox(port, log_path)
-    url = f"http://127.0.0.1:{port}"
+    port = stack.free_port()
+    process = stack.start_sandbox(port, tmp_path_factory.mktemp("sandbox") / "sandbox.log")
     try:
-        _wait_until_up(url, process, log_path)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        if process.poll() is None:
-            _stop(process)
+        stack.stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -417,7 +372,7 @@ def test_client_time_out_is_unknown_while_the_gateway_still_charges(
 
 def test_gateway_down_is_unknown_and_cannot_be_asked() -> None:
     # given: a port nothing listens on
-    down = GatewayClient(base_url=f"http://127.0.0.1:{_free_port()}", api_key=SANDBOX_KEY)
+    down = GatewayClient(base_url=f"http://127.0.0.1:{stack.free_port()}", api_key=SANDBOX_KEY)
 
     # when
     with down:
@@ -594,13 +549,12 @@ def test_reset_keeps_config_unless_asked(gateway: GatewayClient, control: httpx.
 
 def test_sigterm_stops_the_sandbox_cleanly(tmp_path: Path) -> None:
     # given
-    port = _free_port()
+    port = stack.free_port()
     log_path = tmp_path / "sandbox.log"
-    process = _start_sandbox(port, log_path)
-    _wait_until_up(f"http://127.0.0.1:{port}", process, log_path)
+    process = stack.start_sandbox(port, log_path)
 
     # when
-    returncode = _stop(process)
+    returncode = stack.stop(process)
 
     # then
     assert returncode == 0

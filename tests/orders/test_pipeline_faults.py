@@ -30,7 +30,9 @@ def start_worker(worker_env: dict[str, str], log_dir: Path) -> Iterator:
     started = []
 
     def start(queues: str = ALL_QUEUES, **env: str) -> object:
-        process = stack.start_worker(log_dir / "faults-worker.log", queues=queues, env={**worker_env, **env})
+        process = stack.start_worker(
+            log_dir / "faults-worker.log", queues=queues, env={**worker_env, **env}
+        )
         started.append(process)
         return process
 
@@ -39,7 +41,9 @@ def start_worker(worker_env: dict[str, str], log_dir: Path) -> Iterator:
         stack.stop(process, sig=signal.SIGKILL)
 
 
-def test_sigkill_mid_batch_loses_nothing_and_charges_once(gateway: httpx.Client, start_worker) -> None:
+def test_sigkill_mid_batch_loses_nothing_and_charges_once(
+    gateway: httpx.Client, start_worker
+) -> None:
     # given: 150 orders for 100 units, 30 of them declined, and a slow gateway so that the
     # kill lands while charges are in flight
     gateway.post("/_sandbox/config", json={"latency_ms": 150}).raise_for_status()
@@ -51,11 +55,17 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(gateway: httpx.Client,
         customer = f"decline-{i}" if i % 5 == 0 else f"c-{i}"
         orders.append(place(client, customer, [(tea, 1)], coupon=claim(client, campaign, customer)))
     # small batches, few concurrent calls: at any moment some charges are in flight
-    small = {"PAYMENT_CONCURRENCY": "4", "SETTLEMENT_BATCH_SIZE": "12", "RESERVATION_BATCH_SIZE": "40"}
+    small = {
+        "PAYMENT_CONCURRENCY": "4",
+        "SETTLEMENT_BATCH_SIZE": "12",
+        "RESERVATION_BATCH_SIZE": "40",
+    }
     worker = start_worker(**small)
     wait_for(
-        lambda: Payment.objects.filter(status="pending").exists()
-        and Payment.objects.filter(status__in=["succeeded", "declined"]).count() >= 12,
+        lambda: (
+            Payment.objects.filter(status="pending").exists()
+            and Payment.objects.filter(status__in=["succeeded", "declined"]).count() >= 12
+        ),
         what="payments settled and more in flight",
     )
     # when: the worker (parent and children) dies at once, mid-flight
@@ -63,10 +73,14 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(gateway: httpx.Client,
     in_flight = Payment.objects.filter(status="pending").count()
     assert in_flight > 0, "the kill should land while charges are in flight"
     start_worker()
-    wait_for(all_terminal(o.pk for o in orders), timeout=90, what="every order terminal after the kill")
+    wait_for(
+        all_terminal(o.pk for o in orders), timeout=90, what="every order terminal after the kill"
+    )
     # then
     statuses = dict.fromkeys(Order.Status.values, 0)
-    for status in Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True):
+    for status in Order.objects.filter(pk__in=[o.pk for o in orders]).values_list(
+        "status", flat=True
+    ):
         statuses[status] += 1
     charged = succeeded_charges_by_reference(gateway)
     paid = set(Order.objects.filter(status="paid").values_list("public_id", flat=True))
@@ -82,7 +96,9 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(gateway: httpx.Client,
     print(f"in flight at the kill: {in_flight}; outcome: {statuses}")  # noqa: T201
 
 
-def test_holds_that_outlive_their_time_expire_and_release(gateway: httpx.Client, start_worker) -> None:
+def test_holds_that_outlive_their_time_expire_and_release(
+    gateway: httpx.Client, start_worker
+) -> None:
     # given: a worker that reserves but nobody consumes payments, and one-second holds
     start_worker(queues="reservations,maintenance", HOLD_SECONDS="1")
     client = ApiClientFactory()

@@ -7,7 +7,12 @@ import pytest
 
 from coupons.models import Campaign
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment
-from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task, sweep_task
+from orders.tasks import (
+    deliver_callbacks_task,
+    reserve_orders_task,
+    settle_payments_task,
+    sweep_task,
+)
 from shop.models import Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
@@ -34,7 +39,13 @@ def test_every_task_twice_is_the_same_as_once(chatbot, gateway) -> None:
     tea = ProductFactory(price=3000, stock=2)
     hook = "http://127.0.0.1:9/unreachable"  # deliveries fail and are retried later
     for customer in ("c-1", "decline-2", "c-3"):
-        place(chatbot, customer, [(tea, 1)], coupon=claim(chatbot, campaign, customer), callback_url=hook)
+        place(
+            chatbot,
+            customer,
+            [(tea, 1)],
+            coupon=claim(chatbot, campaign, customer),
+            callback_url=hook,
+        )
     # when / then
     for task, args in [
         (reserve_orders_task, (campaign.pk,)),

@@ -9,9 +9,18 @@ from shop import services as shop_services
 from shop.models import ApiClient, Product, Store
 
 STORES = {
-    "tea-house": ("Tea House", [("TM-MILKTEA-L", "Milk tea, large", 1800), ("TM-FRUITTEA", "Fruit tea", 1500)]),
-    "burger-bar": ("Burger Bar", [("BB-CLASSIC", "Classic burger", 3200), ("BB-FRIES", "Fries", 900)]),
-    "noodle-shop": ("Noodle Shop", [("NS-BEEF", "Beef noodles", 2600), ("NS-DUMPLING", "Dumplings x12", 2200)]),
+    "tea-house": (
+        "Tea House",
+        [("TM-MILKTEA-L", "Milk tea, large", 1800), ("TM-FRUITTEA", "Fruit tea", 1500)],
+    ),
+    "burger-bar": (
+        "Burger Bar",
+        [("BB-CLASSIC", "Classic burger", 3200), ("BB-FRIES", "Fries", 900)],
+    ),
+    "noodle-shop": (
+        "Noodle Shop",
+        [("NS-BEEF", "Beef noodles", 2600), ("NS-DUMPLING", "Dumplings x12", 2200)],
+    ),
 }
 
 
@@ -24,7 +33,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--stock", type=int, default=1_000_000, help="Units per product.")
-        parser.add_argument("--coupons", type=int, default=1_000_000, help="Coupons in the campaign.")
+        parser.add_argument(
+            "--coupons", type=int, default=1_000_000, help="Coupons in the campaign."
+        )
         parser.add_argument("--no-key", action="store_true", help="Do not issue a new API key.")
 
     @transaction.atomic
@@ -36,7 +47,13 @@ class Command(BaseCommand):
                 stock = int(options["stock"])  # type: ignore[call-overload]
                 Product.objects.get_or_create(
                     sku=sku,
-                    defaults={"name": title, "store": store, "price": price, "stock": stock, "stock_total": stock},
+                    defaults={
+                        "name": title,
+                        "store": store,
+                        "price": price,
+                        "stock": stock,
+                        "stock_total": stock,
+                    },
                 )
         campaign, created = Campaign.objects.get_or_create(
             slug="spring-free-order",
@@ -51,10 +68,12 @@ class Command(BaseCommand):
                 "budget_total": 300_000_000_000,
             },
         )
-        self.stderr.write(f"Campaign {campaign.slug!r} {'created' if created else 'already there'}.")
-        client = ApiClient.objects.filter(name="demo-chatbot").first() or shop_services.api_client_create(
-            name="demo-chatbot"
+        self.stderr.write(
+            f"Campaign {campaign.slug!r} {'created' if created else 'already there'}."
         )
+        client = ApiClient.objects.filter(
+            name="demo-chatbot"
+        ).first() or shop_services.api_client_create(name="demo-chatbot")
         if not options["no_key"]:
             issued = shop_services.api_key_issue(client_id=client.pk, label="seed_demo")
             self.stderr.write("API key for 'demo-chatbot' (shown once):")

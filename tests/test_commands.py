@@ -1,0 +1,54 @@
+"""Operator commands: seed_demo and create_api_key print keys that really authenticate."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from coupons.models import Campaign
+from shop.models import ApiClient, ApiKey, Product
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue().strip()
+
+
+def authenticates(key: str) -> bool:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return api.get("/api/v1/campaigns/").status_code == 200
+
+
+def test_seed_demo_builds_an_orderable_campaign_and_is_safe_to_rerun() -> None:
+    # given / when
+    first = run("seed_demo")
+    second = run("seed_demo")
+    # then
+    campaign = Campaign.objects.get(slug="spring-free-order")
+    assert campaign.is_open_at(campaign.starts_at)
+    assert (campaign.max_discount, campaign.per_customer_limit) == (2500, 1)
+    assert Campaign.objects.count() == 1
+    assert Product.objects.filter(sku="TM-MILKTEA-L", stock__gt=0).exists()
+    assert first != second  # a new key each run; older ones keep working
+    assert authenticates(first)
+    assert authenticates(second)
+    assert ApiKey.objects.filter(client__name="demo-chatbot").count() == 2
+
+
+def test_create_api_key_prints_a_key_stored_only_as_a_hash() -> None:
+    # given / when
+    key = run("create_api_key", "acme-bot", "--label", "rotation 1")
+    # then
+    stored = ApiKey.objects.get(client__name="acme-bot")
+    assert key.startswith("cop_")
+    assert key not in (stored.key_hash, stored.prefix)
+    assert stored.label == "rotation 1"
+    assert authenticates(key)
+    assert ApiClient.objects.filter(name="acme-bot").count() == 1
