@@ -4,6 +4,7 @@ is in it, and the real answers of the API validate against what it declares."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -125,6 +126,18 @@ def test_the_docs_page_is_html(db: None) -> None:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"/api/schema/" in response.content
+
+
+def test_the_docs_page_loads_its_assets_from_us_not_a_cdn(db: None) -> None:
+    # given
+    page = APIClient().get("/api/docs/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page)
+    # when
+    answers = [APIClient().get(url) for url in assets]
+    # then: served by the project itself (WhiteNoise), so the docs work on a closed network
+    assert assets
+    assert all(url.startswith("/static/") for url in assets), assets
+    assert [a.status_code for a in answers] == [200] * len(assets)
 
 
 # --- Real answers against the schema ---------------------------------------------------------

@@ -15,6 +15,10 @@ CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL")
 PAYMENT_GATEWAY_KEY = env("PAYMENT_GATEWAY_KEY")
 
+# `manage.py collectstatic` gathers the admin's and the API docs' assets here for WhiteNoise.
+STATIC_ROOT = BASE_DIR / "staticfiles"  # noqa: F405
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=False)
+
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

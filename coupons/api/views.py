@@ -54,8 +54,6 @@ class CampaignDetailApi(APIView):
 
 
 class CouponClaimApi(APIView):
-    throttle_scope = "chatbot_claims"
-
     @extend_schema(
         request=CouponClaimIn,
         parameters=[IDEMPOTENCY_HEADER],

@@ -32,8 +32,6 @@ class NewestFirst(StrictCursorPagination):
 
 
 class OrderListCreateApi(APIView):
-    throttle_scope = "chatbot_orders"
-
     @extend_schema(
         operation_id="orders_place",
         request=OrderPlaceIn,
