@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from typing import Any, TypeVar
 
@@ -23,12 +24,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
 from config.errors import DomainError
 
 log = logging.getLogger(__name__)
-
-CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-CUSTOMER_ID_HELP = "The chatbot platform's id for the shopper: 1-64 of A-Z a-z 0-9 _ . : -"
 
 
 def client_id(request: Request) -> int:
@@ -56,7 +55,10 @@ def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every error in the contract's envelope."""
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+        response = Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+        if "retry_after" in exc.extra:
+            response["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     if isinstance(exc, RequestDataTooBig):
         exc = exceptions.ValidationError({"body": [_too_large()]})
     if isinstance(exc, exceptions.ParseError):
@@ -75,8 +77,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     detail = str(exc.detail) if isinstance(exc, exceptions.APIException) else str(exc)
     extra: dict[str, object] = {}
     if isinstance(exc, exceptions.Throttled):
-        extra["retry_after"] = int(exc.wait or 1)
-        response["Retry-After"] = str(int(exc.wait or 1))
+        extra["retry_after"] = max(1, math.ceil(exc.wait or 1))
+        response["Retry-After"] = str(extra["retry_after"])
         detail = "Too many requests; retry later."
     response.data = error_body(code, detail, **extra)
     return response

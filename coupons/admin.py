@@ -99,7 +99,8 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     fieldsets = [
         (None, {"fields": ["slug", "name", "status", "backlog"]}),
         ("Window", {"fields": ["starts_at", "ends_at", "coupon_valid_until"]}),
-        ("Coupons", {"fields": ["coupon_kind", "max_discount", "currency", "per_customer_limit"]}),
+        ("Coupons", {"fields": ["coupon_kind", "max_discount", "currency"]}),
+        ("Limits", {"fields": ["per_customer_limit", "backlog_ceiling"]}),
         ("Stock and budget", {"fields": ["coupons_total", "coupons_issued", "budget_total"]}),
         ("Budget in use", {"fields": ["budget_held", "budget_spent"]}),
         ("Record", {"fields": ["created_at", "updated_at"]}),

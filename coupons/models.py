@@ -36,6 +36,11 @@ class Campaign(models.Model):
     max_discount = models.PositiveBigIntegerField(help_text="Most a coupon takes off, in fen.")
     currency = models.CharField(max_length=3, default="CNY")
     per_customer_limit = models.PositiveIntegerField(default=1)
+    backlog_ceiling = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Orders waiting in line beyond which new orders get 429; empty: BACKLOG_CEILING.",
+    )
     coupons_total = models.PositiveBigIntegerField()
     coupons_issued = models.PositiveBigIntegerField(default=0)
     budget_total = models.PositiveBigIntegerField(help_text="In fen.")

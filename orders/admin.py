@@ -129,6 +129,21 @@ class CallbackDeliveryInline(ReadOnlyInline):
         return super().get_queryset(request).order_by("id")
 
 
+class ParkedFilter(admin.SimpleListFilter):
+    """Orders taken out of their line because their batch kept failing (dead work)."""
+
+    title = "parked"
+    parameter_name = "parked"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Parked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
+        if self.value() == "yes":
+            return queryset.filter(parked_at__isnull=False)
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(BigTableAdmin):
     list_display = [
@@ -145,7 +160,7 @@ class OrderAdmin(BigTableAdmin):
         "updated_at",
     ]
     list_select_related = ["client", "campaign"]
-    list_filter = ["status", "reason", "campaign", "client"]
+    list_filter = ["status", "reason", ParkedFilter, "campaign", "client"]
     search_fields = ["public_id", "customer_id", "idempotency_key"]
     search_help_text = "An exact order id, customer id or Idempotency-Key."
     date_hierarchy = None  # it counts every month and day: a full scan per page
@@ -166,6 +181,8 @@ class OrderAdmin(BigTableAdmin):
         "idempotency_key",
         "request_hash",
         "queue_ticket",
+        "parked_at",
+        "park_reason",
         "created_at",
         "updated_at",
     ]
@@ -177,7 +194,7 @@ class OrderAdmin(BigTableAdmin):
         PaymentInline,
         CallbackDeliveryInline,
     ]
-    actions = ["cancel"]
+    actions = ["cancel", "unpark"]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
@@ -200,6 +217,15 @@ class OrderAdmin(BigTableAdmin):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         """The change form stays read-only for everyone; cancelling is what `change` allows."""
         return request.user.has_perm("orders.change_order")
+
+    def has_unpark_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(description="Return parked orders to their line", permissions=["unpark"])
+    def unpark(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        ids = list(queryset.filter(parked_at__isnull=False).values_list("pk", flat=True)[:1000])
+        count = services.orders_unpark(order_ids=ids, actor=f"staff:{request.user.username}")
+        self.message_user(request, f"{count} parked order(s) returned to their line.")
 
     @admin.action(description="Cancel (release holds)", permissions=["cancel"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
@@ -243,6 +269,23 @@ class OrderAdmin(BigTableAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(BigTableAdmin):
+    actions = ["replay"]
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(
+        description="Replay parked payments (ask the gateway first)", permissions=["replay"]
+    )
+    def replay(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        order_ids = list(
+            queryset.filter(status=Payment.Status.PARKED).values_list("order_id", flat=True)[:1000]
+        )
+        count = services.payments_replay(
+            order_ids=order_ids, actor=f"staff:{request.user.username}"
+        )
+        self.message_user(request, f"{count} parked payment(s) replayed.")
+
     list_display = [
         "order",
         "status",
@@ -265,6 +308,19 @@ class PaymentAdmin(BigTableAdmin):
 
 @admin.register(CallbackDelivery)
 class CallbackDeliveryAdmin(BigTableAdmin):
+    actions = ["replay"]
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(description="Replay failed deliveries", permissions=["replay"])
+    def replay(self, request: HttpRequest, queryset: QuerySet[CallbackDelivery]) -> None:
+        ids = list(
+            queryset.filter(state=CallbackDelivery.State.FAILED).values_list("pk", flat=True)[:1000]
+        )
+        count = services.callbacks_replay(delivery_ids=ids, actor=f"staff:{request.user.username}")
+        self.message_user(request, f"{count} failed deliver(ies) replayed.")
+
     list_display = [
         "order",
         "order_status",

@@ -53,6 +53,9 @@ class Order(models.Model):
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
     queue_ticket = models.BigIntegerField(null=True, blank=True)
+    # A received order whose batch kept failing is parked (out of the line) for staff.
+    parked_at = models.DateTimeField(null=True, blank=True)
+    park_reason = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -178,6 +181,7 @@ class Payment(models.Model):
         UNKNOWN = "unknown"  # time-out or 5xx: settled by asking the gateway, never by guessing
         RETRY = "retry"  # the gateway said "not now" (429, key in flight): nothing charged
         NOT_REQUIRED = "not_required"  # payable 0
+        PARKED = "parked"  # gave up after PAYMENT_MAX_ATTEMPTS; the hold stays; staff replay
 
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
     idempotency_key = models.CharField(max_length=100, unique=True)
@@ -206,9 +210,10 @@ class Payment(models.Model):
 
 P = Payment.Status
 PAYMENT_ALLOWED: dict[str, frozenset[str]] = {
-    P.PENDING: frozenset({P.SUCCEEDED, P.DECLINED, P.UNKNOWN, P.RETRY}),
+    P.PENDING: frozenset({P.SUCCEEDED, P.DECLINED, P.UNKNOWN, P.RETRY, P.PARKED}),
     P.UNKNOWN: frozenset({P.PENDING, P.SUCCEEDED, P.DECLINED}),
     P.RETRY: frozenset({P.PENDING}),
+    P.PARKED: frozenset({P.UNKNOWN}),  # staff replay: its outcome is looked up first
     P.SUCCEEDED: frozenset(),
     P.DECLINED: frozenset(),
     P.NOT_REQUIRED: frozenset(),

@@ -63,13 +63,8 @@ def order_queue_spot(order: Order) -> fast.QueueSpot:
 def received_orders_for_update(*, campaign_id: int | None, limit: int) -> list[Order]:
     """The oldest received orders of one campaign's line, locked; rows another worker holds
     are skipped, not waited for."""
-    qs = Order.objects.filter(status=Order.Status.RECEIVED)
-    qs = (
-        qs.filter(campaign__isnull=True)
-        if campaign_id is None
-        else qs.filter(campaign_id=campaign_id)
-    )
-    return list(qs.order_by("id").select_for_update(skip_locked=True)[:limit])
+    qs = _line(campaign_id).order_by("id").select_for_update(skip_locked=True)
+    return list(qs[:limit])
 
 
 def orders_due_for_payment_for_update(*, now: datetime, limit: int) -> list[Order]:
@@ -111,6 +106,7 @@ def expired_holds_for_update(*, now: datetime, limit: int) -> list[Order]:
             Payment.Status.UNKNOWN,
             Payment.Status.SUCCEEDED,
             Payment.Status.NOT_REQUIRED,
+            Payment.Status.PARKED,
         ],
     )
     return list(
@@ -186,11 +182,24 @@ def callbacks_due_exist(*, now: datetime) -> bool:
 
 def queue_tickets(*, campaign_id: int | None) -> tuple[int, int | None]:
     """(highest ticket ever given, oldest waiting ticket) for rebuilding a lost line."""
-    qs = (
-        Order.objects.filter(campaign__isnull=True)
-        if campaign_id is None
-        else Order.objects.filter(campaign_id=campaign_id)
-    )
+    qs = _of_campaign(campaign_id)
     last = qs.aggregate(v=Max("queue_ticket"))["v"] or 0
     first = qs.filter(status=Order.Status.RECEIVED).aggregate(v=Min("queue_ticket"))["v"]
     return last, first
+
+
+def oldest_waiting(*, campaign_id: int | None) -> int | None:
+    """The id of the first order in a campaign's line (parked ones are out of it)."""
+    return _line(campaign_id).order_by("id").values_list("id", flat=True).first()
+
+
+def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
+    """Orders of one campaign; None is the line of orders without a campaign."""
+    if campaign_id is None:
+        return Order.objects.filter(campaign__isnull=True)
+    return Order.objects.filter(campaign_id=campaign_id)
+
+
+def _line(campaign_id: int | None) -> QuerySet[Order]:
+    """A campaign's line: its received orders, less the parked ones."""
+    return _of_campaign(campaign_id).filter(status=Order.Status.RECEIVED, parked_at__isnull=True)

@@ -16,7 +16,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils.functional import cached_property
 
 from shop import services
-from shop.models import ApiClient, ApiKey, Product, Store
+from shop.models import ApiClient, ApiKey, Product, RateLimit, RateLimitChange, Store
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -254,3 +254,41 @@ class ApiKeyAdmin(SuperuserOnly, SaveChangedFieldsOnly):
             self.message_user(request, f"Revoked: {', '.join(prefixes)}.", messages.SUCCESS)
         else:
             self.message_user(request, "Those keys were already revoked.", messages.INFO)
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(admin.ModelAdmin):
+    """Limits staff change at run time; every process sees a change within seconds."""
+
+    list_display = ["scope", "per_second", "burst", "updated_at"]
+    fields = ["scope", "per_second", "burst"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["scope"] if obj else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # an empty rate means unlimited; the row's history stays in its changes
+
+    def save_model(self, request: HttpRequest, obj: RateLimit, form: Any, change: bool) -> None:
+        saved = services.rate_limit_set(
+            scope=obj.scope,
+            per_second=obj.per_second,
+            burst=obj.burst,
+            actor=f"staff:{request.user.username}",
+        )
+        obj.pk = saved.pk
+
+
+@admin.register(RateLimitChange)
+class RateLimitChangeAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "scope", "before", "after", "actor"]
+    list_filter = ["scope"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

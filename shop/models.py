@@ -82,3 +82,49 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class RateLimit(models.Model):
+    """A limit staff change at run time, in the admin. Every API and worker process re-reads
+    it within RATE_LIMIT_CACHE_SECONDS: no restart. Absent rows use RATE_LIMIT_DEFAULTS.
+
+    Here, at the bottom of the dependency chain, because both the API's admission control
+    (coupons, orders) and the workers' outbound limits (orders) read it.
+    """
+
+    class Scope(models.TextChoices):
+        GATEWAY = "gateway", "Payment gateway requests/s (all workers together)"
+        CALLBACKS = "callbacks", "Callback POSTs/s, per chatbot client"
+        CLIENT_REQUESTS = "client_requests", "API claims and orders/s, per chatbot client"
+        CUSTOMER_REQUESTS = "customer_requests", "API claims and orders/s, per customer"
+
+    scope = models.CharField(max_length=32, choices=Scope.choices, unique=True)
+    per_second = models.FloatField(null=True, blank=True, help_text="Empty: unlimited. 0: stopped.")
+    burst = models.PositiveIntegerField(default=1, help_text="Tokens that may be spent at once.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(per_second__isnull=True) | Q(per_second__gte=0),
+                name="rate_limit_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        rate = "unlimited" if self.per_second is None else f"{self.per_second:g}/s"
+        return f"{self.scope}: {rate}, burst {self.burst}"
+
+
+class RateLimitChange(models.Model):
+    """Append-only: who changed which limit, from what to what."""
+
+    scope = models.CharField(max_length=32)
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    actor = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.scope} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M:%S}"

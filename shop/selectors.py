@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from shop.models import ApiClient, ApiKey, Product
+from config.ratelimit import Limit
+from shop.models import ApiClient, ApiKey, Product, RateLimit
 
 
 def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
@@ -26,7 +27,9 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
     """Price and id for each known SKU (unknown ones are simply absent)."""
     return {
         p.sku: p
-        for p in Product.objects.filter(sku__in=list(skus)).only("id", "sku", "price", "currency")
+        for p in Product.objects.filter(sku__in=list(skus)).only(
+            "id", "sku", "price", "currency", "stock"
+        )
     }
 
 
@@ -92,3 +95,32 @@ def api_client_for_key(raw_key: str) -> ApiClient | None:
     client = key.client if key else None
     key_cache.put(key_hash, client)
     return client
+
+
+_limits: dict[str, tuple[float, Limit]] = {}
+_limits_lock = threading.Lock()
+
+
+def rate_limit(scope: str) -> Limit:
+    """The limit in force for `scope`: its RateLimit row, else RATE_LIMIT_DEFAULTS. Cached per
+    process for RATE_LIMIT_CACHE_SECONDS, so a change reaches every worker without restart."""
+    now = time.monotonic()
+    with _limits_lock:
+        hit = _limits.get(scope)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    row = RateLimit.objects.filter(scope=scope).first()
+    if row is not None:
+        limit = Limit(per_second=row.per_second, burst=row.burst)
+    else:
+        per_second, burst = settings.RATE_LIMIT_DEFAULTS.get(scope, (None, 1))
+        limit = Limit(per_second=per_second, burst=burst)
+    with _limits_lock:
+        _limits[scope] = (now + settings.RATE_LIMIT_CACHE_SECONDS, limit)
+    return limit
+
+
+def rate_limits_forget() -> None:
+    """Drop this process's cached limits (tests, and the process that changed one)."""
+    with _limits_lock:
+        _limits.clear()

@@ -15,8 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from shop.errors import OutOfStock
-from shop.models import ApiClient, ApiKey, Product
-from shop.selectors import api_key_hash, key_cache
+from shop.models import ApiClient, ApiKey, Product, RateLimit, RateLimitChange
+from shop.selectors import api_key_hash, key_cache, rate_limits_forget
 
 
 def stock_take(*, quantities: Mapping[int, int]) -> None:
@@ -76,3 +76,23 @@ def api_key_revoke(*, key_id: int) -> None:
         revoked_at=timezone.now(), updated_at=timezone.now()
     )
     key_cache.clear()
+
+
+@transaction.atomic
+def rate_limit_set(*, scope: str, per_second: float | None, burst: int, actor: str) -> RateLimit:
+    """Set a limit (None: unlimited, 0: stopped), recorded as a RateLimitChange. In force in
+    every process within RATE_LIMIT_CACHE_SECONDS."""
+    if scope not in RateLimit.Scope.values:
+        raise ValueError(f"unknown rate limit scope {scope!r}")
+    if (per_second is not None and per_second < 0) or burst < 1:
+        raise ValueError("per_second must be empty or >= 0, and burst >= 1")
+    row = RateLimit.objects.select_for_update().filter(scope=scope).first()
+    before = {"per_second": row.per_second, "burst": row.burst} if row else {}
+    row = row or RateLimit(scope=scope)
+    row.per_second, row.burst = per_second, burst
+    row.save()
+    RateLimitChange.objects.create(
+        scope=scope, before=before, after={"per_second": per_second, "burst": burst}, actor=actor
+    )
+    rate_limits_forget()
+    return row

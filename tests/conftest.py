@@ -3,7 +3,9 @@ for the app, DB 14 for the Celery broker, so that flushing one never touches the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from rest_framework.test import APIClient
 from config import fast
 from shop import services as shop_services
 from shop.models import ApiClient
-from shop.selectors import key_cache
+from shop.selectors import key_cache, rate_limits_forget
 from tests import stack
 from tests.factories.shop import ApiClientFactory
 
@@ -28,8 +30,10 @@ def _fresh_fast_state() -> Iterator[None]:
     """Every test starts with empty fast state: Redis DB 15 flushed, caches cleared."""
     fast.client().flushdb()
     key_cache.clear()
+    rate_limits_forget()
     yield
     key_cache.clear()
+    rate_limits_forget()
 
 
 @pytest.fixture
@@ -97,11 +101,30 @@ def worker_env(django_db_setup: None) -> dict[str, str]:
     }
 
 
+ALL_QUEUES = "reservations,payments,callbacks,maintenance"
+
+
 @pytest.fixture(scope="module")
 def worker(worker_env: dict[str, str], sandbox: httpx.Client, log_dir: Path) -> Iterator[None]:
     """A real Celery worker process consuming every queue, for a module of pipeline tests."""
-    process = stack.start_worker(
-        log_dir / "worker.log", queues="reservations,payments,callbacks,maintenance", env=worker_env
-    )
+    process = stack.start_worker(log_dir / "worker.log", queues=ALL_QUEUES, env=worker_env)
     yield
     stack.stop(process)
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], sandbox: httpx.Client, log_dir: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start worker processes of a test's own (queues, settings by env); all killed after."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(queues: str = ALL_QUEUES, **env: str) -> subprocess.Popen[bytes]:
+        log = log_dir / "own-workers.log"
+        process = stack.start_worker(log, queues=queues, env={**worker_env, **env})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stack.stop(process, sig=signal.SIGKILL)

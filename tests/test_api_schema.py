@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from rest_framework.test import APIClient
 
 from orders import services as orders_services
-from shop.models import ApiClient
+from shop.models import ApiClient, Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
@@ -193,7 +193,9 @@ def test_placing_reading_listing_and_cancelling_orders_match_the_schema(
 def test_a_rejected_order_matches_the_schema(api: APIClient, chatbot: ApiClient) -> None:
     # given: `reason` is set
     schema = fetch_schema()
-    order = place(chatbot, "c-1", [(ProductFactory(stock=0), 1)])
+    gone = ProductFactory(stock=1)
+    order = place(chatbot, "c-1", [(gone, 1)])
+    Product.objects.filter(pk=gone.pk).update(stock=0)  # sold out while it waited
     orders_services.reservations_take_batch(campaign_id=None, limit=10)
     # when
     response = api.get(f"/api/v1/orders/{order.public_id}/")

@@ -110,6 +110,7 @@ REST_FRAMEWORK = {
     "DEFAULT_VERSIONING_CLASS": "config.versioning.ApiVersioning",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttling.ChatbotAdmission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
@@ -187,6 +188,9 @@ PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:8765"
 PAYMENT_GATEWAY_KEY = env("PAYMENT_GATEWAY_KEY", default="sandbox-key")
 PAYMENT_GATEWAY_TIMEOUT = env.float("PAYMENT_GATEWAY_TIMEOUT", default=5.0)
 PAYMENT_CONCURRENCY = env.int("PAYMENT_CONCURRENCY", default=32)
+# After this many attempts without a definite answer a payment is parked (dead) for staff.
+PAYMENT_MAX_ATTEMPTS = env.int("PAYMENT_MAX_ATTEMPTS", default=12)
+PAYMENT_RETRY_BASE_SECONDS = env.float("PAYMENT_RETRY_BASE_SECONDS", default=1.0)
 RESERVATION_BATCH_SIZE = env.int("RESERVATION_BATCH_SIZE", default=500)
 SETTLEMENT_BATCH_SIZE = env.int("SETTLEMENT_BATCH_SIZE", default=200)
 CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
@@ -202,6 +206,25 @@ CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
 CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=8)
 CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=False)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=30.0)
+
+# --- Rate limits and admission -------------------------------------------------------------
+# Defaults per scope, (tokens per second or None for unlimited, burst); staff override them
+# at run time in the admin (shop.RateLimit), read by every process within the cache time.
+RATE_LIMIT_DEFAULTS = {
+    "gateway": (env.float("GATEWAY_RPS", default=1000.0), env.int("GATEWAY_BURST", default=50)),
+    "callbacks": (env.float("CALLBACK_RPS", default=200.0), env.int("CALLBACK_BURST", default=50)),
+    "client_requests": (
+        env.float("CLIENT_RPS", default=5000.0),
+        env.int("CLIENT_BURST", default=1000),
+    ),
+    "customer_requests": (
+        env.float("CUSTOMER_RPS", default=2.0),
+        env.int("CUSTOMER_BURST", default=10),
+    ),
+}
+RATE_LIMIT_CACHE_SECONDS = env.float("RATE_LIMIT_CACHE_SECONDS", default=5.0)
+# Orders waiting in one campaign's line beyond which intake answers 429 at once.
+BACKLOG_CEILING = env.int("BACKLOG_CEILING", default=200_000)
 
 LOGGING = {
     "version": 1,

@@ -28,3 +28,14 @@ HOLD_SECONDS = env.int("HOLD_SECONDS", default=600)
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=3.0)
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:18765")
 PAYMENT_GATEWAY_KEY = "test-sandbox-key"
+# Unlimited unless a test sets a limit (shop.services.rate_limit_set), and re-read quickly so
+# worker processes see a test's change.
+RATE_LIMIT_DEFAULTS = {
+    "gateway": (None, 1),
+    "callbacks": (None, 1),
+    "client_requests": (None, 1),
+    "customer_requests": (None, 1),
+}
+RATE_LIMIT_CACHE_SECONDS = 0.2
+PAYMENT_MAX_ATTEMPTS = env.int("PAYMENT_MAX_ATTEMPTS", default=4)
+PAYMENT_RETRY_BASE_SECONDS = env.float("PAYMENT_RETRY_BASE_SECONDS", default=0.05)

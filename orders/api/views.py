@@ -39,6 +39,12 @@ class OrderListCreateApi(APIView):
         responses={
             202: OpenApiResponse(OrderOut, description="Stored and queued."),
             200: OpenApiResponse(OrderOut, description="A replay: the same order, as it is now."),
+            409: OpenApiResponse(
+                ErrorOut,
+                description="Hopeless, answered at once: out_of_stock, budget_exhausted, "
+                "campaign_not_active.",
+            ),
+            410: OpenApiResponse(ErrorOut, description="sold_out: the product has no stock."),
             422: ErrorOut,
             **ERRORS,
         },

@@ -4,22 +4,38 @@ A package because the pipeline has several stages; each module owns one of them.
 """
 
 from orders.services.callbacks import callbacks_drain, signature
-from orders.services.holds import holds_close, reservations_drain, reservations_take_batch
+from orders.services.holds import (
+    holds_close,
+    order_park,
+    reservations_drain,
+    reservations_take_batch,
+)
 from orders.services.intake import ItemIn, Placed, order_place
-from orders.services.lifecycle import holds_expire, order_cancel, pipeline_sweep
+from orders.services.lifecycle import (
+    callbacks_replay,
+    holds_expire,
+    order_cancel,
+    orders_unpark,
+    payments_replay,
+    pipeline_sweep,
+)
 from orders.services.settlement import payments_claim_batch, payments_drain, payments_record
 
 __all__ = [
     "ItemIn",
     "Placed",
     "callbacks_drain",
+    "callbacks_replay",
     "holds_close",
     "holds_expire",
     "order_cancel",
+    "order_park",
     "order_place",
+    "orders_unpark",
     "payments_claim_batch",
     "payments_drain",
     "payments_record",
+    "payments_replay",
     "pipeline_sweep",
     "reservations_drain",
     "reservations_take_batch",

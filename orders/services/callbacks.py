@@ -12,6 +12,7 @@ import hmac
 import json
 import random
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,14 +24,20 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config import ratelimit
 from orders import selectors
 from orders.models import CallbackDelivery
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
+from shop import selectors as shop_selectors
+from shop.models import RateLimit
+
+_UNSENT = "not sent: waiting for the client's callback rate limit"
 
 
 @dataclass(frozen=True)
 class CallbackJob:
     delivery_id: int
+    client_id: int
     attempt: int
     url: str
     body: bytes
@@ -66,6 +73,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     return [
         CallbackJob(
             delivery_id=d.pk,
+            client_id=d.order.client_id,
             attempt=d.attempts,
             url=d.url,
             body=json.dumps(d.payload, separators=(",", ":")).encode(),
@@ -92,8 +100,15 @@ def callback_send(job: CallbackJob) -> str:
     return "" if response.is_success else f"HTTP {response.status_code}"
 
 
-def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
+def callbacks_record(
+    results: Sequence[tuple[CallbackJob, str]], *, unsent: Sequence[tuple[CallbackJob, float]] = ()
+) -> None:
+    """Delivered, retried later with backoff, or given up (FAILED, replayable by staff) after
+    CALLBACK_MAX_ATTEMPTS. `unsent` deliveries waited for their client's rate limit: tried
+    again after the wait given, the attempt not counted."""
     now = timezone.now()
+    waits = {job.delivery_id: wait for job, wait in unsent}
+    results = [*results, *((job, _UNSENT) for job, _ in unsent)]
     with transaction.atomic():
         deliveries = {
             d.pk: d
@@ -106,7 +121,10 @@ def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
             if delivery.state != CallbackDelivery.State.PENDING or delivery.attempts != job.attempt:
                 continue
             delivery.updated_at = now
-            if not error:
+            if error is _UNSENT:
+                delivery.attempts -= 1
+                delivery.next_attempt_at = now + timedelta(seconds=waits[job.delivery_id])
+            elif not error:
                 delivery.state, delivery.delivered_at, delivery.last_error = (
                     CallbackDelivery.State.DELIVERED,
                     now,
@@ -119,7 +137,7 @@ def callbacks_record(results: Sequence[tuple[CallbackJob, str]]) -> None:
                 delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
         CallbackDelivery.objects.bulk_update(
             list(deliveries.values()),
-            ["state", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
+            ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
         )
 
 
@@ -132,7 +150,27 @@ def callbacks_drain() -> int:
         def step() -> int:
             jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
             if jobs:
-                callbacks_record(list(zip(jobs, pool.map(callback_send, jobs), strict=True)))
+                go, unsent = _within_client_limits(jobs)
+                sent = list(zip(go, pool.map(callback_send, go), strict=True))
+                callbacks_record(sent, unsent=unsent)
             return len(jobs)
 
         return drain(CALLBACK, "all", step, renudge=partial(nudge_callbacks, force=True))
+
+
+def _within_client_limits(
+    jobs: list[CallbackJob],
+) -> tuple[list[CallbackJob], list[tuple[CallbackJob, float]]]:
+    """Split jobs into those each client's callback limit lets through now, and the rest with
+    how long to wait (one global bucket per client, shared by every worker)."""
+    limit = shop_selectors.rate_limit(RateLimit.Scope.CALLBACKS)
+    by_client: dict[int, list[CallbackJob]] = defaultdict(list)
+    for job in jobs:
+        by_client[job.client_id].append(job)
+    go: list[CallbackJob] = []
+    unsent: list[tuple[CallbackJob, float]] = []
+    for client_id, client_jobs in by_client.items():
+        grant = ratelimit.take(f"callbacks:{client_id}", limit, len(client_jobs))
+        go += client_jobs[: grant.granted]
+        unsent += [(job, max(grant.retry_after, 0.05)) for job in client_jobs[grant.granted :]]
+    return go, unsent

@@ -9,6 +9,7 @@ them back (released) or keeping them (sold) exactly once.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -25,13 +26,14 @@ from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
 from orders import selectors
-from orders.models import Order, OrderLine, Reservation
+from orders.models import Order, OrderEvent, OrderLine, Reservation
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
 from orders.services.transitions import orders_move
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 
 R = Order.Reason
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -273,8 +275,7 @@ def reservations_drain(*, campaign_id: int | None) -> int:
     """The reservation worker's loop over one campaign's line. Returns orders seen."""
 
     def step() -> int:
-        limit = settings.RESERVATION_BATCH_SIZE
-        return reservations_take_batch(campaign_id=campaign_id, limit=limit).seen
+        return _take_isolating_poison(campaign_id, settings.RESERVATION_BATCH_SIZE)
 
     return drain(
         RESERVE,
@@ -282,3 +283,41 @@ def reservations_drain(*, campaign_id: int | None) -> int:
         step,
         renudge=partial(nudge_reservations, campaign_id, force=True),
     )
+
+
+def _take_isolating_poison(campaign_id: int | None, limit: int) -> int:
+    """Take a batch; if it fails for a reason other than the database being unreachable, try
+    ever smaller batches from the head of the line until the one order that fails alone is
+    found, and park it. A poison order never blocks its campaign's line."""
+    try:
+        return reservations_take_batch(campaign_id=campaign_id, limit=limit).seen
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: nothing to blame on an order
+    except Exception as exc:
+        if limit > 1:
+            log.warning("reservation batch of %s failed; retrying smaller", limit, exc_info=True)
+            return _take_isolating_poison(campaign_id, limit // 2)
+        order_id = selectors.oldest_waiting(campaign_id=campaign_id)
+        if order_id is None:
+            raise
+        log.exception("parking order %s: it fails on its own", order_id)
+        order_park(order_id=order_id, reason=f"{type(exc).__name__}: {exc}"[:2000])
+        return 1
+
+
+@transaction.atomic
+def order_park(*, order_id: int, reason: str, actor: str = "worker:reserve") -> None:
+    """Take a received order out of its line for staff to look at (see order_unpark)."""
+    order = selectors.orders_for_update(order_ids=[order_id])[0]
+    if order.status != Order.Status.RECEIVED or order.parked_at is not None:
+        return
+    now = timezone.now()
+    Order.objects.filter(pk=order_id).update(parked_at=now, park_reason=reason, updated_at=now)
+    OrderEvent.objects.create(
+        order_id=order_id,
+        source=order.status,
+        target="parked",
+        actor=actor,
+        data={"reason": reason},
+    )
+    transaction.on_commit(partial(fast.tickets_done, order.campaign_id, 1))

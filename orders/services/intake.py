@@ -13,17 +13,22 @@ import json
 from dataclasses import dataclass
 from functools import partial
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import fast
 from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import selectors as coupons_selectors
-from coupons.errors import CampaignNotActive
+from coupons.errors import BudgetExhausted, CampaignNotActive
+from coupons.models import Campaign
 from orders import selectors
+from orders.errors import LineFull
 from orders.models import Order, OrderLine
 from orders.services.nudges import nudge_reservations
 from shop import selectors as shop_selectors
+from shop.errors import OutOfStock, ProductSoldOut
+from shop.models import Product
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,9 @@ def order_place(
 ) -> Placed:
     """Store a `received` order and queue it. A replay of the key returns the first order
     (created=False); the key with another body raises IdempotencyKeyReused. Unknown SKUs or
-    a SKU listed twice raise InvalidInput; a coupon of a campaign that is not active now
-    (paused, ended, not started) raises CampaignNotActive without storing anything.
+    a SKU listed twice raise InvalidInput. Hopeless orders are refused without storing
+    anything: ProductSoldOut, OutOfStock, CampaignNotActive (paused, ended, not started),
+    BudgetExhausted; and LineFull (429) when the campaign's line is at its backlog ceiling.
     After commit: nudges the campaign's reservations.
 
     A coupon that is unknown, or not this customer's, is kept as typed and the order is
@@ -89,9 +95,11 @@ def order_place(
             f"Unknown SKU: {', '.join(unknown)}.",
             fields={"items": [f"Unknown SKU {s!r}." for s in unknown]},
         )
+    _refuse_if_out_of_stock(items, products)
     subtotal = sum(products[i.sku].price * i.quantity for i in items)
 
-    coupon_id = campaign_id = None
+    campaign: Campaign | None = None
+    coupon_id = None
     discount = 0
     if coupon_code:
         coupon = coupons_selectors.coupon_by_code(code=coupon_code)
@@ -100,13 +108,12 @@ def order_place(
             and coupon.client_id == client_id
             and coupon.customer_id == customer_id
         ):
-            if not coupon.campaign.is_open_at(timezone.now()):
-                # Hopeless: answered at once, not queued (paused, ended or not started).
-                raise CampaignNotActive()
-            coupon_id, campaign_id = coupon.pk, coupon.campaign_id
+            campaign, coupon_id = coupon.campaign, coupon.pk
             discount = min(subtotal, coupon.max_discount)
+            _refuse_if_campaign_cannot_serve(campaign, discount)
 
-    ticket = _ticket(campaign_id)
+    campaign_id = campaign.pk if campaign else None
+    ticket = _ticket(campaign_id, ceiling=_ceiling(campaign))
     order = Order(
         client_id=client_id,
         customer_id=customer_id,
@@ -146,12 +153,42 @@ def order_place(
     return Placed(order=order, lines=lines, created=True, queue=selectors.order_queue_spot(order))
 
 
-def _ticket(campaign_id: int | None) -> int | None:
-    ticket = fast.ticket_take(campaign_id)
+# Hopeless orders are answered at once from rows intake reads anyway: nothing is written,
+# nothing queued. The worker checks everything again under locks; these only save the wait.
+
+
+def _refuse_if_out_of_stock(items: list[ItemIn], products: dict[str, Product]) -> None:
+    for item in items:
+        left = products[item.sku].stock
+        if left <= 0:
+            raise ProductSoldOut(f"{item.sku} is sold out.")
+        if left < item.quantity:
+            raise OutOfStock(f"Only {left} of {item.sku} left.")
+
+
+def _refuse_if_campaign_cannot_serve(campaign: Campaign, discount: int) -> None:
+    if not campaign.is_open_at(timezone.now()):
+        raise CampaignNotActive()  # paused, ended or not started
+    if campaign.budget_remaining < discount:
+        raise BudgetExhausted()
+
+
+def _ceiling(campaign: Campaign | None) -> int:
+    if campaign is not None and campaign.backlog_ceiling is not None:
+        return campaign.backlog_ceiling
+    return settings.BACKLOG_CEILING
+
+
+def _ticket(campaign_id: int | None, *, ceiling: int) -> int | None:
+    """A place in the campaign's line. Raises LineFull at the backlog ceiling."""
+    ticket = fast.ticket_take(campaign_id, ceiling=ceiling)
     if ticket is None:
         last, first = selectors.queue_tickets(campaign_id=campaign_id)
         fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
-        ticket = fast.ticket_take(campaign_id)
+        ticket = fast.ticket_take(campaign_id, ceiling=ceiling)
+    if ticket == fast.LINE_FULL:
+        wait = fast.estimate(max(1, ceiling // 10), fast.drain_rate(campaign_id))
+        raise LineFull(retry_after=max(1, wait))
     return ticket
 
 

@@ -4,6 +4,7 @@ finds work whose nudge was lost (a crash between commit and publish, a Redis res
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -16,7 +17,7 @@ from config import fast
 from coupons import services as coupons_services
 from orders import selectors
 from orders.errors import NotCancellable
-from orders.models import Order, Payment, Reservation
+from orders.models import CallbackDelivery, Order, OrderEvent, Payment, Reservation
 from orders.services.holds import holds_close
 from orders.services.nudges import nudge_callbacks, nudge_payments, nudge_reservations
 from orders.services.transitions import order_move, orders_move
@@ -42,6 +43,7 @@ def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
         Payment.Status.PENDING,
         Payment.Status.UNKNOWN,
         Payment.Status.SUCCEEDED,
+        Payment.Status.PARKED,
     ):
         raise NotCancellable("A payment for this order is in progress.")
     now = timezone.now()
@@ -104,3 +106,74 @@ def pipeline_sweep() -> SweepReport:
         payments_nudged=payments_due,
         callbacks_nudged=callbacks_due,
     )
+
+
+# --- Dead (parked) work, replayed by staff ---------------------------------------------------
+
+
+@transaction.atomic
+def payments_replay(*, order_ids: Collection[int], actor: str) -> int:
+    """Parked payments back to work: to `unknown` with a fresh attempt budget, so the next
+    attempt first asks the gateway what happened. Returns how many were replayed."""
+    now = timezone.now()
+    orders = selectors.orders_for_update(order_ids=order_ids)
+    parked = list(
+        Payment.objects.select_for_update()
+        .filter(order__in=orders, status=Payment.Status.PARKED)
+        .order_by("pk")
+    )
+    for payment in parked:
+        OrderEvent.objects.create(
+            order_id=payment.order_id,
+            source=f"payment:{payment.status}",
+            target=f"payment:{Payment.Status.UNKNOWN}",
+            actor=actor,
+            data={"replay": True},
+        )
+    Payment.objects.filter(pk__in=[p.pk for p in parked]).update(
+        status=Payment.Status.UNKNOWN, attempts=0, next_attempt_at=now, updated_at=now
+    )
+    if parked:
+        transaction.on_commit(partial(nudge_payments, force=True))
+    return len(parked)
+
+
+@transaction.atomic
+def callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
+    """Failed (given up) callback deliveries back to pending with a fresh attempt budget."""
+    now = timezone.now()
+    replayed = CallbackDelivery.objects.filter(
+        pk__in=list(delivery_ids), state=CallbackDelivery.State.FAILED
+    ).update(
+        state=CallbackDelivery.State.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error=f"replayed by {actor}",
+        updated_at=now,
+    )
+    if replayed:
+        transaction.on_commit(partial(nudge_callbacks, force=True))
+    return replayed
+
+
+@transaction.atomic
+def orders_unpark(*, order_ids: Collection[int], actor: str) -> int:
+    """Parked orders back into their line, at the head (they keep their place by id)."""
+    now = timezone.now()
+    orders = [
+        o for o in selectors.orders_for_update(order_ids=order_ids) if o.parked_at is not None
+    ]
+    for order in orders:
+        OrderEvent.objects.create(
+            order_id=order.pk,
+            source="parked",
+            target=order.status,
+            actor=actor,
+            data={"replay": True},
+        )
+    Order.objects.filter(pk__in=[o.pk for o in orders]).update(
+        parked_at=None, park_reason="", updated_at=now
+    )
+    for campaign_id in {o.campaign_id for o in orders}:
+        transaction.on_commit(partial(nudge_reservations, campaign_id, force=True))
+    return len(orders)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config import ratelimit
 from config.errors import InvalidTransition
 from orders import selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
@@ -33,10 +35,15 @@ from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservati
 from orders.services.holds import holds_close
 from orders.services.nudges import PAY, drain, nudge_payments
 from orders.services.transitions import orders_move
+from shop import selectors as shop_selectors
+from shop.models import RateLimit
 
 log = logging.getLogger(__name__)
 
 PS = Payment.Status
+# Waiting this long for a gateway token is pacing; longer, and the worker lets go.
+MAX_PACING_SECONDS = 1.0
+UNSENT = "not sent: waiting for the gateway rate limit"
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ def gateway() -> GatewayClient:
 
 
 def _backoff(attempts: int) -> float:
-    return min(300.0, 2.0 ** min(attempts, 9)) * random.uniform(0.5, 1.0)  # noqa: S311
+    """Exponential with full-ish jitter: base * 2^attempts * U(0.5, 1), at most 5 minutes."""
+    delay = settings.PAYMENT_RETRY_BASE_SECONDS * 2.0 ** min(attempts, 12)
+    return min(300.0, delay) * random.uniform(0.5, 1.0)  # noqa: S311
 
 
 def _payment_move(
@@ -207,10 +216,37 @@ def payments_claim_batch(*, limit: int) -> Claimed:
     return claimed
 
 
+def _claim_size() -> int:
+    """As many payments as can be sent well within their lease at the gateway limit's pace,
+    so that a paced batch never outlives its claim."""
+    limit = shop_selectors.rate_limit(RateLimit.Scope.GATEWAY)
+    if limit.per_second is None:
+        return settings.SETTLEMENT_BATCH_SIZE
+    paced = int(limit.per_second * settings.PAYMENT_LEASE_SECONDS / 3)
+    return max(1, min(settings.SETTLEMENT_BATCH_SIZE, paced))
+
+
+def _gateway_token() -> float:
+    """Take one token of the global gateway limit, sleeping while one is due soon (pacing,
+    not a busy loop). 0.0 when taken; else how long until one, when that is too long to hold
+    the worker for."""
+    limit = shop_selectors.rate_limit(RateLimit.Scope.GATEWAY)
+    while True:
+        grant = ratelimit.take("gateway", limit)
+        if grant.granted:
+            return 0.0
+        if grant.retry_after > MAX_PACING_SECONDS:
+            return grant.retry_after
+        time.sleep(grant.retry_after)
+
+
 def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
-    """One attempt, outside any transaction. After an unknown outcome, the gateway's record
-    decides; a charge is (re)sent only when it has none, and with the same key."""
+    """One attempt, outside any transaction; every gateway request takes a token of the global
+    limit first. After an unknown outcome, the gateway's record decides; a charge is (re)sent
+    only when it has none, and with the same key."""
     if job.ask_first:
+        if wait := _gateway_token():
+            return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
         charges = client.charges_for(reference=job.reference)
         if charges is None:
             return ChargeOutcome(kind="unknown", error="could not look up earlier charges")
@@ -218,6 +254,8 @@ def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
             found = [c for c in charges if c.get("status") == status]
             if found:
                 return ChargeOutcome(kind=status, charge_id=str(found[0].get("id", "")))  # type: ignore[arg-type]
+    if wait := _gateway_token():
+        return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
     return client.charge(
         idempotency_key=job.idempotency_key,
         amount=job.amount,
@@ -229,7 +267,9 @@ def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
 
 def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[str, int]:
     """Write the outcomes: succeeded → paid (hold sold), declined → payment_failed (hold
-    released), unknown/retry → tried again later. An outcome whose claim is stale (the
+    released), unknown/retry → tried again later with backoff, or parked after
+    PAYMENT_MAX_ATTEMPTS (staff replay it). An attempt that never reached the gateway (our
+    own rate limit) goes back to `retry` uncounted. An outcome whose claim is stale (the
     payment was claimed again since) is dropped: that later attempt owns the payment."""
     now = timezone.now()
     actor = "worker:settle"
@@ -274,6 +314,20 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                     charge=outcome.charge_id,
                 )
                 failed.append(order)
+            elif outcome.error == UNSENT:
+                # Nothing reached the gateway: not an attempt. A payment whose outcome was
+                # unknown stays unknown, so that it is still looked up first.
+                payment.attempts -= 1
+                payment.next_attempt_at = now + timedelta(seconds=outcome.retry_after or 1.0)
+                target = PS.UNKNOWN if job.ask_first else PS.RETRY
+                _payment_move(
+                    payment, target, actor=actor, now=now, events=events, error=outcome.error
+                )
+            elif payment.attempts >= settings.PAYMENT_MAX_ATTEMPTS:
+                payment.last_error = (outcome.error or outcome.kind)[:2000]
+                _payment_move(
+                    payment, PS.PARKED, actor=actor, now=now, events=events, error=outcome.error
+                )
             else:
                 wait = (
                     outcome.retry_after
@@ -292,7 +346,8 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
         holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
         Payment.objects.bulk_update(
-            changed, ["status", "charge_id", "next_attempt_at", "last_error", "updated_at"]
+            changed,
+            ["status", "charge_id", "attempts", "next_attempt_at", "last_error", "updated_at"],
         )
         OrderEvent.objects.bulk_create(events)
     return counts
@@ -306,9 +361,9 @@ def payments_drain() -> int:
     ) as pool:
 
         def step() -> int:
-            claimed = payments_claim_batch(limit=settings.SETTLEMENT_BATCH_SIZE)
+            claimed = payments_claim_batch(limit=_claim_size())
             if claimed.jobs:
-                outcomes = list(pool.map(partial(payment_attempt, client), claimed.jobs))
+                outcomes = pool.map(partial(payment_attempt, client), claimed.jobs)
                 payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
             return claimed.settled_free + len(claimed.jobs)
 

@@ -303,6 +303,7 @@ def test_staff_cancel_but_never_write_orders_by_hand(
     assert [name for name, _ in changelist.context["action_form"].fields["action"].choices] == [
         "",
         "cancel",
+        "unpark",
     ]
     assert messages_of(cancelled) == [f"Cancelled: {order.public_id}."]
     assert OrderEvent.objects.filter(order=order).latest("id").actor == "staff:clerk"

@@ -214,8 +214,9 @@ def test_get_detail_of_a_rejected_order_names_the_reason(
     api: APIClient, chatbot: ApiClient
 ) -> None:
     # given
-    gone = ProductFactory(stock=0)
+    gone = ProductFactory(stock=1)
     order = place(chatbot, "c-1", [(gone, 1)])
+    Product.objects.filter(pk=gone.pk).update(stock=0)  # sold out while it waited
     orders_services.reservations_take_batch(campaign_id=None, limit=10)
     # when
     response = api.get(f"{URL}{order.public_id}/")
@@ -334,8 +335,9 @@ def paid_order(chatbot: ApiClient, tea: Product) -> Order:
 
 
 def rejected_order(chatbot: ApiClient, tea: Product) -> Order:
-    gone = ProductFactory(stock=0)
+    gone = ProductFactory(stock=1)
     order = place(chatbot, "c-1", [(gone, 1)])
+    Product.objects.filter(pk=gone.pk).update(stock=0)  # sold out while it waited
     orders_services.reservations_take_batch(campaign_id=None, limit=10)
     return order
 

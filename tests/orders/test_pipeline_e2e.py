@@ -127,16 +127,19 @@ def test_each_rejection_through_the_worker(gateway, reason: str) -> None:
             api, order(api, "c-1", tea.sku, 1, coupon_code=claim(api, campaign.slug, "c-1"))["id"]
         )
         Campaign.objects.filter(pk=campaign.pk).update(per_customer_limit=1)
-    elif reason == "sold_out":
-        Product.objects.filter(pk=tea.pk).update(stock=0)
     elif reason == "out_of_stock":
-        quantity = 4
-    elif reason == "budget_exhausted":
-        Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
-    # when
-    with transaction.atomic():  # the worker hears of the order only at commit
+        quantity = 3
+    # when: what runs out does so while the order waits in line (intake refuses it at once
+    # otherwise); the worker hears of the order only at commit
+    with transaction.atomic():
         placed = order(api, "c-1", tea.sku, quantity, **extra)
-        if reason == "campaign_not_active":  # the campaign ends while the order waits
+        if reason == "sold_out":
+            Product.objects.filter(pk=tea.pk).update(stock=0)
+        elif reason == "out_of_stock":
+            Product.objects.filter(pk=tea.pk).update(stock=2)
+        elif reason == "budget_exhausted":
+            Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
+        elif reason == "campaign_not_active":
             Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
     done = settled(api, placed["id"])
     # then

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,24 +19,6 @@ from tests.factories.shop import ApiClientFactory, ProductFactory
 from tests.pipeline import all_terminal, succeeded_charges_by_reference, wait_for
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
-
-ALL_QUEUES = "reservations,payments,callbacks,maintenance"
-
-
-@pytest.fixture
-def start_worker(worker_env: dict[str, str], log_dir: Path) -> Iterator:
-    started = []
-
-    def start(queues: str = ALL_QUEUES, **env: str) -> object:
-        process = stack.start_worker(
-            log_dir / "faults-worker.log", queues=queues, env={**worker_env, **env}
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        stack.stop(process, sig=signal.SIGKILL)
 
 
 def test_sigkill_mid_batch_loses_nothing_and_charges_once(

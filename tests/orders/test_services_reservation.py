@@ -106,14 +106,17 @@ def test_each_rejection_reason(chatbot, setup: str, reason: str) -> None:
         place(chatbot, "c-1", [(tea, 1)], coupon=claim(chatbot, campaign, "c-1"))
         reserve(campaign)
         Campaign.objects.filter(pk=campaign.pk).update(per_customer_limit=1)
-    elif setup == "no_stock":
+    elif setup == "too_few_units":
+        quantity = 5
+    order = place(chatbot, "c-1", [(tea, quantity)], **kwargs)
+    # What changes while the order waits in line (intake refuses these at once otherwise).
+    if setup == "no_stock":
         Product.objects.filter(pk=tea.pk).update(stock=0)
     elif setup == "too_few_units":
-        quantity = 6
+        Product.objects.filter(pk=tea.pk).update(stock=4)
     elif setup == "budget_spent":
         Campaign.objects.filter(pk=campaign.pk).update(budget_spent=9_000)
-    order = place(chatbot, "c-1", [(tea, quantity)], **kwargs)
-    if setup == "campaign_ended":  # ended while the order waited in line
+    elif setup == "campaign_ended":
         Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ENDED)
     # when
     reserve(order.campaign)

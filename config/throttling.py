@@ -1,0 +1,56 @@
+"""Admission control for the chatbot API: per-client and per-customer limits on POSTs
+(claims, orders, cancels), atomic in Redis (config.ratelimit), answered 429 with Retry-After.
+
+These protect capacity and stop one shopper's retry storm from crowding out the rest; they
+are not business limits (the per-customer coupon limit is enforced in the database).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework.throttling import BaseThrottle
+
+from config import ratelimit
+from config.contract import CUSTOMER_ID_RE
+from shop.models import RateLimit
+from shop.selectors import rate_limit
+
+if TYPE_CHECKING:  # DRF's views import this module while they load
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+
+class ChatbotAdmission(BaseThrottle):
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if request.method != "POST" or request.user is None:
+            return True
+        client_id = request.user.pk
+        grant = ratelimit.take(f"client:{client_id}", rate_limit(RateLimit.Scope.CLIENT_REQUESTS))
+        if grant.granted:
+            customer = _customer_id(request)
+            if customer is None:
+                return True
+            grant = ratelimit.take(
+                f"customer:{client_id}:{customer}", rate_limit(RateLimit.Scope.CUSTOMER_REQUESTS)
+            )
+            if grant.granted:
+                return True
+        self._wait = max(grant.retry_after, 1.0)
+        return False
+
+    def wait(self) -> float | None:
+        return self._wait
+
+
+def _customer_id(request: Request) -> str | None:
+    """The shopper a POST is for, when the body names a well-formed one (a malformed one is
+    refused by the serializer; it must not mint Redis keys)."""
+    data = request.data
+    customer = data.get("customer_id") if isinstance(data, dict) else None
+    if isinstance(customer, str) and CUSTOMER_ID_RE.fullmatch(customer):
+        return customer
+    return None
