@@ -16,6 +16,8 @@ CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CACHES["default"]["KEY_PREFIX"] = "test"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CALLBACK_ALLOW_HTTP = True
+CALLBACK_ALLOW_PRIVATE = True  # the tests' receivers listen on 127.0.0.1
+AXES_ENABLED = False  # on in the tests that prove the lockout
 API_KEY_CACHE_SECONDS = 0.0
 LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
 

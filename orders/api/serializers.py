@@ -1,3 +1,6 @@
+import ipaddress
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
@@ -25,7 +28,22 @@ class OrderPlaceIn(StrictSerializer):
             return ""
         allowed = ("https",) + (("http",) if settings.CALLBACK_ALLOW_HTTP else ())
         URLValidator(schemes=list(allowed), message="Must be an https URL.")(value)
+        if not settings.CALLBACK_ALLOW_PRIVATE and _names_a_private_host(value):
+            raise serializers.ValidationError("Must name a public host.")
         return value
+
+
+def _names_a_private_host(url: str) -> bool:
+    """localhost, or an IP literal in a private, loopback, link-local or reserved range: a
+    callback there would make us send signed requests into our own network (SSRF)."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: resolved at delivery time (see README, Security)
+    return not address.is_global
 
 
 class OrderListIn(serializers.Serializer):

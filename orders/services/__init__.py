@@ -3,7 +3,7 @@
 A package because the pipeline has several stages; each module owns one of them.
 """
 
-from orders.services.callbacks import callbacks_drain, signature
+from orders.services.callbacks import callbacks_drain, signature, signature_verify
 from orders.services.holds import (
     holds_close,
     order_park,
@@ -40,4 +40,5 @@ __all__ = [
     "reservations_drain",
     "reservations_take_batch",
     "signature",
+    "signature_verify",
 ]

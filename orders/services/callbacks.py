@@ -49,6 +49,25 @@ def signature(*, secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+def signature_verify(
+    *, secret: str, body: bytes, header: str, now: float | None = None, tolerance: int | None = None
+) -> bool:
+    """What a callback receiver must do (README shows it to chatbot integrators): recompute
+    the HMAC over "<t>.<body>", compare in constant time, and refuse a timestamp outside the
+    replay window, so that a captured callback cannot be sent again later."""
+    try:
+        parts = dict(part.split("=", 1) for part in header.split(","))
+        stamp = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        return False
+    window = settings.CALLBACK_SIGNATURE_TOLERANCE if tolerance is None else tolerance
+    if abs((time.time() if now is None else now) - stamp) > window:
+        return False
+    expected = signature(secret=secret, body=body, timestamp=stamp).split("v1=", 1)[1]
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 @cache
 def _http() -> httpx.Client:
     return httpx.Client(
