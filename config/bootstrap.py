@@ -20,7 +20,7 @@ def ensure_database(url: str) -> bool:
     """Create the database named in `url` unless it exists. True when it was created."""
     config = environ.Env.db_url_config(url)
     params = {
-        "host": config.get("HOST") or None,
+        "host": config.get("HOST") or config.get("OPTIONS", {}).get("host"),
         "port": config.get("PORT") or None,
         "user": config.get("USER") or None,
         "password": config.get("PASSWORD") or None,
@@ -44,7 +44,7 @@ def main() -> int:
         print(f"PostgreSQL is not answering at {url.split('@')[-1]}: {exc}", file=sys.stderr)
         print("Start it, or set DATABASE_URL to one that runs (see README).", file=sys.stderr)
         return 1
-    print(f"database {'created' if created else 'ready'}: {url.rsplit('/', 1)[-1]}")
+    print(f"database {'created' if created else 'ready'}: {environ.Env.db_url_config(url)['NAME']}")
     return 0
 
 

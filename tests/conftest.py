@@ -7,6 +7,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -85,9 +86,14 @@ def gateway(sandbox: httpx.Client) -> httpx.Client:
 
 
 def database_url_of_tests() -> str:
+    """The test database as a URL for worker processes (host may be a socket directory)."""
     db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    socket_dir = db.get("OPTIONS", {}).get("host")
+    if socket_dir:  # the embedded server of config.devservices: a Unix socket
+        return f"postgres://{db['USER']}{password}@/{db['NAME']}?host={quote(socket_dir, safe='/')}"
+    return f"postgres://{db['USER']}{password}@{db['HOST']}{port}/{db['NAME']}"
 
 
 @pytest.fixture(scope="session")
