@@ -98,8 +98,14 @@ def main() -> int:
         started = time.monotonic()
         say(f"running `{run_command}`")
         stack = subprocess.Popen(
-            run_command, shell=True, cwd=clone, env=env, text=True,  # noqa: S602 (README's own)
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            run_command,
+            shell=True,
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             key = wait_for_stack(stack, time.monotonic() + UP_TIMEOUT)
@@ -112,7 +118,7 @@ def main() -> int:
 
         started = time.monotonic()
         say(f"running `{test_command}`")
-        tests = subprocess.run(test_command, shell=True, cwd=clone, env=env, check=False)  # noqa: S602
+        tests = subprocess.run(test_command, shell=True, cwd=clone, env=env, check=False)
         say(f"`{test_command}` exited {tests.returncode} after {time.monotonic() - started:.0f} s")
         return tests.returncode
     finally:
