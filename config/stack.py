@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,23 @@ def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
+def answering(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: float = 120) -> bool:
+    """Wait until `url` answers 200 (the stack is really up), or a process died, or time ran
+    out (a port already taken shows up here, not as a silent failure later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs.values()):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+                if response.status == 200:  # noqa: PLR2004
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in procs.values():
         if proc.poll() is None:
@@ -131,6 +149,10 @@ def main() -> int:
     for name, command in commands().items():
         procs[name] = start(name, command, env)
     base = f"http://{HOST}:{PORT}"
+    if not answering(f"{base}/api/schema/", procs):
+        print(f"The web server did not answer at {base}; see .run/logs/web.log. Stopping.")
+        stop_all(procs)
+        return 1
     print(
         f"""
 The stack is up (logs in .run/logs/). Ctrl-C stops everything.
