@@ -292,28 +292,14 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             ):
                 continue
             counts[outcome.kind] += 1
-            if outcome.kind == "succeeded":
+            if outcome.kind in ("succeeded", "declined"):
+                succeeded = outcome.kind == "succeeded"
                 payment.charge_id = outcome.charge_id or ""
+                target = PS.SUCCEEDED if succeeded else PS.DECLINED
                 _payment_move(
-                    payment,
-                    PS.SUCCEEDED,
-                    actor=actor,
-                    now=now,
-                    events=events,
-                    charge=outcome.charge_id,
+                    payment, target, actor=actor, now=now, events=events, charge=outcome.charge_id
                 )
-                paid.append(order)
-            elif outcome.kind == "declined":
-                payment.charge_id = outcome.charge_id or ""
-                _payment_move(
-                    payment,
-                    PS.DECLINED,
-                    actor=actor,
-                    now=now,
-                    events=events,
-                    charge=outcome.charge_id,
-                )
-                failed.append(order)
+                (paid if succeeded else failed).append(order)
             elif outcome.error == UNSENT:
                 # Nothing reached the gateway: not an attempt. A payment whose outcome was
                 # unknown stays unknown, so that it is still looked up first.
