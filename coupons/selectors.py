@@ -24,7 +24,7 @@ def campaign_get(*, slug: str) -> Campaign:
 
 def campaign_for_update(*, campaign_id: int) -> Campaign:
     """Lock the campaign row (lock order: order → campaign → coupon → product)."""
-    return Campaign.objects.select_for_update().get(pk=campaign_id)
+    return Campaign.objects.select_for_update(no_key=True).get(pk=campaign_id)
 
 
 def coupon_by_code(*, code: str) -> Coupon | None:
@@ -32,7 +32,9 @@ def coupon_by_code(*, code: str) -> Coupon | None:
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
-    rows = Coupon.objects.select_for_update().filter(pk__in=list(coupon_ids)).order_by("pk")
+    rows = (
+        Coupon.objects.select_for_update(no_key=True).filter(pk__in=list(coupon_ids)).order_by("pk")
+    )
     return {c.pk: c for c in rows}
 
 

@@ -63,7 +63,7 @@ def order_queue_spot(order: Order) -> fast.QueueSpot:
 def received_orders_for_update(*, campaign_id: int | None, limit: int) -> list[Order]:
     """The oldest received orders of one campaign's line, locked; rows another worker holds
     are skipped, not waited for."""
-    qs = _line(campaign_id).order_by("id").select_for_update(skip_locked=True)
+    qs = _line(campaign_id).order_by("id").select_for_update(skip_locked=True, no_key=True)
     return list(qs[:limit])
 
 
@@ -80,12 +80,14 @@ def orders_due_for_payment_for_update(*, now: datetime, limit: int) -> list[Orde
         Order.objects.filter(status=Order.Status.RESERVED)
         .filter(Q(~Exists(any_payment)) | Q(Exists(due_payment)))
         .order_by("id")
-        .select_for_update(skip_locked=True)[:limit]
+        .select_for_update(skip_locked=True, no_key=True)[:limit]
     )
 
 
 def orders_for_update(*, order_ids: Iterable[int]) -> list[Order]:
-    return list(Order.objects.filter(pk__in=list(order_ids)).order_by("pk").select_for_update())
+    return list(
+        Order.objects.filter(pk__in=list(order_ids)).order_by("pk").select_for_update(no_key=True)
+    )
 
 
 def reservations_by_order(order_ids: Iterable[int]) -> dict[int, Reservation]:
@@ -117,7 +119,7 @@ def expired_holds_for_update(*, now: datetime, limit: int) -> list[Order]:
         )
         .filter(~Exists(in_flight))
         .order_by("id")
-        .select_for_update(skip_locked=True, of=("self",))[:limit]
+        .select_for_update(skip_locked=True, no_key=True, of=("self",))[:limit]
     )
 
 
@@ -134,7 +136,7 @@ def callbacks_due_for_update(*, now: datetime, limit: int) -> list[CallbackDeliv
         .filter(~Exists(older_pending))
         .select_related("order__client")
         .order_by("next_attempt_at", "id")
-        .select_for_update(skip_locked=True, of=("self",))[:limit]
+        .select_for_update(skip_locked=True, no_key=True, of=("self",))[:limit]
     )
 
 

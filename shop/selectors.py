@@ -35,7 +35,11 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
     """Lock products in pk order (lock order: ... → coupon → product). Inside an atomic block."""
-    rows = Product.objects.select_for_update().filter(pk__in=list(product_ids)).order_by("pk")
+    rows = (
+        Product.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(product_ids))
+        .order_by("pk")
+    )
     return {p.pk: p for p in rows.only("id", "sku", "stock")}
 
 

@@ -10,13 +10,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from config.errors import DomainError
+from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
 from orders import services
 from orders.models import Order, Reservation
+from shop import selectors as shop_selectors
 from shop.models import Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
@@ -156,3 +158,39 @@ def test_replayed_orders_racing_give_one_order() -> None:
     # then
     assert Order.objects.count() == 1
     assert {r.pk for r in results} == {Order.objects.get().pk}
+
+
+def test_intake_never_waits_for_a_batch_holding_its_campaign_coupon_and_products() -> None:
+    # given: a worker's batch holding the rows an order references, as reservation does
+    client = ApiClientFactory()
+    campaign = CampaignFactory()
+    tea = ProductFactory(stock=100)
+    coupon = claim(client, campaign, "c-1")
+    held, release = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        try:
+            with transaction.atomic():
+                coupons_selectors.campaign_for_update(campaign_id=campaign.pk)
+                coupons_selectors.coupons_for_update(coupon_ids=[coupon.pk])
+                shop_selectors.products_for_update([tea.pk])
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    try:
+        assert held.wait(timeout=10)
+        # when: an order for exactly those rows, allowed to wait two seconds for a lock
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        order = place(client, "c-1", [(tea, 1)], coupon=coupon)
+    finally:
+        release.set()
+        worker.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    # then: its INSERTs' foreign-key checks did not queue behind the batch's locks
+    assert Order.objects.filter(pk=order.pk, status=Order.Status.RECEIVED).exists()

@@ -131,7 +131,7 @@ def callbacks_record(
     with transaction.atomic():
         deliveries = {
             d.pk: d
-            for d in CallbackDelivery.objects.select_for_update()
+            for d in CallbackDelivery.objects.select_for_update(no_key=True)
             .filter(pk__in=[j.delivery_id for j, _ in results])
             .order_by("pk")
         }

@@ -5,6 +5,9 @@ them back (released) or keeping them (sold) exactly once.
 # (SKIP LOCKED), then the campaign row, which serialises every batch of one campaign: the
 # Python checks below run under that lock, and the database constraints (stock >= 0,
 # budget within total, one open hold per coupon) stop anything they miss.
+# Every lock is FOR NO KEY UPDATE: it excludes other workers just the same, but not the
+# FOR KEY SHARE that each intake INSERT takes on the campaign, coupon and products it
+# references, so taking orders in never waits for a batch to commit.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def payments_replay(*, order_ids: Collection[int], actor: str) -> int:
     now = timezone.now()
     orders = selectors.orders_for_update(order_ids=order_ids)
     parked = list(
-        Payment.objects.select_for_update()
+        Payment.objects.select_for_update(no_key=True)
         .filter(order__in=orders, status=Payment.Status.PARKED)
         .order_by("pk")
     )
