@@ -9,6 +9,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from coupons.models import Campaign
+from orders.models import Order
 from shop.models import ApiClient, ApiKey, Product
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +53,15 @@ def test_create_api_key_prints_a_key_stored_only_as_a_hash() -> None:
     assert stored.label == "rotation 1"
     assert authenticates(key)
     assert ApiClient.objects.filter(name="acme-bot").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_burst_puts_shoppers_through_the_http_api(live_server) -> None:
+    # given: the demo campaign, and the app serving HTTP
+    run("seed_demo", "--no-key")
+    # when
+    summary = run("demo_burst", "--orders", "40", "--url", live_server.url, "--concurrency", "4")
+    # then: every shopper claimed and ordered, through the real endpoints
+    assert "40 shoppers" in summary
+    assert "'accepted': 40" in summary
+    assert Order.objects.filter(client__name="demo-burst").count() == 40
