@@ -15,6 +15,7 @@ from coupons.models import Campaign, CampaignEvent, Coupon
 from shop.admin import EstimatedCountPaginator, SaveChangedFieldsOnly, yuan
 
 if TYPE_CHECKING:
+    from django.forms import ModelForm
     from django.http import HttpRequest
 
 
@@ -96,6 +97,10 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     ordering = ["-starts_at", "slug"]
     inlines = [CampaignEventInline]
     actions = ["pause", "resume", "end"]
+
+    class Media:
+        js = ["shop/admin/confirm_actions.js"]  # pause, resume and end ask before they act
+
     fieldsets = [
         (None, {"fields": ["slug", "name", "status", "backlog"]}),
         ("Window", {"fields": ["starts_at", "ends_at", "coupon_valid_until"]}),
@@ -111,6 +116,25 @@ class CampaignAdmin(SaveChangedFieldsOnly):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # coupons and orders PROTECT it; "End" is how a campaign stops
+
+    def save_model(
+        self, request: HttpRequest, obj: Campaign, form: ModelForm, change: bool
+    ) -> None:
+        """A new campaign is created as the form says; an edit goes through
+        `campaign_update`, which writes only the changed columns (never the counters) and
+        records the change, before and after, in the audit log."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        changes = {
+            name: getattr(obj, name)
+            for name in form.changed_data
+            if name in services.CAMPAIGN_EDITABLE
+        }
+        if changes:
+            services.campaign_update(
+                campaign_id=obj.pk, changes=changes, actor=f"staff:{request.user.username}"
+            )
 
     @admin.display(description="public status")
     def public_status(self, campaign: Campaign) -> str:
@@ -149,7 +173,7 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         refused: list[str] = []
         for campaign in queryset.only("pk", "slug").order_by("pk"):
             try:
-                services.campaign_set_status(
+                services.campaign_status_change(
                     campaign_id=campaign.pk, status=status, actor=f"staff:{request.user.username}"
                 )
             except DomainError as exc:

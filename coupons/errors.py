@@ -30,3 +30,11 @@ class CouponNotHeld(DomainError):
 
     code = "coupon_in_use"
     status = 409
+
+
+class BudgetNotSpent(DomainError):
+    """A refund would give back more budget than the campaign has spent: a bug, refused."""
+
+    code = "budget_not_spent"
+    status = 409
+    default_detail = "The campaign has not spent that much budget."

@@ -60,3 +60,19 @@ def campaign_backlog(*, campaign_id: int) -> dict[str, int]:
         waiting = campaign.orders.filter(status="received").count()  # type: ignore[attr-defined]
         spot = fast.QueueSpot(position=waiting, estimated_wait_seconds=fast.estimate(waiting, 0.0))
     return {"orders_waiting": spot.position, "estimated_wait_seconds": spot.estimated_wait_seconds}
+
+
+# --- For the staff admin ----------------------------------------------------------------------
+
+
+def campaign_by_id(*, campaign_id: int) -> Campaign:
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise NotFound(f"No campaign {campaign_id}.")
+    return campaign
+
+
+def coupons_held_count(*, campaign_id: int) -> int:
+    """Coupons of the campaign held by orders in flight: counted in coupon_held_idx, a partial
+    index of held coupons only, so this stays cheap with millions of coupons issued."""
+    return Coupon.objects.filter(campaign_id=campaign_id, status=Coupon.Status.RESERVED).count()

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,10 +15,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import IdempotencyKeyReused
+from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import selectors
-from coupons.errors import BudgetExhausted, CampaignNotActive, CouponNotHeld, LimitReached, SoldOut
+from coupons.errors import (
+    BudgetExhausted,
+    BudgetNotSpent,
+    CampaignNotActive,
+    CouponNotHeld,
+    LimitReached,
+    SoldOut,
+)
 from coupons.models import Campaign, CampaignEvent, Coupon
+from shop import services as shop_services
 
 # Unambiguous alphabet for codes a shopper may read out to a chatbot.
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -160,6 +168,19 @@ def budget_spend(*, campaign_id: int, amount: int) -> None:
         )
 
 
+def budget_refund(*, campaign_id: int, amount: int) -> None:
+    """Give a refunded order's discount back to the campaign's budget: spent becomes available
+    again. One conditional UPDATE; raises BudgetNotSpent (and gives nothing back) when the
+    campaign has spent less than `amount`, which only a bug could cause."""
+    if amount <= 0:
+        return
+    refunded = Campaign.objects.filter(pk=campaign_id, budget_spent__gte=amount).update(
+        budget_spent=F("budget_spent") - amount, updated_at=timezone.now()
+    )
+    if refunded == 0:
+        raise BudgetNotSpent()
+
+
 def coupons_expire(*, now: datetime | None = None) -> int:
     """Mark issued coupons past their validity as expired (the sweep). Returns how many."""
     now = now or timezone.now()
@@ -190,3 +211,102 @@ def campaign_set_status(*, campaign_id: int, status: str, actor: str) -> Campaig
         campaign.status = status
         campaign.save(update_fields=["status", "updated_at"])
     return campaign
+
+
+_STATUS_ACTIONS = {
+    Campaign.Status.PAUSED: "campaign.pause",
+    Campaign.Status.ACTIVE: "campaign.resume",
+    Campaign.Status.ENDED: "campaign.end",
+}
+
+
+@transaction.atomic
+def campaign_status_change(*, campaign_id: int, status: str, actor: str) -> Campaign:
+    """`campaign_set_status` as a staff control: the change also goes to the audit log, with
+    the status before and after (nothing is recorded when the status was already that).
+    Raises CampaignNotActive for an ended campaign, ValueError for an unknown status."""
+    before = selectors.campaign_for_update(campaign_id=campaign_id).status
+    campaign = campaign_set_status(campaign_id=campaign_id, status=status, actor=actor)
+    if campaign.status != before:
+        shop_services.audit_record(
+            actor=actor,
+            action=_STATUS_ACTIONS.get(status, "campaign.status"),
+            target_type="campaign",
+            target_id=campaign.pk,
+            target_repr=campaign.slug,
+            before={"status": before},
+            after={"status": campaign.status},
+        )
+    return campaign
+
+
+# What staff may edit on a campaign that exists. Counters, money and status move only through
+# their services; the coupon terms and totals are fixed at creation.
+CAMPAIGN_EDITABLE = frozenset(
+    {
+        "slug",
+        "name",
+        "starts_at",
+        "ends_at",
+        "coupon_valid_until",
+        "per_customer_limit",
+        "backlog_ceiling",
+    }
+)
+CAMPAIGN_LIMITS = ("per_customer_limit", "backlog_ceiling")
+
+
+@transaction.atomic
+def campaign_update(
+    *, campaign_id: int, changes: Mapping[str, object], actor: str, action: str = "campaign.edit"
+) -> Campaign:
+    """Change a campaign's editable terms (name, window, per-customer limit, backlog ceiling),
+    with the values before and after in the audit log.
+
+    One UPDATE of only the columns that change, under the campaign's row lock, so the coupons
+    claimed and the budget held meanwhile are kept. A new per-customer limit applies to claims
+    and orders from now on (coupons already issued stay valid); a new backlog ceiling to the
+    next order taken in. Raises ValueError for a field staff may not edit and InvalidInput for
+    a limit out of range (per-customer limit at least 1; ceiling empty or at least 1).
+    """
+    not_editable = sorted(set(changes) - CAMPAIGN_EDITABLE)
+    if not_editable:
+        raise ValueError(f"not editable on a campaign: {', '.join(not_editable)}")
+    _check_limits(changes)
+    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    before = {name: getattr(campaign, name) for name in changes}
+    changed = {name: value for name, value in changes.items() if before[name] != value}
+    if not changed:
+        return campaign
+    now = timezone.now()
+    Campaign.objects.filter(pk=campaign_id).update(**changed, updated_at=now)
+    for name, value in changed.items():
+        setattr(campaign, name, value)
+    campaign.updated_at = now
+    shop_services.audit_record(
+        actor=actor,
+        action=action,
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=campaign.slug,
+        before={name: _plain(before[name]) for name in changed},
+        after={name: _plain(value) for name, value in changed.items()},
+    )
+    return campaign
+
+
+def _check_limits(changes: Mapping[str, object]) -> None:
+    problems: dict[str, list[str]] = {}
+    limit = changes.get("per_customer_limit", 1)
+    if not isinstance(limit, int) or limit < 1:
+        problems["per_customer_limit"] = ["At least 1."]
+    ceiling = changes.get("backlog_ceiling")
+    if ceiling is not None and (not isinstance(ceiling, int) or ceiling < 1):
+        problems["backlog_ceiling"] = ["Empty (the default) or at least 1."]
+    if problems:
+        raise InvalidInput("A limit is out of range.", fields=problems)
+
+
+def _plain(value: object) -> object:
+    """A value as the audit log's JSON keeps it."""
+    return value.isoformat() if isinstance(value, datetime) else value

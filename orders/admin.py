@@ -1,10 +1,13 @@
 """Admin for orders and their pipeline: read-only windows onto state, sized for tables of
-millions of rows. Staff never write an order, hold, payment or event by hand; the one write
-here is the "Cancel" action, which calls `orders.services.order_cancel`.
+millions of rows. Staff never write an order, hold, payment or event by hand; they use the
+controls (cancel, refund, replay of dead work), which call `orders.services` and are recorded
+in the audit log. The campaign and backlog pages and the controls' confirmation pages are in
+`orders.admin_views`, mounted here.
 
 Big tables: no full-table counts (`show_full_result_count = False`, an estimated count for
-unfiltered lists), no per-row queries (`list_select_related`, no computed columns that
-query), exact searches that use an index, and sorting only by the primary key.
+unfiltered lists, a capped one for filtered lists), no per-row queries (`list_select_related`,
+no computed columns that query), exact searches that use an index, and sorting only by the
+primary key.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from config.errors import DomainError
-from coupons.admin import ReadOnlyAdmin
-from orders import services
+from coupons.admin import CampaignAdmin, ReadOnlyAdmin
+from coupons.models import Campaign
+from orders import admin_views, services
 from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
 from shop.admin import EstimatedCountPaginator
 from shop.models import ApiClient
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import URLPattern
 
 # One admin request cancels at most this many orders: each is its own transaction.
 CANCEL_LIMIT = 200
@@ -195,6 +202,51 @@ class OrderAdmin(BigTableAdmin):
         CallbackDeliveryInline,
     ]
     actions = ["cancel", "unpark"]
+    change_list_template = "orders/admin/order_change_list.html"
+    change_form_template = "orders/admin/order_change_form.html"
+
+    class Media:
+        js = ["shop/admin/confirm_actions.js"]  # cancel and unpark ask before they act
+
+    def get_urls(self) -> list[URLPattern]:
+        """The backlog page and the confirmed controls, ahead of the change view's catch-all."""
+        view = self.admin_site.admin_view
+        return [
+            path("backlog/", view(admin_views.backlog_page), name="orders_order_backlog"),
+            path(
+                "backlog/replay/<str:kind>/",
+                view(admin_views.replay),
+                name="orders_order_replay",
+            ),
+            *(
+                path(
+                    f"<int:order_id>/{verb}/",
+                    view(admin_views.order_control),
+                    {"verb": verb},
+                    name=f"orders_order_{verb}",
+                )
+                for verb in ("cancel", "refund")
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The page offers Cancel and Refund (each asks for confirmation) to staff who may."""
+        order = self.get_object(request, object_id)
+        allowed = order is not None and request.user.has_perm("orders.change_order")
+        extra = {
+            "can_cancel": allowed
+            and order.status in (Order.Status.RECEIVED, Order.Status.RESERVED),
+            "can_refund": allowed and order.status == Order.Status.PAID,
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
@@ -224,7 +276,7 @@ class OrderAdmin(BigTableAdmin):
     @admin.action(description="Return parked orders to their line", permissions=["unpark"])
     def unpark(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         ids = list(queryset.filter(parked_at__isnull=False).values_list("pk", flat=True)[:1000])
-        count = services.orders_unpark(order_ids=ids, actor=f"staff:{request.user.username}")
+        count = services.staff_orders_unpark(order_ids=ids, actor=f"staff:{request.user.username}")
         self.message_user(request, f"{count} parked order(s) returned to their line.")
 
     @admin.action(description="Cancel (release holds)", permissions=["cancel"])
@@ -249,9 +301,7 @@ class OrderAdmin(BigTableAdmin):
         refused: list[str] = []
         for order in selected:
             try:
-                services.order_cancel(
-                    client_id=order.client_id, public_id=str(order.public_id), actor=actor
-                )
+                services.staff_order_cancel(order_id=order.pk, actor=actor)
             except DomainError as exc:
                 refused.append(f"{order.public_id}: {exc.detail}")
                 continue
@@ -271,6 +321,9 @@ class OrderAdmin(BigTableAdmin):
 class PaymentAdmin(BigTableAdmin):
     actions = ["replay"]
 
+    class Media:
+        js = ["shop/admin/confirm_actions.js"]
+
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("orders.change_order")
 
@@ -281,7 +334,7 @@ class PaymentAdmin(BigTableAdmin):
         order_ids = list(
             queryset.filter(status=Payment.Status.PARKED).values_list("order_id", flat=True)[:1000]
         )
-        count = services.payments_replay(
+        count = services.staff_payments_replay(
             order_ids=order_ids, actor=f"staff:{request.user.username}"
         )
         self.message_user(request, f"{count} parked payment(s) replayed.")
@@ -310,6 +363,9 @@ class PaymentAdmin(BigTableAdmin):
 class CallbackDeliveryAdmin(BigTableAdmin):
     actions = ["replay"]
 
+    class Media:
+        js = ["shop/admin/confirm_actions.js"]
+
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("orders.change_order")
 
@@ -318,7 +374,9 @@ class CallbackDeliveryAdmin(BigTableAdmin):
         ids = list(
             queryset.filter(state=CallbackDelivery.State.FAILED).values_list("pk", flat=True)[:1000]
         )
-        count = services.callbacks_replay(delivery_ids=ids, actor=f"staff:{request.user.username}")
+        count = services.staff_callbacks_replay(
+            delivery_ids=ids, actor=f"staff:{request.user.username}"
+        )
         self.message_user(request, f"{count} failed deliver(ies) replayed.")
 
     list_display = [
@@ -365,3 +423,46 @@ class ReservationAdmin(BigTableAdmin):
     search_fields = ["order__public_id"]
     search_help_text = "An exact order id."
     raw_id_fields = ["order", "campaign", "coupon"]
+
+
+# --- The campaign's operations page ---------------------------------------------------------
+# The campaign admin is coupons', but its page shows the campaign's orders and queues, which
+# coupons may not import (orders → coupons → shop): so orders extends it here and registers
+# the extension in its place.
+
+
+class CampaignOperationsAdmin(CampaignAdmin):
+    list_display = [*CampaignAdmin.list_display, "page_link"]
+    change_form_template = "orders/admin/campaign_change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:campaign_id>/dashboard/",
+                view(admin_views.campaign_page),
+                name="coupons_campaign_dashboard",
+            ),
+            path(
+                "<int:campaign_id>/limits/",
+                view(admin_views.campaign_limits),
+                name="coupons_campaign_limits",
+            ),
+            path(
+                "<int:campaign_id>/status/<str:verb>/",
+                view(admin_views.campaign_status),
+                name="coupons_campaign_status",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="live")
+    def page_link(self, campaign: Campaign) -> str:
+        url = reverse("admin:coupons_campaign_dashboard", args=[campaign.pk])
+        return format_html('<a href="{}">Campaign page</a>', url)
+
+
+admin.site.unregister(Campaign)
+admin.site.register(Campaign, CampaignOperationsAdmin)
+# The front page links the operations pages (campaign pages, backlog, audit log).
+admin.site.index_template = "orders/admin/index.html"

@@ -128,3 +128,32 @@ class RateLimitChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} by {self.actor} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditEntry(models.Model):
+    """Append-only: a staff control used in the admin (pause, limits, replay, cancel, refund):
+    who, when, what, and the state before and after.
+
+    Here, at the bottom of the dependency chain, so that coupons' and orders' control services
+    can record in the same transaction as the change they make. Targets are named by kind and
+    id, not by foreign key, for the same reason (and an entry outlives what it names).
+    """
+
+    actor = models.CharField(max_length=150, help_text="staff:<username>")
+    action = models.CharField(max_length=64, help_text="For example campaign.pause.")
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [
+            # A campaign's (or an order's) own history, newest first, on its page.
+            models.Index(fields=["target_type", "target_id", "-id"], name="audit_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.target_type} {self.target_id} by {self.actor}"

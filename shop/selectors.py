@@ -6,12 +6,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from config.ratelimit import Limit
-from shop.models import ApiClient, ApiKey, Product, RateLimit
+from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
 
 
 def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
@@ -128,3 +130,55 @@ def rate_limits_forget() -> None:
     """Drop this process's cached limits (tests, and the process that changed one)."""
     with _limits_lock:
         _limits.clear()
+
+
+# --- For the staff admin ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitInForce:
+    scope: str
+    label: str
+    per_second: float | None  # None: unlimited; 0: stopped
+    burst: int
+    source: str  # "admin" (a RateLimit row) or "default" (settings)
+    changed_by: str
+    changed_at: datetime | None
+
+
+def rate_limits_in_force() -> list[LimitInForce]:
+    """Every scope's limit as the processes enforce it (within RATE_LIMIT_CACHE_SECONDS),
+    where it comes from, and its last change. Reads the rows, not this process's cache."""
+    rows = {r.scope: r for r in RateLimit.objects.all()}
+    last: dict[str, RateLimitChange] = {}
+    for change in RateLimitChange.objects.order_by("scope", "-id").distinct("scope"):
+        last[change.scope] = change
+    found = []
+    for scope, label in RateLimit.Scope.choices:
+        row = rows.get(scope)
+        if row is not None:
+            per_second, burst, source = row.per_second, row.burst, "admin"
+        else:
+            per_second, burst = settings.RATE_LIMIT_DEFAULTS.get(scope, (None, 1))
+            source = "default"
+        change = last.get(scope)
+        found.append(
+            LimitInForce(
+                scope=scope,
+                label=str(label),
+                per_second=per_second,
+                burst=burst,
+                source=source,
+                changed_by=change.actor if change else "",
+                changed_at=change.created_at if change else None,
+            )
+        )
+    return found
+
+
+def audit_list_for_campaign(*, campaign_id: int) -> QuerySet[AuditEntry]:
+    """What a campaign's page lists: the controls used on it, and the rate-limit changes,
+    which apply to every campaign; newest first."""
+    return AuditEntry.objects.filter(
+        Q(target_type="campaign", target_id=str(campaign_id)) | Q(target_type="rate_limit")
+    ).order_by("-id")

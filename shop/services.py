@@ -9,14 +9,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from shop.errors import OutOfStock
-from shop.models import ApiClient, ApiKey, Product, RateLimit, RateLimitChange
-from shop.selectors import api_key_hash, key_cache, rate_limits_forget
+from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
+from shop.selectors import api_key_hash, key_cache, rate_limit, rate_limits_forget
 
 
 def stock_take(*, quantities: Mapping[int, int]) -> None:
@@ -96,3 +97,48 @@ def rate_limit_set(*, scope: str, per_second: float | None, burst: int, actor: s
     )
     rate_limits_forget()
     return row
+
+
+# --- Staff controls and their audit log ------------------------------------------------------
+
+
+def audit_record(
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: object = "",
+    target_repr: str = "",
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the staff audit log. Called by each control's service inside the
+    transaction that makes the change, so an entry exists exactly when the change does."""
+    return AuditEntry.objects.create(
+        actor=actor[:150],
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id)[:64],
+        target_repr=target_repr[:200],
+        before=dict(before or {}),
+        after=dict(after or {}),
+    )
+
+
+@transaction.atomic
+def rate_limit_change(*, scope: str, per_second: float | None, burst: int, actor: str) -> RateLimit:
+    """`rate_limit_set` as a staff control: the limit in force before (its row, or the
+    default) and after go to the audit log too. Raises ValueError like rate_limit_set."""
+    rate_limits_forget()  # "before" is what every process enforces now, not a cached copy
+    old = rate_limit(scope) if scope in RateLimit.Scope.values else None
+    saved = rate_limit_set(scope=scope, per_second=per_second, burst=burst, actor=actor)
+    audit_record(
+        actor=actor,
+        action="rate_limit.change",
+        target_type="rate_limit",
+        target_id=scope,
+        target_repr=scope,
+        before={"per_second": old.per_second, "burst": old.burst} if old else {},
+        after={"per_second": per_second, "burst": burst},
+    )
+    return saved

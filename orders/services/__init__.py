@@ -4,6 +4,13 @@ A package because the pipeline has several stages; each module owns one of them.
 """
 
 from orders.services.callbacks import callbacks_drain, signature, signature_verify
+from orders.services.controls import (
+    order_refund,
+    staff_callbacks_replay,
+    staff_order_cancel,
+    staff_orders_unpark,
+    staff_payments_replay,
+)
 from orders.services.holds import (
     holds_close,
     order_park,
@@ -31,6 +38,7 @@ __all__ = [
     "order_cancel",
     "order_park",
     "order_place",
+    "order_refund",
     "orders_unpark",
     "payments_claim_batch",
     "payments_drain",
@@ -41,4 +49,8 @@ __all__ = [
     "reservations_take_batch",
     "signature",
     "signature_verify",
+    "staff_callbacks_replay",
+    "staff_order_cancel",
+    "staff_orders_unpark",
+    "staff_payments_replay",
 ]

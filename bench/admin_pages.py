@@ -1,0 +1,187 @@
+"""Time the staff admin's pages against a database of campaign volume.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
+        .venv/bin/python manage.py seed_volume --orders 1000000 --coupons 1000000
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
+        .venv/bin/python -m bench.admin_pages
+
+Each page is requested in this process through Django's test client (the whole middleware,
+view and template stack; no network), logged in as a superuser, which sees every page and
+control. The first request of each page is reported apart ("first"): it fills the caches and,
+for the campaign page, starts reading the campaign's minute history, which this script clears
+first so that the worst case is measured. Then the history is left to finish, and each page
+is requested --runs more times: the table shows the median and the slowest of those.
+
+Fast state and the page caches go to Redis DB 13 (REDIS_URL), apart from a running stack's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+BUDGET_MS = 500.0
+OK = 200
+
+
+def _setup(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ.setdefault("CELERY_BROKER_URL", os.environ["REDIS_URL"])
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    os.environ["DEBUG"] = "0"  # no SQL log in memory, as in production
+    os.environ.setdefault("ALLOWED_HOSTS", "localhost")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    url: str
+    status: int
+    first_ms: float
+    median_ms: float
+    max_ms: float
+
+
+def _pages() -> list[tuple[str, str]]:
+    from coupons.models import Campaign, Coupon
+    from orders.models import Order
+
+    campaign = Campaign.objects.order_by("-coupons_issued").first()
+    if campaign is None:
+        sys.exit("No campaign: run manage.py seed_volume into this database first.")
+    order = Order.objects.filter(status="paid").order_by("-id").first()
+    waiting = Order.objects.filter(status="received").order_by("-id").first()
+    coupon = Coupon.objects.order_by("-id").first()
+    c = f"/admin/coupons/campaign/{campaign.pk}"
+    return [
+        ("admin index", "/admin/"),
+        ("campaign page", f"{c}/dashboard/"),
+        ("campaign page, refresh", f"{c}/dashboard/?fragment=1"),
+        ("backlog page", "/admin/orders/order/backlog/"),
+        ("backlog page, refresh", "/admin/orders/order/backlog/?fragment=1"),
+        ("campaigns list", "/admin/coupons/campaign/"),
+        ("campaign record", f"{c}/change/"),
+        ("limits form", f"{c}/limits/"),
+        ("pause confirmation", f"{c}/status/pause/"),
+        ("orders list", "/admin/orders/order/"),
+        ("orders: status received", "/admin/orders/order/?status__exact=received"),
+        ("orders: status paid", "/admin/orders/order/?status__exact=paid"),
+        ("orders: status refunded", "/admin/orders/order/?status__exact=refunded"),
+        ("orders: of the campaign", f"/admin/orders/order/?campaign__id__exact={campaign.pk}"),
+        ("orders: parked", "/admin/orders/order/?parked=yes"),
+        ("orders: reason out_of_stock", "/admin/orders/order/?reason__exact=out_of_stock"),
+        ("orders: search customer", f"/admin/orders/order/?q={order.customer_id if order else ''}"),
+        ("orders: search order id", f"/admin/orders/order/?q={order.public_id if order else ''}"),
+        ("order page", f"/admin/orders/order/{order.pk if order else 0}/change/"),
+        ("refund confirmation", f"/admin/orders/order/{order.pk if order else 0}/refund/"),
+        ("cancel confirmation", f"/admin/orders/order/{waiting.pk if waiting else 0}/cancel/"),
+        ("coupons list", "/admin/coupons/coupon/"),
+        ("coupons: status reserved", "/admin/coupons/coupon/?status__exact=reserved"),
+        ("coupons: of the campaign", f"/admin/coupons/coupon/?campaign__id__exact={campaign.pk}"),
+        ("coupons: search code", f"/admin/coupons/coupon/?q={coupon.code if coupon else ''}"),
+        ("payments list", "/admin/orders/payment/"),
+        ("payments: parked", "/admin/orders/payment/?status__exact=parked"),
+        ("callbacks list", "/admin/orders/callbackdelivery/"),
+        ("callbacks: failed", "/admin/orders/callbackdelivery/?state__exact=failed"),
+        ("order events list", "/admin/orders/orderevent/"),
+        ("holds list", "/admin/orders/reservation/"),
+        ("campaign events list", "/admin/coupons/campaignevent/"),
+        ("rate limits", "/admin/shop/ratelimit/"),
+        ("audit log", "/admin/shop/auditentry/"),
+        ("products list", "/admin/shop/product/"),
+    ]
+
+
+def _wait_for_history(campaign_id: int, limit_seconds: float = 120.0) -> float:
+    """Seconds until the background filler of the campaign's minute history finished."""
+    from config import fast
+
+    began = time.monotonic()
+    key = f"cop:admin:minutes:{campaign_id}:filling"
+    while fast.client().exists(key) and time.monotonic() - began < limit_seconds:
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/campaign_volume"
+        ),
+    )
+    parser.add_argument("--runs", type=int, default=5, help="Timed requests per page.")
+    options = parser.parse_args()
+    _setup(options.database_url)
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    from config import fast
+    from coupons.models import Campaign
+    from orders.models import Order
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client(SERVER_NAME="localhost")
+    client.force_login(user)
+    # The worst case: no minute history kept, no page cached.
+    for pattern in ["cop:admin:*", "*:admin:campaign:*", "*:admin:workers*"]:
+        for key in fast.client().scan_iter(pattern):
+            fast.client().delete(key)
+    orders = Order.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    campaign = Campaign.objects.order_by("-coupons_issued").first()
+    print(
+        f"database {connection.settings_dict['NAME']}: about {orders:,} orders; "
+        f"pages timed in-process (Django test client), {options.runs} runs each after a first."
+    )
+    pages = _pages()
+    firsts: dict[str, tuple[int, float]] = {}
+    for name, url in pages:
+        began = time.perf_counter()
+        response = client.get(url)
+        firsts[name] = (response.status_code, (time.perf_counter() - began) * 1000)
+    history = _wait_for_history(campaign.pk) if campaign else 0.0
+    timings = []
+    for name, url in pages:
+        samples = []
+        for _ in range(options.runs):
+            began = time.perf_counter()
+            response = client.get(url)
+            samples.append((time.perf_counter() - began) * 1000)
+        status, first = firsts[name]
+        timings.append(Timing(name, url, status, first, statistics.median(samples), max(samples)))
+    print(
+        f"(the campaign page's minute history finished in the background {history:.1f} s "
+        "after its first request)\n"
+    )
+    print(f"| page | status | first (ms) | median of {options.runs} (ms) | slowest (ms) |")
+    print("|---|---|---:|---:|---:|")
+    for t in timings:
+        flag = " **over 500 ms**" if t.median_ms > BUDGET_MS else ""
+        print(
+            f"| {t.name} | {t.status} | {t.first_ms:,.0f} | {t.median_ms:,.0f}{flag} | "
+            f"{t.max_ms:,.0f} |"
+        )
+    slow = [t for t in timings if t.median_ms > BUDGET_MS or t.status != OK]
+    print(
+        f"\n{len(timings) - len(slow)} of {len(timings)} pages answer 200 within "
+        f"{BUDGET_MS:.0f} ms (median)."
+    )
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

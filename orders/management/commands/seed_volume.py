@@ -1,0 +1,388 @@
+"""Fill a separate database with campaign-sized volume, quickly, for the admin's timings.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
+        python manage.py seed_volume --orders 1000000 --coupons 1000000
+
+Creates the database if it is missing and migrates it, then writes rows with one
+INSERT ... SELECT generate_series per table and chunk (no Python object per row), printing a
+progress bar. The rows are what the pipeline would have left after a nine-hour campaign: most
+orders paid, some rejected, declined, cancelled, expired or refunded, the newest ones still
+reserved or waiting in line (a few parked), each with its line, hold, payment, events and, for
+one in ten, callback deliveries; coupons redeemed, held or issued to match. The campaign's
+counters (coupons issued, budget held and spent) and the stock are set from those rows, so the
+invariants hold and the admin's figures can be checked against the database.
+
+It refuses a database that already holds orders or coupons: it is for a fresh, throwaway one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from config.bootstrap import ensure_database
+from coupons.models import Campaign, Coupon
+from orders.models import Order
+from shop.models import ApiClient, Product, Store
+
+PRODUCTS = 20
+BAR_WIDTH = 30
+
+# One row per order number g, everything the tables below need, computed in SQL. The newest
+# orders are still in flight (waiting, then reserved); the rest are spread over the terminal
+# statuses by a scrambled g, so each status is found all along the campaign.
+_SOURCE = """
+CREATE TEMP TABLE vol_src ON COMMIT DROP AS
+WITH base AS (
+  SELECT g,
+         %(order_base)s + g AS oid,
+         CASE WHEN g <= %(coupons)s THEN %(coupon_base)s + g END AS cid,
+         CASE WHEN g > %(coupons)s THEN NULL
+              WHEN g %% 20 = 0 THEN %(side)s ELSE %(main)s END AS campaign,
+         CASE WHEN g > %(orders)s - %(waiting)s THEN 'received'
+              WHEN g > %(orders)s - %(waiting)s - %(reserved)s THEN 'reserved'
+              WHEN (g * 7) %% 1000 = 999 THEN 'refunded'
+              WHEN (g * 7) %% 1000 < 20 THEN 'rejected'
+              WHEN (g * 7) %% 1000 < 40 THEN 'payment_failed'
+              WHEN (g * 7) %% 1000 < 50 THEN 'cancelled'
+              WHEN (g * 7) %% 1000 < 60 THEN 'expired'
+              ELSE 'paid' END AS status,
+         %(start)s::timestamptz + (g - 1) * %(step)s * interval '1 second' AS created,
+         (0.2 + (g %% 5) * 0.1) * interval '1 second' AS t_res,
+         (0.8 + ((g * 7919) %% 100) / 25.0) * interval '1 second' AS t_paid,
+         1 + g %% %(products)s AS p,
+         1 + g %% 2 AS qty,
+         gen_random_uuid() AS pid
+  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g
+)
+SELECT b.*,
+       (%(product_ids)s::bigint[])[b.p] AS product_id,
+       (%(product_skus)s::text[])[b.p] AS sku,
+       (%(product_prices)s::bigint[])[b.p] AS price,
+       (%(product_prices)s::bigint[])[b.p] * b.qty AS subtotal,
+       CASE WHEN b.cid IS NULL THEN 0
+            ELSE LEAST((%(product_prices)s::bigint[])[b.p] * b.qty, 2500) END AS discount,
+       b.status = 'received' AND b.g %% 997 = 0 AS parked,
+       b.g %% 10 = 0 AS wants_callback
+FROM base b
+"""
+
+_COUPONS = """
+INSERT INTO coupons_coupon (id, code, campaign_id, client_id, customer_id, slot, status,
+                            max_discount, currency, valid_until, idempotency_key,
+                            created_at, updated_at)
+SELECT %(coupon_base)s + g, 'V' || lpad(g::text, 11, '0'),
+       CASE WHEN g %% 20 = 0 THEN %(side)s ELSE %(main)s END,
+       %(client)s, 'vol-' || g, 1,
+       CASE WHEN g > %(orders)s THEN CASE WHEN g %% 10 = 0 THEN 'expired' ELSE 'issued' END
+            WHEN g > %(orders)s - %(waiting)s THEN 'issued'
+            WHEN g > %(orders)s - %(waiting)s - %(reserved)s THEN 'reserved'
+            WHEN (g * 7) %% 1000 = 999 THEN 'redeemed'
+            WHEN (g * 7) %% 1000 < 60 THEN 'issued'
+            ELSE 'redeemed' END,
+       2500, 'CNY', %(valid_until)s, 'vol-claim-' || g,
+       %(start)s::timestamptz + (LEAST(g, %(orders)s) - 1) * %(step)s * interval '1 second',
+       %(start)s::timestamptz + (LEAST(g, %(orders)s) - 1) * %(step)s * interval '1 second'
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g
+"""
+
+_ORDERS = """
+INSERT INTO orders_order (id, public_id, client_id, customer_id, campaign_id, coupon_id,
+                          coupon_code, status, reason, subtotal, discount, payable, currency,
+                          callback_url, idempotency_key, request_hash, queue_ticket,
+                          parked_at, park_reason, created_at, updated_at)
+SELECT oid, pid, %(client)s, 'vol-' || g, campaign, cid,
+       CASE WHEN cid IS NULL THEN '' ELSE 'V' || lpad(g::text, 11, '0') END,
+       status,
+       CASE WHEN status = 'rejected' THEN (ARRAY['limit_reached', 'coupon_in_use',
+            'out_of_stock'])[1 + g %% 3] ELSE '' END,
+       subtotal, discount, subtotal - discount, 'CNY',
+       CASE WHEN wants_callback THEN 'https://bot.example/cb' ELSE '' END,
+       'vol-order-' || g, md5(g::text) || md5(g::text || 'x'), g,
+       CASE WHEN parked THEN created + interval '5 seconds' END,
+       CASE WHEN parked THEN 'IntegrityError: seeded poison order' ELSE '' END,
+       created,
+       created + CASE WHEN status IN ('received', 'reserved') THEN t_res ELSE t_paid END
+FROM vol_src
+"""
+
+_LINES = """
+INSERT INTO orders_orderline (order_id, product_id, sku, quantity, unit_price)
+SELECT oid, product_id, sku, qty, price FROM vol_src
+"""
+
+_HOLDS = """
+INSERT INTO orders_reservation (order_id, campaign_id, coupon_id, discount, expires_at,
+                                closed_at, outcome, created_at, updated_at)
+SELECT oid, campaign, cid, discount, created + t_res + interval '15 minutes',
+       CASE WHEN status = 'reserved' THEN NULL ELSE created + t_paid END,
+       CASE WHEN status IN ('paid', 'refunded') THEN 'sold'
+            WHEN status = 'reserved' THEN '' ELSE 'released' END,
+       created + t_res, created + t_paid
+FROM vol_src
+WHERE status NOT IN ('received', 'rejected')
+"""
+
+_PAYMENTS = """
+INSERT INTO orders_payment (order_id, idempotency_key, amount, currency, status, charge_id,
+                            attempts, last_error, next_attempt_at, created_at, updated_at)
+SELECT oid, 'order-' || pid, subtotal - discount, 'CNY', pay_status,
+       CASE WHEN pay_status IN ('succeeded', 'declined') THEN 'ch_vol_' || g ELSE '' END,
+       CASE WHEN pay_status = 'parked' THEN 12 WHEN pay_status = 'not_required' THEN 0 ELSE 1 END,
+       CASE WHEN pay_status = 'parked'
+            THEN 'HTTP 503 gateway_unavailable: seeded outage' ELSE '' END,
+       created + t_paid, created + t_res, created + t_paid
+FROM (
+  SELECT *,
+         CASE WHEN status IN ('paid', 'refunded') AND subtotal = discount THEN 'not_required'
+              WHEN status IN ('paid', 'refunded') THEN 'succeeded'
+              WHEN status = 'payment_failed' THEN 'declined'
+              WHEN status = 'reserved' AND g %% 100 = 0 THEN 'parked'
+              WHEN status = 'reserved' AND g %% 3 = 0 THEN 'pending'
+         END AS pay_status
+  FROM vol_src
+) s
+WHERE pay_status IS NOT NULL
+"""
+
+_EVENTS = """
+INSERT INTO orders_orderevent (order_id, source, target, actor, data, created_at)
+SELECT v.oid, e.source, e.target, e.actor, '{}'::jsonb, v.created + e.after
+FROM vol_src v
+CROSS JOIN LATERAL (VALUES
+  ('received', 'reserved', 'worker:reserve', v.t_res,
+   v.status NOT IN ('received', 'rejected')),
+  ('received', 'rejected', 'worker:reserve', v.t_res, v.status = 'rejected'),
+  ('payment:', 'payment:pending', 'worker:settle', v.t_res + interval '0.1 second',
+   v.status IN ('paid', 'refunded', 'payment_failed') AND v.subtotal > v.discount),
+  ('payment:pending', 'payment:succeeded', 'worker:settle', v.t_paid,
+   v.status IN ('paid', 'refunded') AND v.subtotal > v.discount),
+  ('payment:pending', 'payment:declined', 'worker:settle', v.t_paid,
+   v.status = 'payment_failed'),
+  ('reserved', 'paid', 'worker:settle', v.t_paid, v.status IN ('paid', 'refunded')),
+  ('reserved', 'payment_failed', 'worker:settle', v.t_paid, v.status = 'payment_failed'),
+  ('reserved', 'cancelled', 'chatbot', v.t_paid, v.status = 'cancelled'),
+  ('reserved', 'expired', 'sweep:expire', v.t_paid, v.status = 'expired'),
+  ('paid', 'refunded', 'staff:seed', v.t_paid + interval '1 second', v.status = 'refunded'),
+  ('received', 'parked', 'worker:reserve', interval '5 seconds', v.parked)
+) AS e(source, target, actor, after, applies)
+WHERE e.applies
+"""
+
+_CALLBACKS = """
+INSERT INTO orders_callbackdelivery (order_id, url, order_status, payload, state, attempts,
+                                     next_attempt_at, last_error, delivered_at,
+                                     created_at, updated_at)
+SELECT oid, 'https://bot.example/cb', status, '{}'::jsonb,
+       CASE WHEN g %% 10000 = 0 THEN 'failed' ELSE 'delivered' END,
+       CASE WHEN g %% 10000 = 0 THEN 8 ELSE 1 END,
+       created + t_paid,
+       CASE WHEN g %% 10000 = 0 THEN 'HTTP 502 from the chatbot: seeded' ELSE '' END,
+       CASE WHEN g %% 10000 = 0 THEN NULL ELSE created + t_paid + interval '0.2 second' END,
+       created + t_paid, created + t_paid
+FROM vol_src
+WHERE wants_callback AND status NOT IN ('received', 'reserved')
+"""
+
+_COUNTERS = """
+UPDATE coupons_campaign c
+SET coupons_issued = s.issued,
+    coupons_total = s.issued + s.issued / 20 + 1000,
+    budget_held = s.held,
+    budget_spent = s.spent
+FROM (
+  SELECT cp.id,
+         (SELECT count(*) FROM coupons_coupon k WHERE k.campaign_id = cp.id) AS issued,
+         (SELECT COALESCE(sum(discount), 0) FROM orders_order o
+           WHERE o.campaign_id = cp.id AND o.status = 'reserved') AS held,
+         (SELECT COALESCE(sum(discount), 0) FROM orders_order o
+           WHERE o.campaign_id = cp.id AND o.status = 'paid') AS spent
+  FROM coupons_campaign cp WHERE cp.id = ANY(%(campaigns)s)
+) s
+WHERE c.id = s.id
+"""
+
+_STOCK = """
+UPDATE shop_product p
+SET stock = p.stock_total - COALESCE(s.units, 0)
+FROM (
+  SELECT l.product_id, sum(l.quantity) AS units
+  FROM orders_orderline l JOIN orders_order o ON o.id = l.order_id
+  WHERE o.status IN ('reserved', 'paid', 'refunded')
+  GROUP BY l.product_id
+) s
+WHERE p.id = s.product_id
+"""
+
+_TABLES = [
+    "coupons_coupon",
+    "coupons_campaign",
+    "orders_order",
+    "orders_orderline",
+    "orders_reservation",
+    "orders_payment",
+    "orders_orderevent",
+    "orders_callbackdelivery",
+    "shop_product",
+]
+
+
+def _bar(label: str, done: int, total: int, began: float) -> str:
+    share = done / total if total else 1.0
+    filled = int(BAR_WIDTH * share)
+    return (
+        f"\r  {label:<8} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:6.1%} "
+        f"{done:>12,}/{total:,}  {time.monotonic() - began:6.1f} s"
+    )
+
+
+class Command(BaseCommand):
+    help = (
+        "Create (if missing), migrate and fill the database named by DATABASE_URL with "
+        "--orders orders and --coupons coupons of a nine-hour campaign, by INSERT ... SELECT "
+        "generate_series in chunks, with a progress bar. For a fresh, throwaway database."
+    )
+    # The database may not exist yet: it is created before anything touches it.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--orders", type=int, default=1_000_000)
+        parser.add_argument("--coupons", type=int, default=1_000_000)
+        parser.add_argument("--chunk", type=int, default=50_000, help="Rows per INSERT.")
+        parser.add_argument("--hours", type=float, default=9.0, help="Campaign so far.")
+
+    def handle(self, *args: object, **options: Any) -> None:
+        orders, coupons, chunk = options["orders"], options["coupons"], options["chunk"]
+        if orders < 1 or coupons < 1 or chunk < 1:
+            raise CommandError("--orders, --coupons and --chunk must be positive.")
+        self._database()
+        call_command("migrate", verbosity=0)
+        if Order.objects.exists() or Coupon.objects.exists():
+            raise CommandError(
+                f"{connection.settings_dict['NAME']} already holds orders or coupons; "
+                "seed_volume fills a fresh database (drop it, or name another in DATABASE_URL)."
+            )
+        began = time.monotonic()
+        params = self._fixtures(orders=orders, coupons=coupons, hours=options["hours"])
+        self.stdout.write(
+            f"Seeding {orders:,} orders and {coupons:,} coupons into "
+            f"{connection.settings_dict['NAME']} (chunks of {chunk:,}):"
+        )
+        self._fill("coupons", coupons, chunk, [_COUPONS], params)
+        steps = [_SOURCE, _ORDERS, _LINES, _HOLDS, _PAYMENTS, _EVENTS, _CALLBACKS]
+        self._fill("orders", orders, chunk, steps, params)
+        self.stdout.write("  counters, stock and sequences ...")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
+            cursor.execute(_STOCK)
+            for table in ["coupons_coupon", "orders_order"]:
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"(SELECT max(id) FROM {table}))"
+                )
+        self.stdout.write("  VACUUM ANALYZE (statistics and visibility, as autovacuum would) ...")
+        with connection.cursor() as cursor:
+            for table in _TABLES:
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        self.stdout.write(f"Done in {time.monotonic() - began:.0f} s.")
+
+    def _database(self) -> None:
+        """Connect; if the database named by DATABASE_URL does not exist yet, create it."""
+        try:
+            connection.ensure_connection()
+        except OperationalError:
+            url = os.environ.get("DATABASE_URL")
+            if not url or not ensure_database(url):
+                raise
+            self.stderr.write(f"Created database {connection.settings_dict['NAME']}.")
+            connection.ensure_connection()
+
+    def _fixtures(self, *, orders: int, coupons: int, hours: float) -> dict[str, Any]:
+        """The few rows made through the ORM: a store, products, a client, two campaigns."""
+        now = timezone.now()
+        start = now - timedelta(hours=hours)
+        with transaction.atomic():
+            store, _ = Store.objects.get_or_create(slug="volume", defaults={"name": "Volume"})
+            products = [
+                Product.objects.update_or_create(
+                    sku=f"VOL-{n:04d}",
+                    defaults={
+                        "name": f"Volume product {n}",
+                        "store": store,
+                        "price": 1800 + 100 * n,
+                        "stock": 100_000_000,
+                        "stock_total": 100_000_000,
+                    },
+                )[0]
+                for n in range(1, PRODUCTS + 1)
+            ]
+            client, _ = ApiClient.objects.get_or_create(
+                name="volume-chatbot", defaults={"webhook_secret": "volume-" + "0" * 32}
+            )
+            campaigns = {
+                slug: Campaign.objects.update_or_create(
+                    slug=slug,
+                    defaults={
+                        "name": name,
+                        "status": Campaign.Status.ACTIVE,
+                        "starts_at": start,
+                        "ends_at": now + timedelta(hours=3),
+                        "coupon_valid_until": now + timedelta(days=7),
+                        "max_discount": 2500,
+                        "coupons_total": coupons + 1000,
+                        "budget_total": 10**13,
+                    },
+                )[0]
+                for slug, name in [
+                    ("volume-main", "Volume: main campaign"),
+                    ("volume-side", "Volume: side campaign"),
+                ]
+            }
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COALESCE(max(id), 0) FROM coupons_coupon")
+            coupon_base = cursor.fetchone()[0]
+            cursor.execute("SELECT COALESCE(max(id), 0) FROM orders_order")
+            order_base = cursor.fetchone()[0]
+        span = hours * 3600 - 60  # the newest order a minute ago
+        return {
+            "orders": orders,
+            "coupons": coupons,
+            "waiting": orders * 3 // 100,
+            "reserved": orders * 2 // 100,
+            "coupon_base": coupon_base,
+            "order_base": order_base,
+            "main": campaigns["volume-main"].pk,
+            "side": campaigns["volume-side"].pk,
+            "client": client.pk,
+            "start": start,
+            "step": span / orders,
+            "valid_until": now + timedelta(days=7),
+            "products": PRODUCTS,
+            "product_ids": [p.pk for p in products],
+            "product_skus": [p.sku for p in products],
+            "product_prices": [p.price for p in products],
+        }
+
+    def _fill(
+        self, label: str, total: int, chunk: int, steps: list[str], params: dict[str, Any]
+    ) -> None:
+        began = time.monotonic()
+        done = 0
+        self.stdout.write(_bar(label, done, total, began), ending="")
+        self.stdout.flush()
+        while done < total:
+            hi = min(total, done + chunk)
+            with transaction.atomic(), connection.cursor() as cursor:
+                for sql in steps:
+                    cursor.execute(sql, {**params, "lo": done + 1, "hi": hi})
+            done = hi
+            self.stdout.write(_bar(label, done, total, began), ending="")
+            self.stdout.flush()
+        self.stdout.write("")

@@ -1,0 +1,295 @@
+"""Staff controls on orders, each recorded in the audit log (shop.AuditEntry) in the same
+transaction as the change it makes: cancel an unpaid order, refund a paid one through the
+gateway, and replay dead work (parked payments, failed callbacks, parked orders).
+
+The pipeline's own services do the work; these add who asked, and the state before and after.
+
+# lock order: order → campaign → coupon → product → payment
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from config import ratelimit
+from config.errors import NotFound
+from coupons import services as coupons_services
+from orders import selectors
+from orders.errors import NotRefundable, RefundRefused, RefundUnknown
+from orders.gateway.client import RefundOutcome
+from orders.models import CallbackDelivery, Order, OrderEvent, Payment
+from orders.services.lifecycle import callbacks_replay, order_cancel, orders_unpark, payments_replay
+from orders.services.settlement import gateway
+from orders.services.transitions import order_move
+from shop import selectors as shop_selectors
+from shop import services as shop_services
+from shop.models import RateLimit
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+
+log = logging.getLogger(__name__)
+
+# A refund is asked for while staff wait on the page: a few quick tries, then "unknown" (the
+# order stays paid and asking again is safe, with the same key).
+REFUND_ATTEMPTS = 3
+REFUND_RETRY_SECONDS = 0.5
+MAX_TOKEN_WAIT_SECONDS = 1.0
+
+
+def _audit(order: Order, *, actor: str, action: str, before: dict, after: dict) -> None:
+    shop_services.audit_record(
+        actor=actor,
+        action=action,
+        target_type="order",
+        target_id=order.pk,
+        target_repr=str(order.public_id),
+        before=before,
+        after=after,
+    )
+
+
+def _locked(order_id: int) -> Order:
+    orders = selectors.orders_for_update(order_ids=[order_id])
+    if not orders:
+        raise NotFound("No such order.")
+    return orders[0]
+
+
+@transaction.atomic
+def staff_order_cancel(*, order_id: int, actor: str) -> Order:
+    """`order_cancel` for staff, by the order's id: releases what the order held (stock,
+    coupon, budget) and leaves its line. Raises NotFound, NotCancellable (paid, finished, or a
+    charge may be in flight). Audited when it changed something; a cancelled order is
+    returned unchanged."""
+    order = _locked(order_id)
+    before = order.status
+    order = order_cancel(client_id=order.client_id, public_id=str(order.public_id), actor=actor)
+    if order.status != before:
+        _audit(
+            order,
+            actor=actor,
+            action="order.cancel",
+            before={"status": before},
+            after={"status": order.status},
+        )
+    return order
+
+
+# --- Refunds: the settlement pattern -----------------------------------------------------------
+
+
+def refund_key(order: Order) -> str:
+    """One refund per order, ever: the key is derived from the order, the same on every try."""
+    return f"refund-{order.public_id}"
+
+
+@dataclass(frozen=True)
+class RefundJob:
+    order_id: int
+    idempotency_key: str
+    charge_id: str
+    amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
+
+
+def order_refund(*, order_id: int, actor: str) -> Order:
+    """Refund a paid order: the charge refunded at the gateway, the discount returned to the
+    campaign's budget, the coupon not given back (API.md, `refunded`).
+
+    As settlement does it: (a) a short transaction checks the order is paid and records the
+    attempt (`refund:pending`, with the key); (b) the gateway is asked outside any transaction,
+    with the key `refund-<order id>`, a few times while the outcome is unknown: the gateway
+    replays a key's first answer, so no charge is refunded twice; (c) a second short
+    transaction moves the order to refunded, gives the discount back and writes the audit
+    entry. Raises NotFound, NotRefundable (not paid), RefundRefused (the gateway said no;
+    nothing moved), RefundUnknown (no definite answer: the order stays paid, asking again is
+    safe). An order already refunded is returned unchanged.
+    """
+    job = _refund_claim(order_id=order_id, actor=actor)
+    if job is None:
+        return Order.objects.get(pk=order_id)
+    outcome = _refund_call(job) if job.amount else None
+    return _refund_record(job, outcome, actor=actor)
+
+
+@transaction.atomic
+def _refund_claim(*, order_id: int, actor: str) -> RefundJob | None:
+    order = _locked(order_id)
+    if order.status == Order.Status.REFUNDED:
+        return None
+    if order.status != Order.Status.PAID:
+        raise NotRefundable(f"The order is {order.status}.")
+    payment = Payment.objects.filter(order=order).first()
+    charged = payment is not None and payment.status == Payment.Status.SUCCEEDED
+    free = payment is not None and payment.status == Payment.Status.NOT_REQUIRED
+    if not (charged or free) or (charged and not payment.charge_id):  # type: ignore[union-attr]
+        raise NotRefundable("The order has no settled charge to refund.")
+    job = RefundJob(
+        order_id=order.pk,
+        idempotency_key=refund_key(order),
+        charge_id=payment.charge_id if charged else "",  # type: ignore[union-attr]
+        amount=payment.amount if charged else 0,  # type: ignore[union-attr]
+    )
+    OrderEvent.objects.create(
+        order=order,
+        source="refund:",
+        target="refund:pending",
+        actor=actor,
+        data={"key": job.idempotency_key, "charge": job.charge_id, "amount": job.amount},
+    )
+    return job
+
+
+def _refund_call(job: RefundJob) -> RefundOutcome:
+    """Outside any transaction. Every try takes a token of the global gateway limit, like the
+    settlement worker's calls, and sends the same key."""
+    client = gateway()
+    outcome = None
+    for attempt in range(REFUND_ATTEMPTS):
+        if attempt:
+            wait = outcome.retry_after if outcome and outcome.retry_after else 0.0
+            time.sleep(min(2.0, max(wait, REFUND_RETRY_SECONDS * attempt)))
+        if not _gateway_token():
+            continue
+        outcome = client.refund(
+            idempotency_key=job.idempotency_key, charge_id=job.charge_id, amount=job.amount
+        )
+        if outcome.kind in ("succeeded", "failed"):
+            return outcome
+        log.warning("refund %s: %s (%s)", job.idempotency_key, outcome.kind, outcome.error)
+    if outcome is None:
+        outcome = RefundOutcome("retry", error="not sent: waiting for the gateway rate limit")
+    return outcome
+
+
+def _gateway_token() -> bool:
+    limit = shop_selectors.rate_limit(RateLimit.Scope.GATEWAY)
+    grant = ratelimit.take("gateway", limit)
+    if grant.granted:
+        return True
+    if grant.retry_after <= MAX_TOKEN_WAIT_SECONDS:
+        time.sleep(grant.retry_after)
+        return bool(ratelimit.take("gateway", limit).granted)
+    return False
+
+
+def _refund_record(job: RefundJob, outcome: RefundOutcome | None, *, actor: str) -> Order:
+    """`outcome` None: nothing was charged, so nothing goes through the gateway."""
+    kind = outcome.kind if outcome else "succeeded"
+    with transaction.atomic():
+        order = _locked(job.order_id)
+        if kind == "succeeded":
+            if order.status == Order.Status.PAID:  # else a concurrent refund recorded it
+                refund_id = outcome.refund_id if outcome else None
+                now = timezone.now()
+                order_move(
+                    order,
+                    Order.Status.REFUNDED,
+                    actor=actor,
+                    now=now,
+                    refund=refund_id or "none: nothing was charged",
+                    amount=job.amount,
+                )
+                if order.campaign_id:
+                    coupons_services.budget_refund(
+                        campaign_id=order.campaign_id, amount=order.discount
+                    )
+                _audit(
+                    order,
+                    actor=actor,
+                    action="order.refund",
+                    before={"status": Order.Status.PAID},
+                    after={
+                        "status": Order.Status.REFUNDED,
+                        "refund": refund_id,
+                        "amount": job.amount,
+                        "discount_returned": order.discount,
+                    },
+                )
+            return order
+        target = "refund:failed" if kind == "failed" else "refund:unknown"
+        OrderEvent.objects.create(
+            order=order,
+            source="refund:pending",
+            target=target,
+            actor=actor,
+            data={"key": job.idempotency_key, "error": (outcome.error if outcome else "") or ""},
+        )
+    # Raised after the commit, so the attempt stays on the order's record.
+    if kind == "failed":
+        raise RefundRefused(f"The gateway refused the refund: {outcome.error if outcome else ''}")
+    raise RefundUnknown()
+
+
+# --- Dead work, replayed by staff --------------------------------------------------------------
+
+
+@transaction.atomic
+def staff_payments_replay(*, order_ids: Collection[int], actor: str) -> int:
+    """`payments_replay` (parked payments back to work, their outcome looked up first), with
+    the orders replayed in the audit log. Returns how many were replayed."""
+    orders = selectors.orders_for_update(order_ids=order_ids)
+    parked = list(
+        Payment.objects.filter(order__in=orders, status=Payment.Status.PARKED)
+        .order_by("order_id")
+        .values_list("order_id", flat=True)
+    )
+    count = payments_replay(order_ids=parked, actor=actor)
+    if count:
+        shop_services.audit_record(
+            actor=actor,
+            action="payments.replay",
+            target_type="payments",
+            target_repr=f"{count} parked payment(s)",
+            before={"status": Payment.Status.PARKED, "orders": parked},
+            after={"status": Payment.Status.UNKNOWN, "replayed": count},
+        )
+    return count
+
+
+@transaction.atomic
+def staff_callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
+    """`callbacks_replay` (failed deliveries back to pending), audited."""
+    failed = list(
+        CallbackDelivery.objects.select_for_update()
+        .filter(pk__in=list(delivery_ids), state=CallbackDelivery.State.FAILED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    count = callbacks_replay(delivery_ids=failed, actor=actor)
+    if count:
+        shop_services.audit_record(
+            actor=actor,
+            action="callbacks.replay",
+            target_type="callbacks",
+            target_repr=f"{count} failed deliver(ies)",
+            before={"state": CallbackDelivery.State.FAILED, "deliveries": failed},
+            after={"state": CallbackDelivery.State.PENDING, "replayed": count},
+        )
+    return count
+
+
+@transaction.atomic
+def staff_orders_unpark(*, order_ids: Collection[int], actor: str) -> int:
+    """`orders_unpark` (parked orders back at the head of their line), audited."""
+    parked = [
+        o.pk for o in selectors.orders_for_update(order_ids=order_ids) if o.parked_at is not None
+    ]
+    count = orders_unpark(order_ids=parked, actor=actor)
+    if count:
+        shop_services.audit_record(
+            actor=actor,
+            action="orders.unpark",
+            target_type="orders",
+            target_repr=f"{count} parked order(s)",
+            before={"parked": parked},
+            after={"returned_to_line": count},
+        )
+    return count
