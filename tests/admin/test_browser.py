@@ -5,6 +5,7 @@ change."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -33,7 +34,10 @@ WAIT_SECONDS = 30
 def browser() -> Iterator[object]:
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+        missing = "needs Debian's chromium and chromium-driver (`make browser` installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # CI installs them (.ci/run): never let it skip unnoticed
+        pytest.skip(missing)
     from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
 
     profile = tempfile.mkdtemp(prefix="chromium-test-")
