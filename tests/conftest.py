@@ -124,6 +124,8 @@ def start_worker(
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start worker processes of a test's own (queues, settings by env); all killed after."""
     started: list[subprocess.Popen[bytes]] = []
+    # The test's own workers start from an empty broker: nudges left by earlier tests are noise.
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
     def start(queues: str = ALL_QUEUES, **env: str) -> subprocess.Popen[bytes]:
         log = log_dir / "own-workers.log"

@@ -33,17 +33,20 @@ def place_payable(count: int) -> list[Order]:
 def test_the_gateway_limit_is_used_and_never_exceeded(gateway: httpx.Client, start_worker) -> None:
     # given: the gateway's quota and our global limit are the same 20 requests/s
     configure(gateway, quota_rps=20, quota_burst=20)
-    shop_services.rate_limit_set(scope=RateLimit.Scope.GATEWAY, per_second=20, burst=5, actor="t")
+    # A burst of 10 (the sandbox's is 20) rides over a worker's pause between batches
+    # without losing tokens, and never exceeds what the gateway itself allows at once.
+    shop_services.rate_limit_set(scope=RateLimit.Scope.GATEWAY, per_second=20, burst=10, actor="t")
     orders = place_payable(100)
     # when: two payment workers share the limit
     start_worker(queues="reservations,maintenance")
     start_worker(queues="payments")
     start_worker(queues="payments")
     wait_for(all_terminal(o.pk for o in orders), timeout=60, what="100 orders paid")
-    # then: no 429 from the gateway, and the quota was used (steady part, past the burst)
+    # then: no 429 from the gateway, and the quota was used (the middle 80 %: past the
+    # opening burst, before the last stragglers)
     book = ledger(gateway)
     stamps = sorted(datetime.fromisoformat(str(c["created_at"])) for c in book["charges"])
-    steady = stamps[5:]
+    steady = stamps[10:90]
     rate = (len(steady) - 1) / (steady[-1] - steady[0]).total_seconds()
     print(f"quota 20/s: charged at {rate:.2f}/s, gateway 429s: {book['stats']['http_429']}")  # noqa: T201
     assert book["stats"]["http_429"] == 0
