@@ -231,65 +231,76 @@ def _refund_record(job: RefundJob, outcome: RefundOutcome | None, *, actor: str)
 # --- Dead work, replayed by staff --------------------------------------------------------------
 
 
+# The services below return what they replayed; these add the audit entry in the same
+# transaction.
+
+
 @transaction.atomic
 def staff_payments_replay(*, order_ids: Collection[int], actor: str) -> int:
-    """`payments_replay` (parked payments back to work, their outcome looked up first), with
-    the orders replayed in the audit log. Returns how many were replayed."""
-    orders = selectors.orders_for_update(order_ids=order_ids)
-    parked = list(
-        Payment.objects.filter(order__in=orders, status=Payment.Status.PARKED)
-        .order_by("order_id")
-        .values_list("order_id", flat=True)
+    """`payments_replay` (parked payments back to work, their outcome looked up first),
+    audited. Returns how many were replayed."""
+    replayed = payments_replay(order_ids=order_ids, actor=actor)
+    _audit_replay(
+        actor,
+        "payments.replay",
+        "payments",
+        f"{len(replayed)} parked payment(s)",
+        count=len(replayed),
+        before={"status": Payment.Status.PARKED, "orders": replayed},
+        after={"status": Payment.Status.UNKNOWN, "replayed": len(replayed)},
     )
-    count = payments_replay(order_ids=parked, actor=actor)
-    if count:
-        shop_services.audit_record(
-            actor=actor,
-            action="payments.replay",
-            target_type="payments",
-            target_repr=f"{count} parked payment(s)",
-            before={"status": Payment.Status.PARKED, "orders": parked},
-            after={"status": Payment.Status.UNKNOWN, "replayed": count},
-        )
-    return count
+    return len(replayed)
 
 
 @transaction.atomic
 def staff_callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
     """`callbacks_replay` (failed deliveries back to pending), audited."""
-    failed = list(
-        CallbackDelivery.objects.select_for_update()
-        .filter(pk__in=list(delivery_ids), state=CallbackDelivery.State.FAILED)
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    replayed = callbacks_replay(delivery_ids=delivery_ids, actor=actor)
+    _audit_replay(
+        actor,
+        "callbacks.replay",
+        "callbacks",
+        f"{len(replayed)} failed deliver(ies)",
+        count=len(replayed),
+        before={"state": CallbackDelivery.State.FAILED, "deliveries": replayed},
+        after={"state": CallbackDelivery.State.PENDING, "replayed": len(replayed)},
     )
-    count = callbacks_replay(delivery_ids=failed, actor=actor)
-    if count:
-        shop_services.audit_record(
-            actor=actor,
-            action="callbacks.replay",
-            target_type="callbacks",
-            target_repr=f"{count} failed deliver(ies)",
-            before={"state": CallbackDelivery.State.FAILED, "deliveries": failed},
-            after={"state": CallbackDelivery.State.PENDING, "replayed": count},
-        )
-    return count
+    return len(replayed)
 
 
 @transaction.atomic
 def staff_orders_unpark(*, order_ids: Collection[int], actor: str) -> int:
     """`orders_unpark` (parked orders back at the head of their line), audited."""
-    parked = [
-        o.pk for o in selectors.orders_for_update(order_ids=order_ids) if o.parked_at is not None
-    ]
-    count = orders_unpark(order_ids=parked, actor=actor)
+    returned = orders_unpark(order_ids=order_ids, actor=actor)
+    _audit_replay(
+        actor,
+        "orders.unpark",
+        "orders",
+        f"{len(returned)} parked order(s)",
+        count=len(returned),
+        before={"parked": returned},
+        after={"returned_to_line": len(returned)},
+    )
+    return len(returned)
+
+
+def _audit_replay(
+    actor: str,
+    action: str,
+    target_type: str,
+    target_repr: str,
+    *,
+    count: int,
+    before: dict[str, object],
+    after: dict[str, object],
+) -> None:
+    """One audit entry for a replay that did something (an empty one is not recorded)."""
     if count:
         shop_services.audit_record(
             actor=actor,
-            action="orders.unpark",
-            target_type="orders",
-            target_repr=f"{count} parked order(s)",
-            before={"parked": parked},
-            after={"returned_to_line": count},
+            action=action,
+            target_type=target_type,
+            target_repr=target_repr,
+            before=before,
+            after=after,
         )
-    return count

@@ -112,9 +112,9 @@ def pipeline_sweep() -> SweepReport:
 
 
 @transaction.atomic
-def payments_replay(*, order_ids: Collection[int], actor: str) -> int:
+def payments_replay(*, order_ids: Collection[int], actor: str) -> list[int]:
     """Parked payments back to work: to `unknown` with a fresh attempt budget, so the next
-    attempt first asks the gateway what happened. Returns how many were replayed."""
+    attempt first asks the gateway what happened. Returns the ids of the orders replayed."""
     now = timezone.now()
     orders = selectors.orders_for_update(order_ids=order_ids)
     parked = list(
@@ -135,16 +135,21 @@ def payments_replay(*, order_ids: Collection[int], actor: str) -> int:
     )
     if parked:
         transaction.on_commit(partial(nudge_payments, force=True))
-    return len(parked)
+    return [p.order_id for p in parked]
 
 
 @transaction.atomic
-def callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
-    """Failed (given up) callback deliveries back to pending with a fresh attempt budget."""
+def callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> list[int]:
+    """Failed (given up) callback deliveries back to pending with a fresh attempt budget.
+    Returns the ids of the deliveries replayed."""
     now = timezone.now()
-    replayed = CallbackDelivery.objects.filter(
-        pk__in=list(delivery_ids), state=CallbackDelivery.State.FAILED
-    ).update(
+    replayed = list(
+        CallbackDelivery.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(delivery_ids), state=CallbackDelivery.State.FAILED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    CallbackDelivery.objects.filter(pk__in=replayed).update(
         state=CallbackDelivery.State.PENDING,
         attempts=0,
         next_attempt_at=now,
@@ -157,8 +162,9 @@ def callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
 
 
 @transaction.atomic
-def orders_unpark(*, order_ids: Collection[int], actor: str) -> int:
-    """Parked orders back into their line, at the head (they keep their place by id)."""
+def orders_unpark(*, order_ids: Collection[int], actor: str) -> list[int]:
+    """Parked orders back into their line, at the head (they keep their place by id).
+    Returns the ids of the orders returned."""
     now = timezone.now()
     orders = [
         o for o in selectors.orders_for_update(order_ids=order_ids) if o.parked_at is not None
@@ -176,4 +182,4 @@ def orders_unpark(*, order_ids: Collection[int], actor: str) -> int:
     )
     for campaign_id in {o.campaign_id for o in orders}:
         transaction.on_commit(partial(nudge_reservations, campaign_id, force=True))
-    return len(orders)
+    return [o.pk for o in orders]

@@ -41,7 +41,7 @@ def test_a_poison_order_is_parked_and_the_line_moves_on(chatbot) -> None:
     assert set(others.values_list("status", flat=True)) == {Order.Status.RESERVED}
     assert OrderEvent.objects.filter(order=poison, target="parked").count() == 1
     # and when: staff return it after the fix
-    assert services.orders_unpark(order_ids=[poison.pk], actor="staff:test") == 1
+    assert services.orders_unpark(order_ids=[poison.pk], actor="staff:test") == [poison.pk]
     services.reservations_drain(campaign_id=None)
     # then
     poison.refresh_from_db()
