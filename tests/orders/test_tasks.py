@@ -3,7 +3,10 @@ worker does only what is still due. Tasks are called directly, in this process."
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from celery.signals import task_prerun
+from django.db import OperationalError, connection
 
 from coupons.models import Campaign
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment
@@ -14,6 +17,7 @@ from orders.tasks import (
     sweep_task,
 )
 from shop.models import Product
+from tests.conftest import database_url_of_tests
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
@@ -70,3 +74,20 @@ def test_a_stale_nudge_for_an_unknown_campaign_does_nothing(chatbot) -> None:
     settle_payments_task()
     # then
     assert snapshot() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_never_starts_on_a_connection_the_database_dropped() -> None:
+    # given: PostgreSQL dropped this process's connection (restart, failover, terminate) and
+    # a query outside any transaction found out; nothing reconnects it by itself
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(database_url_of_tests(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    for _ in range(2):
+        with pytest.raises(OperationalError):
+            Product.objects.count()
+    # when: the next task starts (a worker sends task_prerun before each)
+    task_prerun.send(sender=sweep_task, task_id="t-1", task=sweep_task, args=(), kwargs={})
+    # then: it runs on a fresh connection
+    assert Product.objects.count() == 0
