@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any, TypeVar
 
+import redis
+from django import db
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -69,6 +71,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             error_body("invalid", "The request is not valid.", fields=_fields(exc.detail)),
             status=400,
         )
+    if isinstance(exc, UNAVAILABLE):
+        return _unavailable(exc, context)
     response = drf_exception_handler(exc, context)
     if response is None:
         log.exception("unhandled error in %s", context.get("view").__class__.__name__)
@@ -81,6 +85,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         response["Retry-After"] = str(extra["retry_after"])
         detail = "Too many requests; retry later."
     response.data = error_body(code, detail, **extra)
+    return response
+
+
+# PostgreSQL or Redis unreachable for a moment (a restart, a failover, a terminated
+# connection) or a row lock not granted in time: nothing the client did. API.md: overload is
+# a 429 with Retry-After, never a 5xx. A retry with the same Idempotency-Key is always safe.
+UNAVAILABLE = (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+UNAVAILABLE_RETRY_AFTER = 1
+
+
+def _unavailable(exc: Exception, context: dict[str, Any]) -> Response:
+    view = context.get("view").__class__.__name__
+    log.warning("answering 429 from %s: %s: %s", view, type(exc).__name__, exc)
+    response = Response(
+        error_body(
+            "overloaded",
+            "The service cannot take this request right now; retry shortly.",
+            retry_after=UNAVAILABLE_RETRY_AFTER,
+        ),
+        status=429,
+    )
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     return response
 
 

@@ -5,5 +5,8 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# A web request never waits long for a row lock: behind a stuck batch it answers 429 (see
+# DB_LOCK_TIMEOUT_MS in settings). Workers keep waiting; their task time limits bound them.
+os.environ.setdefault("DB_LOCK_TIMEOUT_MS", "2000")
 
 application = get_wsgi_application()

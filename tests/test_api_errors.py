@@ -8,7 +8,9 @@ import json
 import uuid
 from urllib.parse import quote
 
+import psycopg
 import pytest
+from django.db import connection
 from django.http import HttpResponse
 from rest_framework.test import APIClient
 
@@ -16,6 +18,7 @@ from coupons.models import Coupon
 from orders.models import Order
 from shop import services as shop_services
 from shop.models import ApiClient
+from tests.conftest import database_url_of_tests
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ProductFactory
 
@@ -660,3 +663,30 @@ def test_a_next_link_of_the_orders_list_works(api: APIClient, chatbot: ApiClient
     assert second.status_code == 200
     listed = [o["id"] for o in first.json()["results"] + second.json()["results"]]
     assert listed == [o.json()["id"] for o in reversed(orders)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_stuck_behind_a_row_lock_answers_429_then_succeeds(api: APIClient) -> None:
+    # given: another session holds the campaign's row, as a stuck reservation batch would,
+    # and this connection waits at most 200 ms for a lock (the web server's is 2 s)
+    campaign = CampaignFactory()
+    path = f"/api/v1/campaigns/{campaign.slug}/claims/"
+    body = {"customer_id": "c-1"}
+    with psycopg.connect(database_url_of_tests()) as other:
+        other.execute(
+            "SELECT 1 FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE", [campaign.pk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        try:
+            # when
+            stuck = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="claim-1")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    # then: an honest 429, never a 5xx, and the same key goes through once the lock is gone
+    assert stuck.status_code == 429, stuck.content
+    assert stuck.json()["error"] == "overloaded"
+    assert stuck["Retry-After"] == str(stuck.json()["retry_after"])
+    again = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="claim-1")
+    assert again.status_code == 201, again.content

@@ -77,12 +77,28 @@ TEMPLATES = [
     },
 ]
 
-# Persistent connections: without them the intake path halves (ARCHITECTURE.md budget).
+# How long a statement may wait for a row lock before it fails (0 = for ever). The web server
+# sets 2 s (config/wsgi.py): a request stuck behind a slow batch's locks answers 429 with
+# Retry-After (config/api.py) instead of holding one of the few sync workers for as long.
+DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=0)
+
+
+def database_settings(url_config: dict) -> dict:
+    """DATABASES["default"] from a parsed DATABASE_URL: persistent connections (without them
+    the intake path halves, ARCHITECTURE.md budget), checked before reuse, lock timeout."""
+    url_config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
+    url_config["CONN_HEALTH_CHECKS"] = True
+    if DB_LOCK_TIMEOUT_MS:
+        options = url_config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c lock_timeout={DB_LOCK_TIMEOUT_MS}"
+    return url_config
+
+
 DATABASES = {
-    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/campaign")
+    "default": database_settings(
+        env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/campaign")
+    )
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -155,6 +171,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# kombu's Redis transport, except that an unreadable message is dropped, not fatal.
+CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_TASK_IGNORE_RESULT = True  # results are read from our own tables
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -162,12 +180,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True  # every task is idempotent; a crash redelivers
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a SIGKILLed child's message is redelivered too
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 120
-CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=100)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than any countdown we use (seconds, not minutes): long waits live in rows swept by beat.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     "socket_timeout": 2,
     "socket_connect_timeout": 1,
 }

@@ -1,14 +1,12 @@
 """Production: every secret and address comes from the environment, with no default."""
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import database_settings, env
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
-DATABASES = {"default": env.db("DATABASE_URL")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": database_settings(env.db("DATABASE_URL"))}
 REDIS_URL = env("REDIS_URL")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
