@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count
@@ -296,6 +297,8 @@ def _take_isolating_poison(campaign_id: int | None, limit: int) -> int:
         return reservations_take_batch(campaign_id=campaign_id, limit=limit).seen
     except (OperationalError, InterfaceError):
         raise  # the database is unreachable: nothing to blame on an order
+    except SoftTimeLimitExceeded:
+        raise  # the batch ran out of time (a lock held elsewhere): nor is this
     except Exception as exc:
         if limit > 1:
             log.warning("reservation batch of %s failed; retrying smaller", limit, exc_info=True)

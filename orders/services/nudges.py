@@ -56,14 +56,20 @@ def drain(kind: str, name: str, step: Callable[[], int], *, renudge: Callable[[]
     """
     deadline = time.monotonic() + settings.WORKER_DRAIN_SECONDS
     handled = 0
-    while time.monotonic() < deadline:
-        done = step()
-        if not done:
-            fast.nudge_release(kind, name)
+    try:
+        while time.monotonic() < deadline:
             done = step()
             if not done:
-                return handled
-            fast.nudge_hold(kind, name)
-        handled += done
+                fast.nudge_release(kind, name)
+                done = step()
+                if not done:
+                    return handled
+                fast.nudge_hold(kind, name)
+            handled += done
+    except BaseException:
+        # A drain that failed (database gone, time limit) is not draining any more: drop the
+        # mark, so the next commit or sweep sends a nudge instead of waiting out its TTL.
+        fast.nudge_release(kind, name)
+        raise
     renudge()
     return handled

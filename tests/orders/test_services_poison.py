@@ -60,3 +60,24 @@ def test_an_unreachable_database_parks_nothing(chatbot) -> None:
     ):
         services.reservations_drain(campaign_id=None)
     assert not Order.objects.filter(parked_at__isnull=False).exists()
+
+
+def test_a_batch_out_of_time_parks_nothing_and_frees_its_line(chatbot) -> None:
+    # given: a batch that Celery's soft time limit interrupts (a lock held elsewhere)
+    from celery.exceptions import SoftTimeLimitExceeded  # noqa: PLC0415
+
+    from config import fast  # noqa: PLC0415
+
+    place(chatbot, "c-1", [(ProductFactory(), 1)])
+    assert fast.nudge_claim("reserve", "none")  # the worker's mark, as a nudge leaves it
+    # when
+    with (
+        mock.patch.object(
+            holds, "reservations_take_batch", side_effect=SoftTimeLimitExceeded("time")
+        ),
+        pytest.raises(SoftTimeLimitExceeded),
+    ):
+        services.reservations_drain(campaign_id=None)
+    # then: no order is blamed, and the line is free for the next nudge at once
+    assert not Order.objects.filter(parked_at__isnull=False).exists()
+    assert fast.nudge_claim("reserve", "none")
