@@ -268,9 +268,10 @@ def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
 def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[str, int]:
     """Write the outcomes: succeeded → paid (hold sold), declined → payment_failed (hold
     released), unknown/retry → tried again later with backoff, or parked after
-    PAYMENT_MAX_ATTEMPTS (staff replay it). An attempt that never reached the gateway (our
-    own rate limit) goes back to `retry` uncounted. An outcome whose claim is stale (the
-    payment was claimed again since) is dropped: that later attempt owns the payment."""
+    PAYMENT_MAX_ATTEMPTS (staff replay it). An attempt that moved nothing (our own rate limit
+    held it back, or the gateway refused it with 429/409) goes back to `retry` uncounted. An
+    outcome whose claim is stale (the payment was claimed again since) is dropped: that later
+    attempt owns the payment."""
     now = timezone.now()
     actor = "worker:settle"
     counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0}
@@ -300,11 +301,15 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                     payment, target, actor=actor, now=now, events=events, charge=outcome.charge_id
                 )
                 (paid if succeeded else failed).append(order)
-            elif outcome.error == UNSENT:
-                # Nothing reached the gateway: not an attempt. A payment whose outcome was
-                # unknown stays unknown, so that it is still looked up first.
+            elif outcome.error == UNSENT or outcome.kind == "retry":
+                # Nothing moved at the gateway (our own limit held it back, or the gateway
+                # refused it with 429 or 409): not an attempt, so a gateway at its quota never
+                # parks payments. One whose outcome was unknown stays unknown, so that it is
+                # still looked up first.
                 payment.attempts -= 1
                 payment.next_attempt_at = now + timedelta(seconds=outcome.retry_after or 1.0)
+                if outcome.error != UNSENT:
+                    payment.last_error = (outcome.error or outcome.kind)[:2000]
                 target = PS.UNKNOWN if job.ask_first else PS.RETRY
                 _payment_move(
                     payment, target, actor=actor, now=now, events=events, error=outcome.error
