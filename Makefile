@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick browser demo-burst
+.PHONY: install run test lint schema clean bench bench-quick browser demo-burst chaos chaos-short
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -49,6 +49,15 @@ bench-quick: $(BENCH_STAMP)
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: $(BENCH_STAMP)
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
+
+## The chaos suite (README, Reliability): faults injected into the whole stack on private
+## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs
+## the short form (about 2.5 minutes).
+chaos: install
+	$(PY) -m bench.chaos --mode full
+
+chaos-short: install
+	$(PY) -m bench.chaos --mode short
 
 ## With `make run` going in another terminal: a few thousand chatbot orders, with progress.
 demo-burst: install

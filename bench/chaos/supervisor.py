@@ -1,0 +1,137 @@
+"""The chaos stack's processes and the supervisor that keeps them running.
+
+The stack is laid out as production runs it on one machine (README, "Queues and workers"):
+the sandbox gateway, gunicorn with 2 sync workers, one Celery worker per queue with
+prefetch 1, and beat. In production systemd (or Kubernetes) starts a process again when it
+dies; here a thread does, every 0.3 s, and counts how often. Every process has its own
+process group, so stopping one also stops its children; a worker whose parent a fault
+killed leaves its pool process behind in the old group, which is reaped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from bench.stack import Stack
+
+PY = sys.executable
+QUEUES = ("reservations", "payments", "callbacks", "maintenance")
+START_TIMEOUT = 60.0
+
+
+def commands(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path) -> dict:
+    celery = [PY, "-m", "celery", "-A", "config"]
+    sandbox = [PY, "-m", "orders.gateway.sandbox", "--port", str(sandbox_port)]
+    gunicorn = [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{web_port}"]
+    beat = [*celery, "beat", "--schedule", str(run_dir / "celerybeat-schedule")]
+    procs: dict[str, list[str]] = {
+        "sandbox": [*sandbox, "--latency-ms", "20", "--key", sandbox_key],
+        "gunicorn": [*gunicorn, "-w", "2", "-k", "sync", "--graceful-timeout", "10"],
+        "beat": [*beat, "--loglevel=WARNING"],
+    }
+    for queue in QUEUES:
+        procs[f"worker-{queue}"] = [*celery, "worker", "-Q", queue, "-c", "1"]
+        procs[f"worker-{queue}"] += ["-n", f"chaos-{queue}@%h", "--prefetch-multiplier=1"]
+        procs[f"worker-{queue}"] += ["--without-gossip", "--without-mingle", "--loglevel=INFO"]
+    return procs
+
+
+class Supervisor:
+    def __init__(self, *, logs: Path, env: dict[str, str], commands: dict[str, list[str]]) -> None:
+        self.stack = Stack(logs=logs, env=env)
+        self.wanted = commands
+        self.restarts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._orphans: set[int] = set()
+
+    def start_all(self, *, web_url: str, sandbox_url: str, sandbox_key: str) -> None:
+        for name, command in self.wanted.items():
+            offset = self._log_size(name)
+            self.stack.start(name, command)
+            if name.startswith("worker-"):
+                self._wait(lambda n=name, o=offset: b" ready." in self._log_from(n, o), name)
+        auth = {"Authorization": f"Bearer {sandbox_key}"}
+        self._wait(lambda: _ok(f"{sandbox_url}/_sandbox/config", auth), "sandbox")
+        self._wait(lambda: _ok(f"{web_url}/bench/floor/get/"), "gunicorn")
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def process(self, name: str) -> subprocess.Popen[bytes] | None:
+        """The live process of that name, or None while it is down."""
+        with self._lock:
+            proc = self.stack.procs.get(name)
+        return proc if proc is not None and proc.poll() is None else None
+
+    def orphan_group(self, pgid: int) -> None:
+        """A process group a fault is about to leave without its leader: reaped at the end."""
+        self._orphans.add(pgid)
+
+    def reap_orphans(self) -> None:
+        for pgid in self._orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        self._orphans.clear()
+
+    def all_up(self) -> bool:
+        return all(self.process(name) is not None for name in self.wanted)
+
+    def stop_all(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self.stack.stop_all()
+        self.reap_orphans()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.3):
+            for name, command in self.wanted.items():
+                with self._lock:
+                    proc = self.stack.procs.get(name)
+                    if proc is not None and proc.poll() is None:
+                        continue
+                    if proc is not None:
+                        # Its children (a gunicorn or Celery pool) go with it.
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                    self.restarts[name] += 1
+                    self.stack.start(name, command)
+
+    def _log_size(self, name: str) -> int:
+        path = self.stack.logs / f"{name}.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def _log_from(self, name: str, offset: int) -> bytes:
+        with (self.stack.logs / f"{name}.log").open("rb") as log:
+            log.seek(offset)
+            return log.read()
+
+    def _wait(self, ready: object, what: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            self.stack.check_alive()
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"{what} not ready within {START_TIMEOUT:.0f} s (logs in {self.stack.logs})"
+        )
+
+
+def _ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    try:
+        return httpx.get(url, headers=headers, timeout=1.0).status_code == 200  # noqa: PLR2004
+    except httpx.HTTPError:
+        return False
