@@ -48,11 +48,12 @@ def envelope_problem(message: object) -> str | None:
 
 
 class Channel(kombu_redis.Channel):
+    # log.error, not log.exception: the message is the news, not our stack.
     def _brpop_read(self, **options: Any) -> bool:
         try:
             return super()._brpop_read(**options)
         except UNREADABLE as exc:
-            log.error("dropped an unreadable broker message: %s: %s", type(exc).__name__, exc)  # noqa: TRY400  (the message is the news, not our stack)
+            log.error("dropped an unreadable broker message: %s", exc)  # noqa: TRY400
             return True
 
     def _get(self, queue: str) -> Any:
