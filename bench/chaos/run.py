@@ -249,7 +249,6 @@ class Run:
         healed = time.monotonic()
         burst.join()
         recover = self._quiet(campaign["campaign_id"], since=healed)
-        self.supervisor.reap_orphans()
         row = self._check(
             name,
             campaign,

@@ -5,7 +5,8 @@ the sandbox gateway, gunicorn with 2 sync workers, one Celery worker per queue w
 prefetch 1, and beat. In production systemd (or Kubernetes) starts a process again when it
 dies; here a thread does, every 0.3 s, and counts how often. Every process has its own
 process group, so stopping one also stops its children; a worker whose parent a fault
-killed leaves its pool process behind in the old group, which is reaped at the end.
+killed leaves its pool process behind in the old group, which is killed before the worker
+starts again (as systemd does with a unit's control group).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ class Supervisor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._orphans: set[int] = set()
 
     def start_all(self, *, web_url: str, sandbox_url: str, sandbox_key: str) -> None:
         for name, command in self.wanted.items():
@@ -74,16 +74,6 @@ class Supervisor:
             proc = self.stack.procs.get(name)
         return proc if proc is not None and proc.poll() is None else None
 
-    def orphan_group(self, pgid: int) -> None:
-        """A process group a fault is about to leave without its leader: reaped at the end."""
-        self._orphans.add(pgid)
-
-    def reap_orphans(self) -> None:
-        for pgid in self._orphans:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-        self._orphans.clear()
-
     def all_up(self) -> bool:
         return all(self.process(name) is not None for name in self.wanted)
 
@@ -93,7 +83,6 @@ class Supervisor:
             self._thread.join()
         with self._lock:
             self.stack.stop_all()
-        self.reap_orphans()
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
