@@ -12,6 +12,7 @@ what the caller may conclude:
 - ``unknown``: the money may or may not have moved (5xx, time-out, dropped connection,
   unreadable answer), or the request was wrong (400/401/422). The caller settles it
   with ``charges_for`` or by retrying with the same idempotency key, never by guessing.
+  A look-up that fails answers with the outcome to record instead: ``retry`` or ``unknown``.
 
 One client serves a whole thread pool: ``httpx.Client`` is thread-safe and keeps up to
 ``pool_size`` keep-alive connections. Settings come in as arguments; this module
@@ -121,6 +122,15 @@ def _classify_refusal(response: httpx.Response) -> _Refusal:
     return _Refusal("unknown", code, error)
 
 
+def _lookup_failed(
+    reference: str, kind: Literal["retry", "unknown"], error: str, retry_after: float | None = None
+) -> ChargeOutcome:
+    logger.warning("gateway charges_for %s: %s", reference, error)
+    return ChargeOutcome(
+        kind, retry_after=retry_after, error=_clip(f"could not look up earlier charges: {error}")
+    )
+
+
 def _transport_error(exc: httpx.HTTPError) -> str:
     # A dropped connection, a time-out and a refused connection all land here.
     return _clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -194,25 +204,24 @@ class GatewayClient:
             logger.warning("gateway charge key=%s: %s", idempotency_key, refusal.error)
         return ChargeOutcome(refusal.kind, retry_after=refusal.retry_after, error=refusal.error)
 
-    def charges_for(self, *, reference: str) -> list[dict[str, object]] | None:
+    def charges_for(self, *, reference: str) -> list[dict[str, object]] | ChargeOutcome:
         """Every charge the gateway holds for ``reference``, oldest first.
 
-        None when the gateway could not be asked or gave no usable answer (5xx, 429,
-        time-out, connection error, malformed body): the caller tries again later.
+        When the gateway could not be asked or gave no usable answer, the outcome to record
+        instead: ``retry`` when it refused the look-up (429: nothing to count against the
+        payment), ``unknown`` otherwise (5xx, time-out, connection error, malformed body).
         """
         try:
             response = self._http.get("/v1/charges", params={"reference": reference})
         except httpx.HTTPError as exc:
-            logger.warning("gateway charges_for %s: %s", reference, _transport_error(exc))
-            return None
+            return _lookup_failed(reference, "unknown", _transport_error(exc))
         if response.status_code != HTTPStatus.OK:
-            logger.warning("gateway charges_for %s: HTTP %s", reference, response.status_code)
-            return None
+            refusal = _classify_refusal(response)
+            return _lookup_failed(reference, refusal.kind, refusal.error, refusal.retry_after)
         body = _json_object(response)
         charges = body.get("data") if body is not None else None
         if not isinstance(charges, list) or not all(isinstance(c, dict) for c in charges):
-            logger.warning("gateway charges_for %s: malformed answer", reference)
-            return None
+            return _lookup_failed(reference, "unknown", "malformed answer")
         # A reference filter the gateway ignored must not make another order look paid.
         return [c for c in charges if c.get("reference") == reference]
 

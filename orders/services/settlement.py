@@ -248,8 +248,8 @@ def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
         if wait := _gateway_token():
             return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
         charges = client.charges_for(reference=job.reference)
-        if charges is None:
-            return ChargeOutcome(kind="unknown", error="could not look up earlier charges")
+        if isinstance(charges, ChargeOutcome):
+            return charges  # the look-up failed: refused (retry) or unanswered (unknown)
         for status in ("succeeded", "declined"):
             found = [c for c in charges if c.get("status") == status]
             if found:

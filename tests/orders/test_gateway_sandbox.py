@@ -240,6 +240,23 @@ def test_over_quota_is_retry_with_retry_after_and_charges_nothing(
     assert _stats(control)["http_429"] == 1
 
 
+def test_a_lookup_over_quota_is_retry_not_unknown(
+    gateway: GatewayClient, control: httpx.Client
+) -> None:
+    # given: the only token already spent
+    _configure(control, quota_rps=0.5, quota_burst=1)
+    assert _charge(gateway, key=_new_id("key"), reference="order-1").kind == "succeeded"
+
+    # when
+    lookup = gateway.charges_for(reference="order-1")
+
+    # then: refused before doing anything, so the payment's attempts must not count it
+    assert isinstance(lookup, ChargeOutcome)
+    assert lookup.kind == "retry"
+    assert lookup.retry_after is not None
+    assert lookup.retry_after >= 1
+
+
 def test_quota_answer_carries_retry_after_header_and_field(control: httpx.Client) -> None:
     # given
     _configure(control, quota_rps=0.5, quota_burst=1)
@@ -274,7 +291,7 @@ def test_dropped_answer_is_unknown_and_settled_by_looking_up_the_reference(
     [recorded] = _ledger(control)["charges"]
     assert _stats(control)["dropped"] == 1
     found = gateway.charges_for(reference=reference)
-    assert found is not None
+    assert isinstance(found, list)
     assert [(c["id"], c["status"]) for c in found] == [(recorded["id"], "succeeded")]
 
 
@@ -327,7 +344,11 @@ def test_error_before_charge_is_unknown_and_charges_nothing(
     assert outcome.error is not None
     assert outcome.error[:8] in {"HTTP 500", "HTTP 502", "HTTP 503"}
     assert _ledger(control)["charges"] == []
-    assert gateway.charges_for(reference=reference) is None  # the lookup fails too
+    lookup = gateway.charges_for(reference=reference)  # the lookup fails too
+    assert isinstance(lookup, ChargeOutcome)
+    assert lookup.kind == "unknown"
+    assert lookup.error is not None
+    assert lookup.error.startswith("could not look up earlier charges: HTTP 50")
 
 
 def test_key_is_free_again_after_an_error_before_charge(
@@ -384,7 +405,8 @@ def test_gateway_down_is_unknown_and_cannot_be_asked() -> None:
     assert charge.kind == "unknown"
     assert charge.error is not None
     assert "ConnectError" in charge.error
-    assert found is None
+    assert isinstance(found, ChargeOutcome)
+    assert found.kind == "unknown"
     assert refund.kind == "unknown"
 
 
@@ -401,7 +423,8 @@ def test_wrong_key_is_never_succeeded(sandbox_url: str, control: httpx.Client) -
     assert outcome.kind == "unknown"
     assert outcome.error is not None
     assert outcome.error.startswith("HTTP 401 unauthorized")
-    assert found is None
+    assert isinstance(found, ChargeOutcome)
+    assert found.kind == "unknown"
     assert _ledger(control)["charges"] == []
 
 
