@@ -22,12 +22,13 @@ import psutil
 import psycopg
 import redis
 
+from bench.stack import PRODUCT_QUEUES
+
 if TYPE_CHECKING:
     from bench.chaos.engines import PrivatePostgres, PrivateRedis
     from bench.chaos.supervisor import Supervisor
 
-WORKERS = ("worker-reservations", "worker-payments", "worker-callbacks", "worker-maintenance")
-QUEUES = ("reservations", "payments", "callbacks", "maintenance")
+WORKERS = tuple(f"worker-{queue}" for queue in PRODUCT_QUEUES)
 TASKS = {
     "reservations": "orders.reserve_orders",
     "payments": "orders.settle_payments",

@@ -245,7 +245,9 @@ class Run:
         time.sleep(self.mode.timing.burst_seconds)
         chaos.stop.set()
         fault.join()
-        sandbox.post("/_sandbox/config", json=HEALTHY_GATEWAY).raise_for_status()
+        chaos.gateway(
+            **HEALTHY_GATEWAY
+        )  # whatever the fault left, the next scenario starts healthy
         healed = time.monotonic()
         burst.join()
         recover = self._quiet(campaign["campaign_id"], since=healed)

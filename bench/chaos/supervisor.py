@@ -17,17 +17,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
-import httpx
-
-from bench.stack import Stack
+from bench.stack import PRODUCT_QUEUES, Stack, http_ok, wait_until
 
 PY = sys.executable
-QUEUES = ("reservations", "payments", "callbacks", "maintenance")
-START_TIMEOUT = 60.0
 
 
 def commands(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path) -> dict:
@@ -40,7 +36,7 @@ def commands(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Pat
         "gunicorn": [*gunicorn, "-w", "2", "-k", "sync", "--graceful-timeout", "10"],
         "beat": [*beat, "--loglevel=WARNING"],
     }
-    for queue in QUEUES:
+    for queue in PRODUCT_QUEUES:
         procs[f"worker-{queue}"] = [*celery, "worker", "-Q", queue, "-c", "1"]
         procs[f"worker-{queue}"] += ["-n", f"chaos-{queue}@%h", "--prefetch-multiplier=1"]
         procs[f"worker-{queue}"] += ["--without-gossip", "--without-mingle", "--loglevel=INFO"]
@@ -61,10 +57,10 @@ class Supervisor:
             offset = self._log_size(name)
             self.stack.start(name, command)
             if name.startswith("worker-"):
-                self._wait(lambda n=name, o=offset: b" ready." in self._log_from(n, o), name)
+                wait_until(partial(self._logged_ready, name, offset), self.stack, name)
         auth = {"Authorization": f"Bearer {sandbox_key}"}
-        self._wait(lambda: _ok(f"{sandbox_url}/_sandbox/config", auth), "sandbox")
-        self._wait(lambda: _ok(f"{web_url}/bench/floor/get/"), "gunicorn")
+        wait_until(http_ok(f"{sandbox_url}/_sandbox/config", auth), self.stack, "sandbox")
+        wait_until(http_ok(f"{web_url}/bench/floor/get/"), self.stack, "gunicorn")
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
@@ -102,25 +98,8 @@ class Supervisor:
         path = self.stack.logs / f"{name}.log"
         return path.stat().st_size if path.exists() else 0
 
-    def _log_from(self, name: str, offset: int) -> bytes:
+    def _logged_ready(self, name: str, offset: int) -> bool:
+        """A Celery worker logs " ready." once it consumes; only lines after `offset` count."""
         with (self.stack.logs / f"{name}.log").open("rb") as log:
             log.seek(offset)
-            return log.read()
-
-    def _wait(self, ready: object, what: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            self.stack.check_alive()
-            if ready():  # type: ignore[operator]
-                return
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"{what} not ready within {START_TIMEOUT:.0f} s (logs in {self.stack.logs})"
-        )
-
-
-def _ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    try:
-        return httpx.get(url, headers=headers, timeout=1.0).status_code == 200  # noqa: PLR2004
-    except httpx.HTTPError:
-        return False
+            return b" ready." in log.read()
