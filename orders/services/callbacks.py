@@ -12,7 +12,7 @@ import hmac
 import json
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config import ratelimit
-from orders import selectors
+from orders import metrics, selectors
 from orders.models import CallbackDelivery
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 from shop import selectors as shop_selectors
@@ -42,6 +42,7 @@ class CallbackJob:
     url: str
     body: bytes
     secret: str
+    request_id: str = ""  # of the request that placed the order: sent as X-Request-ID
 
 
 def signature(*, secret: str, body: bytes, timestamp: int) -> str:
@@ -97,6 +98,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
             url=d.url,
             body=json.dumps(d.payload, separators=(",", ":")).encode(),
             secret=d.order.client.webhook_secret,
+            request_id=d.order.request_id,
         )
         for d in due
     ]
@@ -105,15 +107,14 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
 def callback_send(job: CallbackJob) -> str:
     """POST one callback; "" on any 2xx, else a short reason. Never raises."""
     stamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
+    }
+    if job.request_id:
+        headers["X-Request-ID"] = job.request_id
     try:
-        response = _http().post(
-            job.url,
-            content=job.body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
-            },
-        )
+        response = _http().post(job.url, content=job.body, headers=headers)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
     return "" if response.is_success else f"HTTP {response.status_code}"
@@ -135,29 +136,36 @@ def callbacks_record(
             .filter(pk__in=[j.delivery_id for j, _ in results])
             .order_by("pk")
         }
+        outcomes: Counter[str] = Counter()
         for job, error in results:
             delivery = deliveries[job.delivery_id]
             if delivery.state != CallbackDelivery.State.PENDING or delivery.attempts != job.attempt:
                 continue
             delivery.updated_at = now
             if error is _UNSENT:
+                outcomes["unsent"] += 1
                 delivery.attempts -= 1
                 delivery.next_attempt_at = now + timedelta(seconds=waits[job.delivery_id])
             elif not error:
+                outcomes["delivered"] += 1
                 delivery.state, delivery.delivered_at, delivery.last_error = (
                     CallbackDelivery.State.DELIVERED,
                     now,
                     "",
                 )
             elif delivery.attempts >= settings.CALLBACK_MAX_ATTEMPTS:
+                outcomes["failed"] += 1
                 delivery.state, delivery.last_error = CallbackDelivery.State.FAILED, error
             else:
+                outcomes["error"] += 1
                 wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
                 delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
         CallbackDelivery.objects.bulk_update(
             list(deliveries.values()),
             ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
         )
+        transaction.on_commit(partial(metrics.callback_outcomes, outcomes))
+        metrics.parked("callback", outcomes["failed"])
 
 
 def callbacks_drain() -> int:
@@ -167,12 +175,14 @@ def callbacks_drain() -> int:
     ) as pool:
 
         def step() -> int:
-            jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
-            if jobs:
-                go, unsent = _within_client_limits(jobs)
-                sent = list(zip(go, pool.map(callback_send, go), strict=True))
-                callbacks_record(sent, unsent=unsent)
-            return len(jobs)
+            with metrics.batch("callback") as size:
+                jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+                if jobs:
+                    go, unsent = _within_client_limits(jobs)
+                    sent = list(zip(go, pool.map(callback_send, go), strict=True))
+                    callbacks_record(sent, unsent=unsent)
+                size.append(len(jobs))
+            return size[0]
 
         return drain(CALLBACK, "all", step, renudge=partial(nudge_callbacks, force=True))
 
