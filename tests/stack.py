@@ -116,3 +116,22 @@ def start_worker(
 
     wait_until(ready, process, log_path, "celery worker")
     return process
+
+
+def start_gunicorn(
+    port: int, log_path: Path, *, env: dict[str, str], workers: int = 2
+) -> subprocess.Popen[bytes]:
+    """A real `gunicorn config.wsgi` (sync workers, as in production); ready once /healthz
+    answers."""
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}"]
+    command += ["-w", str(workers), "--graceful-timeout", "5"]
+    process = spawn(command, log_path, env)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, process, log_path, "gunicorn")
+    return process
