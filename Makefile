@@ -19,9 +19,10 @@ install: $(STAMP)
 # local ports, else started from pip-installed binaries for as long as the command runs.
 WITH_SERVICES := $(PY) -m config.devservices --
 
-## Install, migrate, seed the demo and run the whole stack until Ctrl-C.
+## Install, migrate, seed the demo and run the whole stack until Ctrl-C (FLOWER=1: with Flower).
 run: install
-	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap && exec $(PY) -m config.stack'
+	$(if $(FLOWER),$(PY) -m pip install --quiet -e '.[flower]')
+	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap && exec $(PY) -m config.stack $(if $(FLOWER),--flower)'
 
 ## Lint, validate the OpenAPI schema, and run every test (real PostgreSQL, Redis, Celery).
 test: install

@@ -182,7 +182,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, except that an unreadable message is dropped, not fatal.
-CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", default="config.broker:Transport")
 CELERY_TASK_IGNORE_RESULT = True  # results are read from our own tables
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -207,6 +207,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events for Flower (`celery -A config flower`): received/started/succeeded, three small
+# publishes per task, and our tasks are coalesced nudges that drain for seconds, so a few a
+# second. The "sent" event is off: it would add a publish to every nudge a web request sends.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_TASK_ROUTES = {
     "orders.reserve_orders": {"queue": "reservations"},
