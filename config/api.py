@@ -29,6 +29,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from config import metrics
 from config.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
 from config.errors import DomainError
+from config.messages import detail_translate
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ _DRF_CODES = {
 
 
 def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
-    return {"error": code, "detail": detail, **extra}
+    """The contract's envelope; `detail` in the language the request asked for (LocaleMiddleware
+    chose it from Accept-Language), the code as it is."""
+    return {"error": code, "detail": detail_translate(detail), **extra}
 
 
 # Refusals a shopper is told about (sold out, limits, budget, a full line), counted by code;
