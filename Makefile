@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick browser demo-burst chaos chaos-short
+.PHONY: install run test lint schema clean bench bench-quick browser promtool demo-burst chaos chaos-short
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -36,6 +36,11 @@ test: install
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+## promtool, which validates deploy/prometheus/ in the tests (Debian's prometheus; CI runs it).
+promtool:
+	@command -v promtool >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 

@@ -135,6 +135,23 @@ class StateCollector:
     as the admin's backlog page, with its short time-outs; a part that cannot be read is left
     out of this scrape (and logged), so an alert sees the series go absent, not a false 0."""
 
+    # Every family it can yield (the dashboard's and the alerts' test checks against these).
+    NAMES = frozenset(
+        {
+            "celery_queue_messages",
+            "celery_queue_oldest_message_age_seconds",
+            "celery_queue_consumers",
+            "orders_waiting",
+            "orders_reserved",
+            "orders_oldest_waiting_seconds",
+            "campaign_coupons_remaining",
+            "campaign_budget_remaining_fen",
+            "campaign_budget_total_fen",
+            "campaign_active",
+            "pipeline_parked",
+        }
+    )
+
     def collect(self) -> Iterator[Metric]:
         for part in (self._queues, self._lines, self._campaigns, self._parked):
             try:
