@@ -68,7 +68,17 @@ def _serve_metrics(**_: Any) -> None:
         return
     from prometheus_client import start_http_server  # noqa: PLC0415
 
-    from config.metrics import registry  # noqa: PLC0415
+    from config.metrics import multiprocess, registry  # noqa: PLC0415
 
-    start_http_server(port, addr=settings.WORKER_METRICS_ADDR, registry=registry())
-    logging.getLogger(__name__).info("serving metrics on %s:%s", settings.WORKER_METRICS_ADDR, port)
+    log = logging.getLogger(__name__)
+    if not multiprocess():
+        log.warning(
+            "WORKER_METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: the pool processes' "
+            "metrics cannot be read from here; only this process's are served"
+        )
+    try:
+        start_http_server(port, addr=settings.WORKER_METRICS_ADDR, registry=registry())
+    except OSError:
+        log.exception("metrics not served: port %s is not free", port)
+        return
+    log.info("serving metrics on %s:%s", settings.WORKER_METRICS_ADDR, port)

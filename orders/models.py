@@ -57,7 +57,10 @@ class Order(models.Model):
     queue_ticket = models.BigIntegerField(null=True, blank=True)
     # The X-Request-ID of the request that placed it (config.logs), so that one order can be
     # followed from the chatbot's POST through the workers' log lines to its callbacks.
-    request_id = models.CharField(max_length=64, blank=True, default=current_request_id)
+    # db_default: rows inserted in SQL, not through the ORM (bulk seeding), get "".
+    request_id = models.CharField(
+        max_length=64, blank=True, default=current_request_id, db_default=""
+    )
     # A received order whose batch kept failing is parked (out of the line) for staff.
     parked_at = models.DateTimeField(null=True, blank=True)
     park_reason = models.TextField(blank=True, default="")
