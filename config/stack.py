@@ -97,6 +97,9 @@ def commands(*, flower: bool = False) -> dict[str, list[str]]:
             "--prefetch-multiplier=1",
             "--without-gossip",
             "--without-mingle",
+            # Celery sets the root logger's level from here (default WARNING): INFO keeps the
+            # batch lines that name each order's request id (docs/operations-metrics.md).
+            "--loglevel=INFO",
         ]
     if flower:
         procs["flower"] = [
