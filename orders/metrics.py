@@ -33,6 +33,12 @@ TRANSITIONS = Counter(
     "Orders moved from one status to another (orders_move), counted after commit.",
     ["source", "target"],
 )
+REJECTIONS = Counter(
+    "orders_rejected_total",
+    "Orders the reservation worker rejected under its locks, by reason (sold_out, "
+    "out_of_stock, budget_exhausted, coupon_in_use, ...): refusals intake could not foresee.",
+    ["reason"],
+)
 ACCEPT_TO_PAID = Histogram(
     "orders_accept_to_paid_seconds",
     "From the order's acceptance (created_at) to its move to paid.",
@@ -78,7 +84,7 @@ def _after_commit(fn: object) -> None:
     transaction.on_commit(fn)  # type: ignore[arg-type]
 
 
-def transitions_record(orders: Sequence[Order], to: str, now: datetime) -> None:
+def transitions_record(orders: Sequence[Order], to: str, now: datetime, reason: str = "") -> None:
     """Called by orders_move with the orders still in their source status."""
     sources = Tally(o.status for o in orders)
     waits = [(now - o.created_at).total_seconds() for o in orders] if to == "paid" else []
@@ -88,6 +94,8 @@ def transitions_record(orders: Sequence[Order], to: str, now: datetime) -> None:
             TRANSITIONS.labels(source, to).inc(n)
         for seconds in waits:
             ACCEPT_TO_PAID.observe(seconds)
+        if to == "rejected":
+            REJECTIONS.labels(reason or "unknown").inc(len(orders))
 
     _after_commit(record)
 

@@ -36,7 +36,7 @@ def orders_move(
     for order in orders:
         if to not in ORDER_ALLOWED[order.status]:
             raise InvalidTransition(entity="order", current=order.status, target=to)
-    metrics.transitions_record(orders, to, now)
+    metrics.transitions_record(orders, to, now, reason)
     # One line per batch, naming every order with the request that placed it: grep a request
     # id and find the batch that moved its order.
     if log.isEnabledFor(logging.INFO):
