@@ -53,8 +53,8 @@ _DRF_CODES = {
 
 
 def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
-    """The contract's envelope; `detail` in the language the request asked for (LocaleMiddleware
-    chose it from Accept-Language), the code as it is."""
+    """The contract's envelope; `detail` in the language the request asked for (chosen from
+    Accept-Language by config.logs.ShopperLanguageMiddleware), the code as it is."""
     return {"error": code, "detail": detail_translate(detail), **extra}
 
 
