@@ -206,3 +206,35 @@ def nudge_hold(kind: str, name: str) -> None:
         client().set(_key("nudge", kind, name), 1, ex=NUDGE_TTL_SECONDS)
     except redis.RedisError:
         log.warning("could not hold nudge %s:%s", kind, name, exc_info=True)
+
+
+# --- Requests shed by the web workers' front door (config/server.py) ------------------------
+# Each worker process adds its count once a second, into per-minute keys kept for a day.
+SHED_KEEP_SECONDS = 86_400
+
+
+def shed_record(count: int) -> None:
+    minute = int(time.time()) // 60
+    try:
+        pipe = client().pipeline(transaction=False)
+        pipe.incrby(_key("shed", "total"), count)
+        pipe.incrby(_key("shed", "minute", minute), count)
+        pipe.expire(_key("shed", "minute", minute), SHED_KEEP_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not record %d shed requests", count, exc_info=True)
+
+
+def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
+    """(requests shed since Redis last started, shed over the last `minutes`), or None when
+    Redis cannot tell."""
+    now = int(time.time()) // 60
+    keys = [_key("shed", "total")] + [
+        _key("shed", "minute", m) for m in range(now - minutes, now + 1)
+    ]
+    try:
+        values = client().mget(keys)
+    except redis.RedisError:
+        return None
+    total, *recent = (int(v or 0) for v in values)
+    return total, sum(recent)

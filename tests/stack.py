@@ -116,3 +116,25 @@ def start_worker(
 
     wait_until(ready, process, log_path, "celery worker")
     return process
+
+
+def start_web(
+    log_path: Path, *, env: dict[str, str], workers: int = 1
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A real gunicorn serving the project as production does (config/gunicorn.conf.py), on a
+    free port; ready once it answers. Returns its base URL and the process."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
+    command += ["-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    process = spawn(command, log_path, env)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            httpx.get(f"{url}/api/v1/campaigns/", timeout=1)  # any answer will do
+        except httpx.HTTPError:
+            return False
+        return True
+
+    wait_until(ready, process, log_path, "gunicorn")
+    return url, process

@@ -128,6 +128,16 @@ STATIC_URL = "static/"
 # Served by WhiteNoise from the apps' own folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
+# The web worker's front door (config/server.py): an API request that waited in a worker's
+# queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
+# been empty for WEB_QUEUE_INTERVAL_MS, or that finds WEB_MAX_WAITING already waiting, is
+# answered 429 with Retry-After before Django sees it.
+WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=100)
+WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=10)
+WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
+WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=200)
+WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
+
 # A chatbot order is small; anything near this is hostile or broken (answered 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
 
