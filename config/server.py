@@ -11,8 +11,9 @@ worker accepts every connection at once, so each request's wait is visible to us
   budget is WEB_QUEUE_TIMEOUT_MS normally, and the much shorter WEB_QUEUE_TIMEOUT_BUSY_MS
   when the queue has not been empty for WEB_QUEUE_INTERVAL_MS: a standing queue is drained
   fast, a brief burst is absorbed (Facebook, "Fail at Scale": controlled delay).
-- **Bounds what it holds.** More than WEB_MAX_WAITING requests already waiting: the new one
-  is refused at once, whatever its wait so far.
+- **Bounds what it holds.** With WEB_MAX_WAITING requests already waiting for a thread, the
+  next API request is answered 429 by the main thread itself, at once, and its connection
+  closed: a refusal never waits in the queue it would make longer.
 - **Refuses cheaply.** A refusal is gunicorn's own parse of the request line and headers
   plus one pre-built answer: no Django, no database, no Redis (the count of refusals goes to
   Redis once a second, for the admin's backlog page).
@@ -27,6 +28,7 @@ Only API requests are shed: the admin, health checks and static files are always
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -86,13 +88,16 @@ class FrontDoor:
         self.refusal = _answer("429 Too Many Requests", body, close=False, extra=extra)
         self.refusal_close = _answer("429 Too Many Requests", body, close=True, extra=extra)
 
-    def arrived(self) -> bool:
-        """A request is queued for a thread. False: refuse it at once (too many wait)."""
+    def full(self) -> bool:
+        """As many requests wait for a thread as the bound allows: refuse the next at once."""
+        return self.waiting >= self.max_waiting
+
+    def arrived(self) -> None:
+        """A request is queued for a thread."""
         with self._lock:
             if self.waiting == 0:
                 self.last_empty = time.monotonic()
             self.waiting += 1
-            return self.waiting <= self.max_waiting
 
     def started(self, queued_at: float) -> bool:
         """A thread picked the request up. False: it waited past its budget; refuse it."""
@@ -139,13 +144,16 @@ class ApiWorker(ThreadWorker):
     # --- queueing ------------------------------------------------------------------------------
 
     def enqueue_req(self, conn: Any) -> None:
+        """The main thread, when a connection has a request: queue it for a thread, or, past
+        the bound on waiting, refuse it here and now (a refusal must not wait in that queue)."""
+        if self.door.full() and self._refuse_in_main_thread(conn):
+            return
         conn.queued_at = time.monotonic()
-        conn.admitted = self.door.arrived()
+        self.door.arrived()
         super().enqueue_req(conn)
 
     def handle(self, conn: Any) -> tuple[bool, Any]:
-        on_time = self.door.started(conn.queued_at)
-        conn.shed = not (conn.admitted and on_time)
+        conn.shed = not self.door.started(conn.queued_at)
         return super().handle(conn)
 
     def handle_request(self, req: Any, conn: Any) -> bool:
@@ -177,6 +185,29 @@ class ApiWorker(ThreadWorker):
                 fast.shed_record(count)
 
     # --- the server's own answers, in the contract's JSON ---------------------------------------
+
+    def _refuse_in_main_thread(self, conn: Any) -> bool:
+        """Answer an API request 429 without a thread and close its connection. The request
+        line is peeked at, not read, so anything else (the admin, a health check) and a
+        request whose bytes gunicorn already buffered are left to the normal path."""
+        try:
+            head = conn.sock.recv(1024, socket.MSG_PEEK)  # non-blocking until conn.init()
+        except OSError:
+            return False
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) < 2 or not parts[1].startswith(SHED_PREFIX.encode()):  # noqa: PLR2004
+            return False
+        try:
+            while conn.sock.recv(65536):  # the request, so that closing sends no reset
+                pass
+        except OSError:
+            pass  # nothing more to read now (EAGAIN), or the client left
+        with contextlib.suppress(OSError):
+            conn.sock.send(self.door.refusal_close)
+        self.door.refused()
+        self.nr_conns -= 1
+        conn.close()
+        return True
 
     def _refuse_large_body(self, conn: Any) -> None:
         # API.md: an oversized body is malformed input, 400 `invalid` with `fields`, as Django's

@@ -12,6 +12,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from config.memo import TtlCache
 from config.ratelimit import Limit
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
 
@@ -33,6 +34,23 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
             "id", "sku", "price", "currency", "stock"
         )
     }
+
+
+product_cache: TtlCache[str, Product] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
+
+
+def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
+    """products_by_sku for the intake path: known SKUs from a per-process copy at most
+    INTAKE_CACHE_SECONDS old (price, id, stock; the reservation worker checks stock again
+    under locks), the rest from the database, so a new product is found at once."""
+    wanted = list(skus)
+    found = product_cache.get_many(wanted)
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        fresh = products_by_sku(missing)
+        product_cache.put_many(fresh)
+        found.update(fresh)
+    return found
 
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
