@@ -250,13 +250,16 @@ def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
 # the customer's token buckets (config.ratelimit's algorithm), the place in the campaign's line
 # and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
 # Every check comes before the first write (a Lua error keeps the writes already made).
-# KEYS: client bucket, customer bucket, line in, line out, nudge mark, then the line's
-#       per-second drain counters of the rate window.
+# A request whose Idempotency-Key was seen in the last IDEMPOTENCY_MARK_SECONDS is a replay
+# (or a duplicate in flight): it takes no ticket, so replays never move anyone in line.
+# KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark, then the
+#       line's per-second drain counters of the rate window.
 # ARGV: client rate, client burst, customer rate, customer burst (rate < 0: unlimited),
-#       ceiling (0: none), nudge TTL.
+#       ceiling (0: none), nudge TTL, key mark TTL.
 # Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN} | {ADMIT_LINE_FULL, waiting}
-#       | {ADMIT_OK, ticket, out, nudge claimed, drain counters...}.
+#       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out, nudge claimed, drain counters...}.
 _ADMIT_LUA = """
+if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return {4} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function bucket(key, rate, burst)
@@ -293,13 +296,14 @@ if u_left ~= nil then
   redis.call('PEXPIRE', KEYS[2], math.ceil(u_burst / u_rate * 1000) + 1000)
 end
 local ticket = redis.call('INCR', KEYS[3])
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
 local result = {3, ticket, out, claimed}
-for i = 6, #KEYS do result[#result + 1] = tonumber(redis.call('GET', KEYS[i]) or '-1') end
+for i = 7, #KEYS do result[#result + 1] = tonumber(redis.call('GET', KEYS[i]) or '-1') end
 return result
 """
-ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK = 0, 1, 2, 3
+ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -334,9 +338,13 @@ def admit(
     customer_limit: tuple[float | None, int],
     ceiling: int,
     nudge_kind: str,
+    request_key: str = "",
+    request_key_seconds: int = 300,
 ) -> Admission:
     """One round trip: take the client's and the customer's tokens, a ticket in the campaign's
-    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands."""
+    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands. With
+    `request_key` (client and Idempotency-Key), a key seen within `request_key_seconds` is
+    answered ADMIT_REPLAY and takes nothing."""
     name = queue_name(campaign_id)
     now = int(time.time())
     rate_keys = [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
@@ -346,9 +354,11 @@ def admit(
         _key("q", name, "in"),
         _key("q", name, "out"),
         _key("nudge", nudge_kind, name),
+        _key("seen", request_key) if request_key else "",
         *rate_keys,
     ]
     args = [*_limit_args(client_limit), *_limit_args(customer_limit), ceiling, NUDGE_TTL_SECONDS]
+    args.append(request_key_seconds)
     try:
         got = _admit_script()(keys=keys, args=args)
     except redis.RedisError:
@@ -373,8 +383,9 @@ def admit(
 
 
 def ticket_void(campaign_id: int | None) -> None:
-    """A ticket was taken for a request that turned out to be a replay: count it as gone, so
-    the line's length stays true (positions move up by one, the drain rate does not)."""
+    """A ticket was taken for a request that turned out to be a replay (its key's mark had
+    expired or Redis had restarted): count it as gone, so the line's length stays true
+    (positions move up by one, the drain rate does not)."""
     try:
         client().incr(_key("q", queue_name(campaign_id), "out"))
     except redis.RedisError:

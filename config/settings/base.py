@@ -142,6 +142,10 @@ WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1
 # (config/memo.py); the workers check both again under locks.
 INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
 
+# How long intake remembers an order's Idempotency-Key in Redis, so that a replay takes no
+# place in line (a replay after that is still found, by the INSERT's conflict).
+IDEMPOTENCY_MARK_SECONDS = env.int("IDEMPOTENCY_MARK_SECONDS", default=300)
+
 # A chatbot order is small; anything near this is hostile or broken (answered 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
 
