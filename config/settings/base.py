@@ -132,8 +132,8 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 # queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
 # been empty for WEB_QUEUE_INTERVAL_MS, or that finds WEB_MAX_WAITING already waiting, is
 # answered 429 with Retry-After before Django sees it.
-WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=100)
-WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=10)
+WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=200)
+WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=50)
 WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
 WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)

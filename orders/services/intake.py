@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -172,7 +173,10 @@ SELECT id FROM o
 def _insert(order: Order, lines: list[OrderLine]) -> bool:
     """INSERT the order with its lines; False (nothing written) when its key is taken."""
     o = order
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # psycopg's own cursor, not Django's client-side binding one: the statement is prepared
+    # once per connection, and PostgreSQL then neither parses nor plans it again.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             _INSERT_SQL,
             [
@@ -183,6 +187,7 @@ def _insert(order: Order, lines: list[OrderLine]) -> bool:
                 [line.product_id for line in lines], [line.sku for line in lines],
                 [line.quantity for line in lines], [line.unit_price for line in lines],
             ],
+            prepare=True,
         )  # fmt: skip
         row = cursor.fetchone()
     if row is None:
