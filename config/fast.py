@@ -137,13 +137,17 @@ def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
     """Where a ticket stands now, or None when Redis cannot tell (the caller falls back)."""
     if ticket is None:
         return None
+    name = queue_name(campaign_id)
+    now = int(time.time())
+    keys = [_key("q", name, "out")]
+    keys += [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
     try:
-        out = client().get(_key("q", queue_name(campaign_id), "out"))
+        out, *rates = client().mget(keys)  # one round trip: the chatbot polls this
     except redis.RedisError:
         return None
     position = max(1, ticket - int(out or 0))
     return QueueSpot(
-        position=position, estimated_wait_seconds=estimate(position, drain_rate(campaign_id))
+        position=position, estimated_wait_seconds=estimate(position, _rate_from(rates))
     )
 
 
