@@ -152,7 +152,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "TITLE": "Campaign order processor: chatbot API",
     "DESCRIPTION": "Claim campaign coupons and place orders on behalf of shoppers. "
-    "See shared/docs/API.md for the contract.",
+    "See docs/integrator-guide.md in the repository for the whole guide.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
