@@ -6,18 +6,33 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config import fast, ratelimit
+from config.ratelimit import Limit
 from shop.errors import OutOfStock
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
-from shop.selectors import api_key_hash, key_cache, rate_limit, rate_limits_forget
+from shop.selectors import (
+    AUTH_BLOCK_PREFIX,
+    KEYS_VERSION,
+    api_key_hash,
+    key_cache,
+    rate_limit,
+    rate_limits_forget,
+)
+
+log = logging.getLogger(__name__)
 
 
 def stock_take(*, quantities: Mapping[int, int]) -> None:
@@ -73,10 +88,42 @@ def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
 
 
 def api_key_revoke(*, key_id: int) -> None:
+    """Revoke a key. It stops working in every process within a second: after the commit,
+    `api_keys_changed` tells every process's key cache to forget what it holds."""
     ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), updated_at=timezone.now()
     )
+    transaction.on_commit(api_keys_changed)
+
+
+def api_keys_changed() -> None:
+    """Make every process drop its cached keys (a key revoked, a client deactivated): a new
+    random version in Redis, which each key cache reads at least every
+    API_KEY_VERSION_CHECK_SECONDS. Call after the change is committed. If Redis is away the
+    caches trust nothing anyway (shop.selectors._KeyCache)."""
     key_cache.clear()
+    try:
+        fast.client().set(KEYS_VERSION, secrets.token_hex(8))
+    except redis.RedisError:
+        log.warning("could not publish the API keys' new version", exc_info=True)
+
+
+def auth_failure_record(*, address: str) -> float:
+    """Count one failed authentication from `address` in its token bucket (Redis, shared by
+    every process): AUTH_FAILURE_BURST at once, then AUTH_FAILURE_RPS a second. Returns 0
+    while within the limit, else the seconds the address must wait, and marks it blocked
+    for that long (`selectors.auth_blocked_seconds`) so that its next attempts are refused
+    before any lookup."""
+    limit = Limit(per_second=settings.AUTH_FAILURE_RPS, burst=settings.AUTH_FAILURE_BURST)
+    grant = ratelimit.take(f"authfail:{address}", limit)
+    if grant.granted:
+        return 0.0
+    wait = max(grant.retry_after, 0.001)
+    try:
+        fast.client().set(f"{AUTH_BLOCK_PREFIX}{address}", "1", px=math.ceil(wait * 1000))
+    except redis.RedisError:
+        log.warning("could not mark %s blocked", address, exc_info=True)
+    return wait
 
 
 @transaction.atomic
