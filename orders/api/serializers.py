@@ -1,4 +1,3 @@
-import ipaddress
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -8,6 +7,7 @@ from rest_framework import serializers
 from config.api import StrictCharField, StrictIntegerField, StrictSerializer, customer_id_field
 from config.schema import QueueOut
 from orders.models import Order
+from orders.netguard import host_is_private
 
 
 class OrderItemIn(StrictSerializer):
@@ -35,15 +35,9 @@ class OrderPlaceIn(StrictSerializer):
 
 def _names_a_private_host(url: str) -> bool:
     """localhost, or an IP literal in a private, loopback, link-local or reserved range: a
-    callback there would make us send signed requests into our own network (SSRF)."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: resolved at delivery time (see README, Security)
-    return not address.is_global
+    callback there would make us send signed requests into our own network (SSRF). A name is
+    checked again, resolved, each time a callback connects (orders.netguard)."""
+    return host_is_private(urlsplit(url).hostname or "")
 
 
 class OrderListIn(serializers.Serializer):
