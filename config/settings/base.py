@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from config.schema_text import API_DESCRIPTION
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -151,8 +153,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "TITLE": "Campaign order processor: chatbot API",
-    "DESCRIPTION": "Claim campaign coupons and place orders on behalf of shoppers. "
-    "See docs/integrator-guide.md in the repository for the whole guide.",
+    "DESCRIPTION": API_DESCRIPTION,
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
