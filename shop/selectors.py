@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 
 from config import fast
 from config.ratelimit import Limit
-from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
+from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
 def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
@@ -247,3 +247,7 @@ def audit_list_for_campaign(*, campaign_id: int) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(
         Q(target_type="campaign", target_id=str(campaign_id)) | Q(target_type="rate_limit")
     ).order_by("-id")
+
+
+def store_id_for_slug(slug: str) -> int | None:
+    return Store.objects.filter(slug=slug).values_list("id", flat=True).first()
