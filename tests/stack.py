@@ -116,3 +116,22 @@ def start_worker(
 
     wait_until(ready, process, log_path, "celery worker")
     return process
+
+
+def start_web(log_path: Path, *, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """A real gunicorn (one sync worker) serving config.wsgi; ready once /api/schema/ answers.
+    Returns the process and its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "1"]
+    command += ["-b", f"127.0.0.1:{port}", "--error-logfile", "-"]
+    process = spawn(command, log_path, env)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/api/schema/", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, process, log_path, "gunicorn")
+    return process, base

@@ -5,7 +5,6 @@ stops working in every process within a second."""
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,20 +166,8 @@ def test_behind_a_proxy_the_address_it_appended_is_counted() -> None:
 def gunicorn(worker_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     """A real gunicorn (one sync worker) on this test's database and Redis, with the
     production key cache of 30 s, so it holds keys the way a deployed web process does."""
-    port = stack.free_port()
-    log = log_dir / "gunicorn-keys.log"
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "1"]
-    command += ["-b", f"127.0.0.1:{port}", "--error-logfile", "-"]
-    process = stack.spawn(command, log, {**worker_env, "API_KEY_CACHE_SECONDS": "30"})
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/api/schema/", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    stack.wait_until(ready, process, log, "gunicorn")
+    env = {**worker_env, "API_KEY_CACHE_SECONDS": "30"}
+    process, base = stack.start_web(log_dir / "gunicorn-keys.log", env=env)
     yield base
     stack.stop(process)
 
