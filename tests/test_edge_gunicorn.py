@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 
 from tests import stack
 
@@ -39,18 +40,12 @@ def web(request: pytest.FixtureRequest, worker_env: dict[str, str], log_dir: Pat
     env = {
         **worker_env,
         **SETTINGS[request.param],
-        "REDIS_URL": stack_redis_url(),
+        "REDIS_URL": settings.REDIS_URL,  # the tests' own Redis database
         "PAYMENT_GATEWAY_URL": "http://127.0.0.1:9",
     }
     process, base = stack.start_web(log_dir / f"gunicorn-edge-{request.param}.log", env=env)
     yield base
     stack.stop(process)
-
-
-def stack_redis_url() -> str:
-    from django.conf import settings  # noqa: PLC0415  (the test settings' Redis, read late)
-
-    return settings.REDIS_URL
 
 
 @pytest.mark.parametrize("path", PATHS)
