@@ -1,9 +1,10 @@
 """The stack under test, started the way production runs it on one machine (README, "Queues
-and workers"): gunicorn with 2 sync workers, one Celery worker per queue with prefetch 1,
-beat, and the sandbox gateway; PostgreSQL and Redis are the machine's own.
+and workers"): gunicorn (config/gunicorn.conf.py: 2 processes of our threaded worker), one
+Celery worker per queue with prefetch 1, beat, and the sandbox gateway; PostgreSQL and
+Redis are the machine's own.
 
-Isolation from the dev stack and the test suite: database `campaign_bench`, Redis DB 10
-(fast state) and 11 (broker), gunicorn on 127.0.0.1:8100, the sandbox on 127.0.0.1:8766.
+Isolation from the dev stack and the test suite: database `campaign_bench`, Redis DB 8
+(fast state) and 9 (broker), gunicorn on 127.0.0.1:8100, the sandbox on 127.0.0.1:8766.
 Every process gets its own process group, so stopping it also stops its children (gunicorn
 and Celery pool processes); `Stack.stop_all` runs on normal exit, on error and on Ctrl-C.
 """
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/campaign_bench"
-REDIS_URL = "redis://127.0.0.1:6379/10"
-BROKER_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = "redis://127.0.0.1:6379/8"
+BROKER_URL = "redis://127.0.0.1:6379/9"
 # Ports can be moved when something else holds them (BENCH_*_PORT); the report shows them.
 WEB_HOST = "127.0.0.1"
 WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8100"))
@@ -43,7 +44,7 @@ SANDBOX_KEY = "bench-sandbox-key"
 SANDBOX_AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 WEB_URL = f"http://{WEB_HOST}:{WEB_PORT}"
 SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
-GUNICORN_WORKERS = 2  # sync; ARCHITECTURE.md: more sync workers than cores lost throughput
+GUNICORN_WORKERS = 2  # one per core; ARCHITECTURE.md: more processes than cores lost throughput
 PRODUCT_QUEUES = ("reservations", "payments", "callbacks", "maintenance")
 FLOOR_QUEUE = "bench"
 START_TIMEOUT = 60.0
@@ -82,6 +83,11 @@ def stack_env(*, sandbox_quota_rps: int) -> dict[str, str]:
 
 REPORTED_ENV = (
     "DJANGO_SETTINGS_MODULE",
+    "WEB_THREADS",
+    "WEB_QUEUE_TIMEOUT_MS",
+    "WEB_QUEUE_TIMEOUT_BUSY_MS",
+    "WEB_MAX_WAITING",
+    "INTAKE_CACHE_SECONDS",
     "DATABASE_URL",
     "REDIS_URL",
     "CELERY_BROKER_URL",
@@ -122,14 +128,15 @@ def commands(
             "-m",
             "gunicorn",
             "config.wsgi",
+            "-c",
+            str(ROOT / "config" / "gunicorn.conf.py"),
             "-b",
             f"{WEB_HOST}:{WEB_PORT}",
             "-w",
             str(GUNICORN_WORKERS),
+            # BENCH_WORKER_CLASS=sync compares gunicorn's sync worker with ours.
             "-k",
-            "sync",
-            "--backlog",
-            "2048",
+            os.environ.get("BENCH_WORKER_CLASS", "config.server.ApiWorker"),
         ],
         "beat": [
             *celery,

@@ -45,3 +45,11 @@ class InvalidInput(DomainError):
     code = "invalid"
     status = 400
     default_detail = "The request is not valid."
+
+
+class Overloaded(DomainError):
+    """A client or a customer over its rate limit: retry after `retry_after` seconds."""
+
+    code = "overloaded"
+    status = 429
+    default_detail = "Too many requests; retry later."

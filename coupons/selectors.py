@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from config import fast
 from config.errors import NotFound
+from config.memo import TtlCache
 from coupons.models import Campaign, Coupon
 
 
@@ -29,6 +32,41 @@ def campaign_for_update(*, campaign_id: int) -> Campaign:
 
 def coupon_by_code(*, code: str) -> Coupon | None:
     return Coupon.objects.select_related("campaign").filter(code=code).first()
+
+
+@dataclass(frozen=True)
+class CouponTerms:
+    """What intake needs of a coupon: whose it is, which campaign's, how much it takes off."""
+
+    id: int
+    client_id: int
+    customer_id: str
+    campaign_id: int
+    max_discount: int
+
+
+def coupon_terms(*, code: str) -> CouponTerms | None:
+    row = (
+        Coupon.objects.filter(code=code)
+        .values_list("id", "client_id", "customer_id", "campaign_id", "max_discount")
+        .first()
+    )
+    return CouponTerms(*row) if row is not None else None
+
+
+campaign_cache: TtlCache[int, Campaign] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
+
+
+def campaign_terms(*, campaign_id: int) -> Campaign:
+    """The campaign as intake judges it (window, status, budget left, backlog ceiling): a
+    per-process copy at most INTAKE_CACHE_SECONDS old; the reservation worker checks the
+    campaign again under its lock, so an order let in a moment late is rejected there."""
+    hit = campaign_cache.get_many([campaign_id])
+    if hit:
+        return hit[campaign_id]
+    campaign = Campaign.objects.get(pk=campaign_id)
+    campaign_cache.put_many({campaign_id: campaign})
+    return campaign
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
@@ -76,3 +114,7 @@ def coupons_held_count(*, campaign_id: int) -> int:
     """Coupons of the campaign held by orders in flight: counted in coupon_held_idx, a partial
     index of held coupons only, so this stays cheap with millions of coupons issued."""
     return Coupon.objects.filter(campaign_id=campaign_id, status=Coupon.Status.RESERVED).count()
+
+
+def campaign_by_slug(*, slug: str) -> Campaign | None:
+    return Campaign.objects.filter(slug=slug).first()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import selectors
+from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
     BudgetExhausted,
     BudgetNotSpent,
@@ -26,6 +27,7 @@ from coupons.errors import (
     SoldOut,
 )
 from coupons.models import Campaign, CampaignEvent, Coupon
+from shop import selectors as shop_selectors
 from shop import services as shop_services
 
 # Unambiguous alphabet for codes a shopper may read out to a chatbot.
@@ -310,3 +312,214 @@ def _check_limits(changes: Mapping[str, object]) -> None:
 def _plain(value: object) -> object:
     """A value as the audit log's JSON keeps it."""
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+# --- Campaigns written down and loaded (manage.py campaign_load) ------------------------------
+
+CAMPAIGN_TERMS = (
+    "name",
+    "starts_at",
+    "ends_at",
+    "coupon_valid_until",
+    "per_customer_limit",
+    "backlog_ceiling",
+)
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    slug: str,
+    name: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    coupon_valid_until: datetime,
+    max_discount: int,
+    coupons_total: int,
+    budget_total: int,
+    per_customer_limit: int,
+    backlog_ceiling: int | None,
+    actor: str,
+) -> Campaign:
+    """A new free-order campaign with nothing issued, held or spent, recorded in the audit log.
+    The window's constraints are the database's (`ends_at > starts_at`)."""
+    _check_limits({"per_customer_limit": per_customer_limit, "backlog_ceiling": backlog_ceiling})
+    campaign = Campaign.objects.create(
+        slug=slug,
+        name=name,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        coupon_valid_until=coupon_valid_until,
+        max_discount=max_discount,
+        coupons_total=coupons_total,
+        budget_total=budget_total,
+        per_customer_limit=per_customer_limit,
+        backlog_ceiling=backlog_ceiling,
+    )
+    shop_services.audit_record(
+        actor=actor,
+        action="campaign.create",
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=slug,
+        after={
+            "max_discount": max_discount,
+            "coupons_total": coupons_total,
+            "budget_total": budget_total,
+            **{name: _plain(getattr(campaign, name)) for name in CAMPAIGN_TERMS},
+        },
+    )
+    return campaign
+
+
+@transaction.atomic
+def campaign_totals_change(
+    *,
+    campaign_id: int,
+    coupons_total: int,
+    budget_total: int,
+    max_discount: int,
+    actor: str,
+) -> Campaign:
+    """Set a campaign's coupons, budget and maximum discount, recorded in the audit log.
+
+    Raising is always possible. Lowering stops at what is already committed: the coupons total
+    never below the coupons issued, the budget never below what orders hold plus what was
+    spent. The maximum discount is copied into each coupon when it is issued, so it may change
+    only while none is. Raises InvalidInput naming each field that may not change so, and
+    changes nothing then. Takes the campaign's row lock; claims and holds wait for it.
+    """
+    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    wanted = {
+        "coupons_total": coupons_total,
+        "budget_total": budget_total,
+        "max_discount": max_discount,
+    }
+    changed = {k: v for k, v in wanted.items() if getattr(campaign, k) != v}
+    problems: dict[str, list[str]] = {}
+    if coupons_total < campaign.coupons_issued:
+        problems["coupons_total"] = [
+            f"{campaign.coupons_issued} coupons are already issued; "
+            f"the total cannot be {coupons_total}."
+        ]
+    committed = campaign.budget_held + campaign.budget_spent
+    if budget_total < committed:
+        problems["budget_total"] = [
+            f"{committed} fen are already held or spent; the budget cannot be {budget_total}."
+        ]
+    if "max_discount" in changed and campaign.coupons_issued > 0:
+        problems["max_discount"] = [
+            f"Coupons were issued with a maximum discount of {campaign.max_discount} fen; "
+            "it cannot change."
+        ]
+    if problems:
+        raise InvalidInput(f"Campaign {campaign.slug} cannot change so.", fields=problems)
+    if not changed:
+        return campaign
+    now = timezone.now()
+    # Conditional, like every counter move; the CHECK constraints back it up.
+    Campaign.objects.filter(
+        pk=campaign_id,
+        coupons_issued__lte=coupons_total,
+        budget_held__lte=budget_total - F("budget_spent"),
+    ).update(**changed, updated_at=now)
+    shop_services.audit_record(
+        actor=actor,
+        action="campaign.totals",
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=campaign.slug,
+        before={k: getattr(campaign, k) for k in changed},
+        after=changed,
+    )
+    for name, value in changed.items():
+        setattr(campaign, name, value)
+    campaign.updated_at = now
+    return campaign
+
+
+@transaction.atomic
+def campaign_load(*, document: CampaignFile, actor: str) -> list[str]:
+    """Bring the database to what a campaign file says, all or nothing: stores and products
+    first (shop's services), then the campaign, created or changed. Loading the same file
+    again changes nothing. Each change is in the audit log under `actor`. Returns a line per
+    thing created or changed. Raises CampaignFileError naming each field that may not change
+    so (fewer coupons than issued, less budget than held and spent, fewer units than held and
+    sold, another maximum discount once coupons are issued, a store that does not exist), and
+    then nothing is changed at all."""
+    done: list[str] = []
+    problems: list[str] = []
+    for store in document.stores:
+        put = shop_services.store_put(slug=store.slug, name=store.name, actor=actor)
+        done += _said(f"store {store.slug}", put)
+    for index, product in enumerate(document.products):
+        store_id = shop_selectors.store_id_for_slug(product.store)
+        if store_id is None:
+            problems.append(f"products[{index}].store: No store {product.store!r}.")
+            continue
+        try:
+            put = shop_services.product_put(
+                sku=product.sku,
+                name=product.name,
+                store_id=store_id,
+                price=product.price,
+                stock_total=product.stock,
+                actor=actor,
+            )
+        except InvalidInput as exc:
+            problems += _field_problems(f"products[{index}]", exc)
+            continue
+        done += _said(f"product {product.sku}", put)
+    try:
+        done += _campaign_put(document.campaign, actor=actor)
+    except InvalidInput as exc:
+        problems += _field_problems("campaign", exc)
+    if problems:
+        raise CampaignFileError(problems)  # rolls back everything done above
+    return done
+
+
+def _campaign_put(spec: CampaignSpec, *, actor: str) -> list[str]:
+    existing = selectors.campaign_by_slug(slug=spec.slug)
+    if existing is None:
+        campaign_create(**asdict(spec), actor=actor)
+        return [f"campaign {spec.slug}: created"]
+    before = {
+        name: getattr(existing, name)
+        for name in (*CAMPAIGN_TERMS, "coupons_total", "budget_total", "max_discount")
+    }
+    campaign_totals_change(
+        campaign_id=existing.pk,
+        coupons_total=spec.coupons_total,
+        budget_total=spec.budget_total,
+        max_discount=spec.max_discount,
+        actor=actor,
+    )
+    campaign_update(
+        campaign_id=existing.pk,
+        changes={name: getattr(spec, name) for name in CAMPAIGN_TERMS},
+        actor=actor,
+        action="campaign.load",
+    )
+    return [
+        f"campaign {spec.slug}: {name} {_plain(old)} -> {_plain(getattr(spec, name))}"
+        for name, old in before.items()
+        if old != getattr(spec, name)
+    ]
+
+
+def _said(what: str, put: shop_services.Put) -> list[str]:
+    if put.created:
+        return [f"{what}: created"]
+    return [f"{what}: {name} {old} -> {new}" for name, (old, new) in put.changes.items()]
+
+
+def _field_problems(prefix: str, exc: InvalidInput) -> list[str]:
+    fields = exc.extra.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        return [f"{prefix}: {exc.detail}"]
+    return [
+        f"{prefix}.{name}: {message}"
+        for name, messages in fields.items()
+        for message in (messages if isinstance(messages, list) else [messages])
+    ]

@@ -17,9 +17,10 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from config import fast
+from coupons.selectors import campaign_cache
 from shop import services as shop_services
 from shop.models import ApiClient
-from shop.selectors import key_cache, rate_limits_forget
+from shop.selectors import key_cache, product_cache, rate_limits_forget
 from tests import stack
 from tests.factories.shop import ApiClientFactory
 
@@ -35,6 +36,8 @@ def _fresh_fast_state() -> Iterator[None]:
     yield
     key_cache.clear()
     rate_limits_forget()
+    product_cache.clear()
+    campaign_cache.clear()
 
 
 @pytest.fixture

@@ -118,23 +118,26 @@ def start_worker(
     return process
 
 
-def start_gunicorn(
-    port: int, log_path: Path, *, env: dict[str, str], workers: int = 2
-) -> subprocess.Popen[bytes]:
-    """A real `gunicorn config.wsgi` (sync workers, as in production); ready once /healthz
-    answers."""
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}"]
-    command += ["-w", str(workers), "--graceful-timeout", "5"]
+def start_web(
+    log_path: Path, *, env: dict[str, str], workers: int = 1
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A real gunicorn serving the project as production does (config/gunicorn.conf.py), on a
+    free port; ready once it answers. Returns its base URL and the process."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
+    command += ["-b", f"127.0.0.1:{port}", "-w", str(workers)]
     process = spawn(command, log_path, env)
+    url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
-        except httpx.TransportError:
+            httpx.get(f"{url}/api/v1/campaigns/", timeout=1)  # any answer will do
+        except httpx.HTTPError:
             return False
+        return True
 
     wait_until(ready, process, log_path, "gunicorn")
-    return process
+    return url, process
 
 
 def start_flower(port: int, log_path: Path, *, env: dict[str, str]) -> subprocess.Popen[bytes]:

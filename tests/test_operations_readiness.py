@@ -27,15 +27,14 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def web(worker_env: dict[str, str], private_redis: PrivateRedis, log_dir: Path) -> Iterator[str]:
-    port = stack.free_port()
     env = {
         **worker_env,
         "TEST_REDIS_URL": f"{private_redis.url}/0",
         "TEST_CELERY_BROKER_URL": f"{private_redis.url}/1",
         "READY_TIMEOUT_SECONDS": "0.5",
     }
-    process = stack.start_gunicorn(port, log_dir / "readiness-gunicorn.log", env=env, workers=1)
-    yield f"http://127.0.0.1:{port}"
+    url, process = stack.start_web(log_dir / "readiness-gunicorn.log", env=env, workers=1)
+    yield url
     stack.stop(process)
 
 

@@ -51,7 +51,6 @@ def web(
     """gunicorn with JSON logs at INFO, its metrics summed over its workers; (URL, log)."""
     multiproc = tmp_path / "prometheus-web"
     multiproc.mkdir()
-    port = stack.free_port()
     log_path = log_dir / "ops-gunicorn.log"
     log_path.unlink(missing_ok=True)
     env = {
@@ -60,8 +59,8 @@ def web(
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    process = stack.start_gunicorn(port, log_path, env=env)
-    yield f"http://127.0.0.1:{port}", log_path
+    url, process = stack.start_web(log_path, env=env, workers=2)
+    yield url, log_path
     stack.stop(process)
 
 

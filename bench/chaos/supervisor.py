@@ -1,8 +1,8 @@
 """The chaos stack's processes and the supervisor that keeps them running.
 
 The stack is laid out as production runs it on one machine (README, "Queues and workers"):
-the sandbox gateway, gunicorn with 2 sync workers, one Celery worker per queue with
-prefetch 1, and beat. In production systemd (or Kubernetes) starts a process again when it
+the sandbox gateway, gunicorn with config/gunicorn.conf.py, one Celery worker per queue
+with prefetch 1, and beat. In production systemd (or Kubernetes) starts a process again when it
 dies; here a thread does, every 0.3 s, and counts how often. Every process has its own
 process group, so stopping one also stops its children; a worker whose parent a fault
 killed leaves its pool process behind in the old group, which is killed before the worker
@@ -29,11 +29,12 @@ PY = sys.executable
 def commands(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path) -> dict:
     celery = [PY, "-m", "celery", "-A", "config"]
     sandbox = [PY, "-m", "orders.gateway.sandbox", "--port", str(sandbox_port)]
-    gunicorn = [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{web_port}"]
+    gunicorn = [PY, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
+    gunicorn += ["-b", f"127.0.0.1:{web_port}"]
     beat = [*celery, "beat", "--schedule", str(run_dir / "celerybeat-schedule")]
     procs: dict[str, list[str]] = {
         "sandbox": [*sandbox, "--latency-ms", "20", "--key", sandbox_key],
-        "gunicorn": [*gunicorn, "-w", "2", "-k", "sync", "--graceful-timeout", "10"],
+        "gunicorn": [*gunicorn, "--graceful-timeout", "10"],
         "beat": [*beat, "--loglevel=WARNING"],
     }
     for queue in PRODUCT_QUEUES:

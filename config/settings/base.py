@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from config.schema_text import API_DESCRIPTION
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -138,6 +140,24 @@ STATIC_URL = "static/"
 # Served by WhiteNoise from the apps' own folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
+# The web worker's front door (config/server.py): an API request that waited in a worker's
+# queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
+# been empty for WEB_QUEUE_INTERVAL_MS, or that finds WEB_MAX_WAITING already waiting, is
+# answered 429 with Retry-After before Django sees it.
+WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=200)
+WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=50)
+WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
+WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
+WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
+
+# How old the intake path's per-process copies of products and campaign terms may be
+# (config/memo.py); the workers check both again under locks.
+INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
+
+# How long intake remembers an order's Idempotency-Key in Redis, so that a replay takes no
+# place in line (a replay after that is still found, by the INSERT's conflict).
+IDEMPOTENCY_MARK_SECONDS = env.int("IDEMPOTENCY_MARK_SECONDS", default=300)
+
 # A chatbot order is small; anything near this is hostile or broken (answered 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
 
@@ -161,8 +181,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "TITLE": "Campaign order processor: chatbot API",
-    "DESCRIPTION": "Claim campaign coupons and place orders on behalf of shoppers. "
-    "See shared/docs/API.md for the contract.",
+    "DESCRIPTION": API_DESCRIPTION,
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -257,6 +276,17 @@ CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A receiver should refuse signatures older than this (replay window; see signature_verify).
 CALLBACK_SIGNATURE_TOLERANCE = env.int("CALLBACK_SIGNATURE_TOLERANCE", default=300)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=30.0)
+# A revoked key stops working in every process within this (the key cache re-reads the keys'
+# version in Redis at most this often).
+API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
+# Failed authentication per source address: a burst, then this many a second; past it, 429.
+AUTH_FAILURE_RPS = env.float("AUTH_FAILURE_RPS", default=1.0)
+AUTH_FAILURE_BURST = env.int("AUTH_FAILURE_BURST", default=20)
+# A key that failed is answered from the process's memory for this long (no database lookup).
+AUTH_NEGATIVE_CACHE_SECONDS = env.float("AUTH_NEGATIVE_CACHE_SECONDS", default=5.0)
+# Behind a trusted proxy: the META key of the header it appends the client's address to
+# (e.g. HTTP_X_FORWARDED_FOR; its last entry is used). Empty: REMOTE_ADDR.
+CLIENT_ADDRESS_HEADER = env("CLIENT_ADDRESS_HEADER", default="")
 
 # --- Rate limits and admission -------------------------------------------------------------
 # Defaults per scope, (tokens per second or None for unlimited, burst); staff override them

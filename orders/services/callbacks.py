@@ -27,6 +27,7 @@ from django.utils import timezone
 from config import ratelimit
 from orders import metrics, selectors
 from orders.models import CallbackDelivery
+from orders.netguard import guarded_transport
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
@@ -74,7 +75,10 @@ def _http() -> httpx.Client:
     return httpx.Client(
         timeout=settings.CALLBACK_TIMEOUT,
         follow_redirects=False,  # a redirect could point a signed body anywhere
-        limits=httpx.Limits(max_connections=settings.PAYMENT_CONCURRENCY),
+        # Each connection resolves the name and checks the addresses (DNS rebinding), and no
+        # proxy from the environment stands between that check and the connection.
+        transport=guarded_transport(max_connections=settings.PAYMENT_CONCURRENCY),
+        trust_env=False,
     )
 
 

@@ -1,34 +1,37 @@
 """Taking an order in: the lean path the chatbot waits on.
 
-One SELECT of the products (and of the coupon, when one is named), one INSERT of the order,
-one multi-row INSERT of its lines, a Redis ticket, and after commit a coalesced nudge.
-Nothing that can wait is done here: every rule on stock, coupon and budget is the
-reservation worker's, under locks.
+For a new order: one SELECT of the coupon (when one is named), one Redis script (rate
+limits, a place in line, the nudge mark, the position), one INSERT of the order and its
+lines; after commit a coalesced nudge. Products and campaign terms come from short-lived
+per-process copies. Nothing that can wait is done here: every rule on stock, coupon and
+budget is the reservation worker's, under locks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import partial
 
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config import fast
-from config.errors import IdempotencyKeyReused, InvalidInput
+from config.errors import IdempotencyKeyReused, InvalidInput, Overloaded
 from coupons import selectors as coupons_selectors
 from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
 from orders import selectors
 from orders.errors import LineFull
 from orders.models import Order, OrderLine
-from orders.services.nudges import nudge_reservations
+from orders.services.nudges import RESERVE, nudge_reservations
 from shop import selectors as shop_selectors
 from shop.errors import OutOfStock, ProductSoldOut
-from shop.models import Product
+from shop.models import Product, RateLimit
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,14 @@ def order_place(
     (created=False); the key with another body raises IdempotencyKeyReused. Unknown SKUs or
     a SKU listed twice raise InvalidInput. Hopeless orders are refused without storing
     anything: ProductSoldOut, OutOfStock, CampaignNotActive (paused, ended, not started),
-    BudgetExhausted; and LineFull (429) when the campaign's line is at its backlog ceiling.
-    After commit: nudges the campaign's reservations.
+    BudgetExhausted; Overloaded (429) when the client or the customer is over its rate limit,
+    LineFull (429) when the campaign's line is at its backlog ceiling. Nudges the campaign's
+    reservations once the order is committed.
+
+    Round trips for a new order: one SELECT of the coupon (when one is named), one Redis
+    script (limits, ticket, nudge mark, position), one INSERT of the order with its lines; a
+    replay is found by that INSERT's conflict, not by a look-up first. Products and campaign
+    terms come from short per-process copies: the worker checks everything again under locks.
 
     A coupon that is unknown, or not this customer's, is kept as typed and the order is
     rejected `coupon_invalid` by the worker, like every other reason, so that the chatbot
@@ -79,17 +88,129 @@ def order_place(
     fingerprint = request_fingerprint(
         customer_id=customer_id, items=items, coupon_code=coupon_code, callback_url=callback_url
     )
-    existing = _replay(client_id, idempotency_key, fingerprint)
-    if existing is not None:
-        return existing
-
     skus = [i.sku for i in items]
     if len(set(skus)) != len(skus):
         raise InvalidInput(
             "Each SKU may appear once.", fields={"items": ["Each SKU may appear once."]}
         )
-    products = shop_selectors.products_by_sku(skus)
-    unknown = [s for s in skus if s not in products]
+    try:
+        terms = _terms(client_id, customer_id, items, coupon_code)
+    except (ProductSoldOut, OutOfStock, CampaignNotActive, BudgetExhausted, InvalidInput):
+        # A replay is answered with its order whatever has changed since (API.md).
+        replay = _replay(client_id, idempotency_key, fingerprint)
+        if replay is None:
+            raise
+        return replay
+
+    admission = _admit(client_id, customer_id, terms.campaign, idempotency_key)
+    if admission is None:  # the key was seen moments ago: a replay, or its twin in flight
+        replay = _replay(client_id, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+        admission = _admit(client_id, customer_id, terms.campaign, idempotency_key, seen=True)
+    now = timezone.now()
+    order = Order(
+        client_id=client_id,
+        customer_id=customer_id,
+        campaign_id=terms.campaign.pk if terms.campaign else None,
+        coupon_id=terms.coupon_id,
+        coupon_code=coupon_code,
+        subtotal=terms.subtotal,
+        discount=terms.discount,
+        payable=terms.subtotal - terms.discount,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        queue_ticket=admission.ticket,
+        created_at=now,
+        updated_at=now,
+    )
+    lines = [
+        OrderLine(
+            product_id=terms.products[i.sku].pk,
+            sku=i.sku,
+            quantity=i.quantity,
+            unit_price=terms.products[i.sku].price,
+        )
+        for i in items
+    ]
+    created = _insert(order, lines)
+    if admission.nudge:
+        # The mark is ours: publish even for a replay, or nobody would until it expires. The
+        # INSERT committed on its own (or the caller's transaction commits it first).
+        transaction.on_commit(partial(nudge_reservations, order.campaign_id, force=True))
+    if not created:
+        fast.ticket_void(order.campaign_id)
+        replay = _replay(client_id, idempotency_key, fingerprint)
+        if replay is None:  # the row with this key is gone again: nothing to return
+            raise IdempotencyKeyReused()
+        return replay
+    for line in lines:
+        line.order = order
+    return Placed(order=order, lines=lines, created=True, queue=admission.spot)
+
+
+# One statement, so one round trip and atomic on its own: the order and its lines, or
+# nothing when the (client, Idempotency-Key) is taken (then it is a replay, or a race lost).
+_INSERT_SQL = """
+WITH o AS (
+  INSERT INTO orders_order (public_id, client_id, customer_id, campaign_id, coupon_id,
+    coupon_code, status, reason, subtotal, discount, payable, currency, callback_url,
+    idempotency_key, request_hash, queue_ticket, park_reason, created_at, updated_at,
+    request_id)
+  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s)
+  ON CONFLICT ON CONSTRAINT order_placed_once DO NOTHING
+  RETURNING id
+), l AS (
+  INSERT INTO orders_orderline (order_id, product_id, sku, quantity, unit_price)
+  SELECT o.id, x.product_id, x.sku, x.quantity, x.unit_price
+  FROM o, unnest(%s::bigint[], %s::text[], %s::int[], %s::bigint[])
+       AS x(product_id, sku, quantity, unit_price)
+)
+SELECT id FROM o
+"""
+
+
+def _insert(order: Order, lines: list[OrderLine]) -> bool:
+    """INSERT the order with its lines; False (nothing written) when its key is taken."""
+    o = order
+    connection.ensure_connection()
+    # psycopg's own cursor, not Django's client-side binding one: the statement is prepared
+    # once per connection, and PostgreSQL then neither parses nor plans it again.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
+                o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,
+                o.callback_url, o.idempotency_key, o.request_hash, o.queue_ticket,
+                o.created_at, o.updated_at, o.request_id,
+                [line.product_id for line in lines], [line.sku for line in lines],
+                [line.quantity for line in lines], [line.unit_price for line in lines],
+            ],
+            prepare=True,
+        )  # fmt: skip
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    order.pk = row[0]
+    order._state.adding = False
+    return True
+
+
+@dataclass(frozen=True)
+class _Terms:
+    products: dict[str, Product]
+    subtotal: int
+    campaign: Campaign | None
+    coupon_id: int | None
+    discount: int
+
+
+def _terms(client_id: int, customer_id: str, items: list[ItemIn], coupon_code: str) -> _Terms:
+    """Prices, the coupon's campaign and discount; refuses unknown SKUs and hopeless orders."""
+    products = shop_selectors.products_by_sku_cached([i.sku for i in items])
+    unknown = [i.sku for i in items if i.sku not in products]
     if unknown:
         raise InvalidInput(
             f"Unknown SKU: {', '.join(unknown)}.",
@@ -97,60 +218,62 @@ def order_place(
         )
     _refuse_if_out_of_stock(items, products)
     subtotal = sum(products[i.sku].price * i.quantity for i in items)
+    coupon = coupons_selectors.coupon_terms(code=coupon_code) if coupon_code else None
+    if coupon is None or coupon.client_id != client_id or coupon.customer_id != customer_id:
+        return _Terms(products, subtotal, campaign=None, coupon_id=None, discount=0)
+    campaign = coupons_selectors.campaign_terms(campaign_id=coupon.campaign_id)
+    discount = min(subtotal, coupon.max_discount)
+    _refuse_if_campaign_cannot_serve(campaign, discount)
+    return _Terms(products, subtotal, campaign=campaign, coupon_id=coupon.id, discount=discount)
 
-    campaign: Campaign | None = None
-    coupon_id = None
-    discount = 0
-    if coupon_code:
-        coupon = coupons_selectors.coupon_by_code(code=coupon_code)
-        if (
-            coupon is not None
-            and coupon.client_id == client_id
-            and coupon.customer_id == customer_id
-        ):
-            campaign, coupon_id = coupon.campaign, coupon.pk
-            discount = min(subtotal, coupon.max_discount)
-            _refuse_if_campaign_cannot_serve(campaign, discount)
 
+def _admit(
+    client_id: int,
+    customer_id: str,
+    campaign: Campaign | None,
+    idempotency_key: str,
+    *,
+    seen: bool = False,
+) -> fast.Admission | None:
+    """The client's and the customer's rate limits, a place in the campaign's line, the
+    nudge mark: one Redis round trip. None: the key was seen moments ago (unless `seen`, when
+    the caller found no order for it and it must be judged as new). Raises Overloaded or
+    LineFull (both 429)."""
     campaign_id = campaign.pk if campaign else None
-    ticket = _ticket(campaign_id, ceiling=_ceiling(campaign))
-    order = Order(
-        client_id=client_id,
-        customer_id=customer_id,
-        campaign_id=campaign_id,
-        coupon_id=coupon_id,
-        coupon_code=coupon_code,
-        subtotal=subtotal,
-        discount=discount,
-        payable=subtotal - discount,
-        callback_url=callback_url,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        queue_ticket=ticket,
-    )
-    try:
-        with transaction.atomic():
-            order.save(force_insert=True)
-            lines = OrderLine.objects.bulk_create(
-                [
-                    OrderLine(
-                        order=order,
-                        product_id=products[i.sku].pk,
-                        sku=i.sku,
-                        quantity=i.quantity,
-                        unit_price=products[i.sku].price,
-                    )
-                    for i in items
-                ]
-            )
-            transaction.on_commit(partial(nudge_reservations, campaign_id))
-    except IntegrityError:
-        # A concurrent request with the same key won the insert.
-        replay = _replay(client_id, idempotency_key, fingerprint)
-        if replay is None:
-            raise
-        return replay
-    return Placed(order=order, lines=lines, created=True, queue=selectors.order_queue_spot(order))
+    ceiling = _ceiling(campaign)
+    key_mark = "" if seen else hashlib.sha256(f"{client_id}:{idempotency_key}".encode()).hexdigest()
+    for _ in range(2):
+        admission = fast.admit(
+            campaign_id,
+            client_bucket=f"client:{client_id}",
+            client_limit=_limit(RateLimit.Scope.CLIENT_REQUESTS),
+            customer_bucket=f"customer:{client_id}:{customer_id}",
+            customer_limit=_limit(RateLimit.Scope.CUSTOMER_REQUESTS),
+            ceiling=ceiling,
+            nudge_kind=RESERVE,
+            request_key=key_mark,
+            request_key_seconds=settings.IDEMPOTENCY_MARK_SECONDS,
+        )
+        if admission.outcome == fast.ADMIT_REPLAY:
+            return None
+        if admission.outcome != fast.ADMIT_LINE_UNKNOWN:
+            break
+        # Redis lost the line (a restart): put it back from the database's tickets, once.
+        last, first = selectors.queue_tickets(campaign_id=campaign_id)
+        fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
+    if admission.outcome == fast.ADMIT_REFUSED:
+        raise Overloaded(retry_after=max(1, math.ceil(admission.retry_after)))
+    if admission.outcome == fast.ADMIT_LINE_FULL:
+        wait = fast.estimate(max(1, ceiling // 10), fast.drain_rate(campaign_id))
+        raise LineFull(retry_after=max(1, wait))
+    if admission.outcome == fast.ADMIT_LINE_UNKNOWN:
+        return fast.Admission(outcome=fast.ADMIT_OK)  # no place in line; the sweep copes
+    return admission
+
+
+def _limit(scope: str) -> tuple[float | None, int]:
+    limit = shop_selectors.rate_limit(scope)
+    return limit.per_second, limit.burst
 
 
 # Hopeless orders are answered at once from rows intake reads anyway: nothing is written,
@@ -177,19 +300,6 @@ def _ceiling(campaign: Campaign | None) -> int:
     if campaign is not None and campaign.backlog_ceiling is not None:
         return campaign.backlog_ceiling
     return settings.BACKLOG_CEILING
-
-
-def _ticket(campaign_id: int | None, *, ceiling: int) -> int | None:
-    """A place in the campaign's line. Raises LineFull at the backlog ceiling."""
-    ticket = fast.ticket_take(campaign_id, ceiling=ceiling)
-    if ticket is None:
-        last, first = selectors.queue_tickets(campaign_id=campaign_id)
-        fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
-        ticket = fast.ticket_take(campaign_id, ceiling=ceiling)
-    if ticket == fast.LINE_FULL:
-        wait = fast.estimate(max(1, ceiling // 10), fast.drain_rate(campaign_id))
-        raise LineFull(retry_after=max(1, wait))
-    return ticket
 
 
 def _replay(client_id: int, idempotency_key: str, fingerprint: str) -> Placed | None:

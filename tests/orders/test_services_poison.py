@@ -69,7 +69,7 @@ def test_a_batch_out_of_time_parks_nothing_and_frees_its_line(chatbot) -> None:
     from config import fast  # noqa: PLC0415
 
     place(chatbot, "c-1", [(ProductFactory(), 1)])
-    assert fast.nudge_claim("reserve", "none")  # the worker's mark, as a nudge leaves it
+    fast.nudge_hold("reserve", "none")  # the worker's mark, as a nudge leaves it
     # when
     with (
         mock.patch.object(

@@ -1,0 +1,18 @@
+"""gunicorn's settings for the API: `gunicorn config.wsgi -c config/gunicorn.conf.py -b ADDR`.
+
+The worker class is ours (config.server.ApiWorker: gunicorn's threaded worker with load
+shedding and JSON answers for the server's own errors). The process and thread counts were
+chosen by measurement on a 2-core machine (README, Performance): one process per core, and
+enough threads per process to overlap the waits on PostgreSQL and Redis.
+"""
+
+import os
+
+worker_class = "config.server.ApiWorker"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# Connections a worker holds open at once (waiting, being served, kept alive); past this it
+# stops accepting and the kernel's listen queue holds the rest.
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))
+backlog = int(os.environ.get("WEB_BACKLOG", "2048"))
+keepalive = 5
