@@ -241,6 +241,9 @@ class CallbackDelivery(models.Model):
         PENDING = "pending"
         DELIVERED = "delivered"
         FAILED = "failed"  # gave up after CALLBACK_MAX_ATTEMPTS
+        # Never sent: a newer status of the same order was pending at once, and one POST
+        # carries the latest (API.md). Terminal statuses are never superseded.
+        SUPERSEDED = "superseded"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="callbacks")
     url = models.URLField(max_length=500)

@@ -16,17 +16,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config import ratelimit
 from orders import selectors
-from orders.models import CallbackDelivery
+from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_transport
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 from shop import selectors as shop_selectors
@@ -86,6 +87,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     mid-POST leaves them to be sent again later (receivers must accept duplicates)."""
     now = timezone.now()
     with transaction.atomic():
+        _callbacks_coalesce(now)
         due = selectors.callbacks_due_for_update(now=now, limit=limit)
         lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
         for delivery in due:
@@ -104,6 +106,27 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
         )
         for d in due
     ]
+
+
+def _callbacks_coalesce(now: datetime) -> int:
+    """One POST per order carries its latest state (API.md): a due delivery of a passing
+    status (received, reserved) whose order has a newer one pending is superseded, never
+    sent. A terminal status is always delivered. Returns how many were superseded."""
+    newer = CallbackDelivery.objects.filter(
+        order=OuterRef("order"), state=CallbackDelivery.State.PENDING, id__gt=OuterRef("id")
+    )
+    return (
+        CallbackDelivery.objects.filter(
+            state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now
+        )
+        .exclude(order_status__in=TERMINAL)
+        .filter(Exists(newer))
+        .update(
+            state=CallbackDelivery.State.SUPERSEDED,
+            last_error="superseded by a newer status of the order",
+            updated_at=now,
+        )
+    )
 
 
 def callback_send(job: CallbackJob) -> str:
