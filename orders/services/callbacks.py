@@ -201,7 +201,14 @@ def callbacks_drain() -> int:
                 callbacks_record(sent, unsent=unsent)
             return len(jobs)
 
-        return drain(CALLBACK, "all", step, renudge=partial(nudge_callbacks, force=True))
+        return drain(
+            CALLBACK,
+            "all",
+            step,
+            renudge=partial(nudge_callbacks, force=True),
+            linger=settings.CALLBACK_LINGER_SECONDS,
+            fill=settings.CALLBACK_BATCH_SIZE,
+        )
 
 
 def _within_client_limits(

@@ -358,4 +358,11 @@ def payments_drain() -> int:
                 payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
             return claimed.settled_free + len(claimed.jobs)
 
-        return drain(PAY, "all", step, renudge=partial(nudge_payments, force=True))
+        return drain(
+            PAY,
+            "all",
+            step,
+            renudge=partial(nudge_payments, force=True),
+            linger=settings.SETTLEMENT_LINGER_SECONDS,
+            fill=settings.SETTLEMENT_BATCH_SIZE,
+        )

@@ -208,3 +208,16 @@ def test_the_fragment_is_the_refreshed_part(viewer: Client, db: None) -> None:
     assert response.status_code == 200
     assert "<html" not in response.content.decode()
     assert "queue-reservations-messages" in response.content.decode()
+
+
+def test_requests_shed_by_the_web_front_door_are_shown(viewer: Client, scene: Scene) -> None:
+    # given: the web workers reported refusals twice this minute
+    from config import fast  # noqa: PLC0415
+
+    fast.shed_record(7)
+    fast.shed_record(5)
+    # when
+    shown = figures(viewer.get(BACKLOG))
+    # then
+    assert shown["shed-recent"] == "12"
+    assert shown["shed-total"] == "12"
