@@ -26,6 +26,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config import ratelimit
+from config.sql import rows_update
 from orders import selectors
 from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_transport
@@ -94,7 +95,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
             delivery.attempts += 1
             delivery.next_attempt_at = lease_until
             delivery.updated_at = now
-        CallbackDelivery.objects.bulk_update(due, ["attempts", "next_attempt_at", "updated_at"])
+        rows_update(CallbackDelivery, due, ["attempts", "next_attempt_at", "updated_at"])
     return [
         CallbackJob(
             delivery_id=d.pk,
@@ -181,7 +182,8 @@ def callbacks_record(
             else:
                 wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
                 delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
-        CallbackDelivery.objects.bulk_update(
+        rows_update(
+            CallbackDelivery,
             list(deliveries.values()),
             ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
         )
