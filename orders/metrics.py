@@ -69,7 +69,8 @@ GATEWAY_TOKEN_WAIT = Counter(
 CALLBACKS = Counter(
     "callbacks_total",
     "Callback POSTs by outcome: delivered, error (retried later), failed (given up, parked), "
-    "unsent (waiting for the client's callback limit).",
+    "unsent (waiting for the client's callback limit); superseded: not sent, a newer status "
+    "of the order carries it.",
     ["outcome"],
 )
 PARKED = Counter(
@@ -126,6 +127,11 @@ def callback_outcomes(tally: Tally[str]) -> None:
     for outcome, n in tally.items():
         if n:
             CALLBACKS.labels(outcome).inc(n)
+
+
+def callbacks_superseded(n: int) -> None:
+    if n:
+        _after_commit(lambda: CALLBACKS.labels("superseded").inc(n))
 
 
 def parked(kind: str, n: int = 1) -> None:

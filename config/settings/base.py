@@ -259,6 +259,13 @@ PAYMENT_RETRY_BASE_SECONDS = env.float("PAYMENT_RETRY_BASE_SECONDS", default=1.0
 RESERVATION_BATCH_SIZE = env.int("RESERVATION_BATCH_SIZE", default=500)
 SETTLEMENT_BATCH_SIZE = env.int("SETTLEMENT_BATCH_SIZE", default=200)
 CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
+# Group commit: after a batch smaller than its stage's batch size, a worker waits this long
+# before taking the next, so that work trickling in is handled many items per transaction
+# and per round of calls. Callbacks wait longest: a longer wait also lets one POST carry an
+# order's latest state when several changes are pending (orders.services.callbacks).
+RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.05)
+SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.05)
+CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=15 * 60)

@@ -16,17 +16,19 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config import ratelimit
+from config.sql import rows_update
 from orders import metrics, selectors
-from orders.models import CallbackDelivery
+from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_transport
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 from shop import selectors as shop_selectors
@@ -87,13 +89,14 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     mid-POST leaves them to be sent again later (receivers must accept duplicates)."""
     now = timezone.now()
     with transaction.atomic():
+        metrics.callbacks_superseded(_callbacks_coalesce(now))
         due = selectors.callbacks_due_for_update(now=now, limit=limit)
         lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
         for delivery in due:
             delivery.attempts += 1
             delivery.next_attempt_at = lease_until
             delivery.updated_at = now
-        CallbackDelivery.objects.bulk_update(due, ["attempts", "next_attempt_at", "updated_at"])
+        rows_update(CallbackDelivery, due, ["attempts", "next_attempt_at", "updated_at"])
     return [
         CallbackJob(
             delivery_id=d.pk,
@@ -106,6 +109,27 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
         )
         for d in due
     ]
+
+
+def _callbacks_coalesce(now: datetime) -> int:
+    """One POST per order carries its latest state (API.md): a due delivery of a passing
+    status (received, reserved) whose order has a newer one pending is superseded, never
+    sent. A terminal status is always delivered. Returns how many were superseded."""
+    newer = CallbackDelivery.objects.filter(
+        order=OuterRef("order"), state=CallbackDelivery.State.PENDING, id__gt=OuterRef("id")
+    )
+    return (
+        CallbackDelivery.objects.filter(
+            state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now
+        )
+        .exclude(order_status__in=TERMINAL)
+        .filter(Exists(newer))
+        .update(
+            state=CallbackDelivery.State.SUPERSEDED,
+            last_error="superseded by a newer status of the order",
+            updated_at=now,
+        )
+    )
 
 
 def callback_send(job: CallbackJob) -> str:
@@ -164,7 +188,8 @@ def callbacks_record(
                 outcomes["error"] += 1
                 wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
                 delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
-        CallbackDelivery.objects.bulk_update(
+        rows_update(
+            CallbackDelivery,
             list(deliveries.values()),
             ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
         )
@@ -188,7 +213,14 @@ def callbacks_drain() -> int:
                 size.append(len(jobs))
             return size[0]
 
-        return drain(CALLBACK, "all", step, renudge=partial(nudge_callbacks, force=True))
+        return drain(
+            CALLBACK,
+            "all",
+            step,
+            renudge=partial(nudge_callbacks, force=True),
+            linger=settings.CALLBACK_LINGER_SECONDS,
+            fill=settings.CALLBACK_BATCH_SIZE,
+        )
 
 
 def _within_client_limits(

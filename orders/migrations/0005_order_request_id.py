@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0002_parking_and_parked_payments'),
+        ('orders', '0004_order_fk_indexes_covered'),
     ]
 
     operations = [
