@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from config import fast
 from coupons.models import Campaign, Coupon
 from orders.models import Order
+from orders.services import ItemIn, order_place
 from shop import services as shop_services
 from shop.models import ApiClient, Product, RateLimit
 from tests.conftest import api_for
@@ -184,12 +185,18 @@ def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) 
         now = 1_800_000_000.0
         fast.client().set("cop:q:none:out", 0)  # the 1,000 drained were other orders
         fast.client().set("cop:q:none:in", 600)
-        later = place(chatbot, "late", [(tea, 1)])
-        spot = fast.spot(None, later.queue_ticket)
-    # then: 601st in line at 100/s → about 6 s
+        placed = order_place(
+            client_id=chatbot.pk,
+            customer_id="late",
+            items=[ItemIn(sku=tea.sku, quantity=1)],
+            idempotency_key="late",
+        )
+        spot = fast.spot(None, placed.order.queue_ticket)
+    # then: 601st in line at 100/s → about 6 s, told at acceptance and when asked later
     assert orders
     assert spot.position == 601
     assert 5 <= spot.estimated_wait_seconds <= 7
+    assert placed.queue == spot
 
 
 def test_a_replay_redis_forgot_is_still_one_order_and_the_line_stays_true(
