@@ -1,17 +1,20 @@
 """Writes to campaigns and coupons: claims, and the coupon and budget side of order holds.
 
-# lock order: order → campaign → coupon → product. Counters change only through one
-# conditional UPDATE; the CHECK constraints on Campaign stop anything the Python misses.
+# lock order: order → campaign → coupon slice → coupon → product. Counters change only
+# through one conditional UPDATE; the CHECK constraints on Campaign and CouponSlice (and the
+# slices' caps summing to the campaign's total) stop anything the Python misses.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,7 +28,7 @@ from coupons.errors import (
     LimitReached,
     SoldOut,
 )
-from coupons.models import Campaign, CampaignEvent, Coupon
+from coupons.models import Campaign, CampaignEvent, Coupon, CouponSlice
 from shop import services as shop_services
 
 # Unambiguous alphabet for codes a shopper may read out to a chatbot.
@@ -42,58 +45,152 @@ class Claim:
     created: bool
 
 
+# Takes one coupon from a slice with room and inserts it, in one statement: a unique
+# violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
+# back with it, and when the campaign is not open, the customer is at the limit or every
+# slice is full, nothing is written at all. A slice is picked in an order that starts at a
+# random slice (spreading claims over the rows), skipping slices other claims hold; only
+# when every slice with room is held does it wait, taking them in slice order (so that two
+# waiters cannot each hold what the other waits for). The campaign row is only read.
+_CLAIM_SQL = """
+WITH campaign AS (
+    SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
+    FROM coupons_campaign
+    WHERE id = %(campaign)s AND slug = %(slug)s AND status = %(active)s
+      AND starts_at <= %(now)s AND ends_at > %(now)s
+), open AS (
+    SELECT campaign.*, held.n + 1 AS slot
+    FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
+                    WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
+    WHERE held.n < campaign.per_customer_limit
+), free AS (
+    SELECT s.id FROM coupons_couponslice s
+    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
+    ORDER BY s.number < %(start)s, s.number
+    LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+), waited AS (
+    SELECT s.id FROM coupons_couponslice s
+    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
+    ORDER BY s.number
+    LIMIT 1 FOR NO KEY UPDATE
+), taken AS (
+    UPDATE coupons_couponslice s SET issued = s.issued + 1
+    WHERE s.id = coalesce((SELECT id FROM free), (SELECT id FROM waited)) AND s.issued < s.cap
+    RETURNING s.id
+)
+INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
+                            max_discount, currency, valid_until, idempotency_key,
+                            created_at, updated_at)
+SELECT %(code)s, open.id, %(client)s, %(customer)s, open.slot, %(issued)s,
+       open.max_discount, open.currency, open.coupon_valid_until, %(key)s, %(now)s, %(now)s
+FROM open, taken
+RETURNING {columns}
+"""
+_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
+_CLAIM_SQL = _CLAIM_SQL.format(columns=", ".join(_COUPON_COLUMNS))
+
+# Unique constraints a claim's insert may meet, and what each means.
+_REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
+_SLOT_TAKEN = {"coupon_one_per_customer_slot", "coupons_coupon_code_key"}  # try again
+
+
 def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
     """Issue one coupon of campaign `slug` to the customer.
 
     Replays of the same key return the first coupon; the same key for another customer or
     campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
-    LimitReached. Locks nothing explicitly: the coupon counter is one conditional UPDATE and
-    the per-customer limit is a unique (campaign, customer, slot).
+    LimitReached. A new claim is one statement in autocommit (the campaign's id from a
+    per-process cache): it takes one coupon from one of the campaign's slices and inserts
+    it, or writes nothing; only then do follow-up reads find out why. Locks one slice row
+    for the statement; the campaign row is not locked.
     """
-    replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+    campaign = selectors.campaign_terms_by_slug(slug=slug)
+    if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
+        # Hopeless by a copy at most INTAKE_CACHE_SECONDS old: a replay still gets its coupon.
+        replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+        if replay is not None:
+            return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+        if not campaign.is_open_at(timezone.now()):
+            raise CampaignNotActive()
+        raise SoldOut()
+    # Three attempts: a concurrent claim of the same customer may take the slot we counted.
+    for _ in range(3):
+        try:
+            coupon = _coupon_issue(
+                campaign_id=campaign.pk,
+                slug=slug,
+                client_id=client_id,
+                customer_id=customer_id,
+                idempotency_key=idempotency_key,
+            )
+        except IntegrityError as exc:
+            constraint = _constraint_of(exc)
+            if constraint == _REPLAYED:
+                replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+                if replay is not None:
+                    return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+            elif constraint not in _SLOT_TAKEN:
+                raise
+            continue
+        if coupon is not None:
+            return Claim(coupon=coupon, created=True)
+        replayed = _claim_refused(
+            client_id=client_id, slug=slug, customer_id=customer_id, key=idempotency_key
+        )
+        if replayed is not None:
+            return replayed
+    raise LimitReached()
+
+
+def _coupon_issue(
+    *, campaign_id: int, slug: str, client_id: int, customer_id: str, idempotency_key: str
+) -> Coupon | None:
+    """The claim's statement: the new coupon, or None when nothing was written."""
+    params = {
+        "campaign": campaign_id,
+        "slug": slug,
+        "active": Campaign.Status.ACTIVE,
+        "now": timezone.now(),
+        "customer": customer_id,
+        "start": secrets.randbelow(max(1, settings.COUPON_SLICES)),
+        "code": _new_code(),
+        "client": client_id,
+        "issued": Coupon.Status.ISSUED,
+        "key": idempotency_key,
+    }
+    db = connections[router.db_for_write(Coupon)]
+    # Inside a caller's transaction the statement needs a savepoint, so that a unique
+    # violation leaves the transaction usable; in autocommit it is its own transaction.
+    scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
+    with scope, db.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
+
+
+def _constraint_of(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> Claim | None:
+    """Why the claim's statement wrote nothing, from fresh reads, in the order the API has
+    always answered: the replay, then the campaign's window, its stock, the customer's limit.
+    Raises the refusal; returns the replayed claim, or None when nothing stands in the way
+    any more (a slot or slice freed by a concurrent claim's rollback: try again)."""
+    replay = _claim_replay(client_id=client_id, idempotency_key=key)
     if replay is not None:
         return _claim_check_same(replay, slug=slug, customer_id=customer_id)
     campaign = selectors.campaign_get(slug=slug)
     if not campaign.is_open_at(timezone.now()):
         raise CampaignNotActive()
     if campaign.coupons_remaining <= 0:
-        raise SoldOut()  # answered without a write
-    # Two attempts: a concurrent claim of the same customer may take the slot we counted.
-    for _ in range(2):
-        held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
-        if held >= campaign.per_customer_limit:
-            raise LimitReached()
-        try:
-            coupon = _coupon_issue(campaign, client_id, customer_id, idempotency_key, slot=held + 1)
-        except IntegrityError:
-            replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
-            if replay is not None:
-                return _claim_check_same(replay, slug=slug, customer_id=customer_id)
-            continue
-        return Claim(coupon=coupon, created=True)
-    raise LimitReached()
-
-
-@transaction.atomic
-def _coupon_issue(
-    campaign: Campaign, client_id: int, customer_id: str, idempotency_key: str, *, slot: int
-) -> Coupon:
-    taken = Campaign.objects.filter(pk=campaign.pk, coupons_issued__lt=F("coupons_total")).update(
-        coupons_issued=F("coupons_issued") + 1, updated_at=timezone.now()
-    )
-    if taken == 0:
+        selectors.campaign_sold_out_note(campaign.pk)
         raise SoldOut()
-    return Coupon.objects.create(
-        code=_new_code(),
-        campaign=campaign,
-        client_id=client_id,
-        customer_id=customer_id,
-        slot=slot,
-        max_discount=campaign.max_discount,
-        currency=campaign.currency,
-        valid_until=campaign.coupon_valid_until,
-        idempotency_key=idempotency_key,
-    )
+    held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
+    if held >= campaign.per_customer_limit:
+        raise LimitReached()
+    return None
 
 
 def _claim_replay(*, client_id: int, idempotency_key: str) -> Coupon | None:
@@ -108,6 +205,139 @@ def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
     if coupon.campaign.slug != slug or coupon.customer_id != customer_id:
         raise IdempotencyKeyReused()
     return Claim(coupon=coupon, created=False)
+
+
+# --- Campaigns and their coupon slices -------------------------------------------------------
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    slug: str,
+    name: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    coupon_valid_until: datetime,
+    max_discount: int,
+    coupons_total: int,
+    budget_total: int,
+    per_customer_limit: int = 1,
+    backlog_ceiling: int | None = None,
+    currency: str = "CNY",
+    coupon_kind: str = Campaign.CouponKind.FREE_ORDER,
+    status: str = Campaign.Status.ACTIVE,
+    budget_held: int = 0,
+    budget_spent: int = 0,
+) -> Campaign:
+    """A new campaign with its COUPON_SLICES coupon slices, whose caps share coupons_total
+    (a campaign without them fails its commit: see CouponSlice)."""
+    campaign = Campaign.objects.create(
+        slug=slug,
+        name=name,
+        status=status,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        coupon_valid_until=coupon_valid_until,
+        coupon_kind=coupon_kind,
+        max_discount=max_discount,
+        currency=currency,
+        per_customer_limit=per_customer_limit,
+        backlog_ceiling=backlog_ceiling,
+        coupons_total=coupons_total,
+        budget_total=budget_total,
+        budget_held=budget_held,
+        budget_spent=budget_spent,
+    )
+    count = max(1, settings.COUPON_SLICES)
+    CouponSlice.objects.bulk_create(
+        CouponSlice(campaign=campaign, number=n, issued=0, cap=cap)
+        for n, cap in enumerate(_spread(coupons_total, count))
+    )
+    return campaign
+
+
+# What the admin's add form passes on to `campaign_create`.
+CAMPAIGN_CREATE_FIELDS = (
+    "slug",
+    "name",
+    "starts_at",
+    "ends_at",
+    "coupon_valid_until",
+    "coupon_kind",
+    "max_discount",
+    "currency",
+    "per_customer_limit",
+    "backlog_ceiling",
+    "coupons_total",
+    "budget_total",
+)
+
+
+def _spread(amount: int, parts: int) -> list[int]:
+    """`amount` in `parts` nearly equal shares (the first ones take the remainder)."""
+    return [amount // parts + (1 if n < amount % parts else 0) for n in range(parts)]
+
+
+@transaction.atomic
+def coupons_issued_add(*, campaign_id: int, count: int) -> None:
+    """Count `count` coupons inserted without a claim (the benchmark's and demo's seeds) as
+    issued, filling the slices with room in slice order. Raises SoldOut, and counts none,
+    when the slices have less room than that. Locks the campaign's slices."""
+    if count <= 0:
+        return
+    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
+    if sum(s.cap - s.issued for s in slices) < count:
+        raise SoldOut()
+    left = count
+    for piece in slices:
+        step = min(left, piece.cap - piece.issued)
+        if step:
+            CouponSlice.objects.filter(pk=piece.pk, issued__lte=F("cap") - step).update(
+                issued=F("issued") + step
+            )
+            left -= step
+
+
+@transaction.atomic
+def campaign_coupons_total_set(*, campaign_id: int, coupons_total: int, actor: str) -> Campaign:
+    """Raise or lower the campaign's coupon stock: the room left (new total minus coupons
+    issued) is spread again over its slices, each keeping what it issued, and the change goes
+    to the audit log. Raises InvalidInput below the coupons already issued. Locks the
+    campaign row, then its slices (claims wait for the moment this takes)."""
+    if not isinstance(coupons_total, int) or coupons_total < 0:
+        raise InvalidInput("A limit is out of range.", fields={"coupons_total": ["At least 0."]})
+    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
+    issued = sum(s.issued for s in slices)
+    if coupons_total < issued:
+        raise InvalidInput(
+            "Fewer coupons than already issued.",
+            fields={"coupons_total": [f"At least {issued:,}: the coupons issued so far."]},
+        )
+    before = campaign.coupons_total
+    if coupons_total == before:
+        return campaign
+    rooms = _spread(coupons_total - issued, len(slices))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE coupons_couponslice s SET cap = s.issued + r.room"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, room) WHERE s.id = r.id",
+            [[s.pk for s in slices], rooms],
+        )
+    Campaign.objects.filter(pk=campaign_id).update(
+        coupons_total=coupons_total, updated_at=timezone.now()
+    )
+    campaign.coupons_total = coupons_total
+    shop_services.audit_record(
+        actor=actor,
+        action="campaign.coupons_total",
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=campaign.slug,
+        before={"coupons_total": before},
+        after={"coupons_total": coupons_total},
+    )
+    return campaign
 
 
 # --- The coupon and budget side of an order's hold ----------------------------------------
