@@ -47,11 +47,12 @@ class Claim:
 
 # Takes one coupon from a slice with room and inserts it, in one statement: a unique
 # violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
-# back with it, and when the campaign is not open, the customer is at the limit or every
-# slice is full, nothing is written at all. A slice is picked in an order that starts at a
-# random slice (spreading claims over the rows), skipping slices other claims hold; only
-# when every slice with room is held does it wait, taking them in slice order (so that two
-# waiters cannot each hold what the other waits for). The campaign row is only read.
+# back with it, and when the campaign is not open, the customer is at the limit or no slice
+# has room, nothing is written at all. The campaign row is only read. A claim first looks for
+# a slice in an order that starts at a random slice (spreading claims over the rows),
+# skipping slices other claims hold locked; only when it found none does it try again
+# waiting, taking slices in slice order (so that two waiters cannot each hold what the other
+# waits for; a statement that may wait never holds a slice picked in another order).
 _CLAIM_SQL = """
 WITH campaign AS (
     SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
@@ -63,19 +64,14 @@ WITH campaign AS (
     FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
                     WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
     WHERE held.n < campaign.per_customer_limit
-), free AS (
+), pick AS (
     SELECT s.id FROM coupons_couponslice s
     WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
-    ORDER BY s.number < %(start)s, s.number
-    LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
-), waited AS (
-    SELECT s.id FROM coupons_couponslice s
-    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
-    ORDER BY s.number
-    LIMIT 1 FOR NO KEY UPDATE
+    ORDER BY {order}
+    LIMIT 1 FOR NO KEY UPDATE {skip}
 ), taken AS (
     UPDATE coupons_couponslice s SET issued = s.issued + 1
-    WHERE s.id = coalesce((SELECT id FROM free), (SELECT id FROM waited)) AND s.issued < s.cap
+    FROM pick WHERE s.id = pick.id AND s.issued < s.cap
     RETURNING s.id
 )
 INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
@@ -87,7 +83,12 @@ FROM open, taken
 RETURNING {columns}
 """
 _COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
-_CLAIM_SQL = _CLAIM_SQL.format(columns=", ".join(_COUPON_COLUMNS))
+_CLAIM_SKIPPING_SQL = _CLAIM_SQL.format(
+    order="s.number < %(start)s, s.number", skip="SKIP LOCKED", columns=", ".join(_COUPON_COLUMNS)
+)
+_CLAIM_WAITING_SQL = _CLAIM_SQL.format(
+    order="s.number", skip="", columns=", ".join(_COUPON_COLUMNS)
+)
 
 # Unique constraints a claim's insert may meet, and what each means.
 _REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
@@ -113,7 +114,9 @@ def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key
         if not campaign.is_open_at(timezone.now()):
             raise CampaignNotActive()
         raise SoldOut()
-    # Three attempts: a concurrent claim of the same customer may take the slot we counted.
+    # Three attempts: a concurrent claim of the same customer may take the slot we counted,
+    # and every slice with room may be held by other claims (then the next attempt waits).
+    wait = False
     for _ in range(3):
         try:
             coupon = _coupon_issue(
@@ -122,6 +125,7 @@ def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key
                 client_id=client_id,
                 customer_id=customer_id,
                 idempotency_key=idempotency_key,
+                wait=wait,
             )
         except IntegrityError as exc:
             constraint = _constraint_of(exc)
@@ -139,13 +143,21 @@ def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key
         )
         if replayed is not None:
             return replayed
+        wait = True
     raise LimitReached()
 
 
 def _coupon_issue(
-    *, campaign_id: int, slug: str, client_id: int, customer_id: str, idempotency_key: str
+    *,
+    campaign_id: int,
+    slug: str,
+    client_id: int,
+    customer_id: str,
+    idempotency_key: str,
+    wait: bool,
 ) -> Coupon | None:
-    """The claim's statement: the new coupon, or None when nothing was written."""
+    """The claim's statement: the new coupon, or None when nothing was written. Skips the
+    slices other claims hold, unless `wait`."""
     params = {
         "campaign": campaign_id,
         "slug": slug,
@@ -163,7 +175,7 @@ def _coupon_issue(
     # violation leaves the transaction usable; in autocommit it is its own transaction.
     scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
     with scope, db.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
+        cursor.execute(_CLAIM_WAITING_SQL if wait else _CLAIM_SKIPPING_SQL, params)
         row = cursor.fetchone()
     return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
 
@@ -177,7 +189,8 @@ def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> 
     """Why the claim's statement wrote nothing, from fresh reads, in the order the API has
     always answered: the replay, then the campaign's window, its stock, the customer's limit.
     Raises the refusal; returns the replayed claim, or None when nothing stands in the way
-    any more (a slot or slice freed by a concurrent claim's rollback: try again)."""
+    any more (every slice with room was held by other claims, or a slot freed by a
+    concurrent claim's rollback: try again)."""
     replay = _claim_replay(client_id=client_id, idempotency_key=key)
     if replay is not None:
         return _claim_check_same(replay, slug=slug, customer_id=customer_id)
