@@ -20,7 +20,10 @@ class Targets:
     claims_p99_ms: float = 100.0
     e2e_paid_per_s: float = 833.0
     e2e_seconds: float = 300.0
-    overload_factor: float = 5.0
+    overload_factors: tuple[float, ...] = (2.0, 5.0)  # x the intake saturation
+    overload_goodput: tuple[float, ...] = (0.9, 0.7)  # accepted/s at least this x saturation
+    intake_alone_vs_insert_floor: float = 0.8
+    claims_vs_insert_floor: float = 0.6
     overload_seconds: float = 60.0
     overload_p99_ms: float = 250.0
     scale_p50_spread: float = 0.20

@@ -153,22 +153,7 @@ def verdicts(res: R) -> list[Verdict]:
                 + probe_note,
             )
         )
-    over = res.get("overload")
-    if over:
-        step = over["summary"]["steps"][0]
-        out.append(Verdict("overload: 5xx answers", step["http_5xx"], 1, "count", False))
-        out.append(
-            Verdict(
-                "overload: p99 of every answer",
-                step["latency_all_ms"]["p99"],
-                t["overload_p99_ms"],
-                "ms",
-                False,
-                f"at {over['rate']:.0f}/s for {step['duration']:.0f} s; "
-                f"{step['timeouts']} time-outs and {step['not_sent']} never sent count at "
-                f"the {res['plan']['request_timeout']:.0f} s time-out",
-            )
-        )
+    out += _floor_ratio_verdicts(res, t) + _overload_verdicts(res, t)
     inv = res.get("invariants")
     if inv:
         out.append(
@@ -197,6 +182,75 @@ def verdicts(res: R) -> list[Verdict]:
                 "fraction",
                 False,
                 f"{p0:.1f} ms vs {p1:.1f} ms" if p0 and p1 else "",
+            )
+        )
+    return out
+
+
+def _floor_ratio_verdicts(res: R, t: R) -> list[Verdict]:
+    out: list[Verdict] = []
+    claims = res.get("claims")
+    ins = res.get("floors", {}).get("floor_insert", {}).get("steps", [{}])[0].get("answered_per_s")
+    alone = res.get("scale", {}).get("intake_alone")
+    if alone and ins:
+        rate = alone["steps"][0]["accepted_per_s"]
+        out.append(
+            Verdict(
+                "intake sat., reservations stopped / POST+INSERT floor",
+                rate / ins,
+                t.get("intake_alone_vs_insert_floor", 0.8),
+                "x",
+                True,
+                f"{rate:.0f} orders/s vs {ins:.0f} inserts/s",
+            )
+        )
+    if claims and ins:
+        rate = claims["saturation"]["steps"][0]["accepted_per_s"]
+        out.append(
+            Verdict(
+                "claims saturation / POST+INSERT floor",
+                rate / ins,
+                t.get("claims_vs_insert_floor", 0.6),
+                "x",
+                True,
+                f"{rate:.0f} coupons/s vs {ins:.0f} inserts/s",
+            )
+        )
+    return out
+
+
+def _overload_verdicts(res: R, t: R) -> list[Verdict]:
+    out: list[Verdict] = []
+    over = res.get("overload")
+    runs = over.get("runs") or [{"factor": 5.0, **over}] if over else []
+    factors, floors = t.get("overload_factors", [5.0]), t.get("overload_goodput", [0.7])
+    goodputs = dict(zip(factors, floors, strict=True))
+    for run in runs:
+        step = run["summary"]["steps"][0]
+        f = run["factor"]
+        if run.get("goodput_vs_saturation") is not None and f in goodputs:
+            out.append(
+                Verdict(
+                    f"overload {f:g}x: accepted/s vs intake saturation",
+                    run["goodput_vs_saturation"],
+                    goodputs[f],
+                    "x",
+                    True,
+                    f"{step['accepted_per_s']:.0f}/s accepted of {run['rate']:.0f}/s offered; "
+                    f"{step['http_429']} answered 429",
+                )
+            )
+        out.append(Verdict(f"overload {f:g}x: 5xx answers", step["http_5xx"], 1, "count", False))
+        out.append(Verdict(f"overload {f:g}x: time-outs", step["timeouts"], 1, "count", False))
+        out.append(
+            Verdict(
+                f"overload {f:g}x: p99 of every answer",
+                step["latency_all_ms"]["p99"],
+                t["overload_p99_ms"],
+                "ms",
+                False,
+                f"at {run['rate']:.0f}/s for {step['duration']:.0f} s; p50 "
+                f"{step['latency_all_ms']['p50'] or 0:.0f} ms; {step['not_sent']} never sent",
             )
         )
     return out
@@ -288,7 +342,8 @@ def rate_table(res: R) -> str:
         for run in [*e2e["probes"], e2e["main"]]:
             rows.append(_step_row(run["name"], run["summary"]["steps"][0], res))
     if "overload" in res:
-        rows.append(_step_row("overload", res["overload"]["summary"]["steps"][0], res))
+        for run in res["overload"].get("runs") or [{"factor": 5, **res["overload"]}]:
+            rows.append(_step_row(f"overload {run['factor']:g}x", run["summary"]["steps"][0], res))
     for probe in res.get("scale", {}).get("probes", []):
         rows.append(_step_row(f"scale {probe['waiting_before']:,} waiting", probe["step"], res))
     alone = res.get("scale", {}).get("intake_alone")
@@ -500,6 +555,40 @@ def ratio_table(res: R) -> str:
     )
 
 
+def roundtrips_table(res: R) -> str:
+    """Round trips per accepted order or coupon, from the saturation probes."""
+    rows = []
+    sources = (
+        ("claims saturation", res.get("claims", {}).get("saturation", {}).get("roundtrips")),
+        (
+            "intake sat., reservations stopped",
+            res.get("scale", {}).get("intake_alone", {}).get("roundtrips"),
+        ),
+    )
+    for label, trips in sources:
+        if not trips:
+            continue
+        statements = trips["postgres_statements"]
+        rows.append(
+            [
+                label,
+                _fmt(statements.get("per_order"), ".2f")
+                if statements.get("per_order") is not None
+                else "n/a",
+                _fmt(trips["postgres_commits_per_order"], ".2f"),
+                _fmt(trips["wal_bytes_per_order"], ".0f"),
+                _fmt(trips["redis_commands_per_order"], ".2f"),
+                ", ".join(f"{k} {v:.2f}" for k, v in list(trips["redis_commands"].items())[:4]),
+            ]
+        )
+    if not rows:
+        return ""
+    return _table(
+        ["per accepted request", "PG statements", "PG commits", "WAL bytes", "Redis cmds", "top"],
+        rows,
+    )
+
+
 def scale_table(res: R) -> str:
     scale = res.get("scale")
     if not scale:
@@ -577,6 +666,7 @@ def render(res: R) -> str:
             rate_table,
         ),
         ("Floors and ratios (same run, same gunicorn and worker configuration)", ratio_table),
+        ("Round trips per accepted request (saturation probes)", roundtrips_table),
         ("End to end (statuses by callback; backlog = orders received or reserved)", e2e_table),
         (
             "CPU per paid order by process kind (the main end-to-end run, or the best run that "

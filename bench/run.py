@@ -8,7 +8,7 @@ make bench). Phases, in order, all against one stack started here:
    then saturation; the pipeline's drain rate is measured as the backlog empties;
 4. end to end: orders for pre-claimed customers at a fixed rate, statuses by callback; full
    mode first searches the highest rate whose backlog stays flat, then holds it 5 minutes;
-5. overload: 5 x that rate; then the invariants, once everything is terminal;
+5. overload: 2 x and 5 x the intake saturation; then the invariants, once all is terminal;
 6. the scale probe (bench/scale.py).
 Results: a table on stdout, bench/results/<mode>-<time>.json and .png, latest-<mode>.*.
 """
@@ -36,6 +36,7 @@ from bench import report, seed, stack
 from bench.loadclient import LoadClient
 from bench.measure import Sampler, WaitSampler, cpu_delta, slope, wait_for
 from bench.plan import PLANS, Plan
+from bench.roundtrips import RoundTrips
 from bench.stack import ROOT, Stack
 
 RESULTS = ROOT / "bench" / "results"
@@ -314,12 +315,15 @@ class Runner:
         steps = [
             {"rate": r, "duration": self.plan.claim_step_seconds} for r in self.plan.claim_rates
         ]
+        trips = RoundTrips(stack.DATABASE_URL, stack.REDIS_URL)
+        trips.start()
         with self.phase("claims-saturation", self.plan.floor_seconds):
             saturation = self.load.run(
                 self.spec(
                     "claims-saturation", "claims", "closed", [{"duration": self.plan.floor_seconds}]
                 )
             )
+        saturation["roundtrips"] = trips.stop(per=saturation["steps"][0]["accepted"])
         self.annotate_cpu(saturation)
         _print_steps(saturation)
         with self.phase("claims", sum(s["duration"] for s in steps)):
@@ -467,22 +471,44 @@ class Runner:
         }
 
     def overload(self) -> None:
-        main = self.results["e2e"]["main"]
-        rate = self.plan.targets.overload_factor * main["rate"]
-        steps = [{"rate": rate, "duration": self.plan.overload_seconds}]
-        self.ensure_pool(self.orders_needed(steps, "open"))
-        with self.phase("overload", self.plan.overload_seconds) as info:
-            summary = self.load.run(self.spec("overload", "orders", "open", steps))
-        self.annotate_cpu(summary)
-        self.order_phases.append("overload")
-        _print_steps(summary)
-        with self.phase("drain-overload"):
-            drained = self.drain("overload", self.plan.wait_overload)
+        """Open loop at 2 x and 5 x the measured intake saturation (pipeline running): the
+        excess must be refused fast with 429, the rest served, nothing left waiting for ever.
+        gunicorn's CPU is then split between accepted and refused requests by solving the two
+        runs' figures (cpu = a * accepted + b * refused)."""
+        sat = self.results["intake"]["saturation"]["steps"][0]["accepted_per_s"]
+        runs: list[dict[str, Any]] = []
+        for factor in self.plan.targets.overload_factors:
+            rate = factor * max(sat, 1.0)
+            name = f"overload-{factor:g}x"
+            steps = [{"rate": rate, "duration": self.plan.overload_seconds}]
+            self.ensure_pool(self.orders_needed(steps, "open"))
+            with self.phase(name, self.plan.overload_seconds) as info:
+                summary = self.load.run(self.spec(name, "orders", "open", steps))
+            self.annotate_cpu(summary, per="answered")
+            self.order_phases.append(name)
+            _print_steps(summary)
+            with self.phase(f"drain-{name}"):
+                drained = self.drain(name, self.plan.wait_overload)
+            step = summary["steps"][0]
+            runs.append(
+                {
+                    "factor": factor,
+                    "rate": rate,
+                    "saturation": sat,
+                    "goodput_vs_saturation": step["accepted_per_s"] / sat if sat else None,
+                    "summary": summary,
+                    "drain": drained,
+                    "cpu_s": info["cpu_s"],
+                }
+            )
+        last = runs[-1]
         self.results["overload"] = {
-            "rate": rate,
-            "summary": summary,
-            "drain": drained,
-            "cpu_s": info["cpu_s"],
+            "rate": last["rate"],
+            "summary": last["summary"],
+            "drain": last["drain"],
+            "cpu_s": last["cpu_s"],
+            "runs": runs,
+            "gunicorn_cpu_ms": _split_cpu(runs),
         }
 
     def invariants(self) -> None:
@@ -550,6 +576,24 @@ def _round_rate(rate: float) -> float:
     """Down to a round rate: steps of 5 below 100/s, of 10 above; at least 5/s."""
     step = 5 if rate < 100 else 10  # noqa: PLR2004
     return max(5.0, math.floor(rate / step) * step)
+
+
+def _split_cpu(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """gunicorn CPU ms per accepted and per refused request, from two overload runs whose
+    mix differs: solve cpu_i = a * accepted_i + b * refused_i."""
+    if len(runs) < 2:  # noqa: PLR2004
+        return {"per_accepted": None, "per_refused": None}
+    rows = []
+    for run in runs[:2]:
+        step = run["summary"]["steps"][0]
+        rows.append((step["accepted"], step["http_429"], run["cpu_s"].get("gunicorn", 0.0)))
+    (a1, r1, c1), (a2, r2, c2) = rows
+    det = a1 * r2 - a2 * r1
+    if not det:
+        return {"per_accepted": None, "per_refused": None}
+    per_accepted = (c1 * r2 - c2 * r1) / det
+    per_refused = (a1 * c2 - a2 * c1) / det
+    return {"per_accepted": per_accepted * 1000, "per_refused": per_refused * 1000}
 
 
 def _print_steps(summary: dict[str, Any]) -> None:
@@ -695,14 +739,16 @@ def collect(
         "machine": machine(),
         "versions": versions(),
         "stack": {
-            "gunicorn": f"{stack.GUNICORN_WORKERS} sync workers on {stack.WEB_URL} (about one "
-            "per core: ARCHITECTURE.md measured more sync workers than cores losing throughput)",
+            "gunicorn": f"{stack.GUNICORN_WORKERS} processes of "
+            f"{os.environ.get('BENCH_WORKER_CLASS', 'config.server.ApiWorker')}, "
+            f"{os.environ.get('WEB_THREADS', '4')} threads each, on {stack.WEB_URL} "
+            "(config/gunicorn.conf.py)",
             "celery": "one worker per queue (-c 1, prefetch 1): "
             + ", ".join((*stack.PRODUCT_QUEUES, stack.FLOOR_QUEUE)),
             "beat": "one",
             "sandbox": f"latency {plan.sandbox_latency_ms} ms, quota "
             f"{plan.sandbox_quota_rps} requests/s",
-            "env": {k: env[k] for k in stack.REPORTED_ENV},
+            "env": {k: env[k] for k in stack.REPORTED_ENV if k in env},
         },
         **runner.results,
         "marks": runner.marks,

@@ -25,7 +25,8 @@ from bench import seed
 from bench.loadclient import LoadClient
 from bench.measure import Sampler, redis_memory
 from bench.plan import Plan
-from bench.stack import REDIS_URL, Stack
+from bench.roundtrips import RoundTrips
+from bench.stack import DATABASE_URL, REDIS_URL, Stack
 
 SCALE_COUPON_BASE = 900_000_000  # seeded coupon numbers of the probe, apart from the burst's
 SATURATION_GUESS = 1500  # orders/s a closed-loop probe could reach at most, to size the pool
@@ -135,6 +136,8 @@ def run_scale_probe(
 def _intake_alone(*, plan: Plan, load: LoadClient, sampler: Sampler) -> dict[str, Any]:
     """Intake alone: the same closed-loop saturation as in the intake phase, but with
     nothing taking orders out of the line (so nothing locks the campaign row meanwhile)."""
+    trips = RoundTrips(DATABASE_URL, REDIS_URL)
+    trips.start()
     _, cpu0 = sampler.snapshot()
     alone = load.run(
         {
@@ -150,6 +153,7 @@ def _intake_alone(*, plan: Plan, load: LoadClient, sampler: Sampler) -> dict[str
     )
     _, cpu1 = sampler.snapshot()
     step = alone["steps"][0]
+    alone["roundtrips"] = trips.stop(per=step["accepted"])
     step["gunicorn_cpu_ms_per_request"] = (
         (cpu1.get("gunicorn", 0) - cpu0.get("gunicorn", 0)) * 1000 / step["accepted"]
         if step["accepted"]

@@ -83,6 +83,11 @@ def stack_env(*, sandbox_quota_rps: int) -> dict[str, str]:
 
 REPORTED_ENV = (
     "DJANGO_SETTINGS_MODULE",
+    "WEB_THREADS",
+    "WEB_QUEUE_TIMEOUT_MS",
+    "WEB_QUEUE_TIMEOUT_BUSY_MS",
+    "WEB_MAX_WAITING",
+    "INTAKE_CACHE_SECONDS",
     "DATABASE_URL",
     "REDIS_URL",
     "CELERY_BROKER_URL",

@@ -137,13 +137,17 @@ def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
     """Where a ticket stands now, or None when Redis cannot tell (the caller falls back)."""
     if ticket is None:
         return None
+    name = queue_name(campaign_id)
+    now = int(time.time())
+    keys = [_key("q", name, "out")]
+    keys += [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
     try:
-        out = client().get(_key("q", queue_name(campaign_id), "out"))
+        out, *rates = client().mget(keys)  # one round trip: the chatbot polls this
     except redis.RedisError:
         return None
     position = max(1, ticket - int(out or 0))
     return QueueSpot(
-        position=position, estimated_wait_seconds=estimate(position, drain_rate(campaign_id))
+        position=position, estimated_wait_seconds=estimate(position, _rate_from(rates))
     )
 
 
@@ -250,13 +254,18 @@ def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
 # the customer's token buckets (config.ratelimit's algorithm), the place in the campaign's line
 # and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
 # Every check comes before the first write (a Lua error keeps the writes already made).
-# KEYS: client bucket, customer bucket, line in, line out, nudge mark, then the line's
-#       per-second drain counters of the rate window.
+# A request whose Idempotency-Key was seen in the last IDEMPOTENCY_MARK_SECONDS is a replay
+# (or a duplicate in flight): it takes no ticket, so replays never move anyone in line.
+# KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark.
 # ARGV: client rate, client burst, customer rate, customer burst (rate < 0: unlimited),
-#       ceiling (0: none), nudge TTL.
+#       ceiling (0: none), nudge TTL, key mark TTL, the line's drain counter prefix, the
+#       window's first second, its length.
 # Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN} | {ADMIT_LINE_FULL, waiting}
-#       | {ADMIT_OK, ticket, out, nudge claimed, drain counters...}.
+#       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out, nudge claimed, drained in the window,
+#       seconds of the window since the first drain}. The drain counters are read by names
+#       built here (one Redis server; a cluster would need them passed as KEYS).
 _ADMIT_LUA = """
+if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return {4} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function bucket(key, rate, burst)
@@ -293,13 +302,21 @@ if u_left ~= nil then
   redis.call('PEXPIRE', KEYS[2], math.ceil(u_burst / u_rate * 1000) + 1000)
 end
 local ticket = redis.call('INCR', KEYS[3])
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
-local result = {3, ticket, out, claimed}
-for i = 6, #KEYS do result[#result + 1] = tonumber(redis.call('GET', KEYS[i]) or '-1') end
-return result
+local first, window = tonumber(ARGV[9]), tonumber(ARGV[10])
+local drained, since = 0, 0
+for s = first, first + window - 1 do
+  local v = redis.call('GET', ARGV[8] .. s)
+  if v then
+    drained = drained + tonumber(v)
+    if since == 0 then since = first + window - s end
+  end
+end
+return {3, ticket, out, claimed, drained, since}
 """
-ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK = 0, 1, 2, 3
+ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -334,21 +351,25 @@ def admit(
     customer_limit: tuple[float | None, int],
     ceiling: int,
     nudge_kind: str,
+    request_key: str = "",
+    request_key_seconds: int = 300,
 ) -> Admission:
     """One round trip: take the client's and the customer's tokens, a ticket in the campaign's
-    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands."""
+    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands. With
+    `request_key` (client and Idempotency-Key), a key seen within `request_key_seconds` is
+    answered ADMIT_REPLAY and takes nothing."""
     name = queue_name(campaign_id)
-    now = int(time.time())
-    rate_keys = [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
     keys = [
         f"cop:bucket:{client_bucket}",
         f"cop:bucket:{customer_bucket}" if customer_bucket else "",
         _key("q", name, "in"),
         _key("q", name, "out"),
         _key("nudge", nudge_kind, name),
-        *rate_keys,
+        _key("seen", request_key) if request_key else "",
     ]
     args = [*_limit_args(client_limit), *_limit_args(customer_limit), ceiling, NUDGE_TTL_SECONDS]
+    first_second = int(time.time()) - RATE_WINDOW_SECONDS
+    args += [request_key_seconds, _key("q", name, "rate", ""), first_second, RATE_WINDOW_SECONDS]
     try:
         got = _admit_script()(keys=keys, args=args)
     except redis.RedisError:
@@ -361,9 +382,9 @@ def admit(
         return Admission(outcome=outcome, waiting=int(got[1]))
     if outcome != ADMIT_OK:
         return Admission(outcome=outcome)
-    ticket, out, claimed = int(got[1]), int(got[2]), bool(got[3])
+    ticket, out, claimed, drained, since = (int(v) for v in got[1:6])
     position = max(1, ticket - out)
-    rate = _rate_from([None if int(v) < 0 else v for v in got[4:]])
+    rate = drained / max(1, since) if since else 0.0  # as _rate_from measures it
     return Admission(
         outcome=outcome,
         ticket=ticket,
@@ -373,8 +394,9 @@ def admit(
 
 
 def ticket_void(campaign_id: int | None) -> None:
-    """A ticket was taken for a request that turned out to be a replay: count it as gone, so
-    the line's length stays true (positions move up by one, the drain rate does not)."""
+    """A ticket was taken for a request that turned out to be a replay (its key's mark had
+    expired or Redis had restarted): count it as gone, so the line's length stays true
+    (positions move up by one, the drain rate does not)."""
     try:
         client().incr(_key("q", queue_name(campaign_id), "out"))
     except redis.RedisError:

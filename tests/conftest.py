@@ -20,7 +20,7 @@ from config import fast
 from coupons import selectors as coupons_selectors
 from shop import services as shop_services
 from shop.models import ApiClient
-from shop.selectors import key_cache, rate_limits_forget
+from shop.selectors import key_cache, product_cache, rate_limits_forget
 from tests import stack
 from tests.factories.shop import ApiClientFactory
 
@@ -39,6 +39,7 @@ def _fresh_fast_state() -> Iterator[None]:
 def _caches_clear() -> None:
     key_cache.clear()
     rate_limits_forget()
+    product_cache.clear()
     for cache in (
         coupons_selectors.campaign_cache,
         coupons_selectors.campaign_by_slug_cache,

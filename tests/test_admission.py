@@ -20,6 +20,7 @@ from coupons.models import Campaign, Coupon, CouponSlice
 from orders.models import Order
 from shop import services as shop_services
 from shop.models import ApiClient, Product, RateLimit
+from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ApiClientFactory, ProductFactory
@@ -198,3 +199,43 @@ def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) 
     assert orders
     assert spot.position == 601
     assert 5 <= spot.estimated_wait_seconds <= 7
+
+
+def test_a_replay_redis_forgot_is_still_one_order_and_the_line_stays_true(
+    chatbot: ApiClient,
+) -> None:
+    # given: an order in line, and Redis no longer remembering its key (expiry or restart)
+    tea = ProductFactory(stock=100)
+    first = place(chatbot, "c-1", [(tea, 1)], key="k-1")
+    for key in fast.client().scan_iter("cop:seen:*"):
+        fast.client().delete(key)
+    # when: the chatbot replays it, then a new order comes
+    again = place(chatbot, "c-1", [(tea, 1)], key="k-1")
+    newcomer = place(chatbot, "c-2", [(tea, 1)])
+    # then: the replay is the first order, and the line holds exactly two orders
+    assert again.pk == first.pk
+    assert Order.objects.count() == 2
+    assert fast.backlog(None).position == 2
+    assert fast.spot(None, newcomer.queue_ticket).position == 2
+
+
+def test_intake_reads_products_and_campaign_terms_from_its_short_lived_copy(
+    chatbot: ApiClient, settings
+) -> None:
+    # given: copies kept for a minute, and a product read once
+    from shop.selectors import product_cache  # noqa: PLC0415
+
+    settings.INTAKE_CACHE_SECONDS = 60
+    product_cache.clear()
+    tea = ProductFactory(stock=5)
+    place(chatbot, "c-1", [(tea, 1)])
+    # when: the product sells out in the database
+    Product.objects.filter(pk=tea.pk).update(stock=0)
+    accepted = post_order(api_for(chatbot), "c-2", tea.sku)
+    product_cache.clear()
+    refused = post_order(api_for(chatbot), "c-3", tea.sku)
+    # then: the copy let one more order in line (the worker rejects it under locks), and
+    # a fresh read answers sold out at once
+    assert accepted.status_code == 202
+    assert refused.status_code == 410
+    assert refused.json()["error"] == "sold_out"

@@ -132,8 +132,8 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 # queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
 # been empty for WEB_QUEUE_INTERVAL_MS, or that finds WEB_MAX_WAITING already waiting, is
 # answered 429 with Retry-After before Django sees it.
-WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=100)
-WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=10)
+WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=200)
+WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=50)
 WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
 WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
@@ -144,6 +144,10 @@ INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
 # Rows each campaign's coupon counter is split into (coupons.models.CouponSlice), so that
 # concurrent claims do not queue on one row. Applies to campaigns created from now on.
 COUPON_SLICES = env.int("COUPON_SLICES", default=16)
+
+# How long intake remembers an order's Idempotency-Key in Redis, so that a replay takes no
+# place in line (a replay after that is still found, by the INSERT's conflict).
+IDEMPOTENCY_MARK_SECONDS = env.int("IDEMPOTENCY_MARK_SECONDS", default=300)
 
 # A chatbot order is small; anything near this is hostile or broken (answered 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=16 * 1024)

@@ -13,7 +13,13 @@ from config.api import (
 )
 from config.schema import ERRORS, ErrorOut
 from orders import selectors, services
-from orders.api.serializers import OrderListIn, OrderOut, OrderPageOut, OrderPlaceIn
+from orders.api.serializers import (
+    OrderListIn,
+    OrderOut,
+    OrderPageOut,
+    OrderPlaceIn,
+    order_place_plain,
+)
 from orders.documents import order_document
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -55,7 +61,7 @@ class OrderListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         key = require_idempotency_key(request)
-        data = parse(OrderPlaceIn, request.data)
+        data = order_place_plain(request.data) or parse(OrderPlaceIn, request.data)
         placed = services.order_place(
             client_id=client_id(request),
             customer_id=data["customer_id"],

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -101,7 +102,12 @@ def order_place(
             raise
         return replay
 
-    admission = _admit(client_id, customer_id, terms.campaign)
+    admission = _admit(client_id, customer_id, terms.campaign, idempotency_key)
+    if admission is None:  # the key was seen moments ago: a replay, or its twin in flight
+        replay = _replay(client_id, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+        admission = _admit(client_id, customer_id, terms.campaign, idempotency_key, seen=True)
     now = timezone.now()
     order = Order(
         client_id=client_id,
@@ -167,7 +173,10 @@ SELECT id FROM o
 def _insert(order: Order, lines: list[OrderLine]) -> bool:
     """INSERT the order with its lines; False (nothing written) when its key is taken."""
     o = order
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # psycopg's own cursor, not Django's client-side binding one: the statement is prepared
+    # once per connection, and PostgreSQL then neither parses nor plans it again.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             _INSERT_SQL,
             [
@@ -178,6 +187,7 @@ def _insert(order: Order, lines: list[OrderLine]) -> bool:
                 [line.product_id for line in lines], [line.sku for line in lines],
                 [line.quantity for line in lines], [line.unit_price for line in lines],
             ],
+            prepare=True,
         )  # fmt: skip
         row = cursor.fetchone()
     if row is None:
@@ -216,11 +226,21 @@ def _terms(client_id: int, customer_id: str, items: list[ItemIn], coupon_code: s
     return _Terms(products, subtotal, campaign=campaign, coupon_id=coupon.id, discount=discount)
 
 
-def _admit(client_id: int, customer_id: str, campaign: Campaign | None) -> fast.Admission:
+def _admit(
+    client_id: int,
+    customer_id: str,
+    campaign: Campaign | None,
+    idempotency_key: str,
+    *,
+    seen: bool = False,
+) -> fast.Admission | None:
     """The client's and the customer's rate limits, a place in the campaign's line, the
-    nudge mark: one Redis round trip. Raises Overloaded or LineFull (both 429)."""
+    nudge mark: one Redis round trip. None: the key was seen moments ago (unless `seen`, when
+    the caller found no order for it and it must be judged as new). Raises Overloaded or
+    LineFull (both 429)."""
     campaign_id = campaign.pk if campaign else None
     ceiling = _ceiling(campaign)
+    key_mark = "" if seen else hashlib.sha256(f"{client_id}:{idempotency_key}".encode()).hexdigest()
     for _ in range(2):
         admission = fast.admit(
             campaign_id,
@@ -230,7 +250,11 @@ def _admit(client_id: int, customer_id: str, campaign: Campaign | None) -> fast.
             customer_limit=_limit(RateLimit.Scope.CUSTOMER_REQUESTS),
             ceiling=ceiling,
             nudge_kind=RESERVE,
+            request_key=key_mark,
+            request_key_seconds=settings.IDEMPOTENCY_MARK_SECONDS,
         )
+        if admission.outcome == fast.ADMIT_REPLAY:
+            return None
         if admission.outcome != fast.ADMIT_LINE_UNKNOWN:
             break
         # Redis lost the line (a restart): put it back from the database's tickets, once.
