@@ -323,10 +323,8 @@ def campaign_coupons_total_set(*, campaign_id: int, coupons_total: int, actor: s
     slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
     issued = sum(s.issued for s in slices)
     if coupons_total < issued:
-        raise InvalidInput(
-            "Fewer coupons than already issued.",
-            fields={"coupons_total": [f"At least {issued:,}: the coupons issued so far."]},
-        )
+        problem = f"At least {issued:,}: the coupons issued so far."
+        raise InvalidInput(f"Coupons in all: {problem}", fields={"coupons_total": [problem]})
     before = campaign.coupons_total
     if coupons_total == before:
         return campaign
