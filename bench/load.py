@@ -458,7 +458,13 @@ class LoadGenerator:
                     to_paid.append(seen["paid"][0] - acc.at)
                 if final:
                     to_terminal.append(seen[final][0] - acc.at)
-                left_line = seen.get("reserved") or (seen.get("rejected") if final else None)
+                # When "reserved" was coalesced into "paid" (one callback carries the latest
+                # state), paid marks leaving the line, late by the charge's latency at most.
+                left_line = (
+                    seen.get("reserved")
+                    or seen.get("paid")
+                    or (seen.get("rejected") if final else None)
+                )
                 if left_line and acc.estimated_wait is not None:
                     waited = _seconds_between(left_line[2], left_line[1])
                     if waited is not None:

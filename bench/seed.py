@@ -87,7 +87,7 @@ def create_fixtures() -> Fixtures:
         for sku in SKUS
     ]
     campaigns = [
-        coupons_services.campaign_create(
+        coupons_services.campaign_seed(
             slug=slug,
             name=slug,
             starts_at=now - timedelta(minutes=5),

@@ -68,7 +68,7 @@ def main() -> None:
             sku=f"B-{run}", name="bench", store=store, price=3000, stock=count, stock_total=count
         )
         now = timezone.now()
-        campaign = coupons_services.campaign_create(
+        campaign = coupons_services.campaign_seed(
             slug=f"b-{run}",
             name="bench",
             starts_at=now - timedelta(minutes=1),

@@ -19,6 +19,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import JSONParser
@@ -125,6 +126,14 @@ def json_error(request: HttpRequest, status: int, code: str, detail: str) -> Jso
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return json_error(request, 404, "not_found", "No such endpoint.")
+
+
+@csrf_exempt  # a POST to an unknown path is a 404, not Django's HTML CSRF page
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """The last route under /api/: any path that matched nothing above it. Django answers an
+    unresolved URL with its HTML debug page when DEBUG is on (handler404 is used only with
+    DEBUG off), and the chatbot's developers integrate against `make run`, where it is on."""
+    return handler404(request)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:

@@ -1,8 +1,11 @@
 """Run the whole stack on this machine, the way production lays it out, until Ctrl-C.
 
-`python -m config.stack` (or `make run`): migrates, seeds the demo, then starts the sandbox
-gateway, gunicorn, one Celery worker per queue and beat; prints where to look; stops
-everything cleanly on Ctrl-C or SIGTERM. Logs go to .run/logs/.
+`python -m config.stack` (or `make run`): migrates, seeds the demo, then starts gunicorn, one
+Celery worker per queue, beat and, unless a gateway is configured, the sandbox gateway;
+prints where to look; stops everything cleanly on Ctrl-C or SIGTERM. Logs go to .run/logs/.
+
+A gateway is configured when `PAYMENT_GATEWAY_URL` is set in the environment (with
+`PAYMENT_GATEWAY_KEY` for its key): the workers then call it and no sandbox is started.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +57,36 @@ def admin_password() -> str:
     return password
 
 
-def commands() -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    sandbox: bool  # True: started here; False: configured by the operator
+    key_set: bool  # PAYMENT_GATEWAY_KEY given (else the settings' default key is sent)
+
+    def describe(self) -> str:
+        if self.sandbox:
+            return (
+                f"sandbox at {self.url} (20 ms latency); set PAYMENT_GATEWAY_URL and "
+                "PAYMENT_GATEWAY_KEY to use your own"
+            )
+        key = "PAYMENT_GATEWAY_KEY set" if self.key_set else "no PAYMENT_GATEWAY_KEY given"
+        return f"configured: {self.url} ({key}; no sandbox started)"
+
+
+def gateway_in_use(environ: Mapping[str, str]) -> Gateway:
+    """The operator's gateway when PAYMENT_GATEWAY_URL is set, else the sandbox started here."""
+    key_set = bool(environ.get("PAYMENT_GATEWAY_KEY"))
+    url = environ.get("PAYMENT_GATEWAY_URL", "").strip()
+    if url:
+        return Gateway(url=url, sandbox=False, key_set=key_set)
+    return Gateway(url=f"http://127.0.0.1:{GATEWAY_PORT}", sandbox=True, key_set=key_set)
+
+
+def commands(gateway: Gateway) -> dict[str, list[str]]:
     celery = [PY, "-m", "celery", "-A", "config"]
-    procs = {
-        "gateway": [
+    procs: dict[str, list[str]] = {}
+    if gateway.sandbox:
+        procs["gateway"] = [
             PY,
             "-m",
             "orders.gateway.sandbox",
@@ -63,7 +94,8 @@ def commands() -> dict[str, list[str]]:
             str(GATEWAY_PORT),
             "--latency-ms",
             "20",
-        ],
+        ]
+    procs |= {
         "web": [
             PY,
             "-m",
@@ -132,7 +164,8 @@ def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PAYMENT_GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_PORT}"}
+    gateway = gateway_in_use(os.environ)
+    env = {**os.environ, "PAYMENT_GATEWAY_URL": gateway.url}
     os.environ.update(env)
     manage("migrate", "--no-input", "-v", "0")
     key = manage("seed_demo", capture=True).strip()
@@ -146,7 +179,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    for name, command in commands().items():
+    for name, command in commands(gateway).items():
         procs[name] = start(name, command, env)
     base = f"http://{HOST}:{PORT}"
     if not answering(f"{base}/api/schema/", procs):
@@ -160,7 +193,7 @@ The stack is up (logs in .run/logs/). Ctrl-C stops everything.
   API docs     {base}/api/docs/
   Admin        {base}/admin/   user: admin   password: {password}
   API key      {key}   (client 'demo-chatbot'; a new one each start)
-  Gateway      sandbox at http://127.0.0.1:{GATEWAY_PORT} (20 ms latency)
+  Gateway      {gateway.describe()}
 
 Try it:
   curl -s -X POST {base}/api/v1/campaigns/spring-free-order/claims/ \\

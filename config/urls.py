@@ -1,7 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.api import api_not_found
 
 v1 = [
     path("", include("shop.api.urls")),
@@ -13,6 +15,8 @@ urlpatterns = [
     path("api/v1/", include((v1, "v1"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last under /api/: whatever matched nothing is the JSON 404, with DEBUG on as well.
+    re_path(r"^api(?:/(?P<rest>.*))?$", api_not_found),
     path("admin/", admin.site.urls),
     path("admin", RedirectView.as_view(url="/admin/")),  # APPEND_SLASH is off (API bodies)
 ]

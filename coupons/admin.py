@@ -124,13 +124,14 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: ModelForm, change: bool
     ) -> None:
-        """A new campaign is created as the form says, with its coupon slices
+        """A new campaign is created as the form says, with its coupon slices, and audited
         (`campaign_create`); an edit goes through `campaign_update`, which writes only the
         changed columns (never the counters) and records the change, before and after, in the
         audit log."""
         if not change:
             created = services.campaign_create(
-                **{name: getattr(obj, name) for name in services.CAMPAIGN_CREATE_FIELDS}
+                **{name: getattr(obj, name) for name in services.CAMPAIGN_CREATE_FIELDS},
+                actor=f"staff:{request.user.username}",
             )
             obj.pk = created.pk
             obj._state.adding = False

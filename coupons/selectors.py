@@ -172,3 +172,7 @@ def coupons_held_count(*, campaign_id: int) -> int:
     """Coupons of the campaign held by orders in flight: counted in coupon_held_idx, a partial
     index of held coupons only, so this stays cheap with millions of coupons issued."""
     return Coupon.objects.filter(campaign_id=campaign_id, status=Coupon.Status.RESERVED).count()
+
+
+def campaign_by_slug(*, slug: str) -> Campaign | None:
+    return Campaign.objects.filter(slug=slug).first()

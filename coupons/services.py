@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import selectors
+from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
     BudgetExhausted,
     BudgetNotSpent,
@@ -29,6 +30,7 @@ from coupons.errors import (
     SoldOut,
 )
 from coupons.models import Campaign, CampaignEvent, Coupon, CouponSlice
+from shop import selectors as shop_selectors
 from shop import services as shop_services
 
 # Unambiguous alphabet for codes a shopper may read out to a chatbot.
@@ -224,7 +226,7 @@ def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
 
 
 @transaction.atomic
-def campaign_create(
+def campaign_seed(
     *,
     slug: str,
     name: str,
@@ -243,7 +245,8 @@ def campaign_create(
     budget_spent: int = 0,
 ) -> Campaign:
     """A new campaign with its COUPON_SLICES coupon slices, whose caps share coupons_total
-    (a campaign without them fails its commit: see CouponSlice)."""
+    (a campaign without them fails its commit: see CouponSlice), written as given and not
+    audited: for `campaign_create`, and for seeds, benchmarks and tests' factories."""
     campaign = Campaign.objects.create(
         slug=slug,
         name=name,
@@ -269,14 +272,13 @@ def campaign_create(
     return campaign
 
 
-# What the admin's add form passes on to `campaign_create`.
+# What the admin's add form passes on to `campaign_create` (free-order coupons only).
 CAMPAIGN_CREATE_FIELDS = (
     "slug",
     "name",
     "starts_at",
     "ends_at",
     "coupon_valid_until",
-    "coupon_kind",
     "max_discount",
     "currency",
     "per_customer_limit",
@@ -311,44 +313,17 @@ def coupons_issued_add(*, campaign_id: int, count: int) -> None:
             left -= step
 
 
-@transaction.atomic
-def campaign_coupons_total_set(*, campaign_id: int, coupons_total: int, actor: str) -> Campaign:
-    """Raise or lower the campaign's coupon stock: the room left (new total minus coupons
-    issued) is spread again over its slices, each keeping what it issued, and the change goes
-    to the audit log. Raises InvalidInput below the coupons already issued. Locks the
-    campaign row, then its slices (claims wait for the moment this takes)."""
-    if not isinstance(coupons_total, int) or coupons_total < 0:
-        raise InvalidInput("A limit is out of range.", fields={"coupons_total": ["At least 0."]})
-    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
-    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
-    issued = sum(s.issued for s in slices)
-    if coupons_total < issued:
-        problem = f"At least {issued:,}: the coupons issued so far."
-        raise InvalidInput(f"Coupons in all: {problem}", fields={"coupons_total": [problem]})
-    before = campaign.coupons_total
-    if coupons_total == before:
-        return campaign
-    rooms = _spread(coupons_total - issued, len(slices))
+def _slices_respread(slices: list[CouponSlice], coupons_total: int) -> None:
+    """Caps for a new total: the room left (total minus issued) spread evenly again, each
+    slice keeping what it issued. The caller holds the slices' locks and checked the total
+    is not below the coupons issued."""
+    rooms = _spread(coupons_total - sum(s.issued for s in slices), len(slices))
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE coupons_couponslice s SET cap = s.issued + r.room"
             " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, room) WHERE s.id = r.id",
             [[s.pk for s in slices], rooms],
         )
-    Campaign.objects.filter(pk=campaign_id).update(
-        coupons_total=coupons_total, updated_at=timezone.now()
-    )
-    campaign.coupons_total = coupons_total
-    shop_services.audit_record(
-        actor=actor,
-        action="campaign.coupons_total",
-        target_type="campaign",
-        target_id=campaign.pk,
-        target_repr=campaign.slug,
-        before={"coupons_total": before},
-        after={"coupons_total": coupons_total},
-    )
-    return campaign
 
 
 # --- The coupon and budget side of an order's hold ----------------------------------------
@@ -551,3 +526,223 @@ def _check_limits(changes: Mapping[str, object]) -> None:
 def _plain(value: object) -> object:
     """A value as the audit log's JSON keeps it."""
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+# --- Campaigns written down and loaded (manage.py campaign_load) ------------------------------
+
+CAMPAIGN_TERMS = (
+    "name",
+    "starts_at",
+    "ends_at",
+    "coupon_valid_until",
+    "per_customer_limit",
+    "backlog_ceiling",
+)
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    slug: str,
+    name: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    coupon_valid_until: datetime,
+    max_discount: int,
+    coupons_total: int,
+    budget_total: int,
+    per_customer_limit: int,
+    backlog_ceiling: int | None,
+    actor: str,
+    currency: str = "CNY",
+) -> Campaign:
+    """A new free-order campaign with nothing issued, held or spent, and its coupon slices,
+    recorded in the audit log. The window's constraints are the database's (`ends_at >
+    starts_at`)."""
+    _check_limits({"per_customer_limit": per_customer_limit, "backlog_ceiling": backlog_ceiling})
+    campaign = campaign_seed(
+        slug=slug,
+        name=name,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        coupon_valid_until=coupon_valid_until,
+        max_discount=max_discount,
+        coupons_total=coupons_total,
+        budget_total=budget_total,
+        per_customer_limit=per_customer_limit,
+        backlog_ceiling=backlog_ceiling,
+        currency=currency,
+    )
+    shop_services.audit_record(
+        actor=actor,
+        action="campaign.create",
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=slug,
+        after={
+            "max_discount": max_discount,
+            "coupons_total": coupons_total,
+            "budget_total": budget_total,
+            **{name: _plain(getattr(campaign, name)) for name in CAMPAIGN_TERMS},
+        },
+    )
+    return campaign
+
+
+@transaction.atomic
+def campaign_totals_change(
+    *,
+    campaign_id: int,
+    actor: str,
+    coupons_total: int | None = None,
+    budget_total: int | None = None,
+    max_discount: int | None = None,
+) -> Campaign:
+    """Set a campaign's coupons, budget and maximum discount (None: unchanged), recorded in
+    the audit log.
+
+    Raising is always possible. Lowering stops at what is already committed: the coupons total
+    never below the coupons issued, the budget never below what orders hold plus what was
+    spent. A new coupons total spreads the room left over the campaign's slices again, each
+    keeping what it issued. The maximum discount is copied into each coupon when it is issued,
+    so it may change only while none is. Raises InvalidInput naming each field that may not
+    change so, and changes nothing then. Takes the campaign's row lock, then its slices'
+    (lock order); claims and holds wait for it.
+    """
+    campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
+    issued = sum(s.issued for s in slices)
+    wanted = {
+        "coupons_total": campaign.coupons_total if coupons_total is None else coupons_total,
+        "budget_total": campaign.budget_total if budget_total is None else budget_total,
+        "max_discount": campaign.max_discount if max_discount is None else max_discount,
+    }
+    changed = {k: v for k, v in wanted.items() if getattr(campaign, k) != v}
+    problems: dict[str, list[str]] = {}
+    if wanted["coupons_total"] < issued:
+        problems["coupons_total"] = [
+            f"{issued} coupons are already issued; the total cannot be {wanted['coupons_total']}."
+        ]
+    committed = campaign.budget_held + campaign.budget_spent
+    if wanted["budget_total"] < committed:
+        problems["budget_total"] = [
+            f"{committed} fen are already held or spent; "
+            f"the budget cannot be {wanted['budget_total']}."
+        ]
+    if "max_discount" in changed and issued > 0:
+        problems["max_discount"] = [
+            f"Coupons were issued with a maximum discount of {campaign.max_discount} fen; "
+            "it cannot change."
+        ]
+    if problems:
+        raise InvalidInput(f"Campaign {campaign.slug} cannot change so.", fields=problems)
+    if not changed:
+        return campaign
+    now = timezone.now()
+    if "coupons_total" in changed:
+        _slices_respread(slices, changed["coupons_total"])
+    # Conditional, like every counter move; the CHECK constraints (and the slices' caps
+    # summing to the total, checked at commit) back it up.
+    Campaign.objects.filter(
+        pk=campaign_id, budget_held__lte=wanted["budget_total"] - F("budget_spent")
+    ).update(**changed, updated_at=now)
+    shop_services.audit_record(
+        actor=actor,
+        action="campaign.totals",
+        target_type="campaign",
+        target_id=campaign.pk,
+        target_repr=campaign.slug,
+        before={k: getattr(campaign, k) for k in changed},
+        after=changed,
+    )
+    for name, value in changed.items():
+        setattr(campaign, name, value)
+    campaign.updated_at = now
+    return campaign
+
+
+@transaction.atomic
+def campaign_load(*, document: CampaignFile, actor: str) -> list[str]:
+    """Bring the database to what a campaign file says, all or nothing: stores and products
+    first (shop's services), then the campaign, created or changed. Loading the same file
+    again changes nothing. Each change is in the audit log under `actor`. Returns a line per
+    thing created or changed. Raises CampaignFileError naming each field that may not change
+    so (fewer coupons than issued, less budget than held and spent, fewer units than held and
+    sold, another maximum discount once coupons are issued, a store that does not exist), and
+    then nothing is changed at all."""
+    done: list[str] = []
+    problems: list[str] = []
+    for store in document.stores:
+        put = shop_services.store_put(slug=store.slug, name=store.name, actor=actor)
+        done += _said(f"store {store.slug}", put)
+    for index, product in enumerate(document.products):
+        store_id = shop_selectors.store_id_for_slug(product.store)
+        if store_id is None:
+            problems.append(f"products[{index}].store: No store {product.store!r}.")
+            continue
+        try:
+            put = shop_services.product_put(
+                sku=product.sku,
+                name=product.name,
+                store_id=store_id,
+                price=product.price,
+                stock_total=product.stock,
+                actor=actor,
+            )
+        except InvalidInput as exc:
+            problems += _field_problems(f"products[{index}]", exc)
+            continue
+        done += _said(f"product {product.sku}", put)
+    try:
+        done += _campaign_put(document.campaign, actor=actor)
+    except InvalidInput as exc:
+        problems += _field_problems("campaign", exc)
+    if problems:
+        raise CampaignFileError(problems)  # rolls back everything done above
+    return done
+
+
+def _campaign_put(spec: CampaignSpec, *, actor: str) -> list[str]:
+    existing = selectors.campaign_by_slug(slug=spec.slug)
+    if existing is None:
+        campaign_create(**asdict(spec), actor=actor)
+        return [f"campaign {spec.slug}: created"]
+    before = {
+        name: getattr(existing, name)
+        for name in (*CAMPAIGN_TERMS, "coupons_total", "budget_total", "max_discount")
+    }
+    campaign_totals_change(
+        campaign_id=existing.pk,
+        coupons_total=spec.coupons_total,
+        budget_total=spec.budget_total,
+        max_discount=spec.max_discount,
+        actor=actor,
+    )
+    campaign_update(
+        campaign_id=existing.pk,
+        changes={name: getattr(spec, name) for name in CAMPAIGN_TERMS},
+        actor=actor,
+        action="campaign.load",
+    )
+    return [
+        f"campaign {spec.slug}: {name} {_plain(old)} -> {_plain(getattr(spec, name))}"
+        for name, old in before.items()
+        if old != getattr(spec, name)
+    ]
+
+
+def _said(what: str, put: shop_services.Put) -> list[str]:
+    if put.created:
+        return [f"{what}: created"]
+    return [f"{what}: {name} {old} -> {new}" for name, (old, new) in put.changes.items()]
+
+
+def _field_problems(prefix: str, exc: InvalidInput) -> list[str]:
+    fields = exc.extra.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        return [f"{prefix}: {exc.detail}"]
+    return [
+        f"{prefix}.{name}: {message}"
+        for name, messages in fields.items()
+        for message in (messages if isinstance(messages, list) else [messages])
+    ]

@@ -33,10 +33,20 @@ class Order(models.Model):
 
     # The sequential pk orders the queue (first come, first served); the public id is opaque.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    client = models.ForeignKey("shop.ApiClient", on_delete=models.PROTECT, related_name="orders")
+    # No index of their own on client and campaign: the unique (client, key), the customer
+    # index and the campaign ones below start with them, and every index is paid for by every
+    # INSERT and every status change (a status change is never a HOT update here).
+    client = models.ForeignKey(
+        "shop.ApiClient", on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     customer_id = models.CharField(max_length=64)
     campaign = models.ForeignKey(
-        "coupons.Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+        "coupons.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        db_index=False,
     )
     coupon = models.ForeignKey(
         "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
@@ -241,6 +251,9 @@ class CallbackDelivery(models.Model):
         PENDING = "pending"
         DELIVERED = "delivered"
         FAILED = "failed"  # gave up after CALLBACK_MAX_ATTEMPTS
+        # Never sent: a newer status of the same order was pending at once, and one POST
+        # carries the latest (API.md). Terminal statuses are never superseded.
+        SUPERSEDED = "superseded"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="callbacks")
     url = models.URLField(max_length=500)

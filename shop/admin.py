@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils.functional import cached_property
 
@@ -225,6 +225,8 @@ class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
     ) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if "is_active" in form.changed_data:  # a deactivated client stops everywhere
+                transaction.on_commit(services.api_keys_changed)
             return
         created = services.api_client_create(name=obj.name)
         # The admin goes on to log and redirect to `obj`: make it the row the service wrote.
@@ -270,8 +272,7 @@ class ApiKeyAdmin(SuperuserOnly, SaveChangedFieldsOnly):
 
     @admin.action(description="Revoke", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        """Revoked keys answer 401 (other API processes may trust their cache for up to
-        API_KEY_CACHE_SECONDS)."""
+        """Revoked keys answer 401 in every API process within a second."""
         prefixes = []
         for key in queryset.filter(revoked_at__isnull=True).order_by("pk"):
             services.api_key_revoke(key_id=key.pk)

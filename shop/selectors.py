@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from config import fast
 from config.memo import TtlCache
 from config.ratelimit import Limit
-from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
+from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
 def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
@@ -68,37 +71,84 @@ def api_key_hash(raw_key: str) -> str:
 
 
 MAX_CACHED_KEYS = 10_000  # bounds memory against floods of made-up keys
+KEYS_VERSION = "cop:apikeys:version"  # changed (to a random token) whenever a key is revoked
 
 
 class _KeyCache:
-    """Per-process cache of key hash → client id, so the intake path costs no query for auth.
+    """Per-process cache of key hash → client, so the intake path costs no query for auth.
 
-    A revoked key stops working within API_KEY_CACHE_SECONDS (documented in README).
+    Good keys are kept for API_KEY_CACHE_SECONDS, failed ones apart for
+    AUTH_NEGATIVE_CACHE_SECONDS (a repeated bad key costs no database lookup), each bounded on
+    its own, so a flood of made-up keys never evicts the good ones.
+
+    Revocation reaches every process within a second: `api_key_revoke` changes KEYS_VERSION in
+    Redis after its commit, and this cache reads it at most every API_KEY_VERSION_CHECK_SECONDS
+    and drops everything when it changed. Each entry carries the version known when its lookup
+    began, so a lookup that raced a revocation is never trusted once the change is seen. If
+    Redis cannot be read, nothing cached is trusted (the database answers instead).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, ApiClient | None]] = {}
+        self._entries: dict[str, tuple[float, str | None, ApiClient]] = {}
+        self._misses: dict[str, float] = {}
+        self._version: str | None = None
+        self._version_read_at = -math.inf
+
+    def version(self) -> str | None:
+        """The keys' version as this process knows it, re-read from Redis when due."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._version_read_at < settings.API_KEY_VERSION_CHECK_SECONDS:
+                return self._version
+        try:
+            current = fast.client().get(KEYS_VERSION)
+        except redis.RedisError:
+            current = f"unknown:{now}"  # never equal to what an entry carries
+        with self._lock:
+            if current != self._version:
+                self._entries.clear()
+                self._misses.clear()
+                self._version = current
+            self._version_read_at = now
+            return self._version
 
     def get(self, key_hash: str) -> tuple[bool, ApiClient | None]:
+        """(True, client) for a good key, (True, None) for one that failed recently, (False,
+        None) when the database must be asked."""
+        version = self.version()
+        now = time.monotonic()
         with self._lock:
             hit = self._entries.get(key_hash)
-        if hit is None or hit[0] < time.monotonic():
-            return False, None
-        return True, hit[1]
+            if hit is not None and hit[0] >= now and hit[1] == version:
+                return True, hit[2]
+            missed_until = self._misses.get(key_hash)
+        if missed_until is not None and missed_until >= now:
+            return True, None
+        return False, None
 
-    def put(self, key_hash: str, client: ApiClient | None) -> None:
-        ttl = settings.API_KEY_CACHE_SECONDS
-        if ttl <= 0:
-            return
+    def put(self, key_hash: str, client: ApiClient | None, *, version: str | None) -> None:
+        """Remember a lookup's answer; `version` is what `version()` said before it began."""
+        now = time.monotonic()
         with self._lock:
-            if len(self._entries) > MAX_CACHED_KEYS:
-                self._entries.clear()
-            self._entries[key_hash] = (time.monotonic() + ttl, client)
+            if client is None:
+                ttl = settings.AUTH_NEGATIVE_CACHE_SECONDS
+                if ttl > 0:
+                    if len(self._misses) > MAX_CACHED_KEYS:
+                        self._misses.clear()
+                    self._misses[key_hash] = now + ttl
+                return
+            ttl = settings.API_KEY_CACHE_SECONDS
+            if ttl > 0:
+                if len(self._entries) > MAX_CACHED_KEYS:
+                    self._entries.clear()
+                self._entries[key_hash] = (now + ttl, version, client)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._misses.clear()
+            self._version_read_at = -math.inf
 
 
 key_cache = _KeyCache()
@@ -111,14 +161,29 @@ def api_client_for_key(raw_key: str) -> ApiClient | None:
     found, client = key_cache.get(key_hash)
     if found:
         return client
+    version = key_cache.version()
     key = (
         ApiKey.objects.select_related("client")
         .filter(key_hash=key_hash, revoked_at__isnull=True, client__is_active=True)
         .first()
     )
     client = key.client if key else None
-    key_cache.put(key_hash, client)
+    key_cache.put(key_hash, client, version=version)
     return client
+
+
+def auth_blocked_seconds(address: str) -> float:
+    """How long `address` must still wait after too many failed authentications (0: not
+    blocked). Read on every lookup the key cache cannot answer, so that a spray of new
+    made-up keys from a blocked address costs one Redis GET and no database query."""
+    try:
+        left_ms = fast.client().pttl(f"{AUTH_BLOCK_PREFIX}{address}")
+    except redis.RedisError:
+        return 0.0  # fail open, like every limiter: the database still says no to bad keys
+    return max(0.0, left_ms / 1000) if left_ms and left_ms > 0 else 0.0
+
+
+AUTH_BLOCK_PREFIX = "cop:authblock:"
 
 
 _limits: dict[str, tuple[float, Limit]] = {}
@@ -200,3 +265,7 @@ def audit_list_for_campaign(*, campaign_id: int) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(
         Q(target_type="campaign", target_id=str(campaign_id)) | Q(target_type="rate_limit")
     ).order_by("-id")
+
+
+def store_id_for_slug(slug: str) -> int | None:
+    return Store.objects.filter(slug=slug).values_list("id", flat=True).first()

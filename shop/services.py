@@ -6,18 +6,42 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config import fast, ratelimit
+from config.errors import InvalidInput
+from config.ratelimit import Limit
 from shop.errors import OutOfStock
-from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange
-from shop.selectors import api_key_hash, key_cache, rate_limit, rate_limits_forget
+from shop.models import (
+    ApiClient,
+    ApiKey,
+    AuditEntry,
+    Product,
+    RateLimit,
+    RateLimitChange,
+    Store,
+)
+from shop.selectors import (
+    AUTH_BLOCK_PREFIX,
+    KEYS_VERSION,
+    api_key_hash,
+    key_cache,
+    rate_limit,
+    rate_limits_forget,
+)
+
+log = logging.getLogger(__name__)
 
 
 def stock_take(*, quantities: Mapping[int, int]) -> None:
@@ -73,10 +97,42 @@ def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
 
 
 def api_key_revoke(*, key_id: int) -> None:
+    """Revoke a key. It stops working in every process within a second: after the commit,
+    `api_keys_changed` tells every process's key cache to forget what it holds."""
     ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), updated_at=timezone.now()
     )
+    transaction.on_commit(api_keys_changed)
+
+
+def api_keys_changed() -> None:
+    """Make every process drop its cached keys (a key revoked, a client deactivated): a new
+    random version in Redis, which each key cache reads at least every
+    API_KEY_VERSION_CHECK_SECONDS. Call after the change is committed. If Redis is away the
+    caches trust nothing anyway (shop.selectors._KeyCache)."""
     key_cache.clear()
+    try:
+        fast.client().set(KEYS_VERSION, secrets.token_hex(8))
+    except redis.RedisError:
+        log.warning("could not publish the API keys' new version", exc_info=True)
+
+
+def auth_failure_record(*, address: str) -> float:
+    """Count one failed authentication from `address` in its token bucket (Redis, shared by
+    every process): AUTH_FAILURE_BURST at once, then AUTH_FAILURE_RPS a second. Returns 0
+    while within the limit, else the seconds the address must wait, and marks it blocked
+    for that long (`selectors.auth_blocked_seconds`) so that its next attempts are refused
+    before any lookup."""
+    limit = Limit(per_second=settings.AUTH_FAILURE_RPS, burst=settings.AUTH_FAILURE_BURST)
+    grant = ratelimit.take(f"authfail:{address}", limit)
+    if grant.granted:
+        return 0.0
+    wait = max(grant.retry_after, 0.001)
+    try:
+        fast.client().set(f"{AUTH_BLOCK_PREFIX}{address}", "1", px=math.ceil(wait * 1000))
+    except redis.RedisError:
+        log.warning("could not mark %s blocked", address, exc_info=True)
+    return wait
 
 
 @transaction.atomic
@@ -142,3 +198,109 @@ def rate_limit_change(*, scope: str, per_second: float | None, burst: int, actor
         after={"per_second": per_second, "burst": burst},
     )
     return saved
+
+
+# --- Catalogue written down and loaded (manage.py campaign_load) ------------------------------
+
+
+@dataclass(frozen=True)
+class Put:
+    """What a put changed: created, or the fields changed as (before, after)."""
+
+    created: bool
+    changes: dict[str, tuple[object, object]]
+
+
+@transaction.atomic
+def store_put(*, slug: str, name: str, actor: str) -> Put:
+    """Create the store, or rename it; recorded in the audit log. Loading the same twice
+    changes nothing."""
+    store = Store.objects.select_for_update(no_key=True).filter(slug=slug).first()
+    if store is None:
+        store = Store.objects.create(slug=slug, name=name)
+        audit_record(
+            actor=actor,
+            action="store.create",
+            target_type="store",
+            target_id=store.pk,
+            target_repr=slug,
+            after={"name": name},
+        )
+        return Put(created=True, changes={})
+    if store.name == name:
+        return Put(created=False, changes={})
+    Store.objects.filter(pk=store.pk).update(name=name, updated_at=timezone.now())
+    audit_record(
+        actor=actor,
+        action="store.edit",
+        target_type="store",
+        target_id=store.pk,
+        target_repr=slug,
+        before={"name": store.name},
+        after={"name": name},
+    )
+    return Put(created=False, changes={"name": (store.name, name)})
+
+
+@transaction.atomic
+def product_put(
+    *, sku: str, name: str, store_id: int, price: int, stock_total: int, actor: str
+) -> Put:
+    """Create the product with `stock_total` units on sale, or bring it to what is given:
+    name, store and price change freely (order lines keep the price they were placed at);
+    `stock_total` (units ever put on sale) rises by putting more units on sale, and falls by
+    taking unsold units off sale, never below what orders hold or bought. Raises InvalidInput
+    naming `stock` then. Recorded in the audit log. Takes the product's row lock."""
+    product = Product.objects.select_for_update(no_key=True).filter(sku=sku).first()
+    if product is None:
+        product = Product.objects.create(
+            sku=sku,
+            name=name,
+            store_id=store_id,
+            price=price,
+            stock=stock_total,
+            stock_total=stock_total,
+        )
+        audit_record(
+            actor=actor,
+            action="product.create",
+            target_type="product",
+            target_id=product.pk,
+            target_repr=sku,
+            after={"name": name, "store_id": store_id, "price": price, "stock_total": stock_total},
+        )
+        return Put(created=True, changes={})
+    wanted = {"name": name, "store_id": store_id, "price": price, "stock_total": stock_total}
+    changes = {k: (getattr(product, k), v) for k, v in wanted.items() if getattr(product, k) != v}
+    if not changes:
+        return Put(created=False, changes={})
+    now = timezone.now()
+    terms = {k: v for k, (_, v) in changes.items() if k != "stock_total"}
+    if terms:
+        Product.objects.filter(pk=product.pk).update(**terms, updated_at=now)
+    delta = stock_total - product.stock_total
+    if delta > 0:
+        stock_add(product_id=product.pk, units=delta)
+    elif delta < 0:
+        # Only units still available can go: one conditional UPDATE (CHECK stock >= 0).
+        taken = Product.objects.filter(pk=product.pk, stock__gte=-delta).update(
+            stock=F("stock") + delta, stock_total=F("stock_total") + delta, updated_at=now
+        )
+        if taken == 0:
+            committed = product.stock_total - product.stock
+            raise InvalidInput(
+                f"{sku} cannot have {stock_total} units.",
+                fields={
+                    "stock": [f"{committed} units are held or sold; it cannot be {stock_total}."]
+                },
+            )
+    audit_record(
+        actor=actor,
+        action="product.edit",
+        target_type="product",
+        target_id=product.pk,
+        target_repr=sku,
+        before={k: b for k, (b, _) in changes.items()},
+        after={k: a for k, (_, a) in changes.items()},
+    )
+    return Put(created=False, changes=changes)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django.http import HttpResponse
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from coupons.models import Coupon
@@ -535,14 +536,28 @@ def test_a_revoked_key_stops_working_while_the_others_still_do(chatbot: ApiClien
         "/api/v1/orders/123/",
         "/api/v1/campaigns/not%20a%20slug/",
         "/api/v1/campaigns/spring/claims/x/",
+        "/api/v1/orders/0/",
+        "/api/v1/orders/-1/",
+        "/api/v1/orders/..%2F..%2Fetc%2Fpasswd/",
+        "/api/v1/campaigns/%00/",
+        "/api/v1/unknown-endpoint",
+        "/api",
     ],
 )
 @pytest.mark.parametrize("method", ["get", "post"])
-def test_an_unknown_url_under_api_is_a_404_envelope(api: APIClient, path: str, method: str) -> None:
-    # given / when
-    response = getattr(api, method)(path, HTTP_IDEMPOTENCY_KEY="k")
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_an_unknown_url_under_api_is_a_404_envelope(
+    api: APIClient, path: str, method: str, debug: bool
+) -> None:
+    # given: DEBUG on is `make run`, where Django would answer its HTML debug page
+    with override_settings(DEBUG=debug):
+        # when
+        response = getattr(api, method)(path, HTTP_IDEMPOTENCY_KEY="k")
     # then
-    assert_envelope(response, 404, "not_found")
+    body = assert_envelope(response, 404, "not_found")
+    assert set(body) == {"error", "detail"}
+    assert b"urlpatterns" not in response.content
+    assert b"<html" not in response.content.lower()
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -553,9 +568,11 @@ def test_a_path_without_its_trailing_slash_is_a_json_404(api: APIClient, method:
     assert_envelope(response, 404, "not_found")
 
 
-def test_an_unknown_url_is_a_404_envelope_without_a_key_too(db: None) -> None:
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_an_unknown_url_is_a_404_envelope_without_a_key_too(db: None, debug: bool) -> None:
     # given / when
-    response = APIClient().get("/api/v1/nope/")
+    with override_settings(DEBUG=debug):
+        response = APIClient().get("/api/v1/nope/")
     # then
     assert_envelope(response, 404, "not_found")
 

@@ -56,7 +56,7 @@ def seed(spec: dict[str, dict[str, int]]) -> dict[str, object]:
                 )
                 skus.append(sku)
             slug = f"chaos-{name}".replace("_", "-")
-            campaign = coupons_services.campaign_create(
+            campaign = coupons_services.campaign_seed(
                 slug=slug,
                 name=f"Chaos: {name}",
                 starts_at=now - timedelta(minutes=1),

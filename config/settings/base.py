@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from config.schema_text import API_DESCRIPTION
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -172,8 +174,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "TITLE": "Campaign order processor: chatbot API",
-    "DESCRIPTION": "Claim campaign coupons and place orders on behalf of shoppers. "
-    "See shared/docs/API.md for the contract.",
+    "DESCRIPTION": API_DESCRIPTION,
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -246,6 +247,13 @@ PAYMENT_RETRY_BASE_SECONDS = env.float("PAYMENT_RETRY_BASE_SECONDS", default=1.0
 RESERVATION_BATCH_SIZE = env.int("RESERVATION_BATCH_SIZE", default=500)
 SETTLEMENT_BATCH_SIZE = env.int("SETTLEMENT_BATCH_SIZE", default=200)
 CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
+# Group commit: after a batch smaller than its stage's batch size, a worker waits this long
+# before taking the next, so that work trickling in is handled many items per transaction
+# and per round of calls. Callbacks wait longest: a longer wait also lets one POST carry an
+# order's latest state when several changes are pending (orders.services.callbacks).
+RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.05)
+SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.05)
+CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=15 * 60)
@@ -263,6 +271,17 @@ CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A receiver should refuse signatures older than this (replay window; see signature_verify).
 CALLBACK_SIGNATURE_TOLERANCE = env.int("CALLBACK_SIGNATURE_TOLERANCE", default=300)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=30.0)
+# A revoked key stops working in every process within this (the key cache re-reads the keys'
+# version in Redis at most this often).
+API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
+# Failed authentication per source address: a burst, then this many a second; past it, 429.
+AUTH_FAILURE_RPS = env.float("AUTH_FAILURE_RPS", default=1.0)
+AUTH_FAILURE_BURST = env.int("AUTH_FAILURE_BURST", default=20)
+# A key that failed is answered from the process's memory for this long (no database lookup).
+AUTH_NEGATIVE_CACHE_SECONDS = env.float("AUTH_NEGATIVE_CACHE_SECONDS", default=5.0)
+# Behind a trusted proxy: the META key of the header it appends the client's address to
+# (e.g. HTTP_X_FORWARDED_FOR; its last entry is used). Empty: REMOTE_ADDR.
+CLIENT_ADDRESS_HEADER = env("CLIENT_ADDRESS_HEADER", default="")
 
 # --- Rate limits and admission -------------------------------------------------------------
 # Defaults per scope, (tokens per second or None for unlimited, burst); staff override them

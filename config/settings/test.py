@@ -18,7 +18,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CALLBACK_ALLOW_HTTP = True
 CALLBACK_ALLOW_PRIVATE = True  # the tests' receivers listen on 127.0.0.1
 AXES_ENABLED = False  # on in the tests that prove the lockout
-API_KEY_CACHE_SECONDS = 0.0
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=0.0)
 INTAKE_CACHE_SECONDS = 0.0  # a test that changes a product or campaign sees it at once
 LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
 

@@ -1,6 +1,6 @@
 import re
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,28 +13,13 @@ from config.api import (
     parse,
     require_idempotency_key,
 )
-from config.schema import ERRORS, ErrorOut
 from coupons import selectors, services
-from coupons.api.serializers import (
-    CampaignOut,
-    CouponClaimIn,
-    CouponListOut,
-    CouponOut,
-    campaign_document,
-    coupon_document,
-)
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=True,
-    description="1-255 characters; a replay returns the first answer.",
-)
+from coupons.api import docs
+from coupons.api.serializers import CouponClaimIn, campaign_document, coupon_document
 
 
 class CampaignListApi(APIView):
-    @extend_schema(responses={200: CampaignOut(many=True), **ERRORS})
+    @extend_schema(**docs.CAMPAIGN_LIST)
     def get(self, request: Request) -> Response:
         return Response(
             [
@@ -45,7 +30,7 @@ class CampaignListApi(APIView):
 
 
 class CampaignDetailApi(APIView):
-    @extend_schema(responses={200: CampaignOut, **ERRORS})
+    @extend_schema(**docs.CAMPAIGN_DETAIL)
     def get(self, request: Request, slug: str) -> Response:
         campaign = selectors.campaign_get(slug=slug)
         return Response(
@@ -54,11 +39,7 @@ class CampaignDetailApi(APIView):
 
 
 class CouponClaimApi(APIView):
-    @extend_schema(
-        request=CouponClaimIn,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={201: CouponOut, 409: ErrorOut, 410: ErrorOut, 422: ErrorOut, **ERRORS},
-    )
+    @extend_schema(**docs.COUPON_CLAIM)
     def post(self, request: Request, slug: str) -> Response:
         key = require_idempotency_key(request)
         data = parse(CouponClaimIn, request.data)
@@ -73,14 +54,7 @@ class CouponClaimApi(APIView):
 
 
 class CustomerCouponListApi(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "customer_id", str, OpenApiParameter.PATH, description=CUSTOMER_ID_HELP
-            )
-        ],
-        responses={200: CouponListOut, **ERRORS},
-    )
+    @extend_schema(**docs.CUSTOMER_COUPONS)
     def get(self, request: Request, customer_id: str) -> Response:
         if not re.fullmatch(CUSTOMER_ID_RE, customer_id):
             raise exceptions.ValidationError({"customer_id": [CUSTOMER_ID_HELP]})

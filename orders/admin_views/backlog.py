@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from config import fast
 from orders import dashboard, selectors, services
 from orders.admin_views.common import (
     CONTROL_ORDERS,
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 
 # --- The backlog page -------------------------------------------------------------------------
+
+
+SHED_WINDOW_MINUTES = 15
 
 
 def backlog_page(request: HttpRequest) -> HttpResponse:
@@ -76,6 +80,8 @@ def backlog_page(request: HttpRequest) -> HttpResponse:
         "gateway_tokens": "—"
         if figures.gateway_tokens is None
         else f"{figures.gateway_tokens:.0f}",
+        "shed": fast.shed_counts(SHED_WINDOW_MINUTES),
+        "shed_minutes": SHED_WINDOW_MINUTES,
         "workers_asked": as_time(figures.workers.asked_at),
         "can_control": request.user.has_perm(CONTROL_ORDERS),
         "live_url": f"{request.path}?fragment=1",

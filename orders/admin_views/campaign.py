@@ -342,7 +342,7 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
                     campaign_id=campaign.pk, changes=changes, actor=actor, action="campaign.limits"
                 )
             if total is not None:
-                coupons_services.campaign_coupons_total_set(
+                coupons_services.campaign_totals_change(
                     campaign_id=campaign.pk, coupons_total=total, actor=actor
                 )
                 changes["coupons_total"] = total
@@ -351,7 +351,9 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
                     scope=scope, per_second=per_second, burst=burst, actor=actor
                 )
     except (DomainError, ValueError) as exc:
-        messages.error(request, f"Refused: {getattr(exc, 'detail', exc)}")
+        fields = getattr(exc, "extra", {}).get("fields") or {}
+        reasons = [reason for found in fields.values() for reason in found]
+        messages.error(request, " ".join([f"Refused: {getattr(exc, 'detail', exc)}", *reasons]))
     else:
         messages.success(request, f"Limits changed: {', '.join([*changes, *rate_changes])}.")
     return HttpResponseRedirect(back)

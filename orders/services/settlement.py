@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from config import ratelimit
 from config.errors import InvalidTransition
+from config.sql import rows_update
 from orders import selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
 from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservation
@@ -192,9 +193,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
             data={o.pk: {"charge": "none: nothing to pay"} for o in free},
         )
         Payment.objects.bulk_create(created)
-        Payment.objects.bulk_update(
-            renewed, ["status", "attempts", "next_attempt_at", "updated_at"]
-        )
+        rows_update(Payment, renewed, ["status", "attempts", "next_attempt_at", "updated_at"])
         OrderEvent.objects.bulk_create(events)
         claimed.settled_free = len(free)
         by_id = {o.pk: o for o in orders}
@@ -336,7 +335,8 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
         orders_move(paid, Order.Status.PAID, actor=actor, now=now)
         holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
-        Payment.objects.bulk_update(
+        rows_update(
+            Payment,
             changed,
             ["status", "charge_id", "attempts", "next_attempt_at", "last_error", "updated_at"],
         )
@@ -358,4 +358,11 @@ def payments_drain() -> int:
                 payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
             return claimed.settled_free + len(claimed.jobs)
 
-        return drain(PAY, "all", step, renudge=partial(nudge_payments, force=True))
+        return drain(
+            PAY,
+            "all",
+            step,
+            renudge=partial(nudge_payments, force=True),
+            linger=settings.SETTLEMENT_LINGER_SECONDS,
+            fill=settings.SETTLEMENT_BATCH_SIZE,
+        )

@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db import transaction
 
 from config.errors import InvalidTransition
+from orders import selectors
 from orders.documents import order_document
 from orders.models import ORDER_ALLOWED, CallbackDelivery, Order, OrderEvent, OrderLine
 from orders.services.nudges import nudge_callbacks
@@ -69,12 +70,15 @@ def _callbacks_record(
     wanted = [o for o in orders if o.callback_url]
     if not wanted:
         return
+    missing = [o.pk for o in wanted if o.pk not in lines]
+    if missing:  # one query for the batch, not one per order
+        lines = {**lines, **selectors.lines_by_order(missing)}
     CallbackDelivery.objects.bulk_create(
         CallbackDelivery(
             order_id=o.pk,
             url=o.callback_url,
             order_status=o.status,
-            payload=order_document(o, lines=lines.get(o.pk) or list(o.lines.order_by("id"))),
+            payload=order_document(o, lines=lines.get(o.pk, [])),
             next_attempt_at=now,
         )
         for o in wanted

@@ -1,12 +1,12 @@
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api import StrictCursorPagination, parse
-from config.schema import ERRORS
 from shop import selectors
+from shop.api import docs
 from shop.api.serializers import ProductListIn, ProductOut
 from shop.models import Product
 
@@ -20,13 +20,7 @@ class ProductListApi(ListAPIView):
     serializer_class = ProductOut
     pagination_class = BySkuPagination
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("search", str, description="Part of the name or SKU."),
-            OpenApiParameter("store", str, description="A store's slug."),
-        ],
-        responses={200: ProductOut(many=True), **ERRORS},
-    )
+    @extend_schema(**docs.PRODUCT_LIST)
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().get(request, *args, **kwargs)
 

@@ -99,7 +99,7 @@ def test_raising_the_stock_spreads_the_new_room_over_the_slices(chatbot: ApiClie
         claim(chatbot, campaign, "c-1")
     before = slices_of(campaign)
     # when
-    services.campaign_coupons_total_set(campaign_id=campaign.pk, coupons_total=52, actor="t")
+    services.campaign_totals_change(campaign_id=campaign.pk, coupons_total=52, actor="t")
     # then: each slice keeps what it issued and the 32 new coupons are shared out
     after = slices_of(campaign)
     assert [issued for _, issued, _ in after] == [issued for _, issued, _ in before]
@@ -107,7 +107,7 @@ def test_raising_the_stock_spreads_the_new_room_over_the_slices(chatbot: ApiClie
     assert Campaign.objects.get(pk=campaign.pk).coupons_total == 52
     claim(chatbot, campaign, "c-1")
     assert campaign_coupons_issued(campaign_id=campaign.pk) == 21
-    entry = AuditEntry.objects.get(action="campaign.coupons_total")
+    entry = AuditEntry.objects.get(action="campaign.totals")
     assert (entry.before, entry.after) == ({"coupons_total": 20}, {"coupons_total": 52})
 
 
@@ -117,7 +117,7 @@ def test_lowering_the_stock_to_the_coupons_issued_sells_it_out(chatbot: ApiClien
     for n in range(7):
         claim(chatbot, campaign, f"c-{n}")
     # when
-    services.campaign_coupons_total_set(campaign_id=campaign.pk, coupons_total=7, actor="t")
+    services.campaign_totals_change(campaign_id=campaign.pk, coupons_total=7, actor="t")
     # then
     assert all(issued == cap for _, issued, cap in slices_of(campaign))
     with pytest.raises(SoldOut):
@@ -132,10 +132,10 @@ def test_the_stock_cannot_go_below_the_coupons_issued(chatbot: ApiClient) -> Non
     before = slices_of(campaign)
     # when
     with pytest.raises(InvalidInput) as refused:
-        services.campaign_coupons_total_set(campaign_id=campaign.pk, coupons_total=6, actor="t")
+        services.campaign_totals_change(campaign_id=campaign.pk, coupons_total=6, actor="t")
     # then
     assert refused.value.extra["fields"] == {
-        "coupons_total": ["At least 7: the coupons issued so far."]
+        "coupons_total": ["7 coupons are already issued; the total cannot be 6."]
     }
     assert slices_of(campaign) == before
     assert Campaign.objects.get(pk=campaign.pk).coupons_total == 100

@@ -9,8 +9,8 @@ from coupons.models import Campaign
 
 
 class CampaignFactory(factory.django.DjangoModelFactory):
-    """A campaign made by `campaign_create`, with its coupon slices; `coupons_issued=n`
-    counts n coupons as already issued (spread over the slices, no coupon rows)."""
+    """A campaign made by `campaign_seed` (not audited), with its coupon slices;
+    `coupons_issued=n` counts n coupons as already issued (over the slices, no coupon rows)."""
 
     class Meta:
         model = Campaign
@@ -28,6 +28,6 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class: type[Campaign], *args: Any, **kwargs: Any) -> Campaign:
         issued = kwargs.pop("coupons_issued", 0)
-        campaign = services.campaign_create(**kwargs)
+        campaign = services.campaign_seed(**kwargs)
         services.coupons_issued_add(campaign_id=campaign.pk, count=issued)
         return campaign

@@ -236,11 +236,15 @@ def test_status_changes_reach_the_callback_url_signed_and_in_order(gateway) -> N
     # when
     placed = order(api, "c-1", tea.sku, 1, callback_url=url)
     settled(api, placed["id"])
-    wait_for(lambda: len(_Receiver.received) >= 2, what="two callbacks")
+    wait_for(
+        lambda: any(json.loads(b)["status"] == "paid" for _, b in _Receiver.received),
+        what="the paid callback",
+    )
     server.shutdown()
     # then
     statuses = [json.loads(body)["status"] for _, body in _Receiver.received]
-    assert statuses == ["reserved", "paid"]
+    # Both, in order; or only the latest, when reserved was still pending beside it (API.md)
+    assert statuses in (["reserved", "paid"], ["paid"])
     for headers, body in _Receiver.received:
         stamp, mac = (part.split("=", 1)[1] for part in headers["X-Signature"].split(","))
         expected = hmac.new(

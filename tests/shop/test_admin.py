@@ -4,11 +4,11 @@ and that only superusers reach API clients and keys."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from shop import services
@@ -245,3 +245,31 @@ def test_admin_index_lists_every_model_for_a_superuser(admin_client: Client) -> 
         "orders/callbackdelivery",
     ]:
         assert f"/admin/{path}/" in html
+
+
+@override_settings(API_KEY_CACHE_SECONDS=30)
+def test_a_deactivated_client_is_refused_although_its_key_was_cached(
+    admin_client: Client, chatbot: ApiClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given: the client's key is in this process's cache
+    issued = services.api_key_issue(client_id=chatbot.pk)
+    assert campaigns_with(issued.raw) == 200
+    # when: a superuser unticks "is active"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/shop/apiclient/{chatbot.pk}/change/",
+            {
+                "name": chatbot.name,
+                "keys-TOTAL_FORMS": "1",
+                "keys-INITIAL_FORMS": "1",
+                "keys-MIN_NUM_FORMS": "0",
+                "keys-MAX_NUM_FORMS": "1000",
+                "keys-0-id": str(issued.key.pk),
+                "keys-0-client": str(chatbot.pk),
+            },
+        )
+    # then
+    assert response.status_code == 302, response.content[:2000]
+    chatbot.refresh_from_db()
+    assert not chatbot.is_active
+    assert campaigns_with(issued.raw) == 401

@@ -59,7 +59,7 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(slug="spring-free-order").first()
         created = campaign is None
         if campaign is None:
-            campaign = services.campaign_create(
+            campaign = services.campaign_seed(
                 slug="spring-free-order",
                 name="Spring free order",
                 starts_at=now - timedelta(minutes=1),

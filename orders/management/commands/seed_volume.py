@@ -361,7 +361,7 @@ class Command(BaseCommand):
             ]:
                 # The coupon total is set with the slices once the coupons are in (_COUNTERS).
                 if Campaign.objects.filter(slug=slug).update(name=name, **terms) == 0:
-                    coupons_services.campaign_create(
+                    coupons_services.campaign_seed(
                         slug=slug,
                         name=name,
                         coupons_total=coupons + 1000,

@@ -1,0 +1,43 @@
+"""Set-based writes for batches: one statement for many rows, not one per row.
+
+Django's `bulk_update` writes a `CASE WHEN id = … THEN …` per row and per field; building and
+planning that cost the callbacks and payments workers a third of their CPU. `rows_update`
+sends each field as one array and lets PostgreSQL join them:
+
+    UPDATE t SET a = v.a, b = v.b FROM unnest(%s::bigint[], %s::int[], …) AS v(id, a, b)
+    WHERE t.id = v.id
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, models
+
+
+def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:
+    """Write `fields` of every object in `objs` (by primary key) in one UPDATE. Returns the
+    number of rows updated. The caller holds the rows' locks, as with bulk_update."""
+    if not objs:
+        return 0
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    arrays = [[pk.get_db_prep_value(o.pk, connection) for o in objs]]
+    arrays += [
+        [f.get_db_prep_value(getattr(o, f.attname), connection) for o in objs] for f in columns
+    ]
+    quote = connection.ops.quote_name
+    names = ["id", *(f"v{i}" for i in range(len(columns)))]
+    types = [pk.rel_db_type(connection), *(f.db_type(connection) for f in columns)]
+    # Identifiers come from the model's metadata, quoted; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET "  # noqa: S608
+        + ", ".join(f"{quote(f.column)} = v.v{i}" for i, f in enumerate(columns))
+        + " FROM unnest("
+        + ", ".join(f"%s::{t}[]" for t in types)
+        + f") AS v({', '.join(names)}) WHERE t.{quote(pk.column)} = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
+        return cursor.rowcount

@@ -1,0 +1,122 @@
+"""Where callbacks may go: the server-side request forgery (SSRF) rules, applied twice.
+
+At intake (`orders.api.serializers`) a callback URL naming `localhost` or an IP literal outside
+the public internet is refused. A name is not resolved then: what it resolves to can change
+(DNS rebinding: public when the order is taken, 127.0.0.1 or 169.254.169.254 when we call).
+So the callbacks' HTTP client (urllib3, with connection classes of ours) resolves the name
+itself at connect time, checks every address against the same rule, and connects to the
+address it checked, never resolving twice; TLS still verifies the certificate for the name.
+`CALLBACK_ALLOW_PRIVATE` (local development and the tests' receivers) turns both checks off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import urllib3
+from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+
+def address_is_public(address: str) -> bool:
+    """An IP address on the public internet: not private, loopback, link-local, multicast,
+    reserved or unspecified; an IPv4 address mapped into IPv6 is judged as itself."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        ip = mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def host_is_private(host: str) -> bool:
+    """The intake rule for a URL's host: localhost, or an IP literal that is not public. A
+    name is judged when the callback connects (`guarded_pool`)."""
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address_is_public(host)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the outbound DNS adapter; tests replace it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class CallbackAddressRefused(NewConnectionError):
+    """The name resolved to an address callbacks may not reach."""
+
+
+def _guarded_socket(conn: HTTPConnection) -> socket.socket:
+    """Resolve the connection's host, refuse it unless every address is public, and connect
+    to an address that was checked (never resolving twice)."""
+    host, port = conn._dns_host, conn.port
+    try:
+        addresses = resolve(host, port)
+    except OSError as exc:
+        raise NewConnectionError(conn, f"cannot resolve {host}: {exc}") from exc
+    refused = [a for a in addresses if not address_is_public(a)]
+    if refused or not addresses:
+        raise CallbackAddressRefused(
+            conn, f"{host} resolves to {', '.join(refused) or 'nothing'}: not a public address"
+        )
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            sock = socket.create_connection((address, port), conn.timeout, conn.source_address)
+        except OSError as exc:
+            last = exc
+            continue
+        for option in conn.socket_options or ():
+            sock.setsockopt(*option)
+        return sock
+    raise NewConnectionError(conn, f"cannot connect to {host}: {last}")
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        if settings.CALLBACK_ALLOW_PRIVATE:
+            return super()._new_conn()
+        return _guarded_socket(self)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    """TLS still verifies the certificate against the name (server_hostname), whatever
+    address the socket was connected to."""
+
+    def _new_conn(self) -> socket.socket:
+        if settings.CALLBACK_ALLOW_PRIVATE:
+            return super()._new_conn()
+        return _guarded_socket(self)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+def guarded_pool(*, max_connections: int, timeout: float) -> urllib3.PoolManager:
+    """A urllib3 pool manager whose connections go through the check above; no proxies (an
+    environment proxy would stand between the check and the connection), no retries and no
+    redirects (a redirect could point a signed body anywhere)."""
+    manager = urllib3.PoolManager(
+        num_pools=256,
+        maxsize=max_connections,
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        retries=False,
+    )
+    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return manager

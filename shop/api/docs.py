@@ -1,0 +1,48 @@
+"""What the OpenAPI schema says about the catalogue endpoint (texts and examples)."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+
+from config.schema import common_errors, ok_response
+from shop.api.serializers import ProductOut
+
+PRODUCT_EXAMPLE = {
+    "sku": "TM-MILKTEA-L",
+    "name": "Milk tea, large",
+    "store": "tea-house",
+    "price": 1800,
+    "currency": "CNY",
+    "in_stock": True,
+}
+
+PRODUCT_LIST = {
+    "operation_id": "products_list",
+    "summary": "Search the catalogue",
+    "description": (
+        "Products by SKU, 50 a page: follow `next` (an opaque cursor URL) for more. `price` is "
+        "in fen; `in_stock` says whether any unit is left right now (the worker decides under "
+        "locks, so an order can still end `rejected` with `sold_out`). Filter by part of the "
+        "name or SKU (`search`) and by a store's slug (`store`)."
+    ),
+    "parameters": [
+        OpenApiParameter(
+            "search",
+            str,
+            description="Part of the name or SKU.",
+            examples=[OpenApiExample("tea", value="tea")],
+        ),
+        OpenApiParameter(
+            "store",
+            str,
+            description="A store's slug.",
+            examples=[OpenApiExample("tea-house", value="tea-house")],
+        ),
+    ],
+    "responses": {
+        200: ok_response(
+            ProductOut(many=True),
+            "A page of products.",
+            PRODUCT_EXAMPLE,  # drf-spectacular wraps it in the page
+        ),
+        **common_errors(),
+    },
+}
