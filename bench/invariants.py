@@ -144,30 +144,38 @@ def _stock(cursor: Any) -> list[Violation]:
 
 
 def _coupons(cursor: Any) -> list[Violation]:
+    """Coupons are counted in the campaign's slices: each within its cap, the caps summing to
+    the total, and the coupon rows matching the slices' count."""
     out = [
-        Violation("coupons", f"campaign {slug}", f"{issued} coupons issued > {total} total")
-        for slug, issued, total in _rows(
+        Violation("coupons", f"campaign {slug}", f"slice {number}: {issued} issued > cap {cap}")
+        for slug, number, issued, cap in _rows(
             cursor,
-            "SELECT slug, coupons_issued, coupons_total FROM coupons_campaign"
-            " WHERE coupons_issued > coupons_total ORDER BY slug",
+            """
+            SELECT c.slug, s.number, s.issued, s.cap
+            FROM coupons_couponslice s JOIN coupons_campaign c ON c.id = s.campaign_id
+            WHERE s.issued > s.cap OR s.issued < 0 ORDER BY c.slug, s.number
+            """,
         )
     ]
     out += [
         Violation(
             "coupons",
             f"campaign {slug}",
-            f"{rows} coupon rows but the counter says {issued} issued",
+            f"{rows} coupon rows, the slices count {issued} issued of caps summing to {caps},"
+            f" {total} total",
         )
-        for slug, issued, rows in _rows(
+        for slug, total, issued, caps, rows in _rows(
             cursor,
             """
-            SELECT c.slug, c.coupons_issued, count(k.id)
-            FROM coupons_campaign c LEFT JOIN coupons_coupon k ON k.campaign_id = c.id
-            GROUP BY c.id, c.slug, c.coupons_issued
-            HAVING count(k.id) <> c.coupons_issued OR count(k.id) > c.coupons_total
+            SELECT c.slug, c.coupons_total, coalesce(s.issued, 0), coalesce(s.caps, 0),
+                   (SELECT count(*) FROM coupons_coupon k WHERE k.campaign_id = c.id)
+            FROM coupons_campaign c
+            LEFT JOIN (SELECT campaign_id, sum(issued) AS issued, sum(cap) AS caps
+                       FROM coupons_couponslice GROUP BY campaign_id) s ON s.campaign_id = c.id
             ORDER BY c.slug
             """,
         )
+        if rows != issued or rows > total or issued > total or caps != total
     ]
     return out
 

@@ -39,6 +39,9 @@ SKUS_DEFAULT = ("BENCH-A", "BENCH-B", "BENCH-C", "BENCH-D")
 TERMINAL = frozenset({"paid", "rejected", "payment_failed", "cancelled", "expired", "refunded"})
 
 
+LONG_WAIT_S = 5.0  # the waits whose estimates are judged (issue 14)
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an already sorted list; None when empty."""
     if not sorted_values:
@@ -449,6 +452,7 @@ class LoadGenerator:
             mine = {oid: a for oid, a in self.accepted.items() if a.phase == phase}
             outcomes: Counter[str] = Counter()
             to_paid, to_terminal, estimated, actual, error = [], [], [], [], []
+            relative: list[float] = []
             within = 0
             for oid, acc in mine.items():
                 seen = self.callbacks.get(oid, {})
@@ -472,6 +476,8 @@ class LoadGenerator:
                         actual.append(waited)
                         error.append(waited - acc.estimated_wait)
                         within += waited <= acc.estimated_wait + 1
+                        if waited >= LONG_WAIT_S:
+                            relative.append(abs(acc.estimated_wait - waited) / waited)
             report[phase] = {
                 "accepted": len(mine),
                 "outcomes": dict(outcomes),
@@ -481,6 +487,8 @@ class LoadGenerator:
                 "actual_wait_s": quantiles(actual),
                 "wait_error_s": quantiles(error),
                 "actual_within_estimate_plus_1s": within / len(actual) if actual else None,
+                "long_waits": len(relative),
+                "long_wait_error_p90": percentile(sorted(relative), 90) if relative else None,
             }
         return report
 

@@ -27,6 +27,7 @@ class Targets:
     overload_seconds: float = 60.0
     overload_p99_ms: float = 250.0
     scale_p50_spread: float = 0.20
+    wait_estimate_error_p90: float = 0.25  # |estimated - actual| / actual, waits >= 5 s
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Plan:
     e2e_probes: int  # 0: no search, one run at the estimate
     e2e_seconds: float
     overload_seconds: float
+    backlog_seconds: float  # 1.5 x the sustained rate this long, then 0.5 x as long
     scale_sizes: tuple[int, ...]
     scale_rate: float
     scale_seconds: float
@@ -75,6 +77,7 @@ QUICK = Plan(
     e2e_probes=0,
     e2e_seconds=30,
     overload_seconds=15,
+    backlog_seconds=10,
     scale_sizes=(0, 100_000),
     scale_rate=100,
     scale_seconds=5,
@@ -96,6 +99,7 @@ FULL = Plan(
     e2e_probes=4,
     e2e_seconds=300,
     overload_seconds=60,
+    backlog_seconds=60,
     scale_sizes=(0, 100_000, 1_000_000),
     scale_rate=100,
     scale_seconds=15,

@@ -153,7 +153,7 @@ def verdicts(res: R) -> list[Verdict]:
                 + probe_note,
             )
         )
-    out += _floor_ratio_verdicts(res, t) + _overload_verdicts(res, t)
+    out += _floor_ratio_verdicts(res, t) + _overload_verdicts(res, t) + _backlog_verdicts(res, t)
     inv = res.get("invariants")
     if inv:
         out.append(
@@ -251,6 +251,23 @@ def _overload_verdicts(res: R, t: R) -> list[Verdict]:
                 False,
                 f"at {run['rate']:.0f}/s for {step['duration']:.0f} s; p50 "
                 f"{step['latency_all_ms']['p50'] or 0:.0f} ms; {step['not_sent']} never sent",
+            )
+        )
+    return out
+
+
+def _backlog_verdicts(res: R, t: R) -> list[Verdict]:
+    out: list[Verdict] = []
+    backlog = res.get("orders", {}).get("backlog")
+    if backlog and backlog.get("long_wait_error_p90") is not None:
+        out.append(
+            Verdict(
+                "backlog: p90 |estimated - actual| / actual, waits >= 5 s",
+                backlog["long_wait_error_p90"],
+                t.get("wait_estimate_error_p90", 0.25),
+                "fraction",
+                False,
+                f"{backlog['long_waits']} orders waited 5 s or more",
             )
         )
     return out

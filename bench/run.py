@@ -470,6 +470,25 @@ class Runner:
             "main": main,
         }
 
+    def backlog(self) -> None:
+        """A backlog built on purpose: 1.5 x the sustained rate for a while, then half of it
+        until the line is empty. Were the waits promised at acceptance the waits the orders
+        had, and did the line drain at the rate the estimates assumed?"""
+        rate = self.results["e2e"]["main"]["rate"]
+        seconds = self.plan.backlog_seconds
+        steps = [
+            {"rate": 1.5 * rate, "duration": seconds},
+            {"rate": 0.5 * rate, "duration": seconds},
+        ]
+        self.ensure_pool(self.orders_needed(steps, "open"))
+        with self.phase("backlog", 2 * seconds):
+            summary = self.load.run(self.spec("backlog", "orders", "open", steps))
+        self.order_phases.append("backlog")
+        _print_steps(summary)
+        with self.phase("drain-backlog"):
+            drained = self.drain("backlog", self.plan.wait_e2e)
+        self.results["backlog"] = {"rate": rate, "summary": summary, "drain": drained}
+
     def overload(self) -> None:
         """Open loop at 2 x and 5 x the measured intake saturation (pipeline running): the
         excess must be refused fast with 429, the rest served, nothing left waiting for ever.
@@ -566,7 +585,8 @@ class Runner:
             )
 
     def run_all(self, skip: set[str]) -> None:
-        for name in ("floors", "claims", "intake", "e2e", "overload", "invariants", "scale"):
+        phases = ("floors", "claims", "intake", "e2e", "backlog", "overload", "invariants", "scale")
+        for name in phases:
             if name in skip:
                 continue
             getattr(self, name)()
@@ -655,7 +675,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip",
         default="",
         help="comma-separated phases to leave out while developing "
-        "(floors,claims,intake,e2e,overload,invariants,scale); results are then partial",
+        "(floors,claims,intake,e2e,backlog,overload,invariants,scale); results are partial",
     )
     parser.add_argument(
         "--profile",

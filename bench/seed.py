@@ -75,7 +75,7 @@ def create_fixtures() -> Fixtures:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from coupons.models import Campaign
+    from coupons import services as coupons_services
     from shop.models import ApiClient, Product, Store
 
     now = timezone.now()
@@ -87,7 +87,7 @@ def create_fixtures() -> Fixtures:
         for sku in SKUS
     ]
     campaigns = [
-        Campaign.objects.create(
+        coupons_services.campaign_seed(
             slug=slug,
             name=slug,
             starts_at=now - timedelta(minutes=5),
@@ -180,9 +180,9 @@ def seed_coupons(
     customer `s-<n>` (or `decline-s-<n>`), code `SEED<n>`; the campaign's counter follows.
     bench/load.py derives the same customer and code from the number."""
     from django.db import connection, transaction
-    from django.db.models import F
 
-    from coupons.models import Campaign, Coupon
+    from coupons import services as coupons_services
+    from coupons.models import Coupon
 
     values = _coupon_values(campaign_id, client_id, "s", decline_every)
     sql, params = insert_select(
@@ -190,7 +190,7 @@ def seed_coupons(
     )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
-        Campaign.objects.filter(pk=campaign_id).update(coupons_issued=F("coupons_issued") + count)
+        coupons_services.coupons_issued_add(campaign_id=campaign_id, count=count)
 
 
 def seed_waiting_orders(
@@ -206,9 +206,9 @@ def seed_waiting_orders(
     database holds when that many shoppers wait. Chunks of `chunk` rows, one transaction
     each, with a progress line."""
     from django.db import connection, transaction
-    from django.db.models import F
 
-    from coupons.models import Campaign, Coupon
+    from coupons import services as coupons_services
+    from coupons.models import Coupon
     from orders.models import Order, OrderLine
 
     campaign_id, client_id = fixtures.scale_campaign_id, fixtures.client_id
@@ -277,9 +277,7 @@ def seed_waiting_orders(
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, coupon_params + order_params + line_params)
-            Campaign.objects.filter(pk=campaign_id).update(
-                coupons_issued=F("coupons_issued") + size
-            )
+            coupons_services.coupons_issued_add(campaign_id=campaign_id, count=size)
         done += size
         if progress:
             rate = done / max(1e-6, time.monotonic() - began)

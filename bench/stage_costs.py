@@ -49,7 +49,6 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from config import fast
     from coupons import services as coupons_services
-    from coupons.models import Campaign
     from orders import services
     from shop import services as shop_services
     from shop.models import Product, Store
@@ -69,7 +68,7 @@ def main() -> None:
             sku=f"B-{run}", name="bench", store=store, price=3000, stock=count, stock_total=count
         )
         now = timezone.now()
-        campaign = Campaign.objects.create(
+        campaign = coupons_services.campaign_seed(
             slug=f"b-{run}",
             name="bench",
             starts_at=now - timedelta(minutes=1),

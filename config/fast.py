@@ -306,12 +306,14 @@ if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
 local first, window = tonumber(ARGV[9]), tonumber(ARGV[10])
+local names = {}
+for s = first, first + window - 1 do names[#names + 1] = ARGV[8] .. s end
+local counts = redis.call('MGET', unpack(names))
 local drained, since = 0, 0
-for s = first, first + window - 1 do
-  local v = redis.call('GET', ARGV[8] .. s)
-  if v then
-    drained = drained + tonumber(v)
-    if since == 0 then since = first + window - s end
+for i = 1, window do
+  if counts[i] then
+    drained = drained + tonumber(counts[i])
+    if since == 0 then since = window - i + 1 end
   end
 end
 return {3, ticket, out, claimed, drained, since}

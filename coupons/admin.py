@@ -75,7 +75,8 @@ class CampaignEventInline(admin.TabularInline):
         return False
 
 
-# Set when the campaign is created, then moved only by services.
+# Set when the campaign is created, then moved only by services (coupons_issued: the sum of
+# the campaign's coupon slices, annotated by get_queryset).
 _COUNTERS = ["status", "coupons_issued", "budget_held", "budget_spent", "created_at", "updated_at"]
 # Fixed at creation: raising a budget or a coupon count mid-campaign needs a service.
 _TERMS = ["coupon_kind", "max_discount", "currency", "coupons_total", "budget_total"]
@@ -111,6 +112,9 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return selectors.campaigns_with_issued(super().get_queryset(request))
+
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
         return [*_COUNTERS, "backlog"] if obj is None else [*_COUNTERS, *_TERMS, "backlog"]
 
@@ -120,11 +124,17 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: ModelForm, change: bool
     ) -> None:
-        """A new campaign is created as the form says; an edit goes through
-        `campaign_update`, which writes only the changed columns (never the counters) and
-        records the change, before and after, in the audit log."""
+        """A new campaign is created as the form says, with its coupon slices, and audited
+        (`campaign_create`); an edit goes through `campaign_update`, which writes only the
+        changed columns (never the counters) and records the change, before and after, in the
+        audit log."""
         if not change:
-            super().save_model(request, obj, form, change)
+            created = services.campaign_create(
+                **{name: getattr(obj, name) for name in services.CAMPAIGN_CREATE_FIELDS},
+                actor=f"staff:{request.user.username}",
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
             return
         changes = {
             name: getattr(obj, name)
@@ -147,7 +157,12 @@ class CampaignAdmin(SaveChangedFieldsOnly):
 
     @admin.display(description="coupons issued / total")
     def coupons(self, campaign: Campaign) -> str:
-        return f"{campaign.coupons_issued:,} / {campaign.coupons_total:,}"
+        return f"{self.coupons_issued(campaign):,} / {campaign.coupons_total:,}"
+
+    @admin.display(description="coupons issued")
+    def coupons_issued(self, campaign: Campaign) -> int:
+        """Annotated by get_queryset; 0 on the add form."""
+        return int(getattr(campaign, "coupons_issued", 0))
 
     @admin.display(description="budget held / spent / total")
     def budget(self, campaign: Campaign) -> str:

@@ -41,8 +41,9 @@ class Campaign(models.Model):
         blank=True,
         help_text="Orders waiting in line beyond which new orders get 429; empty: BACKLOG_CEILING.",
     )
+    # Coupons issued are counted in the campaign's CouponSlice rows (their caps sum to this),
+    # so that claims do not all update this row: selectors annotate `coupons_issued`.
     coupons_total = models.PositiveBigIntegerField()
-    coupons_issued = models.PositiveBigIntegerField(default=0)
     budget_total = models.PositiveBigIntegerField(help_text="In fen.")
     budget_held = models.PositiveBigIntegerField(default=0, help_text="Held by orders in flight.")
     budget_spent = models.PositiveBigIntegerField(default=0, help_text="Discounts of paid orders.")
@@ -51,10 +52,6 @@ class Campaign(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(
-                condition=Q(coupons_issued__lte=F("coupons_total")),
-                name="campaign_coupons_within_total",
-            ),
             models.CheckConstraint(
                 condition=Q(budget_held__lte=F("budget_total") - F("budget_spent")),
                 name="campaign_within_budget",
@@ -83,11 +80,39 @@ class Campaign(models.Model):
 
     @property
     def coupons_remaining(self) -> int:
-        return self.coupons_total - self.coupons_issued
+        """Needs `coupons_issued`, which the campaign selectors annotate (the sum of the
+        campaign's slices); an instance read without it raises AttributeError."""
+        return self.coupons_total - self.coupons_issued  # type: ignore[attr-defined]
 
     @property
     def budget_remaining(self) -> int:
         return self.budget_total - self.budget_held - self.budget_spent
+
+
+class CouponSlice(models.Model):
+    """One of a campaign's COUPON_SLICES counters of coupons issued. A claim takes one coupon
+    from a slice that has room (one conditional UPDATE), so concurrent claims spread over
+    several rows instead of queuing on the campaign's; the caps sum to the campaign's
+    `coupons_total` (coupons.services keeps them so, and a deferred constraint trigger checks
+    it at commit), and `issued <= cap` makes issuing beyond the total impossible. No
+    timestamps: a counter row written by every claim, whose history is the coupons'."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="slices")
+    number = models.PositiveSmallIntegerField()
+    issued = models.BigIntegerField(default=0)
+    cap = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="coupon_slice_number"),
+            models.CheckConstraint(
+                condition=Q(issued__lte=F("cap")), name="coupon_slice_within_cap"
+            ),
+            models.CheckConstraint(condition=Q(issued__gte=0), name="coupon_slice_issued_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}#{self.number}: {self.issued}/{self.cap}"
 
 
 class CampaignEvent(models.Model):

@@ -6,20 +6,49 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from config import fast
 from config.errors import NotFound
 from config.memo import TtlCache
-from coupons.models import Campaign, Coupon
+from coupons.models import Campaign, Coupon, CouponSlice
+
+
+def campaigns_with_issued(queryset: QuerySet[Campaign] | None = None) -> QuerySet[Campaign]:
+    """Campaigns annotated with `coupons_issued`, the sum of their coupon slices (which
+    `Campaign.coupons_remaining` needs): one subquery per row over coupon_slice_number."""
+    issued = (
+        CouponSlice.objects.filter(campaign=OuterRef("pk"))
+        .values("campaign")
+        .annotate(issued=Sum("issued"))
+        .values("issued")
+    )
+    queryset = Campaign.objects.all() if queryset is None else queryset
+    return queryset.annotate(coupons_issued=Coalesce(Subquery(issued), 0))
+
+
+def campaign_coupons_issued(*, campaign_id: int) -> int:
+    """Coupons issued by the campaign so far: the sum of its slices."""
+    total = CouponSlice.objects.filter(campaign_id=campaign_id).aggregate(n=Sum("issued"))["n"]
+    return int(total or 0)
+
+
+def coupon_slices_for_update(*, campaign_id: int) -> QuerySet[CouponSlice]:
+    """Lock the campaign's slices, in slice order (after the campaign: lock order)."""
+    return (
+        CouponSlice.objects.select_for_update(no_key=True)
+        .filter(campaign_id=campaign_id)
+        .order_by("number")
+    )
 
 
 def campaign_list() -> QuerySet[Campaign]:
-    return Campaign.objects.order_by("-starts_at", "slug")
+    return campaigns_with_issued().order_by("-starts_at", "slug")
 
 
 def campaign_get(*, slug: str) -> Campaign:
-    campaign = Campaign.objects.filter(slug=slug).first()
+    campaign = campaigns_with_issued().filter(slug=slug).first()
     if campaign is None:
         raise NotFound(f"No campaign {slug!r}.")
     return campaign
@@ -69,6 +98,35 @@ def campaign_terms(*, campaign_id: int) -> Campaign:
     return campaign
 
 
+campaign_by_slug_cache: TtlCache[str, Campaign] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
+sold_out_cache: TtlCache[int, bool] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
+
+
+def campaign_terms_by_slug(*, slug: str) -> Campaign:
+    """The campaign as a claim first judges it (its id, window, status): a per-process copy
+    at most INTAKE_CACHE_SECONDS old; the claim's statement checks the campaign row again.
+    Raises NotFound. Without `coupons_issued`: stock is counted in the slices."""
+    hit = campaign_by_slug_cache.get_many([slug])
+    if hit:
+        return hit[slug]
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        raise NotFound(f"No campaign {slug!r}.")
+    campaign_by_slug_cache.put_many({slug: campaign})
+    return campaign
+
+
+def campaign_sold_out_seen(campaign_id: int) -> bool:
+    """Whether this process found the campaign sold out less than INTAKE_CACHE_SECONDS ago:
+    claims then answer sold_out after only the replay check (a raised total is seen that
+    much later)."""
+    return bool(sold_out_cache.get_many([campaign_id]))
+
+
+def campaign_sold_out_note(campaign_id: int) -> None:
+    sold_out_cache.put_many({campaign_id: True})
+
+
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
     rows = (
         Coupon.objects.select_for_update(no_key=True).filter(pk__in=list(coupon_ids)).order_by("pk")
@@ -104,7 +162,7 @@ def campaign_backlog(*, campaign_id: int) -> dict[str, int]:
 
 
 def campaign_by_id(*, campaign_id: int) -> Campaign:
-    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    campaign = campaigns_with_issued().filter(pk=campaign_id).first()
     if campaign is None:
         raise NotFound(f"No campaign {campaign_id}.")
     return campaign

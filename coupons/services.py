@@ -1,17 +1,20 @@
 """Writes to campaigns and coupons: claims, and the coupon and budget side of order holds.
 
-# lock order: order → campaign → coupon → product. Counters change only through one
-# conditional UPDATE; the CHECK constraints on Campaign stop anything the Python misses.
+# lock order: order → campaign → coupon slice → coupon → product. Counters change only
+# through one conditional UPDATE; the CHECK constraints on Campaign and CouponSlice (and the
+# slices' caps summing to the campaign's total) stop anything the Python misses.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -26,7 +29,7 @@ from coupons.errors import (
     LimitReached,
     SoldOut,
 )
-from coupons.models import Campaign, CampaignEvent, Coupon
+from coupons.models import Campaign, CampaignEvent, Coupon, CouponSlice
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 
@@ -44,58 +47,165 @@ class Claim:
     created: bool
 
 
+# Takes one coupon from a slice with room and inserts it, in one statement: a unique
+# violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
+# back with it, and when the campaign is not open, the customer is at the limit or no slice
+# has room, nothing is written at all. The campaign row is only read. A claim first looks for
+# a slice in an order that starts at a random slice (spreading claims over the rows),
+# skipping slices other claims hold locked; only when it found none does it try again
+# waiting, taking slices in slice order (so that two waiters cannot each hold what the other
+# waits for; a statement that may wait never holds a slice picked in another order).
+_CLAIM_SQL = """
+WITH campaign AS (
+    SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
+    FROM coupons_campaign
+    WHERE id = %(campaign)s AND slug = %(slug)s AND status = %(active)s
+      AND starts_at <= %(now)s AND ends_at > %(now)s
+), open AS (
+    SELECT campaign.*, held.n + 1 AS slot
+    FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
+                    WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
+    WHERE held.n < campaign.per_customer_limit
+), pick AS (
+    SELECT s.id FROM coupons_couponslice s
+    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
+    ORDER BY {order}
+    LIMIT 1 FOR NO KEY UPDATE {skip}
+), taken AS (
+    UPDATE coupons_couponslice s SET issued = s.issued + 1
+    FROM pick WHERE s.id = pick.id AND s.issued < s.cap
+    RETURNING s.id
+)
+INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
+                            max_discount, currency, valid_until, idempotency_key,
+                            created_at, updated_at)
+SELECT %(code)s, open.id, %(client)s, %(customer)s, open.slot, %(issued)s,
+       open.max_discount, open.currency, open.coupon_valid_until, %(key)s, %(now)s, %(now)s
+FROM open, taken
+RETURNING {columns}
+"""
+_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
+_CLAIM_SKIPPING_SQL = _CLAIM_SQL.format(
+    order="s.number < %(start)s, s.number", skip="SKIP LOCKED", columns=", ".join(_COUPON_COLUMNS)
+)
+_CLAIM_WAITING_SQL = _CLAIM_SQL.format(
+    order="s.number", skip="", columns=", ".join(_COUPON_COLUMNS)
+)
+
+# Unique constraints a claim's insert may meet, and what each means.
+_REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
+_SLOT_TAKEN = {"coupon_one_per_customer_slot", "coupons_coupon_code_key"}  # try again
+
+
 def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
     """Issue one coupon of campaign `slug` to the customer.
 
     Replays of the same key return the first coupon; the same key for another customer or
     campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
-    LimitReached. Locks nothing explicitly: the coupon counter is one conditional UPDATE and
-    the per-customer limit is a unique (campaign, customer, slot).
+    LimitReached. A new claim is one statement in autocommit (the campaign's id from a
+    per-process cache): it takes one coupon from one of the campaign's slices and inserts
+    it, or writes nothing; only then do follow-up reads find out why. Locks one slice row
+    for the statement; the campaign row is not locked.
     """
-    replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+    campaign = selectors.campaign_terms_by_slug(slug=slug)
+    if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
+        # Hopeless by a copy at most INTAKE_CACHE_SECONDS old: a replay still gets its coupon.
+        replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+        if replay is not None:
+            return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+        if not campaign.is_open_at(timezone.now()):
+            raise CampaignNotActive()
+        raise SoldOut()
+    # Three attempts: a concurrent claim of the same customer may take the slot we counted,
+    # and every slice with room may be held by other claims (then the next attempt waits).
+    wait = False
+    for _ in range(3):
+        try:
+            coupon = _coupon_issue(
+                campaign_id=campaign.pk,
+                slug=slug,
+                client_id=client_id,
+                customer_id=customer_id,
+                idempotency_key=idempotency_key,
+                wait=wait,
+            )
+        except IntegrityError as exc:
+            constraint = _constraint_of(exc)
+            if constraint == _REPLAYED:
+                replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+                if replay is not None:
+                    return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+            elif constraint not in _SLOT_TAKEN:
+                raise
+            continue
+        if coupon is not None:
+            return Claim(coupon=coupon, created=True)
+        replayed = _claim_refused(
+            client_id=client_id, slug=slug, customer_id=customer_id, key=idempotency_key
+        )
+        if replayed is not None:
+            return replayed
+        wait = True
+    raise LimitReached()
+
+
+def _coupon_issue(
+    *,
+    campaign_id: int,
+    slug: str,
+    client_id: int,
+    customer_id: str,
+    idempotency_key: str,
+    wait: bool,
+) -> Coupon | None:
+    """The claim's statement: the new coupon, or None when nothing was written. Skips the
+    slices other claims hold, unless `wait`."""
+    params = {
+        "campaign": campaign_id,
+        "slug": slug,
+        "active": Campaign.Status.ACTIVE,
+        "now": timezone.now(),
+        "customer": customer_id,
+        "start": secrets.randbelow(max(1, settings.COUPON_SLICES)),
+        "code": _new_code(),
+        "client": client_id,
+        "issued": Coupon.Status.ISSUED,
+        "key": idempotency_key,
+    }
+    db = connections[router.db_for_write(Coupon)]
+    # Inside a caller's transaction the statement needs a savepoint, so that a unique
+    # violation leaves the transaction usable; in autocommit it is its own transaction.
+    scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
+    with scope, db.cursor() as cursor:
+        cursor.execute(_CLAIM_WAITING_SQL if wait else _CLAIM_SKIPPING_SQL, params)
+        row = cursor.fetchone()
+    return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
+
+
+def _constraint_of(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> Claim | None:
+    """Why the claim's statement wrote nothing, from fresh reads, in the order the API has
+    always answered: the replay, then the campaign's window, its stock, the customer's limit.
+    Raises the refusal; returns the replayed claim, or None when nothing stands in the way
+    any more (every slice with room was held by other claims, or a slot freed by a
+    concurrent claim's rollback: try again)."""
+    replay = _claim_replay(client_id=client_id, idempotency_key=key)
     if replay is not None:
         return _claim_check_same(replay, slug=slug, customer_id=customer_id)
     campaign = selectors.campaign_get(slug=slug)
     if not campaign.is_open_at(timezone.now()):
         raise CampaignNotActive()
     if campaign.coupons_remaining <= 0:
-        raise SoldOut()  # answered without a write
-    # Two attempts: a concurrent claim of the same customer may take the slot we counted.
-    for _ in range(2):
-        held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
-        if held >= campaign.per_customer_limit:
-            raise LimitReached()
-        try:
-            coupon = _coupon_issue(campaign, client_id, customer_id, idempotency_key, slot=held + 1)
-        except IntegrityError:
-            replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
-            if replay is not None:
-                return _claim_check_same(replay, slug=slug, customer_id=customer_id)
-            continue
-        return Claim(coupon=coupon, created=True)
-    raise LimitReached()
-
-
-@transaction.atomic
-def _coupon_issue(
-    campaign: Campaign, client_id: int, customer_id: str, idempotency_key: str, *, slot: int
-) -> Coupon:
-    taken = Campaign.objects.filter(pk=campaign.pk, coupons_issued__lt=F("coupons_total")).update(
-        coupons_issued=F("coupons_issued") + 1, updated_at=timezone.now()
-    )
-    if taken == 0:
+        selectors.campaign_sold_out_note(campaign.pk)
         raise SoldOut()
-    return Coupon.objects.create(
-        code=_new_code(),
-        campaign=campaign,
-        client_id=client_id,
-        customer_id=customer_id,
-        slot=slot,
-        max_discount=campaign.max_discount,
-        currency=campaign.currency,
-        valid_until=campaign.coupon_valid_until,
-        idempotency_key=idempotency_key,
-    )
+    held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
+    if held >= campaign.per_customer_limit:
+        raise LimitReached()
+    return None
 
 
 def _claim_replay(*, client_id: int, idempotency_key: str) -> Coupon | None:
@@ -110,6 +220,110 @@ def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
     if coupon.campaign.slug != slug or coupon.customer_id != customer_id:
         raise IdempotencyKeyReused()
     return Claim(coupon=coupon, created=False)
+
+
+# --- Campaigns and their coupon slices -------------------------------------------------------
+
+
+@transaction.atomic
+def campaign_seed(
+    *,
+    slug: str,
+    name: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    coupon_valid_until: datetime,
+    max_discount: int,
+    coupons_total: int,
+    budget_total: int,
+    per_customer_limit: int = 1,
+    backlog_ceiling: int | None = None,
+    currency: str = "CNY",
+    coupon_kind: str = Campaign.CouponKind.FREE_ORDER,
+    status: str = Campaign.Status.ACTIVE,
+    budget_held: int = 0,
+    budget_spent: int = 0,
+) -> Campaign:
+    """A new campaign with its COUPON_SLICES coupon slices, whose caps share coupons_total
+    (a campaign without them fails its commit: see CouponSlice), written as given and not
+    audited: for `campaign_create`, and for seeds, benchmarks and tests' factories."""
+    campaign = Campaign.objects.create(
+        slug=slug,
+        name=name,
+        status=status,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        coupon_valid_until=coupon_valid_until,
+        coupon_kind=coupon_kind,
+        max_discount=max_discount,
+        currency=currency,
+        per_customer_limit=per_customer_limit,
+        backlog_ceiling=backlog_ceiling,
+        coupons_total=coupons_total,
+        budget_total=budget_total,
+        budget_held=budget_held,
+        budget_spent=budget_spent,
+    )
+    count = max(1, settings.COUPON_SLICES)
+    CouponSlice.objects.bulk_create(
+        CouponSlice(campaign=campaign, number=n, issued=0, cap=cap)
+        for n, cap in enumerate(_spread(coupons_total, count))
+    )
+    return campaign
+
+
+# What the admin's add form passes on to `campaign_create` (free-order coupons only).
+CAMPAIGN_CREATE_FIELDS = (
+    "slug",
+    "name",
+    "starts_at",
+    "ends_at",
+    "coupon_valid_until",
+    "max_discount",
+    "currency",
+    "per_customer_limit",
+    "backlog_ceiling",
+    "coupons_total",
+    "budget_total",
+)
+
+
+def _spread(amount: int, parts: int) -> list[int]:
+    """`amount` in `parts` nearly equal shares (the first ones take the remainder)."""
+    return [amount // parts + (1 if n < amount % parts else 0) for n in range(parts)]
+
+
+@transaction.atomic
+def coupons_issued_add(*, campaign_id: int, count: int) -> None:
+    """Count `count` coupons inserted without a claim (the benchmark's and demo's seeds) as
+    issued, filling the slices with room in slice order. Raises SoldOut, and counts none,
+    when the slices have less room than that. Locks the campaign's slices."""
+    if count <= 0:
+        return
+    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
+    if sum(s.cap - s.issued for s in slices) < count:
+        raise SoldOut()
+    left = count
+    for piece in slices:
+        step = min(left, piece.cap - piece.issued)
+        if step:
+            CouponSlice.objects.filter(pk=piece.pk, issued__lte=F("cap") - step).update(
+                issued=F("issued") + step
+            )
+            left -= step
+
+
+def _slices_respread(slices: list[CouponSlice], coupons_total: int) -> None:
+    """Caps for a new total: the room left (total minus issued) spread evenly again, each
+    slice keeping what it issued. The caller holds the slices' locks and checked the total
+    is not below the coupons issued."""
+    rooms = _spread(coupons_total - sum(s.issued for s in slices), len(slices))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE coupons_couponslice s SET cap = s.issued + r.room"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, room) WHERE s.id = r.id",
+            [[s.pk for s in slices], rooms],
+        )
 
 
 # --- The coupon and budget side of an order's hold ----------------------------------------
@@ -340,11 +554,13 @@ def campaign_create(
     per_customer_limit: int,
     backlog_ceiling: int | None,
     actor: str,
+    currency: str = "CNY",
 ) -> Campaign:
-    """A new free-order campaign with nothing issued, held or spent, recorded in the audit log.
-    The window's constraints are the database's (`ends_at > starts_at`)."""
+    """A new free-order campaign with nothing issued, held or spent, and its coupon slices,
+    recorded in the audit log. The window's constraints are the database's (`ends_at >
+    starts_at`)."""
     _check_limits({"per_customer_limit": per_customer_limit, "backlog_ceiling": backlog_ceiling})
-    campaign = Campaign.objects.create(
+    campaign = campaign_seed(
         slug=slug,
         name=name,
         starts_at=starts_at,
@@ -355,6 +571,7 @@ def campaign_create(
         budget_total=budget_total,
         per_customer_limit=per_customer_limit,
         backlog_ceiling=backlog_ceiling,
+        currency=currency,
     )
     shop_services.audit_record(
         actor=actor,
@@ -376,38 +593,43 @@ def campaign_create(
 def campaign_totals_change(
     *,
     campaign_id: int,
-    coupons_total: int,
-    budget_total: int,
-    max_discount: int,
     actor: str,
+    coupons_total: int | None = None,
+    budget_total: int | None = None,
+    max_discount: int | None = None,
 ) -> Campaign:
-    """Set a campaign's coupons, budget and maximum discount, recorded in the audit log.
+    """Set a campaign's coupons, budget and maximum discount (None: unchanged), recorded in
+    the audit log.
 
     Raising is always possible. Lowering stops at what is already committed: the coupons total
     never below the coupons issued, the budget never below what orders hold plus what was
-    spent. The maximum discount is copied into each coupon when it is issued, so it may change
-    only while none is. Raises InvalidInput naming each field that may not change so, and
-    changes nothing then. Takes the campaign's row lock; claims and holds wait for it.
+    spent. A new coupons total spreads the room left over the campaign's slices again, each
+    keeping what it issued. The maximum discount is copied into each coupon when it is issued,
+    so it may change only while none is. Raises InvalidInput naming each field that may not
+    change so, and changes nothing then. Takes the campaign's row lock, then its slices'
+    (lock order); claims and holds wait for it.
     """
     campaign = selectors.campaign_for_update(campaign_id=campaign_id)
+    slices = list(selectors.coupon_slices_for_update(campaign_id=campaign_id))
+    issued = sum(s.issued for s in slices)
     wanted = {
-        "coupons_total": coupons_total,
-        "budget_total": budget_total,
-        "max_discount": max_discount,
+        "coupons_total": campaign.coupons_total if coupons_total is None else coupons_total,
+        "budget_total": campaign.budget_total if budget_total is None else budget_total,
+        "max_discount": campaign.max_discount if max_discount is None else max_discount,
     }
     changed = {k: v for k, v in wanted.items() if getattr(campaign, k) != v}
     problems: dict[str, list[str]] = {}
-    if coupons_total < campaign.coupons_issued:
+    if wanted["coupons_total"] < issued:
         problems["coupons_total"] = [
-            f"{campaign.coupons_issued} coupons are already issued; "
-            f"the total cannot be {coupons_total}."
+            f"{issued} coupons are already issued; the total cannot be {wanted['coupons_total']}."
         ]
     committed = campaign.budget_held + campaign.budget_spent
-    if budget_total < committed:
+    if wanted["budget_total"] < committed:
         problems["budget_total"] = [
-            f"{committed} fen are already held or spent; the budget cannot be {budget_total}."
+            f"{committed} fen are already held or spent; "
+            f"the budget cannot be {wanted['budget_total']}."
         ]
-    if "max_discount" in changed and campaign.coupons_issued > 0:
+    if "max_discount" in changed and issued > 0:
         problems["max_discount"] = [
             f"Coupons were issued with a maximum discount of {campaign.max_discount} fen; "
             "it cannot change."
@@ -417,11 +639,12 @@ def campaign_totals_change(
     if not changed:
         return campaign
     now = timezone.now()
-    # Conditional, like every counter move; the CHECK constraints back it up.
+    if "coupons_total" in changed:
+        _slices_respread(slices, changed["coupons_total"])
+    # Conditional, like every counter move; the CHECK constraints (and the slices' caps
+    # summing to the total, checked at commit) back it up.
     Campaign.objects.filter(
-        pk=campaign_id,
-        coupons_issued__lte=coupons_total,
-        budget_held__lte=budget_total - F("budget_spent"),
+        pk=campaign_id, budget_held__lte=wanted["budget_total"] - F("budget_spent")
     ).update(**changed, updated_at=now)
     shop_services.audit_record(
         actor=actor,

@@ -3,21 +3,22 @@
 At intake (`orders.api.serializers`) a callback URL naming `localhost` or an IP literal outside
 the public internet is refused. A name is not resolved then: what it resolves to can change
 (DNS rebinding: public when the order is taken, 127.0.0.1 or 169.254.169.254 when we call).
-So the callbacks' HTTP client resolves the name itself at connect time, checks every address
-against the same rule, and connects to the address it checked, never resolving twice; TLS
-still verifies the certificate for the name. `CALLBACK_ALLOW_PRIVATE` (local development and
-the tests' receivers) turns both checks off.
+So the callbacks' HTTP client (urllib3, with connection classes of ours) resolves the name
+itself at connect time, checks every address against the same rule, and connects to the
+address it checked, never resolving twice; TLS still verifies the certificate for the name.
+`CALLBACK_ALLOW_PRIVATE` (local development and the tests' receivers) turns both checks off.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
 
-import httpcore
-import httpx
+import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 
 def address_is_public(address: str) -> bool:
@@ -35,7 +36,7 @@ def address_is_public(address: str) -> bool:
 
 def host_is_private(host: str) -> bool:
     """The intake rule for a URL's host: localhost, or an IP literal that is not public. A
-    name is judged when the callback connects (`GuardedBackend`)."""
+    name is judged when the callback connects (`guarded_pool`)."""
     host = host.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -52,52 +53,70 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class CallbackAddressRefused(httpcore.ConnectError):
+class CallbackAddressRefused(NewConnectionError):
     """The name resolved to an address callbacks may not reach."""
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore's network backend, resolving and checking before it connects."""
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        if settings.CALLBACK_ALLOW_PRIVATE:
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+def _guarded_socket(conn: HTTPConnection) -> socket.socket:
+    """Resolve the connection's host, refuse it unless every address is public, and connect
+    to an address that was checked (never resolving twice)."""
+    host, port = conn._dns_host, conn.port
+    try:
+        addresses = resolve(host, port)
+    except OSError as exc:
+        raise NewConnectionError(conn, f"cannot resolve {host}: {exc}") from exc
+    refused = [a for a in addresses if not address_is_public(a)]
+    if refused or not addresses:
+        raise CallbackAddressRefused(
+            conn, f"{host} resolves to {', '.join(refused) or 'nothing'}: not a public address"
+        )
+    last: OSError | None = None
+    for address in addresses:
         try:
-            addresses = resolve(host, port)
+            sock = socket.create_connection((address, port), conn.timeout, conn.source_address)
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        refused = [a for a in addresses if not address_is_public(a)]
-        if refused or not addresses:
-            raise CallbackAddressRefused(
-                f"{host} resolves to {', '.join(refused) or 'nothing'}: not a public address"
-            )
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        raise last or httpcore.ConnectError(f"cannot connect to {host}")
+            last = exc
+            continue
+        for option in conn.socket_options or ():
+            sock.setsockopt(*option)
+        return sock
+    raise NewConnectionError(conn, f"cannot connect to {host}: {last}")
 
 
-def guarded_transport(*, max_connections: int) -> httpx.HTTPTransport:
-    """An httpx transport without proxies whose connections go through GuardedBackend."""
-    limits = httpx.Limits(max_connections=max_connections)
-    transport = httpx.HTTPTransport(trust_env=False, limits=limits)
-    # httpx builds its pool with the default backend and takes no other; the pool is rebuilt
-    # the way httpx builds it (same TLS context, same limits), with ours.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(),
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        if settings.CALLBACK_ALLOW_PRIVATE:
+            return super()._new_conn()
+        return _guarded_socket(self)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    """TLS still verifies the certificate against the name (server_hostname), whatever
+    address the socket was connected to."""
+
+    def _new_conn(self) -> socket.socket:
+        if settings.CALLBACK_ALLOW_PRIVATE:
+            return super()._new_conn()
+        return _guarded_socket(self)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+def guarded_pool(*, max_connections: int, timeout: float) -> urllib3.PoolManager:
+    """A urllib3 pool manager whose connections go through the check above; no proxies (an
+    environment proxy would stand between the check and the connection), no retries and no
+    redirects (a redirect could point a signed body anywhere)."""
+    manager = urllib3.PoolManager(
+        num_pools=256,
+        maxsize=max_connections,
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        retries=False,
     )
-    return transport
+    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return manager

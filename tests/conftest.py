@@ -17,7 +17,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from config import fast
-from coupons.selectors import campaign_cache
+from coupons import selectors as coupons_selectors
 from shop import services as shop_services
 from shop.models import ApiClient
 from shop.selectors import key_cache, product_cache, rate_limits_forget
@@ -31,13 +31,21 @@ LOG_DIR = stack.PROJECT_ROOT / ".run" / "test-logs"
 def _fresh_fast_state() -> Iterator[None]:
     """Every test starts with empty fast state: Redis DB 15 flushed, caches cleared."""
     fast.client().flushdb()
-    key_cache.clear()
-    rate_limits_forget()
+    _caches_clear()
     yield
+    _caches_clear()
+
+
+def _caches_clear() -> None:
     key_cache.clear()
     rate_limits_forget()
     product_cache.clear()
-    campaign_cache.clear()
+    for cache in (
+        coupons_selectors.campaign_cache,
+        coupons_selectors.campaign_by_slug_cache,
+        coupons_selectors.sold_out_cache,
+    ):
+        cache.clear()
 
 
 @pytest.fixture

@@ -9,11 +9,16 @@ import uuid
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from pytest_django.fixtures import Settings
+from rest_framework.response import Response
 from rest_framework.test import APIClient
 
 from config import fast
-from coupons.models import Campaign, Coupon
+from coupons.models import Campaign, Coupon, CouponSlice
 from orders.models import Order
+from orders.services import ItemIn, order_place
 from shop import services as shop_services
 from shop.models import ApiClient, Product, RateLimit
 from tests.conftest import api_for
@@ -68,31 +73,36 @@ def test_a_client_over_its_limit_gets_429(api: APIClient) -> None:
     assert_overloaded(second)
 
 
-def test_a_sold_out_campaign_answers_claims_at_once_without_a_write(api: APIClient) -> None:
-    # given
+def test_a_sold_out_campaign_answers_claims_at_once_without_a_write(
+    api: APIClient, settings: Settings
+) -> None:
+    # given: a campaign whose one coupon is gone, the per-process copies kept a second
+    settings.INTAKE_CACHE_SECONDS = 1.0
     campaign = CampaignFactory(coupons_total=1)
-    assert (
-        api.post(
-            f"/api/v1/campaigns/{campaign.slug}/claims/",
-            {"customer_id": "c-1"},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY="a",
-        ).status_code
-        == 201
-    )
-    # when
-    with mock.patch("coupons.services._coupon_issue") as issue:
-        response = api.post(
-            f"/api/v1/campaigns/{campaign.slug}/claims/",
-            {"customer_id": "c-2"},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY="b",
-        )
-    # then
-    assert (response.status_code, response.json()["error"]) == (410, "sold_out")
-    issue.assert_not_called()  # the write path was never entered
+    first = post_claim(api, campaign.slug, "c-1", key="a")
+    slices = sorted(CouponSlice.objects.values_list("number", "issued", "cap"))
+    # when: one claim finds it sold out, then another comes
+    refused = post_claim(api, campaign.slug, "c-2", key="b")
+    with CaptureQueriesContext(connection) as queries:
+        again = post_claim(api, campaign.slug, "c-3", key="c")
+    # then: nothing was written, and the second answer took one read (the replay check)
+    assert first.status_code == 201
+    for response in (refused, again):
+        assert (response.status_code, response.json()["error"]) == (410, "sold_out")
     assert Coupon.objects.count() == 1
-    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 1
+    assert sorted(CouponSlice.objects.values_list("number", "issued", "cap")) == slices
+    claim_queries = [q["sql"] for q in queries if "coupons_" in q["sql"]]
+    assert len(claim_queries) == 1, claim_queries
+    assert claim_queries[0].lstrip().startswith("SELECT")
+
+
+def post_claim(api: APIClient, slug: str, customer_id: str, *, key: str) -> Response:
+    return api.post(
+        f"/api/v1/campaigns/{slug}/claims/",
+        {"customer_id": customer_id},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,12 +194,18 @@ def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) 
         now = 1_800_000_000.0
         fast.client().set("cop:q:none:out", 0)  # the 1,000 drained were other orders
         fast.client().set("cop:q:none:in", 600)
-        later = place(chatbot, "late", [(tea, 1)])
-        spot = fast.spot(None, later.queue_ticket)
-    # then: 601st in line at 100/s → about 6 s
+        placed = order_place(
+            client_id=chatbot.pk,
+            customer_id="late",
+            items=[ItemIn(sku=tea.sku, quantity=1)],
+            idempotency_key="late",
+        )
+        spot = fast.spot(None, placed.order.queue_ticket)
+    # then: 601st in line at 100/s → about 6 s, told at acceptance and when asked later
     assert orders
     assert spot.position == 601
     assert 5 <= spot.estimated_wait_seconds <= 7
+    assert placed.queue == spot
 
 
 def test_a_replay_redis_forgot_is_still_one_order_and_the_line_stays_true(

@@ -16,6 +16,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from coupons.models import Coupon
+from coupons.selectors import campaign_coupons_issued
 from orders.models import Order
 from shop import services as shop_services
 from shop.models import ApiClient
@@ -684,14 +685,15 @@ def test_a_next_link_of_the_orders_list_works(api: APIClient, chatbot: ApiClient
 
 @pytest.mark.django_db(transaction=True)
 def test_a_request_stuck_behind_a_row_lock_answers_429_then_succeeds(api: APIClient) -> None:
-    # given: another session holds the campaign's row, as a stuck reservation batch would,
-    # and this connection waits at most 200 ms for a lock (the web server's is 2 s)
+    # given: another session holds every coupon slice of the campaign, as a stuck session
+    # would, and this connection waits at most 200 ms for a lock (the web server's is 2 s)
     campaign = CampaignFactory()
     path = f"/api/v1/campaigns/{campaign.slug}/claims/"
     body = {"customer_id": "c-1"}
     with psycopg.connect(database_url_of_tests()) as other:
         other.execute(
-            "SELECT 1 FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE", [campaign.pk]
+            "SELECT 1 FROM coupons_couponslice WHERE campaign_id = %s FOR NO KEY UPDATE",
+            [campaign.pk],
         )
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '200ms'")
@@ -707,3 +709,28 @@ def test_a_request_stuck_behind_a_row_lock_answers_429_then_succeeds(api: APICli
     assert stuck["Retry-After"] == str(stuck.json()["retry_after"])
     again = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="claim-1")
     assert again.status_code == 201, again.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_does_not_wait_for_a_batch_holding_the_campaign_row(api: APIClient) -> None:
+    # given: another session holds the campaign's row, as a reservation batch holding budget
+    # does for its whole batch, and this connection would give up on a lock after 200 ms
+    campaign = CampaignFactory()
+    path = f"/api/v1/campaigns/{campaign.slug}/claims/"
+    with psycopg.connect(database_url_of_tests()) as other:
+        other.execute(
+            "SELECT 1 FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE", [campaign.pk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        try:
+            # when
+            claimed = api.post(
+                path, {"customer_id": "c-1"}, format="json", HTTP_IDEMPOTENCY_KEY="claim-1"
+            )
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    # then: the claim only read the campaign row, so it went through while it was held
+    assert claimed.status_code == 201, claimed.content
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1

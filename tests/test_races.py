@@ -4,18 +4,21 @@ requests than there is stock, coupons or budget."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from config.errors import DomainError
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
-from coupons.models import Campaign, Coupon
+from coupons.models import Campaign, Coupon, CouponSlice
+from coupons.selectors import campaign_coupons_issued
 from orders import services
 from orders.models import Order, Reservation
 from shop import selectors as shop_selectors
@@ -85,7 +88,7 @@ def test_100_claims_for_10_coupons_issue_exactly_10() -> None:
     assert len(issued) == 10
     assert refused == {"sold_out": 90}
     assert Coupon.objects.count() == 10
-    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 10
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 10
 
 
 def test_one_customers_concurrent_claims_stay_within_the_limit() -> None:
@@ -97,7 +100,7 @@ def test_one_customers_concurrent_claims_stay_within_the_limit() -> None:
     # then
     assert Coupon.objects.filter(customer_id="greedy").count() == 2
     assert Counter(type(r).__name__ for r in results) == {"Coupon": 2, "LimitReached": 28}
-    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 2
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 2
 
 
 def test_replayed_claims_racing_give_one_coupon() -> None:
@@ -113,8 +116,89 @@ def test_replayed_claims_racing_give_one_coupon() -> None:
 
     # when
     results = race([replay] * 20)
-    # then
+    # then: one coupon, and the losers' slice increments rolled back with their inserts
     assert {r.code for r in results} == {Coupon.objects.get().code}
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1
+
+
+def slices_of(campaign: Campaign) -> list[tuple[int, int, int]]:
+    return list(
+        CouponSlice.objects.filter(campaign=campaign)
+        .order_by("number")
+        .values_list("number", "issued", "cap")
+    )
+
+
+def fill_slices_except(campaign: Campaign, room: dict[int, int]) -> None:
+    """Given: every slice full but those in `room`, which keep that many coupons free."""
+    for number, _, cap in slices_of(campaign):
+        CouponSlice.objects.filter(campaign=campaign, number=number).update(
+            issued=cap - room.get(number, 0)
+        )
+
+
+def test_300_claims_over_16_slices_for_50_coupons_issue_exactly_50() -> None:
+    # given: 50 coupons over 16 slices (caps of 3 and 4), six times as many claimers
+    client = ApiClientFactory()
+    campaign = CampaignFactory(coupons_total=50)
+    assert len(slices_of(campaign)) == settings.COUPON_SLICES == 16
+    # when
+    results = race([lambda i=i: claim(client, campaign, f"c-{i}") for i in range(300)])
+    # then: every coupon issued once, each slice full to its cap and no further
+    issued = [r for r in results if isinstance(r, Coupon)]
+    assert len(issued) == 50 == len({c.code for c in issued})
+    assert Counter(r.code for r in results if isinstance(r, DomainError)) == {"sold_out": 250}
+    assert Coupon.objects.filter(campaign=campaign).count() == 50
+    assert all(issued == cap for _, issued, cap in slices_of(campaign))
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == campaign.coupons_total
+
+
+def test_the_last_coupons_of_unevenly_exhausted_slices_are_all_found() -> None:
+    # given: 160 coupons over 16 slices, all full but slice 3 (4 left), 11 (1) and 15 (2):
+    # most claims start at a full slice and must go round to find these
+    client = ApiClientFactory()
+    campaign = CampaignFactory(coupons_total=160)
+    fill_slices_except(campaign, {3: 4, 11: 1, 15: 2})
+    # when: 60 customers claim at once
+    results = race([lambda i=i: claim(client, campaign, f"c-{i}") for i in range(60)])
+    # then: exactly the 7 left are issued (no sold_out while a slice had room), none beyond
+    issued = [r for r in results if isinstance(r, Coupon)]
+    assert len(issued) == 7
+    assert Counter(r.code for r in results if isinstance(r, DomainError)) == {"sold_out": 53}
+    assert all(issued == cap for _, issued, cap in slices_of(campaign))
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 160
+
+
+def test_a_claim_whose_only_free_slice_is_locked_waits_for_it() -> None:
+    # given: one coupon left, in slice 9, which another transaction holds locked
+    client = ApiClientFactory()
+    campaign = CampaignFactory(coupons_total=32)
+    fill_slices_except(campaign, {9: 1})
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with transaction.atomic():
+            CouponSlice.objects.select_for_update(no_key=True).get(campaign=campaign, number=9)
+            locked.set()
+            release.wait(timeout=10)
+        connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(timeout=10)
+    # when: a claim comes while it is held, and the holder lets go without taking it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(lambda: claim(client, campaign, "patient"))
+        time.sleep(0.5)
+        waited = not pending.done()
+        release.set()
+        coupon = pending.result(timeout=10)
+    thread.join()
+    # then: the claim waited rather than answering sold_out, and took the last coupon
+    assert waited
+    assert coupon.customer_id == "patient"
+    assert all(issued == cap for _, issued, cap in slices_of(campaign))
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 32
 
 
 def test_concurrent_orders_with_one_coupon_only_one_holds_it() -> None:

@@ -35,7 +35,7 @@ def seed(spec: dict[str, dict[str, int]]) -> dict[str, object]:
     from django.db import transaction
     from django.utils import timezone
 
-    from coupons.models import Campaign
+    from coupons import services as coupons_services
     from shop import services as shop_services
     from shop.models import Product, Store
 
@@ -56,7 +56,7 @@ def seed(spec: dict[str, dict[str, int]]) -> dict[str, object]:
                 )
                 skus.append(sku)
             slug = f"chaos-{name}".replace("_", "-")
-            campaign = Campaign.objects.create(
+            campaign = coupons_services.campaign_seed(
                 slug=slug,
                 name=f"Chaos: {name}",
                 starts_at=now - timedelta(minutes=1),

@@ -153,6 +153,9 @@ WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1
 # How old the intake path's per-process copies of products and campaign terms may be
 # (config/memo.py); the workers check both again under locks.
 INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
+# Rows each campaign's coupon counter is split into (coupons.models.CouponSlice), so that
+# concurrent claims do not queue on one row. Applies to campaigns created from now on.
+COUPON_SLICES = env.int("COUPON_SLICES", default=16)
 
 # How long intake remembers an order's Idempotency-Key in Redis, so that a replay takes no
 # place in line (a replay after that is still found, by the INSERT's conflict).

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -229,6 +230,13 @@ class LimitsForm(forms.Form):
         help_text=f"Orders waiting in line beyond which new orders get 429. "
         f"Empty: the default ({settings.BACKLOG_CEILING:,}).",
     )
+    coupons_total = forms.IntegerField(
+        min_value=0,
+        required=False,
+        label="Coupons in all",
+        help_text="Raise or lower the campaign's coupon stock; never below the coupons issued. "
+        "Empty: unchanged.",
+    )
 
     def __init__(self, *args: Any, rate_limits: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -248,9 +256,10 @@ class LimitsForm(forms.Form):
 
 
 def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    """The campaign's per-customer limit and backlog ceiling, and (with the rate-limit
-    permission) the global rate limits: a form, then a confirmation page listing each change
-    from → to, then the services (each change audited)."""
+    """The campaign's per-customer limit, backlog ceiling and coupon stock, and (with the
+    rate-limit permission) the global rate limits: a form, then a confirmation page listing
+    each change from → to, then the services in one transaction (each change audited; a stock
+    below the coupons issued is refused, and nothing is changed)."""
     require(request, CONTROL_CAMPAIGN)
     campaign = _campaign(campaign_id)
     rate_limits = request.user.has_perm(CONTROL_RATE_LIMITS)
@@ -258,6 +267,7 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
     initial: dict[str, Any] = {
         "per_customer_limit": campaign.per_customer_limit,
         "backlog_ceiling": campaign.backlog_ceiling,
+        "coupons_total": campaign.coupons_total,
     }
     for scope, limit in in_force.items():
         initial[f"{scope}_per_second"] = limit.per_second
@@ -287,6 +297,9 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
     changes = {
         name: data[name] for name in coupons_services.CAMPAIGN_LIMITS if data[name] != initial[name]
     }
+    # The stock has its own service: it spreads the room left over the campaign's slices.
+    if data["coupons_total"] is not None and data["coupons_total"] != initial["coupons_total"]:
+        changes["coupons_total"] = data["coupons_total"]
     rate_changes = {
         scope: (data[f"{scope}_per_second"], data[f"{scope}_burst"])
         for scope, _ in form.rate_scopes
@@ -322,16 +335,25 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
         )
     actor = actor_of(request)
     try:
-        if changes:
-            coupons_services.campaign_update(
-                campaign_id=campaign.pk, changes=changes, actor=actor, action="campaign.limits"
-            )
-        for scope, (per_second, burst) in rate_changes.items():
-            shop_services.rate_limit_change(
-                scope=scope, per_second=per_second, burst=burst, actor=actor
-            )
+        with transaction.atomic():  # all the changes, or none
+            total = changes.pop("coupons_total", None)
+            if changes:
+                coupons_services.campaign_update(
+                    campaign_id=campaign.pk, changes=changes, actor=actor, action="campaign.limits"
+                )
+            if total is not None:
+                coupons_services.campaign_totals_change(
+                    campaign_id=campaign.pk, coupons_total=total, actor=actor
+                )
+                changes["coupons_total"] = total
+            for scope, (per_second, burst) in rate_changes.items():
+                shop_services.rate_limit_change(
+                    scope=scope, per_second=per_second, burst=burst, actor=actor
+                )
     except (DomainError, ValueError) as exc:
-        messages.error(request, f"Refused: {getattr(exc, 'detail', exc)}")
+        fields = getattr(exc, "extra", {}).get("fields") or {}
+        reasons = [reason for found in fields.values() for reason in found]
+        messages.error(request, " ".join([f"Refused: {getattr(exc, 'detail', exc)}", *reasons]))
     else:
         messages.success(request, f"Limits changed: {', '.join([*changes, *rate_changes])}.")
     return HttpResponseRedirect(back)

@@ -10,7 +10,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from coupons.models import Campaign, Coupon
+from coupons.models import Campaign, Coupon, CouponSlice
+from coupons.selectors import campaign_coupons_issued
 from orders import services
 from orders.gateway.client import ChargeOutcome, RefundOutcome
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment, Reservation
@@ -224,6 +225,43 @@ def test_limits_out_of_range_are_refused(operator: Client, scene: Scene) -> None
     assert not AuditEntry.objects.exists()
 
 
+def test_the_coupon_stock_is_raised_over_the_slices_and_audited(
+    operator: Client, scene: Scene
+) -> None:
+    # given: 50 coupons, 10 issued
+    url = campaign_url(scene, "limits/")
+    form = limits_form(coupons_total=80)
+    # when
+    review = operator.post(url, form)
+    operator.post(url, {**form, "confirm": "yes"})
+    # then: the new room is shared out over the slices, each keeping what it issued
+    assert figures(review)["coupons_total"] == "50 → 80"
+    assert Campaign.objects.get(pk=scene.campaign.pk).coupons_total == 80
+    caps = CouponSlice.objects.filter(campaign=scene.campaign).values_list("issued", "cap")
+    assert sum(cap for _, cap in caps) == 80
+    assert sorted({cap - issued for issued, cap in caps}) == [4, 5]
+    assert campaign_coupons_issued(campaign_id=scene.campaign.pk) == 10
+    assert audit("campaign.totals") == [
+        ("staff:otto", str(scene.campaign.pk), {"coupons_total": 50}, {"coupons_total": 80})
+    ]
+
+
+def test_the_coupon_stock_below_the_coupons_issued_is_refused_with_every_change(
+    operator: Client, scene: Scene
+) -> None:
+    # given / when: 10 coupons issued, a stock of 9 asked with a new per-customer limit
+    response = operator.post(
+        campaign_url(scene, "limits/"),
+        {**limits_form(coupons_total=9, per_customer_limit=4), "confirm": "yes"},
+        follow=True,
+    )
+    # then: refused, and nothing changed
+    assert "10 coupons are already issued; the total cannot be 9." in response.content.decode()
+    campaign = Campaign.objects.get(pk=scene.campaign.pk)
+    assert (campaign.coupons_total, campaign.per_customer_limit) == (50, 1)
+    assert not AuditEntry.objects.exists()
+
+
 def test_editing_the_campaign_record_is_audited(operator: Client, scene: Scene) -> None:
     # given
     campaign = Campaign.objects.get(pk=scene.campaign.pk)
@@ -252,7 +290,7 @@ def test_editing_the_campaign_record_is_audited(operator: Client, scene: Scene) 
     # then
     assert response.status_code == 302
     assert Campaign.objects.get(pk=campaign.pk).per_customer_limit == 2
-    assert Campaign.objects.get(pk=campaign.pk).coupons_issued == 10
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 10
     [(actor, _, before, after)] = audit("campaign.edit")
     assert (actor, before["per_customer_limit"], after["per_customer_limit"]) == (
         "staff:otto",

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from bench.invariants import Violation, check_invariants, summarize
-from coupons.models import Campaign
+from coupons.models import Campaign, CouponSlice
 from orders import services
 from orders.gateway.client import ChargeOutcome
 from orders.models import Order
@@ -133,13 +133,29 @@ def test_paid_discounts_beyond_the_budget_are_reported(burst: Burst) -> None:
 
 
 def test_more_coupons_than_the_campaign_had_are_reported(burst: Burst) -> None:
-    # given
-    drop_constraint("coupons_campaign", "campaign_coupons_within_total")
+    # given: a total below the coupons issued, the slices' caps left as they were (the
+    # trigger checking the caps' sum dropped for the plant)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the checks already queued, first
+        cursor.execute("DROP TRIGGER coupon_total_sum_of_slices ON coupons_campaign")
     Campaign.objects.filter(pk=burst.campaign.pk).update(coupons_total=0)
     # when
     found = check_invariants(connection, burst.ledger)
     # then
-    assert checks(found) == {"coupons": 2}  # counter over total; rows over total
+    assert checks(found) == {"coupons": 1}
+    assert any("1 coupon rows" in v.detail and "0 total" in v.detail for v in found)
+
+
+def test_a_slice_over_its_cap_is_reported(burst: Burst) -> None:
+    # given: one slice counting more than its cap (the CHECK dropped for the plant)
+    drop_constraint("coupons_couponslice", "coupon_slice_within_cap")
+    piece = CouponSlice.objects.filter(campaign=burst.campaign).order_by("number").first()
+    CouponSlice.objects.filter(pk=piece.pk).update(issued=piece.cap + 1)
+    # when
+    found = check_invariants(connection, burst.ledger)
+    # then: over its cap, and the slices out of step with the coupon rows
+    assert checks(found) == {"coupons": 2}
+    assert any(f"slice 0: {piece.cap + 1} issued > cap {piece.cap}" in v.detail for v in found)
 
 
 def test_two_succeeded_charges_for_one_order_are_a_double_charge(burst: Burst) -> None:

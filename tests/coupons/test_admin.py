@@ -12,7 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from coupons.admin import CampaignAdmin
-from coupons.models import Campaign, CampaignEvent, Coupon
+from coupons.models import Campaign, CampaignEvent, Coupon, CouponSlice
+from coupons.selectors import campaign_coupons_issued
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim
 
@@ -249,4 +250,44 @@ def test_editing_a_campaign_keeps_the_coupons_claimed_meanwhile(
     campaign.refresh_from_db()
     assert response.status_code == 302
     assert (campaign.name, campaign.per_customer_limit) == ("Spring, extended", 2)
-    assert campaign.coupons_issued == 1
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1
+
+
+def test_a_campaign_added_in_the_admin_gets_its_coupon_slices(admin_client: Client) -> None:
+    # given
+    now = timezone.localtime()
+    when = {
+        f"{name}_{i}": value
+        for name, at in {
+            "starts_at": now,
+            "ends_at": now + timedelta(days=2),
+            "coupon_valid_until": now + timedelta(days=3),
+        }.items()
+        for i, value in enumerate([at.strftime("%Y-%m-%d"), at.strftime("%H:%M:%S")])
+    }
+    # when
+    response = admin_client.post(
+        f"{CAMPAIGNS}add/",
+        {
+            "slug": "autumn",
+            "name": "Autumn",
+            **when,
+            "coupon_kind": "free_order",
+            "max_discount": 2500,
+            "currency": "CNY",
+            "per_customer_limit": 1,
+            "backlog_ceiling": "",
+            "coupons_total": 100,
+            "budget_total": 250_000,
+            "events-TOTAL_FORMS": 0,
+            "events-INITIAL_FORMS": 0,
+        },
+    )
+    # then: created (the deferred check of its slices passed), 100 coupons over its slices
+    assert response.status_code == 302, response.content.decode()[:2000]
+    campaign = Campaign.objects.get(slug="autumn")
+    caps = list(CouponSlice.objects.filter(campaign=campaign).values_list("cap", flat=True))
+    assert (len(caps), sum(caps)) == (16, 100)
+    page = admin_client.get(f"{CAMPAIGNS}{campaign.pk}/change/")
+    assert "0 / 100" in admin_client.get(CAMPAIGNS).content.decode()
+    assert page.status_code == 200

@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from coupons.models import Campaign, Coupon
+from coupons.selectors import campaign_coupons_issued
 from orders import services as orders_services
 from shop.models import ApiClient
 from tests.conftest import api_for
@@ -79,7 +80,7 @@ def test_a_claim_issues_a_coupon_exactly_as_the_contract_shows(
         campaign.pk,
     )
     campaign.refresh_from_db()
-    assert campaign.coupons_issued == 1
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1
 
 
 def test_a_replay_returns_the_same_coupon_and_status_and_issues_nothing_more(
@@ -96,7 +97,7 @@ def test_a_replay_returns_the_same_coupon_and_status_and_issues_nothing_more(
     assert again.json() == first.json()
     assert Coupon.objects.count() == 1
     campaign.refresh_from_db()
-    assert campaign.coupons_issued == 1
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1
 
 
 def test_a_replay_still_answers_after_the_campaign_sold_out(api: APIClient) -> None:
@@ -185,7 +186,7 @@ def test_campaign_not_active(api: APIClient, fields: dict[str, object]) -> None:
     assert_error(response, 409, "campaign_not_active")
     assert Coupon.objects.count() == 0
     campaign.refresh_from_db()
-    assert campaign.coupons_issued == 0
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 0
 
 
 def test_sold_out_inserts_no_row(api: APIClient, chatbot: ApiClient) -> None:
@@ -199,7 +200,7 @@ def test_sold_out_inserts_no_row(api: APIClient, chatbot: ApiClient) -> None:
     assert_error(response, 410, "sold_out")
     assert Coupon.objects.count() == before == 1
     campaign.refresh_from_db()
-    assert campaign.coupons_issued == 1
+    assert campaign_coupons_issued(campaign_id=campaign.pk) == 1
 
 
 def test_an_unknown_campaign_is_a_404(api: APIClient) -> None:

@@ -8,7 +8,7 @@ import pytest
 from celery.signals import task_prerun
 from django.db import OperationalError, connection
 
-from coupons.models import Campaign
+from coupons.models import Campaign, CouponSlice
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment
 from orders.tasks import (
     deliver_callbacks_task,
@@ -30,7 +30,8 @@ def snapshot() -> tuple:
     return (
         sorted(Order.objects.values_list("id", "status", "reason")),
         sorted(Product.objects.values_list("id", "stock")),
-        sorted(Campaign.objects.values_list("id", "budget_held", "budget_spent", "coupons_issued")),
+        sorted(Campaign.objects.values_list("id", "budget_held", "budget_spent")),
+        sorted(CouponSlice.objects.values_list("campaign_id", "number", "issued", "cap")),
         sorted(Payment.objects.values_list("order_id", "status", "attempts")),
         OrderEvent.objects.count(),
         CallbackDelivery.objects.count(),

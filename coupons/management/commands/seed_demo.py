@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from coupons import services
 from coupons.models import Campaign
 from shop import services as shop_services
 from shop.models import ApiClient, Product, Store
@@ -55,19 +56,20 @@ class Command(BaseCommand):
                         "stock_total": stock,
                     },
                 )
-        campaign, created = Campaign.objects.get_or_create(
-            slug="spring-free-order",
-            defaults={
-                "name": "Spring free order",
-                "starts_at": now - timedelta(minutes=1),
-                "ends_at": now + timedelta(days=30),
-                "coupon_valid_until": now + timedelta(days=30),
-                "max_discount": 2500,
-                "per_customer_limit": 1,
-                "coupons_total": int(options["coupons"]),  # type: ignore[call-overload]
-                "budget_total": 300_000_000_000,
-            },
-        )
+        campaign = Campaign.objects.filter(slug="spring-free-order").first()
+        created = campaign is None
+        if campaign is None:
+            campaign = services.campaign_seed(
+                slug="spring-free-order",
+                name="Spring free order",
+                starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(days=30),
+                coupon_valid_until=now + timedelta(days=30),
+                max_discount=2500,
+                per_customer_limit=1,
+                coupons_total=int(options["coupons"]),  # type: ignore[call-overload]
+                budget_total=300_000_000_000,
+            )
         self.stderr.write(
             f"Campaign {campaign.slug!r} {'created' if created else 'already there'}."
         )

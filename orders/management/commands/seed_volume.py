@@ -28,6 +28,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from config.bootstrap import ensure_database
+from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
 from orders.models import Order
 from shop.models import ApiClient, Product, Store
@@ -191,15 +192,34 @@ FROM vol_src
 WHERE wants_callback AND status NOT IN ('received', 'reserved')
 """
 
+# The coupons issued go to the campaign's slices (its coupon counter): the issued and the
+# total spread evenly over them, so that each slice's issued <= cap and the caps sum to the
+# total, which the deferred trigger checks at commit.
 _COUNTERS = """
+WITH s AS (
+  SELECT cp.id, count(k.id) AS issued, count(k.id) + count(k.id) / 20 + 1000 AS total,
+         (SELECT count(*) FROM coupons_couponslice x WHERE x.campaign_id = cp.id) AS slices
+  FROM coupons_campaign cp LEFT JOIN coupons_coupon k ON k.campaign_id = cp.id
+  WHERE cp.id = ANY(%(campaigns)s)
+  GROUP BY cp.id
+), slices AS (
+  UPDATE coupons_couponslice x
+  SET issued = s.issued / s.slices + (x.number < s.issued %% s.slices)::int,
+      cap = s.total / s.slices + (x.number < s.total %% s.slices)::int
+  FROM s WHERE x.campaign_id = s.id
+)
 UPDATE coupons_campaign c
-SET coupons_issued = s.issued,
-    coupons_total = s.issued + s.issued / 20 + 1000,
-    budget_held = s.held,
+SET coupons_total = s.total
+FROM s
+WHERE c.id = s.id
+"""
+
+_BUDGETS = """
+UPDATE coupons_campaign c
+SET budget_held = s.held,
     budget_spent = s.spent
 FROM (
   SELECT cp.id,
-         (SELECT count(*) FROM coupons_coupon k WHERE k.campaign_id = cp.id) AS issued,
          (SELECT COALESCE(sum(discount), 0) FROM orders_order o
            WHERE o.campaign_id = cp.id AND o.status = 'reserved') AS held,
          (SELECT COALESCE(sum(discount), 0) FROM orders_order o
@@ -281,6 +301,7 @@ class Command(BaseCommand):
         self.stdout.write("  counters, stock and sequences ...")
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
+            cursor.execute(_BUDGETS, {"campaigns": [params["main"], params["side"]]})
             cursor.execute(_STOCK)
             for table in ["coupons_coupon", "orders_order"]:
                 cursor.execute(
@@ -326,25 +347,28 @@ class Command(BaseCommand):
             client, _ = ApiClient.objects.get_or_create(
                 name="volume-chatbot", defaults={"webhook_secret": "volume-" + "0" * 32}
             )
-            campaigns = {
-                slug: Campaign.objects.update_or_create(
-                    slug=slug,
-                    defaults={
-                        "name": name,
-                        "status": Campaign.Status.ACTIVE,
-                        "starts_at": start,
-                        "ends_at": now + timedelta(hours=3),
-                        "coupon_valid_until": now + timedelta(days=7),
-                        "max_discount": 2500,
-                        "coupons_total": coupons + 1000,
-                        "budget_total": 10**13,
-                    },
-                )[0]
-                for slug, name in [
-                    ("volume-main", "Volume: main campaign"),
-                    ("volume-side", "Volume: side campaign"),
-                ]
+            terms = {
+                "status": Campaign.Status.ACTIVE,
+                "starts_at": start,
+                "ends_at": now + timedelta(hours=3),
+                "coupon_valid_until": now + timedelta(days=7),
+                "max_discount": 2500,
             }
+            campaigns = {}
+            for slug, name in [
+                ("volume-main", "Volume: main campaign"),
+                ("volume-side", "Volume: side campaign"),
+            ]:
+                # The coupon total is set with the slices once the coupons are in (_COUNTERS).
+                if Campaign.objects.filter(slug=slug).update(name=name, **terms) == 0:
+                    coupons_services.campaign_seed(
+                        slug=slug,
+                        name=name,
+                        coupons_total=coupons + 1000,
+                        budget_total=10**13,
+                        **terms,
+                    )
+                campaigns[slug] = Campaign.objects.get(slug=slug)
         with connection.cursor() as cursor:
             cursor.execute("SELECT COALESCE(max(id), 0) FROM coupons_coupon")
             coupon_base = cursor.fetchone()[0]
