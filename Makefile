@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick browser demo-burst chaos chaos-short
+.PHONY: install run test lint schema clean bench bench-quick browser promtool demo-burst chaos chaos-short
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -19,9 +19,10 @@ install: $(STAMP)
 # local ports, else started from pip-installed binaries for as long as the command runs.
 WITH_SERVICES := $(PY) -m config.devservices --
 
-## Install, migrate, seed the demo and run the whole stack until Ctrl-C.
+## Install, migrate, seed the demo and run the whole stack until Ctrl-C (FLOWER=1: with Flower).
 run: install
-	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap && exec $(PY) -m config.stack'
+	$(if $(FLOWER),$(PY) -m pip install --quiet -e '.[flower]')
+	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap && exec $(PY) -m config.stack $(if $(FLOWER),--flower)'
 
 ## Lint, validate the OpenAPI schema, and run every test (real PostgreSQL, Redis, Celery).
 test: install
@@ -35,6 +36,11 @@ test: install
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+## promtool, which validates deploy/prometheus/ in the tests (Debian's prometheus; CI runs it).
+promtool:
+	@command -v promtool >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 

@@ -27,8 +27,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config import metrics
 from config.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
 from config.errors import DomainError
+from config.messages import detail_translate
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,23 @@ _DRF_CODES = {
 
 
 def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
-    return {"error": code, "detail": detail, **extra}
+    """The contract's envelope; `detail` in the language the request asked for (chosen from
+    Accept-Language by config.logs.ShopperLanguageMiddleware), the code as it is."""
+    return {"error": code, "detail": detail_translate(detail), **extra}
+
+
+# Refusals a shopper is told about (sold out, limits, budget, a full line), counted by code;
+# a 429 also by its cause. Not 404s or 400s: those are the chatbot's mistakes, seen by status
+# in http_requests_total.
+_REFUSAL_STATUSES = frozenset({409, 410, 422, 429})
+_CAUSES = {"overloaded": "line_full"}  # the only DomainError answered 429 (LineFull)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every error in the contract's envelope."""
     if isinstance(exc, DomainError):
+        if exc.status in _REFUSAL_STATUSES:
+            metrics.refusal(exc.code, _CAUSES.get(exc.code, ""))
         response = Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
         if "retry_after" in exc.extra:
             response["Retry-After"] = str(exc.extra["retry_after"])
@@ -82,6 +95,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     detail = str(exc.detail) if isinstance(exc, exceptions.APIException) else str(exc)
     extra: dict[str, object] = {}
     if isinstance(exc, exceptions.Throttled):
+        metrics.refusal("overloaded", "rate_limit")
         extra["retry_after"] = max(1, math.ceil(exc.wait or 1))
         response["Retry-After"] = str(extra["retry_after"])
         detail = "Too many requests; retry later."
@@ -97,6 +111,7 @@ UNAVAILABLE_RETRY_AFTER = 1
 
 
 def _unavailable(exc: Exception, context: dict[str, Any]) -> Response:
+    metrics.refusal("overloaded", "unavailable")
     view = context.get("view").__class__.__name__
     log.warning("answering 429 from %s: %s: %s", view, type(exc).__name__, exc)
     response = Response(

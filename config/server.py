@@ -41,6 +41,8 @@ from typing import Any
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from config import metrics
+
 SHED_PREFIX = "/api/"
 FLUSH_SECONDS = 1.0
 ACCEPT_BATCH = 64  # connections taken per readiness of the listening socket
@@ -118,6 +120,7 @@ class FrontDoor:
         with self._lock:
             self.shed += 1
             self.unflushed += 1
+        metrics.refusal("overloaded", "shed")  # answered before Django: counted here
 
     def take_unflushed(self) -> int:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,11 @@ LOGS = ROOT / ".run" / "logs"
 HOST = os.environ.get("STACK_HOST", "127.0.0.1")
 PORT = int(os.environ.get("STACK_PORT", "8000"))
 GATEWAY_PORT = int(os.environ.get("SANDBOX_GATEWAY_PORT", "8765"))
+FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
+# Each worker node serves its pool's metrics on its own port, from this one up.
+WORKER_METRICS_BASE_PORT = int(os.environ.get("WORKER_METRICS_BASE_PORT", "9101"))
+# prometheus-client's multiprocess files, one directory per process group, emptied at start.
+METRICS_DIR = ROOT / ".run" / "prometheus"
 PY = sys.executable
 
 # One worker process per queue, so that a slow gateway never starves reservations.
@@ -82,7 +88,7 @@ def gateway_in_use(environ: Mapping[str, str]) -> Gateway:
     return Gateway(url=f"http://127.0.0.1:{GATEWAY_PORT}", sandbox=True, key_set=key_set)
 
 
-def commands(gateway: Gateway) -> dict[str, list[str]]:
+def commands(gateway: Gateway, *, flower: bool = False) -> dict[str, list[str]]:
     celery = [PY, "-m", "celery", "-A", "config"]
     procs: dict[str, list[str]] = {}
     if gateway.sandbox:
@@ -123,8 +129,30 @@ def commands(gateway: Gateway) -> dict[str, list[str]]:
             "--prefetch-multiplier=1",
             "--without-gossip",
             "--without-mingle",
+            # Celery sets the root logger's level from here (default WARNING): INFO keeps the
+            # batch lines that name each order's request id (docs/operations-metrics.md).
+            "--loglevel=INFO",
+        ]
+    if flower:
+        procs["flower"] = [
+            *celery,
+            "flower",
+            f"--address={HOST}",
+            f"--port={FLOWER_PORT}",
+            "--purge_offline_workers=60",
         ]
     return procs
+
+
+def metrics_env(name: str, worker_index: int) -> dict[str, str]:
+    """A fresh multiprocess directory for the process group; a metrics port for a worker."""
+    directory = METRICS_DIR / name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    if name.startswith("worker-"):
+        env["WORKER_METRICS_PORT"] = str(WORKER_METRICS_BASE_PORT + worker_index)
+    return env
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -162,7 +190,8 @@ def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    flower = "--flower" in argv
     LOGS.mkdir(parents=True, exist_ok=True)
     gateway = gateway_in_use(os.environ)
     env = {**os.environ, "PAYMENT_GATEWAY_URL": gateway.url}
@@ -179,13 +208,20 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    for name, command in commands(gateway).items():
-        procs[name] = start(name, command, env)
+    worker_ports: list[str] = []
+    for name, command in commands(gateway, flower=flower).items():
+        extra = metrics_env(name, len(worker_ports))
+        if "WORKER_METRICS_PORT" in extra:
+            worker_ports.append(extra["WORKER_METRICS_PORT"])
+        if name == "flower":  # its Broker page knows kombu's transports by name only
+            extra["CELERY_BROKER_TRANSPORT"] = "redis"
+        procs[name] = start(name, command, {**env, **extra})
     base = f"http://{HOST}:{PORT}"
     if not answering(f"{base}/api/schema/", procs):
         print(f"The web server did not answer at {base}; see .run/logs/web.log. Stopping.")
         stop_all(procs)
         return 1
+    flower_line = f"http://{HOST}:{FLOWER_PORT}/" if flower else "off (make run FLOWER=1 starts it)"
     print(
         f"""
 The stack is up (logs in .run/logs/). Ctrl-C stops everything.
@@ -194,6 +230,8 @@ The stack is up (logs in .run/logs/). Ctrl-C stops everything.
   Admin        {base}/admin/   user: admin   password: {password}
   API key      {key}   (client 'demo-chatbot'; a new one each start)
   Gateway      {gateway.describe()}
+  Metrics      {base}/metrics, workers on ports {", ".join(worker_ports)}; {base}/readyz
+  Flower       {flower_line}
 
 Try it:
   curl -s -X POST {base}/api/v1/campaigns/spring-free-order/claims/ \\
@@ -216,4 +254,4 @@ Try it:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

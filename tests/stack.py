@@ -138,3 +138,19 @@ def start_web(
 
     wait_until(ready, process, log_path, "gunicorn")
     return url, process
+
+
+def start_flower(port: int, log_path: Path, *, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`celery -A config flower` as an operator starts it; ready once its page answers."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "flower"]
+    command += ["--address=127.0.0.1", f"--port={port}"]
+    process = spawn(command, log_path, env)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=0.5).is_success
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, process, log_path, "flower")
+    return process

@@ -35,9 +35,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics, before host checks, redirects and sessions.
+    "config.health.OperationsMiddleware",
+    # Then the request id and log context, then request metrics, so both see the whole answer.
+    "config.logs.RequestIdMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Picks the language of error details from Accept-Language (English, Simplified Chinese).
+    "config.logs.ShopperLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -121,7 +128,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The languages an error's `detail` is written in (chosen by Accept-Language; codes unchanged).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "config" / "locale"]
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
@@ -194,7 +204,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, except that an unreadable message is dropped, not fatal.
-CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", default="config.broker:Transport")
 CELERY_TASK_IGNORE_RESULT = True  # results are read from our own tables
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -219,6 +229,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events for Flower (`celery -A config flower`): received/started/succeeded, three small
+# publishes per task, and our tasks are coalesced nudges that drain for seconds, so a few a
+# second. The "sent" event is off: it would add a publish to every nudge a web request sends.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_TASK_ROUTES = {
     "orders.reserve_orders": {"queue": "reservations"},
@@ -302,16 +317,49 @@ RATE_LIMIT_CACHE_SECONDS = env.float("RATE_LIMIT_CACHE_SECONDS", default=5.0)
 # Orders waiting in one campaign's line beyond which intake answers 429 at once.
 BACKLOG_CEILING = env.int("BACKLOG_CEILING", default=200_000)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},  # one INFO line per gateway call drowns the rest
-    },
-}
+# --- Operations: metrics, health, logs (docs/operations-metrics.md) --------------------------
+# /metrics on the web process; 404 when off, or when the peer is outside the networks listed
+# (empty: anyone who reaches the port; put it behind the proxy's own rules then).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Whether a web scrape also reads the state gauges (queues, lines, campaigns): a few indexed
+# counts and one broker round trip per scrape. Off on all but one web host of a fleet.
+METRICS_SCRAPE_STATE = env.bool("METRICS_SCRAPE_STATE", default=True)
+# A Celery worker serves its pool's metrics on this port (0: none). One port per worker node.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")
+# /readyz: how long each of PostgreSQL, Redis and the broker may take to answer.
+READY_TIMEOUT_SECONDS = env.float("READY_TIMEOUT_SECONDS", default=0.5)
+# One line per answered request (request id, client, route, status, order, duration).
+LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
+# "json": one JSON object per line (production); "plain": readable lines (make run).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+
+
+def logging_settings(log_format: str, level: str) -> dict:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "config.logs.ContextFilter"}},
+        "formatters": {
+            "plain": {"()": "config.logs.PlainFormatter"},
+            "json": {"()": "config.logs.JsonFormatter"},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format,
+                "filters": ["context"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},  # one INFO line per gateway call drowns the rest
+        },
+    }
+
+
+LOGGING = logging_settings(LOG_FORMAT, env("LOG_LEVEL", default="INFO"))
 # Until a line has drained for a few seconds, waits are estimated at this rate (orders/s).
 QUEUE_ASSUMED_DRAIN_RATE = env.float("QUEUE_ASSUMED_DRAIN_RATE", default=200.0)

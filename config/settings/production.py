@@ -1,7 +1,7 @@
 """Production: every secret and address comes from the environment, with no default."""
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import database_settings, env
+from config.settings.base import database_settings, env, logging_settings
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY")
@@ -12,6 +12,8 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL")
 PAYMENT_GATEWAY_KEY = env("PAYMENT_GATEWAY_KEY")
+# One JSON object per line, for the log shipper.
+LOGGING = logging_settings(env("LOG_FORMAT", default="json"), env("LOG_LEVEL", default="INFO"))
 
 # `manage.py collectstatic` gathers the admin's and the API docs' assets here for WhiteNoise.
 STATIC_ROOT = BASE_DIR / "staticfiles"  # noqa: F405

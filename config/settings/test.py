@@ -5,7 +5,7 @@ bindings under a running worker.
 """
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import LOG_FORMAT, env, logging_settings
 
 DEBUG = False
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
@@ -20,7 +20,7 @@ CALLBACK_ALLOW_PRIVATE = True  # the tests' receivers listen on 127.0.0.1
 AXES_ENABLED = False  # on in the tests that prove the lockout
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=0.0)
 INTAKE_CACHE_SECONDS = 0.0  # a test that changes a product or campaign sees it at once
-LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
+LOGGING = logging_settings(LOG_FORMAT, env("LOG_LEVEL", default="WARNING"))
 
 # Short clocks so that recovery paths (lost nudges, dead workers, expired holds) run in
 # seconds. The worker processes started by the tests read these same settings.

@@ -12,7 +12,7 @@ import hmac
 import json
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from config import ratelimit
 from config.sql import rows_update
-from orders import selectors
+from orders import metrics, selectors
 from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
@@ -46,6 +46,7 @@ class CallbackJob:
     url: str
     body: bytes
     secret: str
+    request_id: str = ""  # of the request that placed the order: sent as X-Request-ID
 
 
 def signature(*, secret: str, body: bytes, timestamp: int) -> str:
@@ -87,7 +88,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     mid-POST leaves them to be sent again later (receivers must accept duplicates)."""
     now = timezone.now()
     with transaction.atomic():
-        _callbacks_coalesce(now)
+        metrics.callbacks_superseded(_callbacks_coalesce(now))
         due = selectors.callbacks_due_for_update(now=now, limit=limit)
         lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
         for delivery in due:
@@ -103,6 +104,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
             url=d.url,
             body=json.dumps(d.payload, separators=(",", ":")).encode(),
             secret=d.order.client.webhook_secret,
+            request_id=d.order.request_id,
         )
         for d in due
     ]
@@ -132,17 +134,14 @@ def _callbacks_coalesce(now: datetime) -> int:
 def callback_send(job: CallbackJob) -> str:
     """POST one callback; "" on any 2xx, else a short reason. Never raises."""
     stamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
+    }
+    if job.request_id:
+        headers["X-Request-ID"] = job.request_id
     try:
-        response = _http().request(
-            "POST",
-            job.url,
-            body=job.body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
-            },
-            redirect=False,
-        )
+        response = _http().request("POST", job.url, body=job.body, headers=headers, redirect=False)
     except (TransportError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
     return "" if 200 <= response.status < 300 else f"HTTP {response.status}"  # noqa: PLR2004
@@ -164,23 +163,28 @@ def callbacks_record(
             .filter(pk__in=[j.delivery_id for j, _ in results])
             .order_by("pk")
         }
+        outcomes: Counter[str] = Counter()
         for job, error in results:
             delivery = deliveries[job.delivery_id]
             if delivery.state != CallbackDelivery.State.PENDING or delivery.attempts != job.attempt:
                 continue
             delivery.updated_at = now
             if error is _UNSENT:
+                outcomes["unsent"] += 1
                 delivery.attempts -= 1
                 delivery.next_attempt_at = now + timedelta(seconds=waits[job.delivery_id])
             elif not error:
+                outcomes["delivered"] += 1
                 delivery.state, delivery.delivered_at, delivery.last_error = (
                     CallbackDelivery.State.DELIVERED,
                     now,
                     "",
                 )
             elif delivery.attempts >= settings.CALLBACK_MAX_ATTEMPTS:
+                outcomes["failed"] += 1
                 delivery.state, delivery.last_error = CallbackDelivery.State.FAILED, error
             else:
+                outcomes["error"] += 1
                 wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
                 delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
         rows_update(
@@ -188,6 +192,8 @@ def callbacks_record(
             list(deliveries.values()),
             ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
         )
+        transaction.on_commit(partial(metrics.callback_outcomes, outcomes))
+        metrics.parked("callback", outcomes["failed"])
 
 
 def callbacks_drain() -> int:
@@ -197,12 +203,14 @@ def callbacks_drain() -> int:
     ) as pool:
 
         def step() -> int:
-            jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
-            if jobs:
-                go, unsent = _within_client_limits(jobs)
-                sent = list(zip(go, pool.map(callback_send, go), strict=True))
-                callbacks_record(sent, unsent=unsent)
-            return len(jobs)
+            with metrics.batch("callback") as size:
+                jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+                if jobs:
+                    go, unsent = _within_client_limits(jobs)
+                    sent = list(zip(go, pool.map(callback_send, go), strict=True))
+                    callbacks_record(sent, unsent=unsent)
+                size.append(len(jobs))
+            return size[0]
 
         return drain(
             CALLBACK,

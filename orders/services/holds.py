@@ -29,7 +29,7 @@ from config import fast
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
-from orders import selectors
+from orders import metrics, selectors
 from orders.models import Order, OrderEvent, OrderLine, Reservation
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
 from orders.services.transitions import orders_move
@@ -279,7 +279,9 @@ def reservations_drain(*, campaign_id: int | None) -> int:
     """The reservation worker's loop over one campaign's line. Returns orders seen."""
 
     def step() -> int:
-        return _take_isolating_poison(campaign_id, settings.RESERVATION_BATCH_SIZE)
+        with metrics.batch("reserve") as size:
+            size.append(_take_isolating_poison(campaign_id, settings.RESERVATION_BATCH_SIZE))
+        return size[0]
 
     return drain(
         RESERVE,
@@ -328,4 +330,5 @@ def order_park(*, order_id: int, reason: str, actor: str = "worker:reserve") -> 
         actor=actor,
         data={"reason": reason},
     )
+    metrics.parked("order")
     transaction.on_commit(partial(fast.tickets_done, order.campaign_id, 1))

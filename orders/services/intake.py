@@ -156,8 +156,9 @@ _INSERT_SQL = """
 WITH o AS (
   INSERT INTO orders_order (public_id, client_id, customer_id, campaign_id, coupon_id,
     coupon_code, status, reason, subtotal, discount, payable, currency, callback_url,
-    idempotency_key, request_hash, queue_ticket, park_reason, created_at, updated_at)
-  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s)
+    idempotency_key, request_hash, queue_ticket, park_reason, created_at, updated_at,
+    request_id)
+  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s)
   ON CONFLICT ON CONSTRAINT order_placed_once DO NOTHING
   RETURNING id
 ), l AS (
@@ -183,7 +184,7 @@ def _insert(order: Order, lines: list[OrderLine]) -> bool:
                 o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
                 o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,
                 o.callback_url, o.idempotency_key, o.request_hash, o.queue_ticket,
-                o.created_at, o.updated_at,
+                o.created_at, o.updated_at, o.request_id,
                 [line.product_id for line in lines], [line.sku for line in lines],
                 [line.quantity for line in lines], [line.unit_price for line in lines],
             ],

@@ -30,7 +30,7 @@ from django.utils import timezone
 from config import ratelimit
 from config.errors import InvalidTransition
 from config.sql import rows_update
-from orders import selectors
+from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
 from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservation
 from orders.services.holds import holds_close
@@ -237,6 +237,7 @@ def _gateway_token() -> float:
         if grant.retry_after > MAX_PACING_SECONDS:
             return grant.retry_after
         time.sleep(grant.retry_after)
+        metrics.gateway_waited(grant.retry_after)
 
 
 def payment_attempt(client: GatewayClient, job: ChargeJob) -> ChargeOutcome:
@@ -318,6 +319,7 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 _payment_move(
                     payment, PS.PARKED, actor=actor, now=now, events=events, error=outcome.error
                 )
+                metrics.parked("payment")
             else:
                 wait = (
                     outcome.retry_after
@@ -352,11 +354,14 @@ def payments_drain() -> int:
     ) as pool:
 
         def step() -> int:
-            claimed = payments_claim_batch(limit=_claim_size())
-            if claimed.jobs:
-                outcomes = pool.map(partial(payment_attempt, client), claimed.jobs)
-                payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
-            return claimed.settled_free + len(claimed.jobs)
+            with metrics.batch("settle") as size:
+                claimed = payments_claim_batch(limit=_claim_size())
+                if claimed.jobs:
+                    outcomes = list(pool.map(partial(payment_attempt, client), claimed.jobs))
+                    metrics.gateway_outcomes([o.kind for o in outcomes])
+                    payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+                size.append(claimed.settled_free + len(claimed.jobs))
+            return size[0]
 
         return drain(
             PAY,

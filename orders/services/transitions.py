@@ -3,16 +3,19 @@ lock, recorded as an OrderEvent, and announced by callback when the client asked
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.db import transaction
 
 from config.errors import InvalidTransition
-from orders import selectors
+from orders import metrics, selectors
 from orders.documents import order_document
 from orders.models import ORDER_ALLOWED, CallbackDelivery, Order, OrderEvent, OrderLine
 from orders.services.nudges import nudge_callbacks
+
+log = logging.getLogger(__name__)
 
 
 def orders_move(
@@ -33,6 +36,22 @@ def orders_move(
     for order in orders:
         if to not in ORDER_ALLOWED[order.status]:
             raise InvalidTransition(entity="order", current=order.status, target=to)
+    metrics.transitions_record(orders, to, now, reason)
+    # One line per batch, naming every order with the request that placed it: grep a request
+    # id and find the batch that moved its order.
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "%d orders to %s",
+            len(orders),
+            to,
+            extra={
+                "actor": actor,
+                "order_status": to,
+                "reason": reason,
+                "orders": [str(o.public_id) for o in orders],
+                "request_ids": [o.request_id for o in orders],
+            },
+        )
     OrderEvent.objects.bulk_create(
         OrderEvent(
             order_id=o.pk,

@@ -245,7 +245,10 @@ def test_status_changes_reach_the_callback_url_signed_and_in_order(gateway) -> N
     statuses = [json.loads(body)["status"] for _, body in _Receiver.received]
     # Both, in order; or only the latest, when reserved was still pending beside it (API.md)
     assert statuses in (["reserved", "paid"], ["paid"])
+    placed_by = Order.objects.get(public_id=placed["id"]).request_id  # the POST's request id
+    assert placed_by
     for headers, body in _Receiver.received:
+        assert headers["X-Request-ID"] == placed_by
         stamp, mac = (part.split("=", 1)[1] for part in headers["X-Signature"].split(","))
         expected = hmac.new(
             client.webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256
