@@ -8,5 +8,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # A web request never waits long for a row lock: behind a stuck batch it answers 429 (see
 # DB_LOCK_TIMEOUT_MS in settings). Workers keep waiting; their task time limits bound them.
 os.environ.setdefault("DB_LOCK_TIMEOUT_MS", "2000")
+# No `SELECT 1` before each request's first query (pg_stat_statements: one per order): a
+# connection PostgreSQL dropped fails one request, answered 429, and is then replaced.
+os.environ.setdefault("DB_CONN_HEALTH_CHECKS", "false")
 
 application = get_wsgi_application()

@@ -96,7 +96,10 @@ def database_settings(url_config: dict) -> dict:
     """DATABASES["default"] from a parsed DATABASE_URL: persistent connections (without them
     the intake path halves, ARCHITECTURE.md budget), checked before reuse, lock timeout."""
     url_config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
-    url_config["CONN_HEALTH_CHECKS"] = True
+    # A health check is a `SELECT 1` round trip before the first query of every request;
+    # the web turns it off (config/wsgi.py): a connection PostgreSQL dropped fails one request
+    # with 429 (config.api) and is replaced, which costs less than a ping on every order.
+    url_config["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
     if DB_LOCK_TIMEOUT_MS:
         options = url_config.setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c lock_timeout={DB_LOCK_TIMEOUT_MS}"
