@@ -52,40 +52,6 @@ class QueueSpot:
 NO_WAIT = QueueSpot(position=0, estimated_wait_seconds=0)
 
 
-# INCR only a line Redis still knows: after a restart the line is first rebuilt from the
-# database (queue_rebuild), or new tickets would start again from 1 ahead of older orders.
-# With a ceiling (ARGV[1] > 0), a line that long already gives LINE_FULL instead of a place.
-_TICKET_LUA = """
-local given = redis.call('GET', KEYS[1])
-if not given then return false end
-local ceiling = tonumber(ARGV[1])
-if ceiling > 0 then
-  local out = redis.call('GET', KEYS[2]) or '0'
-  if tonumber(given) - tonumber(out) >= ceiling then return -1 end
-end
-return redis.call('INCR', KEYS[1])
-"""
-LINE_FULL = -1
-
-
-@cache
-def _ticket_script() -> Script:
-    return client().register_script(_TICKET_LUA)
-
-
-def ticket_take(campaign_id: int | None, *, ceiling: int = 0) -> int | None:
-    """The next place in the campaign's line; LINE_FULL when `ceiling` orders already wait;
-    None when the line is unknown to Redis (call queue_rebuild, then again) or Redis cannot
-    be reached (then there is no ceiling either: intake never fails for want of Redis)."""
-    name = queue_name(campaign_id)
-    try:
-        got = _ticket_script()(keys=[_key("q", name, "in"), _key("q", name, "out")], args=[ceiling])
-    except redis.RedisError:
-        log.warning("queue ticket unavailable for campaign %s", campaign_id, exc_info=True)
-        return None
-    return int(got) if got is not None else None
-
-
 def tickets_done(campaign_id: int | None, count: int) -> None:
     """Record that `count` orders left the line (reserved or rejected): moves every position
     up and feeds the drain rate."""
@@ -254,6 +220,9 @@ def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
 # the customer's token buckets (config.ratelimit's algorithm), the place in the campaign's line
 # and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
 # Every check comes before the first write (a Lua error keeps the writes already made).
+# A ticket is taken only in a line Redis still knows: after a restart the line is first
+# rebuilt from the database (queue_rebuild), or new tickets would start again from 1, ahead of
+# older orders (ADMIT_LINE_UNKNOWN tells the caller to rebuild).
 # A request whose Idempotency-Key was seen in the last IDEMPOTENCY_MARK_SECONDS is a replay
 # (or a duplicate in flight): it takes no ticket, so replays never move anyone in line.
 # KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark.
