@@ -44,7 +44,7 @@ def prepare_database(env: dict[str, str]) -> None:
     import django
     from django.core.management import call_command
 
-    from config.bootstrap import ensure_database
+    from devtools.bootstrap import ensure_database
 
     ensure_database(env["DATABASE_URL"])
     django.setup()

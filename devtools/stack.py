@@ -1,6 +1,6 @@
 """Run the whole stack on this machine, the way production lays it out, until Ctrl-C.
 
-`python -m config.stack` (or `make run`): migrates, seeds the demo, then starts gunicorn, one
+`python -m devtools.stack` (or `make run`): migrates, seeds the demo, then starts gunicorn, one
 Celery worker per queue, beat and, unless a gateway is configured, the sandbox gateway;
 prints where to look; stops everything cleanly on Ctrl-C or SIGTERM. Logs go to .run/logs/.
 

@@ -1,9 +1,9 @@
-"""`make run` (config/stack.py) uses the operator's gateway when one is configured, and starts
+"""`make run` (devtools/stack.py) uses the operator's gateway when one is configured, and starts
 its sandbox only when none is; the banner says which is in use."""
 
 from __future__ import annotations
 
-from config import stack
+from devtools import stack
 
 
 def test_a_configured_gateway_is_used_and_no_sandbox_is_started() -> None:
