@@ -42,7 +42,7 @@ import httpx
 from bench.chaos.engines import PrivatePostgres, PrivateRedis, free_port
 from bench.chaos.faults import HEALTHY_GATEWAY, SCENARIOS, Chaos, Timing
 from bench.chaos.shoppers import Record, Shoppers
-from bench.chaos.supervisor import Supervisor, commands
+from bench.chaos.supervisor import Supervisor, layout
 from bench.invariants import TERMINAL, check_invariants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ class Run:
         self.supervisor = Supervisor(
             logs=logs,
             env=env,
-            commands=commands(
+            layout=layout(
                 web_port=self.web_port,
                 sandbox_port=self.sandbox_port,
                 sandbox_key=SANDBOX_KEY,
