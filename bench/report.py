@@ -5,7 +5,6 @@ latency and backlog over time."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -847,12 +846,7 @@ def write(res: R, directory: Path, stamp: str) -> list[Path]:
     json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")
     png_path = base.with_suffix(".png")
     chart(res, png_path)
-    paths = [json_path, png_path]
-    for path in (json_path, png_path):
-        latest = directory / f"latest-{res['mode']}{path.suffix}"
-        shutil.copyfile(path, latest)
-        paths.append(latest)
-    return paths
+    return [json_path, png_path]
 
 
 def chart(res: R, path: Path) -> None:
@@ -950,11 +944,6 @@ def main(argv: list[str] | None = None) -> int:
     res["report_rendered_again_at"] = datetime.now(UTC).isoformat()
     args.results.write_text(json.dumps(res, indent=1, default=str) + "\n")
     chart(res, args.results.with_suffix(".png"))
-    latest = args.results.parent / f"latest-{res['mode']}.json"
-    same_run = latest.exists() and latest.resolve() != args.results.resolve()
-    if same_run and json.loads(latest.read_text()).get("started_at") == res["started_at"]:
-        shutil.copyfile(args.results, latest)
-        shutil.copyfile(args.results.with_suffix(".png"), latest.with_suffix(".png"))
     sys.stdout.write(render(res) + "\n")
     return 0
 

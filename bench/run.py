@@ -10,7 +10,8 @@ make bench). Phases, in order, all against one stack started here:
    mode first searches the highest rate whose backlog stays flat, then holds it 5 minutes;
 5. overload: 2 x and 5 x the intake saturation; then the invariants, once all is terminal;
 6. the scale probe (bench/scale.py).
-Results: a table on stdout, bench/results/<mode>-<time>.json and .png, latest-<mode>.*.
+Results: a table on stdout, bench/results/<mode>-<time>.json and .png (each run once; the
+newest of a mode is the last name in sort order).
 """
 
 from __future__ import annotations
