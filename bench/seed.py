@@ -178,7 +178,7 @@ def seed_coupons(
 ) -> None:
     """Issue coupons numbered start..start+count-1 straight in the database, as if claimed:
     customer `s-<n>` (or `decline-s-<n>`), code `SEED<n>`; the campaign's counter follows.
-    bench/load.py derives the same customer and code from the number."""
+    bench/load/jobs.py derives the same customer and code from the number."""
     from django.db import connection, transaction
 
     from coupons import services as coupons_services
