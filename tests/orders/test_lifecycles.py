@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.errors import InvalidTransition
-from orders import selectors
+from orders import selectors, services
 from orders.models import (
     CANCELLABLE,
     NEW,
@@ -243,7 +244,9 @@ def test_can_this_order_be_cancelled(status: str, payment: str | None) -> None:
 def test_only_the_move_functions_write_events() -> None:
     # given: every module of the apps (migrations aside)
     root = Path(__file__).resolve().parents[2]
-    writes = re.compile(r"(?<!class )(OrderEvent|CampaignEvent)(\(|\.objects\.(create|bulk_create)\b)")
+    writes = re.compile(
+        r"(?<!class )(OrderEvent|CampaignEvent)(\(|\.objects\.(create|bulk_create)\b)"
+    )
     # when
     writers = {
         str(path.relative_to(root))
@@ -253,3 +256,28 @@ def test_only_the_move_functions_write_events() -> None:
     }
     # then
     assert writers == {"orders/services/transitions.py", "coupons/services.py"}
+
+
+def staff_replays(client: ApiClient, count: int) -> tuple[int, int]:
+    """Statements of one payments_replay and one orders_unpark over `count` orders each."""
+    now = timezone.now()
+    held = [an_order(client, Order.Status.RESERVED) for _ in range(count)]
+    for order in held:
+        Payment.objects.create(
+            order=order, idempotency_key=f"order-{order.public_id}", amount=1, status="parked"
+        )
+    parked = [an_order(client, Order.Status.RECEIVED, parked=True) for _ in range(count)]
+    with CaptureQueriesContext(connection) as replay:
+        assert len(services.payments_replay(order_ids=[o.pk for o in held], actor="t")) == count
+    with CaptureQueriesContext(connection) as unpark:
+        assert len(services.orders_unpark(order_ids=[o.pk for o in parked], actor="t")) == count
+    assert Order.objects.filter(parked_at__lte=now).count() == 0
+    return len(replay), len(unpark)
+
+
+def test_a_batch_moves_in_the_same_statements_whatever_its_size(chatbot: ApiClient) -> None:
+    # given / when
+    few = staff_replays(chatbot, 2)
+    many = staff_replays(chatbot, 7)
+    # then
+    assert few == many
