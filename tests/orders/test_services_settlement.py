@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from collections import Counter
+
 import pytest
 from django.conf import settings
 from django.utils import timezone
@@ -9,6 +13,11 @@ from django.utils import timezone
 from orders import services
 from orders.gateway.client import ChargeOutcome
 from orders.models import Order, Payment
+from orders.services.settlement import UNSENT, ChargeJob, payment_attempt
+from orders.services.settlement import gateway as services_gateway
+from shop import selectors as shop_selectors
+from shop import services as shop_services
+from shop.models import RateLimit
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
@@ -53,3 +62,47 @@ def test_unknown_outcomes_count_and_park_at_the_limit(reserved: Order) -> None:
     # then
     assert payment.status == Payment.Status.PARKED
     assert payment.attempts == settings.PAYMENT_MAX_ATTEMPTS
+
+
+# --- The gateway limit's tokens, taken for a batch at once -----------------------------------
+
+
+def test_a_batch_takes_its_tokens_at_once_and_the_rest_wait_uncounted(chatbot, gateway) -> None:
+    # given: five reserved orders and a gateway limit with three tokens left for a long while
+    shop_services.rate_limit_set(
+        scope=RateLimit.Scope.GATEWAY, per_second=0.001, burst=3, actor="test"
+    )
+    shop_selectors.rate_limits_forget()
+    tea = ProductFactory(price=3000)
+    campaign = CampaignFactory()
+    for i in range(5):
+        customer = f"c-{i}"
+        place(chatbot, customer, [(tea, 1)], coupon=claim(chatbot, campaign, customer))
+    services.reservations_drain(campaign_id=campaign.pk)
+    # when
+    services.payments_drain()
+    # then: three charged; two not sent, not counted as attempts, back in line for later
+    payments = Payment.objects.order_by("order_id")
+    assert Counter(p.status for p in payments) == {"succeeded": 3, "retry": 2}
+    assert all(p.attempts == 0 for p in payments if p.status == "retry")
+    assert Order.objects.filter(status=Order.Status.PAID).count() == 3
+
+
+def test_a_prepaid_attempt_spends_the_batchs_token_on_its_first_request(chatbot, gateway) -> None:
+    # given: a stopped gateway limit, so no token can be taken now
+    shop_services.rate_limit_set(scope=RateLimit.Scope.GATEWAY, per_second=0, burst=1, actor="t")
+    shop_selectors.rate_limits_forget()
+    job = ChargeJob(
+        order_id=1, payment_id=1, attempt=1, idempotency_key=f"k-{uuid.uuid4()}", amount=500,
+        currency="CNY", reference=str(uuid.uuid4()), customer="c-1", ask_first=False,
+    )  # fmt: skip
+    with services_gateway() as client:
+        # when / then: with the batch's token the charge goes out; without, it waits unsent
+        assert payment_attempt(client, job, True).kind == "succeeded"
+        waited = payment_attempt(client, dataclasses.replace(job, idempotency_key="other"))
+        # an attempt that asks the gateway first spends the token on the question; its charge
+        # then needs a token of its own
+        unknown = dataclasses.replace(job, idempotency_key="third", reference=str(uuid.uuid4()))
+        asked = payment_attempt(client, dataclasses.replace(unknown, ask_first=True), True)
+    assert (waited.kind, waited.error) == ("retry", UNSENT)
+    assert (asked.kind, asked.error) == ("retry", UNSENT)
