@@ -41,7 +41,7 @@ from django.utils import timezone
 from config import fast
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
-from orders import selectors
+from orders import selectors, waiting_line
 from orders.models import CallbackDelivery, Order, Payment
 from orders.selectors import LATENCY_BASE, MinuteFigures
 from shop import selectors as shop_selectors
@@ -136,7 +136,7 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
     by_status = {status: slow["by_status"].get(status, 0) for status in Order.Status.values}
     lines = selectors.lines_waiting(campaign_ids=[campaign_id])
     line = next((x for x in lines if x.campaign_id == campaign_id), None)
-    rate = fast.drain_rate(campaign_id)
+    rate = waiting_line.drain_rate(campaign_id)
     recent, whole = campaign_throughput(campaign, now=now)
     return CampaignFigures(
         campaign=campaign,
@@ -151,7 +151,7 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
         hot_products=slow["hot"],
         line=line,
         drain_rate=rate,
-        estimated_wait_seconds=fast.estimate(line.waiting if line else 0, rate),
+        estimated_wait_seconds=waiting_line.estimate(line.waiting if line else 0, rate),
         recent=recent,
         whole=whole,
         read_at=now,
@@ -446,7 +446,7 @@ def backlog_figures() -> BacklogFigures:
         ended = campaign is not None and campaign.status_at(now) == Campaign.PublicStatus.ENDED
         if ended and not (line.waiting or line.reserved or line.parked):
             continue  # a finished campaign with nothing left: not backlog
-        rate = fast.drain_rate(line.campaign_id)
+        rate = waiting_line.drain_rate(line.campaign_id)
         ceiling = (
             campaign.backlog_ceiling
             if campaign is not None and campaign.backlog_ceiling is not None

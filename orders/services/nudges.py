@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from config import fast
+from orders import waiting_line
 from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task
 
 log = logging.getLogger(__name__)
@@ -22,17 +22,17 @@ RESERVE, PAY, CALLBACK = "reserve", "pay", "callback"
 
 
 def nudge_reservations(campaign_id: int | None, *, force: bool = False) -> None:
-    if force or fast.nudge_claim(RESERVE, fast.queue_name(campaign_id)):
-        _publish(reserve_orders_task, RESERVE, fast.queue_name(campaign_id), campaign_id)
+    if force or waiting_line.nudge_claim(RESERVE, waiting_line.queue_name(campaign_id)):
+        _publish(reserve_orders_task, RESERVE, waiting_line.queue_name(campaign_id), campaign_id)
 
 
 def nudge_payments(*, force: bool = False) -> None:
-    if force or fast.nudge_claim(PAY, "all"):
+    if force or waiting_line.nudge_claim(PAY, "all"):
         _publish(settle_payments_task, PAY, "all")
 
 
 def nudge_callbacks(*, force: bool = False) -> None:
-    if force or fast.nudge_claim(CALLBACK, "all"):
+    if force or waiting_line.nudge_claim(CALLBACK, "all"):
         _publish(deliver_callbacks_task, CALLBACK, "all")
 
 
@@ -43,7 +43,7 @@ def _publish(task: object, kind: str, name: str, *args: object) -> None:
         # Broker down: the row is committed, so the sweep will find it. Drop the mark so the
         # next commit tries to publish again instead of trusting a nudge that never left.
         log.warning("could not publish %s nudge for %s", kind, name, exc_info=True)
-        fast.nudge_release(kind, name)
+        waiting_line.nudge_release(kind, name)
 
 
 def drain(
@@ -72,18 +72,18 @@ def drain(
         while time.monotonic() < deadline:
             done = step()
             if not done:
-                fast.nudge_release(kind, name)
+                waiting_line.nudge_release(kind, name)
                 done = step()
                 if not done:
                     return handled
-                fast.nudge_hold(kind, name)
+                waiting_line.nudge_hold(kind, name)
             handled += done
             if done < fill and linger > 0:
                 time.sleep(linger)
     except BaseException:
         # A drain that failed (database gone, time limit) is not draining any more: drop the
         # mark, so the next commit or sweep sends a nudge instead of waiting out its TTL.
-        fast.nudge_release(kind, name)
+        waiting_line.nudge_release(kind, name)
         raise
     renudge()
     return handled
