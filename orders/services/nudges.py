@@ -13,32 +13,49 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from config.celery import app
 from orders import waiting_line
-from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task
 
 log = logging.getLogger(__name__)
 
 RESERVE, PAY, CALLBACK = "reserve", "pay", "callback"
 
+# The tasks each nudge wakes (orders/tasks.py), published by name: the tasks call these
+# services, so importing them here would close a circle. Routed to their queues by
+# CELERY_TASK_ROUTES, by this same name.
+TASKS = {
+    RESERVE: "orders.reserve_orders",
+    PAY: "orders.settle_payments",
+    CALLBACK: "orders.deliver_callbacks",
+}
+
 
 def nudge_reservations(campaign_id: int | None, *, force: bool = False) -> None:
     if force or waiting_line.nudge_claim(RESERVE, waiting_line.queue_name(campaign_id)):
-        _publish(reserve_orders_task, RESERVE, waiting_line.queue_name(campaign_id), campaign_id)
+        _publish(RESERVE, waiting_line.queue_name(campaign_id), campaign_id)
 
 
 def nudge_payments(*, force: bool = False) -> None:
     if force or waiting_line.nudge_claim(PAY, "all"):
-        _publish(settle_payments_task, PAY, "all")
+        _publish(PAY, "all")
 
 
 def nudge_callbacks(*, force: bool = False) -> None:
     if force or waiting_line.nudge_claim(CALLBACK, "all"):
-        _publish(deliver_callbacks_task, CALLBACK, "all")
+        _publish(CALLBACK, "all")
 
 
-def _publish(task: object, kind: str, name: str, *args: object) -> None:
+def _publish(kind: str, name: str, *args: object) -> None:
     try:
-        task.apply_async(args=args)  # type: ignore[attr-defined]
+        # The message the task's own apply_async sends: its result ignored, its time limits
+        # (the app's defaults; no task sets its own) in the headers.
+        app.send_task(
+            TASKS[kind],
+            args=args,
+            ignore_result=True,
+            time_limit=app.conf.task_time_limit,
+            soft_time_limit=app.conf.task_soft_time_limit,
+        )
     except Exception:
         # Broker down: the row is committed, so the sweep will find it. Drop the mark so the
         # next commit tries to publish again instead of trusting a nudge that never left.
