@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
-from config.admin import EstimatedCountPaginator, SaveChangedFieldsOnly, yuan
+from config.admin import EstimatedCountPaginator, ReadOnlyAdmin, SaveChangedFieldsOnly, yuan
 from shop import services
 from shop.models import (
     ApiClient,
@@ -224,22 +224,13 @@ class RateLimitAdmin(admin.ModelAdmin):
 
 
 @admin.register(RateLimitChange)
-class RateLimitChangeAdmin(admin.ModelAdmin):
+class RateLimitChangeAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "scope", "before", "after", "actor"]
     list_filter = ["scope"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """The staff controls' audit log: who, when, what, before and after. Append-only: written
     by the control services, never by hand."""
 
@@ -259,12 +250,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     sortable_by: list[str] = []
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
