@@ -17,18 +17,18 @@ install: $(STAMP)
 
 # PostgreSQL and Redis: configured (DATABASE_URL, REDIS_URL), else running on the default
 # local ports, else started from pip-installed binaries for as long as the command runs.
-WITH_SERVICES := $(PY) -m config.devservices --
+WITH_SERVICES := $(PY) -m devtools.services --
 
 ## Install, migrate, seed the demo and run the whole stack until Ctrl-C (FLOWER=1: with Flower).
 run: install
 	$(if $(FLOWER),$(PY) -m pip install --quiet -e '.[flower]')
-	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap && exec $(PY) -m config.stack $(if $(FLOWER),--flower)'
+	$(WITH_SERVICES) sh -c '$(PY) -m devtools.bootstrap && exec $(PY) -m devtools.stack $(if $(FLOWER),--flower)'
 
 ## Lint, validate the OpenAPI schema, and run every test (real PostgreSQL, Redis, Celery).
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(WITH_SERVICES) sh -c '$(PY) -m config.bootstrap \
+	$(WITH_SERVICES) sh -c '$(PY) -m devtools.bootstrap \
 		&& $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null \
 		&& $(VENV)/bin/pytest --create-db'
 

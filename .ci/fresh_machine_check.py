@@ -1,7 +1,7 @@
 """Prove README's two commands are the whole set-up, on a machine with no database services.
 
 Clones the repository into a temporary folder, hides the machine's own PostgreSQL and Redis
-from it (the probes of config.devservices point at closed ports, so it starts embedded ones
+from it (the probes of devtools.services point at closed ports, so it starts embedded ones
 from pip packages), then runs README's commands as README writes them (extracted from its
 "Two commands" block, not repeated here): the run command in the background until the API
 answers a claim with the key it printed, then the test command. Prints how long each took.

@@ -44,7 +44,7 @@ def prepare_database(env: dict[str, str]) -> None:
     import django
     from django.core.management import call_command
 
-    from config.bootstrap import ensure_database
+    from devtools.bootstrap import ensure_database
 
     ensure_database(env["DATABASE_URL"])
     django.setup()
@@ -178,7 +178,7 @@ def seed_coupons(
 ) -> None:
     """Issue coupons numbered start..start+count-1 straight in the database, as if claimed:
     customer `s-<n>` (or `decline-s-<n>`), code `SEED<n>`; the campaign's counter follows.
-    bench/load.py derives the same customer and code from the number."""
+    bench/load/jobs.py derives the same customer and code from the number."""
     from django.db import connection, transaction
 
     from coupons import services as coupons_services

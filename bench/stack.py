@@ -1,7 +1,7 @@
-"""The stack under test, started the way production runs it on one machine (README, "Queues
-and workers"): gunicorn (config/gunicorn.conf.py: 2 processes of our threaded worker), one
-Celery worker per queue with prefetch 1, beat, and the sandbox gateway; PostgreSQL and
-Redis are the machine's own.
+"""The stack under test, started from the stack's process table (devtools/processes.py) the
+way production runs it on one machine: gunicorn (2 processes of our threaded worker), one
+Celery worker per queue with prefetch 1 (and one for the floor's queue), beat, and the
+sandbox gateway; PostgreSQL and Redis are the machine's own.
 
 Isolation from the dev stack and the test suite: database `campaign_bench`, Redis DB 8
 (fast state) and 9 (broker), gunicorn on 127.0.0.1:8100, the sandbox on 127.0.0.1:8766.
@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from devtools import processes
+from devtools.processes import QUEUES, ROOT, Layout, Process, Sandbox
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/campaign_bench"
 REDIS_URL = "redis://127.0.0.1:6379/8"
@@ -45,7 +44,7 @@ SANDBOX_AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 WEB_URL = f"http://{WEB_HOST}:{WEB_PORT}"
 SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 GUNICORN_WORKERS = 2  # one per core; ARCHITECTURE.md: more processes than cores lost throughput
-PRODUCT_QUEUES = ("reservations", "payments", "callbacks", "maintenance")
+PRODUCT_QUEUES = QUEUES
 FLOOR_QUEUE = "bench"
 START_TIMEOUT = 60.0
 
@@ -102,75 +101,31 @@ REPORTED_ENV = (
 )
 
 
-def commands(
-    *, logs: Path, sandbox_latency_ms: int, sandbox_quota_rps: int
-) -> dict[str, list[str]]:
-    """Name → command line of every process of the stack, in start order."""
-    celery = [PY, "-m", "celery", "-A", "config"]
-    procs = {
-        "sandbox": [
-            PY,
-            "-m",
-            "orders.gateway.sandbox",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(SANDBOX_PORT),
-            "--latency-ms",
-            str(sandbox_latency_ms),
-            "--quota-rps",
-            str(sandbox_quota_rps),
-            "--key",
-            SANDBOX_KEY,
-        ],
-        "gunicorn": [
-            PY,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-c",
-            str(ROOT / "config" / "gunicorn.conf.py"),
-            "-b",
-            f"{WEB_HOST}:{WEB_PORT}",
+def layout(*, logs: Path, sandbox_latency_ms: int, sandbox_quota_rps: int) -> Layout:
+    """The benchmark's way of running the stack (devtools/processes.py has the processes):
+    two gunicorn processes of our worker (BENCH_WORKER_CLASS=sync compares gunicorn's sync
+    worker with ours), the floor's extra queue, quiet logs."""
+    return Layout(
+        web_bind=f"{WEB_HOST}:{WEB_PORT}",
+        web_args=(
             "-w",
             str(GUNICORN_WORKERS),
-            # BENCH_WORKER_CLASS=sync compares gunicorn's sync worker with ours.
             "-k",
             os.environ.get("BENCH_WORKER_CLASS", "config.server.ApiWorker"),
-        ],
-        "beat": [
-            *celery,
-            "beat",
-            "--schedule",
-            str(logs.parent / "celerybeat-schedule"),
-            "--loglevel=WARNING",
-        ],
-    }
-    for queue in (*PRODUCT_QUEUES, FLOOR_QUEUE):
-        procs[f"worker-{queue}"] = worker_command(queue)
-    return procs
-
-
-def worker_command(queue: str) -> list[str]:
-    """One worker per queue, as README lays out production: one process, prefetch 1."""
-    return [
-        PY,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        queue,
-        "-c",
-        "1",
-        "-n",
-        f"bench-{queue}@%h",
-        "--prefetch-multiplier=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel=WARNING",
-    ]
+        ),
+        beat_schedule=logs.parent / "celerybeat-schedule",
+        beat_loglevel="WARNING",
+        sandbox=Sandbox(
+            host="127.0.0.1",
+            port=SANDBOX_PORT,
+            latency_ms=sandbox_latency_ms,
+            quota_rps=sandbox_quota_rps,
+            key=SANDBOX_KEY,
+        ),
+        queues=(*PRODUCT_QUEUES, FLOOR_QUEUE),
+        node_prefix="bench-",
+        worker_loglevel="WARNING",
+    )
 
 
 @dataclass
@@ -180,20 +135,21 @@ class Stack:
     logs: Path
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    commands: dict[str, list[str]] = field(default_factory=dict)
+    started: dict[str, Process] = field(default_factory=dict)
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-        self.commands[name] = command
-        with (self.logs / f"{name}.log").open("ab") as log:
+    def start(self, process: Process) -> subprocess.Popen[bytes]:
+        """Start one process of the table, in its own process group, its log in `logs`."""
+        self.started[process.name] = process
+        with (self.logs / f"{process.name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                command,
+                process.argv,
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, **process.env},
                 start_new_session=True,
             )
-        self.procs[name] = proc
+        self.procs[process.name] = proc
         return proc
 
     def check_alive(self) -> None:
@@ -212,7 +168,7 @@ class Stack:
         """Stop gunicorn at once (SIGQUIT: no graceful wait) and start it again; its listen
         socket closes, so connections queued in it are refused rather than served."""
         self.stop("gunicorn", sig=signal.SIGQUIT)
-        self.start("gunicorn", self.commands["gunicorn"])
+        self.start(self.started["gunicorn"])
         wait_until(http_ok(f"{WEB_URL}/bench/floor/get/"), self, "gunicorn")
 
     def stop_all(self) -> None:
@@ -333,10 +289,14 @@ def start_stack(stack: Stack, *, sandbox_latency_ms: int, sandbox_quota_rps: int
     import socket
 
     host = socket.gethostname()
-    for name, command in commands(
-        logs=stack.logs, sandbox_latency_ms=sandbox_latency_ms, sandbox_quota_rps=sandbox_quota_rps
-    ).items():
-        stack.start(name, command)
+    for process in processes.table(
+        layout(
+            logs=stack.logs,
+            sandbox_latency_ms=sandbox_latency_ms,
+            sandbox_quota_rps=sandbox_quota_rps,
+        )
+    ).values():
+        stack.start(process)
     wait_until(http_ok(f"{SANDBOX_URL}/_sandbox/config", SANDBOX_AUTH), stack, "sandbox gateway")
     wait_until(http_ok(f"{WEB_URL}/bench/floor/get/"), stack, "gunicorn")
     names = [f"bench-{q}@{host}" for q in (*PRODUCT_QUEUES, FLOOR_QUEUE)]

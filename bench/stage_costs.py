@@ -37,7 +37,7 @@ def timed(label: str, count: int, fn) -> None:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    from config.bootstrap import ensure_database
+    from devtools.bootstrap import ensure_database
 
     ensure_database(os.environ["DATABASE_URL"])
     import django

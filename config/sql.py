@@ -11,8 +11,25 @@ sends each field as one array and lets PostgreSQL join them:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import psycopg
 from django.db import connection, models
+
+
+def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run a statement that every request runs as a prepared statement and return its rows.
+
+    psycopg's own cursor on Django's connection, not Django's client-side binding one: the
+    statement is prepared once per connection, and PostgreSQL then neither parses nor plans
+    it again (for a one-row lookup that is most of its cost), and Python skips the ORM's
+    query compiler. Same connection, so it takes part in the caller's transaction; the SQL
+    uses %s placeholders. Not for statements whose text varies: each text is prepared anew.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
 
 
 def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:

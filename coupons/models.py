@@ -1,4 +1,8 @@
-"""Campaigns (time window, coupon stock, money budget, per-customer limit) and issued coupons."""
+"""Campaigns (time window, coupon stock, money budget, per-customer limit) and issued coupons.
+
+Each status's lifecycle is a table below its model (CAMPAIGN_ALLOWED, COUPON_ALLOWED), checked
+by its one move function in `coupons.services`.
+"""
 
 from datetime import datetime
 
@@ -89,6 +93,16 @@ class Campaign(models.Model):
         return self.budget_total - self.budget_held - self.budget_spent
 
 
+C = Campaign.Status
+# What staff may do to a campaign (`coupons.services.campaign_move`): pause and resume it, end
+# it; an ended campaign is never reopened.
+CAMPAIGN_ALLOWED: dict[str, frozenset[str]] = {
+    C.ACTIVE: frozenset({C.PAUSED, C.ENDED}),
+    C.PAUSED: frozenset({C.ACTIVE, C.ENDED}),
+    C.ENDED: frozenset(),
+}
+
+
 class CouponSlice(models.Model):
     """One of a campaign's COUPON_SLICES counters of coupons issued. A claim takes one coupon
     from a slice that has room (one conditional UPDATE), so concurrent claims spread over
@@ -171,3 +185,14 @@ class Coupon(models.Model):
         if self.status == self.Status.ISSUED and now >= self.valid_until:
             return self.Status.EXPIRED
         return self.status
+
+
+CS = Coupon.Status
+# A coupon moves with the order that uses it (`coupons.services._coupons_move`, one conditional
+# UPDATE for a batch; the orders' event log records why), or expires unused.
+COUPON_ALLOWED: dict[str, frozenset[str]] = {
+    CS.ISSUED: frozenset({CS.RESERVED, CS.EXPIRED}),
+    CS.RESERVED: frozenset({CS.ISSUED, CS.REDEEMED}),  # given back, or paid for
+    CS.REDEEMED: frozenset(),
+    CS.EXPIRED: frozenset(),
+}

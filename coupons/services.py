@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, connections, router, transacti
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import IdempotencyKeyReused, InvalidInput
+from config.errors import IdempotencyKeyReused, InvalidInput, InvalidTransition
 from coupons import selectors
 from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
@@ -29,7 +29,14 @@ from coupons.errors import (
     LimitReached,
     SoldOut,
 )
-from coupons.models import Campaign, CampaignEvent, Coupon, CouponSlice
+from coupons.models import (
+    CAMPAIGN_ALLOWED,
+    COUPON_ALLOWED,
+    Campaign,
+    CampaignEvent,
+    Coupon,
+    CouponSlice,
+)
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 
@@ -346,6 +353,10 @@ def coupons_redeem(*, coupon_ids: Collection[int]) -> None:
 
 
 def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None:
+    """The one way a held coupon's status changes: every coupon from `source` to `target`
+    (COUPON_ALLOWED) in one conditional UPDATE, or CouponNotHeld (the caller rolls back)."""
+    if target not in COUPON_ALLOWED[source]:
+        raise InvalidTransition(entity="coupon", current=source, target=target)
     if not coupon_ids:
         return
     moved = Coupon.objects.filter(pk__in=list(coupon_ids), status=source).update(
@@ -400,8 +411,11 @@ def budget_refund(*, campaign_id: int, amount: int) -> None:
 def coupons_expire(*, now: datetime | None = None) -> int:
     """Mark issued coupons past their validity as expired (the sweep). Returns how many."""
     now = now or timezone.now()
-    return Coupon.objects.filter(status=Coupon.Status.ISSUED, valid_until__lte=now).update(
-        status=Coupon.Status.EXPIRED, updated_at=now
+    source, target = Coupon.Status.ISSUED, Coupon.Status.EXPIRED
+    if target not in COUPON_ALLOWED[source]:
+        raise InvalidTransition(entity="coupon", current=source, target=target)
+    return Coupon.objects.filter(status=source, valid_until__lte=now).update(
+        status=target, updated_at=now
     )
 
 
@@ -414,18 +428,29 @@ def campaign_set_status(*, campaign_id: int, status: str, actor: str) -> Campaig
 
     Paused: new claims and orders get campaign_not_active at once; orders already in line
     wait (the sweep drains them within seconds of a resume) and orders already holding
-    finish their payment. Ended: orders still in line are rejected campaign_not_active."""
+    finish their payment. Ended: orders still in line are rejected campaign_not_active.
+    Setting the status it has already changes nothing. Raises CampaignNotActive for an ended
+    campaign, ValueError for an unknown status."""
     campaign = selectors.campaign_for_update(campaign_id=campaign_id)
     if status not in Campaign.Status.values:
         raise ValueError(f"unknown campaign status {status!r}")
-    if campaign.status == Campaign.Status.ENDED and status != Campaign.Status.ENDED:
-        raise CampaignNotActive("An ended campaign cannot be reopened.")
     if campaign.status != status:
-        CampaignEvent.objects.create(
-            campaign=campaign, source=campaign.status, target=status, actor=actor
-        )
-        campaign.status = status
-        campaign.save(update_fields=["status", "updated_at"])
+        campaign_move(campaign, status, actor=actor)
+    return campaign
+
+
+def campaign_move(campaign: Campaign, to: str, *, actor: str) -> Campaign:
+    """The one way a campaign's status changes: checked against CAMPAIGN_ALLOWED, recorded as
+    a CampaignEvent. The caller holds the campaign's lock (`campaign_for_update`) inside its
+    atomic block. Raises CampaignNotActive out of a final status (an ended campaign),
+    InvalidTransition for any other move the table refuses."""
+    if to not in CAMPAIGN_ALLOWED[campaign.status]:
+        if not CAMPAIGN_ALLOWED[campaign.status]:
+            raise CampaignNotActive("An ended campaign cannot be reopened.")
+        raise InvalidTransition(entity="campaign", current=campaign.status, target=to)
+    CampaignEvent.objects.create(campaign=campaign, source=campaign.status, target=to, actor=actor)
+    campaign.status = to
+    campaign.save(update_fields=["status", "updated_at"])
     return campaign
 
 

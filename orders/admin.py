@@ -27,7 +27,16 @@ from config.errors import DomainError
 from coupons.admin import CampaignAdmin
 from coupons.models import Campaign
 from orders import admin_views, selectors, services
-from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
+from orders.models import (
+    REFUNDABLE,
+    CallbackDelivery,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Reservation,
+    cancel_refusal,
+)
 from shop.models import ApiClient
 
 if TYPE_CHECKING:
@@ -227,10 +236,11 @@ class OrderAdmin(BigTableAdmin):
         """The page offers Cancel and Refund (each asks for confirmation) to staff who may."""
         order = self.get_object(request, object_id)
         allowed = order is not None and request.user.has_perm("orders.change_order")
+        payment = selectors.payments_by_order([order.pk]).get(order.pk) if allowed else None
         extra = {
             "can_cancel": allowed
-            and order.status in (Order.Status.RECEIVED, Order.Status.RESERVED),
-            "can_refund": allowed and order.status == Order.Status.PAID,
+            and not cancel_refusal(order.status, payment.status if payment else None),
+            "can_refund": allowed and order.status in REFUNDABLE,
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)

@@ -1,6 +1,9 @@
-"""Orders and what happens to them: lines, holds (reservations), payments, callbacks, events.
+"""Orders and what happens to them: lines, holds (reservations), payments, refunds, callbacks,
+events.
 
-State machines are tables (ORDER_ALLOWED, PAYMENT_ALLOWED) below the models they govern.
+Every lifecycle is a table below the model it governs (ORDER_ALLOWED, PARKING_ALLOWED,
+PAYMENT_ALLOWED, REFUND_ALLOWED), and has one move function in `orders.services.transitions`
+that checks it under the row lock and writes the OrderEvent: nothing else writes events.
 """
 
 import uuid
@@ -119,7 +122,29 @@ ORDER_ALLOWED: dict[str, frozenset[str]] = {
     S.REFUNDED: frozenset(),
 }
 TERMINAL: frozenset[str] = frozenset(s for s, nxt in ORDER_ALLOWED.items() if not nxt) | {S.PAID}
-LIVE: frozenset[str] = frozenset({S.RECEIVED, S.RESERVED})
+# What the table lets staff and clients ask for (see `cancel_refusal` for the whole rule).
+CANCELLABLE: frozenset[str] = frozenset(s for s, nxt in ORDER_ALLOWED.items() if S.CANCELLED in nxt)
+REFUNDABLE: frozenset[str] = frozenset(s for s, nxt in ORDER_ALLOWED.items() if S.REFUNDED in nxt)
+
+# Parking: a received order whose batch kept failing is taken out of its line for staff
+# (`parked_at` set), and put back at its head. A place, not a status: the client still sees
+# `received`. Its events read received → parked and parked → received.
+PARKED = "parked"
+PARKING_ALLOWED: dict[str, frozenset[str]] = {
+    **{status: frozenset() for status in S.values},
+    S.RECEIVED: frozenset({PARKED}),
+    PARKED: frozenset({S.RECEIVED}),
+}
+
+# The source of a move that creates its row (a payment's first attempt, a refund asked for).
+NEW = ""
+
+
+def parking_state(order: "Order") -> str:
+    """Where the order stands for parking: PARKED while out of its line, else its status."""
+    if order.parked_at is not None and order.status == S.RECEIVED:
+        return PARKED
+    return order.status
 
 
 class OrderLine(models.Model):
@@ -228,6 +253,7 @@ class Payment(models.Model):
 
 P = Payment.Status
 PAYMENT_ALLOWED: dict[str, frozenset[str]] = {
+    NEW: frozenset({P.PENDING, P.NOT_REQUIRED}),  # the first attempt; or nothing to pay
     P.PENDING: frozenset({P.SUCCEEDED, P.DECLINED, P.UNKNOWN, P.RETRY, P.PARKED}),
     P.UNKNOWN: frozenset({P.PENDING, P.SUCCEEDED, P.DECLINED}),
     P.RETRY: frozenset({P.PENDING}),
@@ -236,10 +262,62 @@ PAYMENT_ALLOWED: dict[str, frozenset[str]] = {
     P.DECLINED: frozenset(),
     P.NOT_REQUIRED: frozenset(),
 }
+# A charge in flight, or made: its outcome decides the order, which cannot be cancelled
+# meanwhile. `retry` is not among them: the gateway took nothing, and no attempt is running.
+PAYMENT_AT_STAKE: frozenset[str] = frozenset({P.PENDING, P.UNKNOWN, P.SUCCEEDED, P.PARKED})
+
+
+def cancel_refusal(order_status: str, payment_status: str | None) -> str:
+    """Can this order be cancelled? "" when it can, else why not. One rule for the API, the
+    admin and the services: its status allows the move to cancelled (ORDER_ALLOWED), and no
+    money is at stake on its payment, if it has one."""
+    if order_status not in CANCELLABLE:
+        return f"The order is {order_status}."
+    if payment_status in PAYMENT_AT_STAKE:
+        return "A payment for this order is in progress."
+    return ""
+
+
+class Refund(models.Model):
+    """A paid order's charge given back through the gateway, asked for by staff. One per order,
+    ever: every ask sends the same idempotency key, so the gateway refunds at most once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # asked; the gateway's answer is awaited
+        SUCCEEDED = "succeeded"  # refunded: the order moved to `refunded` with it
+        FAILED = "failed"  # the gateway refused: nothing moved
+        UNKNOWN = "unknown"  # no definite answer: the order stays paid; asking again is safe
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="refund")
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    charge_id = models.CharField(max_length=100, blank=True, default="")
+    amount = models.PositiveBigIntegerField(help_text="In fen; 0 when nothing was charged.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    refund_id = models.CharField(max_length=100, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"refund {self.idempotency_key} ({self.status})"
+
+
+RS = Refund.Status
+REFUND_ALLOWED: dict[str, frozenset[str]] = {
+    NEW: frozenset({RS.PENDING}),
+    # pending → pending: asked again while an earlier ask's answer is still out (its page died
+    # mid-call, or two staff asked at once): the same key goes out, the gateway answers once.
+    RS.PENDING: frozenset({RS.PENDING, RS.SUCCEEDED, RS.FAILED, RS.UNKNOWN}),
+    RS.UNKNOWN: frozenset({RS.PENDING, RS.SUCCEEDED, RS.FAILED}),
+    RS.FAILED: frozenset({RS.PENDING}),  # staff may ask again
+    RS.SUCCEEDED: frozenset(),
+}
 
 
 class OrderEvent(models.Model):
-    """Append-only: every status change of an order and of its payment, with who made it."""
+    """Append-only: every move of an order, its place in line, its payment and its refund, with
+    who made it. Written only by the move functions of `orders.services.transitions`; payment
+    and refund moves read `payment:<status>` and `refund:<status>` (`:` alone: no row yet)."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     source = models.CharField(max_length=32)

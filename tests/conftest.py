@@ -102,7 +102,7 @@ def database_url_of_tests() -> str:
     password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     port = f":{db['PORT']}" if db.get("PORT") else ""
     socket_dir = db.get("OPTIONS", {}).get("host")
-    if socket_dir:  # the embedded server of config.devservices: a Unix socket
+    if socket_dir:  # the embedded server of devtools.services: a Unix socket
         return f"postgres://{db['USER']}{password}@/{db['NAME']}?host={quote(socket_dir, safe='/')}"
     return f"postgres://{db['USER']}{password}@{db['HOST']}{port}/{db['NAME']}"
 

@@ -1,5 +1,6 @@
-"""Starting real parts of the stack as processes, for the tests: the sandbox gateway and
-Celery workers. Used by conftest fixtures; nothing here is a fake."""
+"""Starting real parts of the stack as processes, for the tests: the sandbox gateway,
+Celery workers, gunicorn, Flower, with the command lines of the stack's process table
+(devtools/processes.py). Used by conftest fixtures; nothing here is a fake."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from devtools import processes
+from devtools.processes import Sandbox
+
+PROJECT_ROOT = processes.ROOT
 SANDBOX_KEY = "test-sandbox-key"
 SANDBOX_AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 START_TIMEOUT_SECONDS = 30.0
@@ -76,9 +79,8 @@ def stop(
 
 def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "orders.gateway.sandbox", "--port", str(port)]
-    command += ["--latency-ms", str(latency_ms), "--key", SANDBOX_KEY]
-    process = spawn(command, log_path)
+    command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=SANDBOX_KEY))
+    process = spawn(list(command), log_path)
 
     def ready() -> bool:
         try:
@@ -97,17 +99,11 @@ def start_worker(
     log_path: Path, *, queues: str, env: dict[str, str], concurrency: int = 2
 ) -> subprocess.Popen[bytes]:
     """A real `celery -A config worker`, prefork, consuming `queues`; ready once it logs so."""
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues]
-    command += ["-c", str(concurrency), "--prefetch-multiplier=1", "--without-gossip"]
-    command += [
-        "--without-mingle",
-        "--without-heartbeat",
-        "--loglevel=INFO",
-        "-n",
-        f"test-{queues}@%h",
-    ]
+    command = processes.worker_argv(
+        queues, node=f"test-{queues}", concurrency=concurrency, extra=("--without-heartbeat",)
+    )
     start = log_path.stat().st_size if log_path.exists() else 0
-    process = spawn(command, log_path, env)
+    process = spawn(list(command), log_path, env)
 
     def ready() -> bool:
         with log_path.open("rb") as log:
@@ -124,9 +120,8 @@ def start_web(
     """A real gunicorn serving the project as production does (config/gunicorn.conf.py), on a
     free port; ready once it answers. Returns its base URL and the process."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
-    command += ["-b", f"127.0.0.1:{port}", "-w", str(workers)]
-    process = spawn(command, log_path, env)
+    command = processes.gunicorn_argv(f"127.0.0.1:{port}", "-w", str(workers))
+    process = spawn(list(command), log_path, env)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -142,9 +137,7 @@ def start_web(
 
 def start_flower(port: int, log_path: Path, *, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`celery -A config flower` as an operator starts it; ready once its page answers."""
-    command = [sys.executable, "-m", "celery", "-A", "config", "flower"]
-    command += ["--address=127.0.0.1", f"--port={port}"]
-    process = spawn(command, log_path, env)
+    process = spawn(list(processes.flower_argv("127.0.0.1", port)), log_path, env)
 
     def ready() -> bool:
         try:

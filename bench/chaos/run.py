@@ -7,8 +7,8 @@ the chatbot API (bench/chaos/shoppers.py) while one fault, or all of them, is in
 (bench/chaos/faults.py); heals; waits for the system to go quiet; and checks every
 invariant from the database and the sandbox gateway's ledger (bench/invariants.py) against
 what the shoppers were told. It prints a table, one row per scenario, writes
-bench/results/chaos-<mode>-<time>.json (and latest-chaos-<mode>.json) and exits 1 if any
-scenario broke a promise.
+bench/results/chaos-<mode>-<time>.json (the newest run of a mode is the last name in sort
+order) and exits 1 if any scenario broke a promise.
 
 Columns: accepted (orders the chatbot was told 2xx), terminal (of those), lost (accepted,
 not terminal or not in the database, plus any order in the database still live after the
@@ -42,7 +42,7 @@ import httpx
 from bench.chaos.engines import PrivatePostgres, PrivateRedis, free_port
 from bench.chaos.faults import HEALTHY_GATEWAY, SCENARIOS, Chaos, Timing
 from bench.chaos.shoppers import Record, Shoppers
-from bench.chaos.supervisor import Supervisor, commands
+from bench.chaos.supervisor import Supervisor, layout
 from bench.invariants import TERMINAL, check_invariants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ class Run:
         self.supervisor = Supervisor(
             logs=logs,
             env=env,
-            commands=commands(
+            layout=layout(
                 web_port=self.web_port,
                 sandbox_port=self.sandbox_port,
                 sandbox_key=SANDBOX_KEY,
@@ -491,7 +491,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         targets = [RESULTS / f"chaos-{args.mode}-{stamp}.json"]
-        targets.append(RESULTS / f"latest-chaos-{args.mode}.json")
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1))

@@ -1,9 +1,9 @@
 """The chaos stack's processes and the supervisor that keeps them running.
 
-The stack is laid out as production runs it on one machine (README, "Queues and workers"):
-the sandbox gateway, gunicorn with config/gunicorn.conf.py, one Celery worker per queue
-with prefetch 1, and beat. In production systemd (or Kubernetes) starts a process again when it
-dies; here a thread does, every 0.3 s, and counts how often. Every process has its own
+The stack is started from its process table (devtools/processes.py), as production runs it
+on one machine: the sandbox gateway, gunicorn with config/gunicorn.conf.py, one Celery worker
+per queue with prefetch 1, and beat. In production systemd (or Kubernetes) starts a process
+again when it dies; here a thread does, every 0.3 s, and counts how often. Every process has its own
 process group, so stopping one also stops its children; a worker whose parent a fault
 killed leaves its pool process behind in the old group, which is killed before the worker
 starts again (as systemd does with a unit's control group).
@@ -15,48 +15,43 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from functools import partial
 from pathlib import Path
 
-from bench.stack import PRODUCT_QUEUES, Stack, http_ok, wait_until
+from bench.stack import Stack, http_ok, wait_until
+from devtools.processes import Layout, Sandbox, table
 
-PY = sys.executable
 
-
-def commands(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path) -> dict:
-    celery = [PY, "-m", "celery", "-A", "config"]
-    sandbox = [PY, "-m", "orders.gateway.sandbox", "--port", str(sandbox_port)]
-    gunicorn = [PY, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
-    gunicorn += ["-b", f"127.0.0.1:{web_port}"]
-    beat = [*celery, "beat", "--schedule", str(run_dir / "celerybeat-schedule")]
-    procs: dict[str, list[str]] = {
-        "sandbox": [*sandbox, "--latency-ms", "20", "--key", sandbox_key],
-        "gunicorn": [*gunicorn, "--graceful-timeout", "10"],
-        "beat": [*beat, "--loglevel=WARNING"],
-    }
-    for queue in PRODUCT_QUEUES:
-        procs[f"worker-{queue}"] = [*celery, "worker", "-Q", queue, "-c", "1"]
-        procs[f"worker-{queue}"] += ["-n", f"chaos-{queue}@%h", "--prefetch-multiplier=1"]
-        procs[f"worker-{queue}"] += ["--without-gossip", "--without-mingle", "--loglevel=INFO"]
-    return procs
+def layout(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path) -> Layout:
+    """The chaos suite's way of running the stack (devtools/processes.py has the processes):
+    gunicorn gives its workers 10 s to finish on a restart; workers log at INFO, whose
+    lines the suite reads (" ready.", redeliveries)."""
+    return Layout(
+        web_bind=f"127.0.0.1:{web_port}",
+        web_args=("--graceful-timeout", "10"),
+        beat_schedule=run_dir / "celerybeat-schedule",
+        beat_loglevel="WARNING",
+        sandbox=Sandbox(port=sandbox_port, latency_ms=20, key=sandbox_key),
+        node_prefix="chaos-",
+        worker_loglevel="INFO",
+    )
 
 
 class Supervisor:
-    def __init__(self, *, logs: Path, env: dict[str, str], commands: dict[str, list[str]]) -> None:
+    def __init__(self, *, logs: Path, env: dict[str, str], layout: Layout) -> None:
         self.stack = Stack(logs=logs, env=env)
-        self.wanted = commands
+        self.wanted = table(layout)
         self.restarts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start_all(self, *, web_url: str, sandbox_url: str, sandbox_key: str) -> None:
-        for name, command in self.wanted.items():
+        for name, process in self.wanted.items():
             offset = self._log_size(name)
-            self.stack.start(name, command)
+            self.stack.start(process)
             if name.startswith("worker-"):
                 wait_until(partial(self._logged_ready, name, offset), self.stack, name)
         auth = {"Authorization": f"Bearer {sandbox_key}"}
@@ -83,7 +78,7 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
-            for name, command in self.wanted.items():
+            for name, process in self.wanted.items():
                 with self._lock:
                     proc = self.stack.procs.get(name)
                     if proc is not None and proc.poll() is None:
@@ -93,7 +88,7 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(proc.pid, signal.SIGKILL)
                     self.restarts[name] += 1
-                    self.stack.start(name, command)
+                    self.stack.start(process)
 
     def _log_size(self, name: str) -> int:
         path = self.stack.logs / f"{name}.log"

@@ -100,6 +100,12 @@ def database_settings(url_config: dict) -> dict:
     # the web turns it off (config/wsgi.py): a connection PostgreSQL dropped fails one request
     # with 429 (config.api) and is replaced, which costs less than a ping on every order.
     url_config["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+    # Prepared statements, for the few hot statements that ask for them (config.sql's
+    # prepared_rows: intake's coupon lookup and INSERT). Django's own cursors bind client-side
+    # and never prepare, so nothing else changes. Off behind a pooler that cannot keep them
+    # (PgBouncer before 1.21 in transaction mode): DB_PREPARED_STATEMENTS=false.
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        url_config.setdefault("OPTIONS", {})["prepare_threshold"] = 5  # psycopg's default
     if DB_LOCK_TIMEOUT_MS:
         options = url_config.setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c lock_timeout={DB_LOCK_TIMEOUT_MS}"

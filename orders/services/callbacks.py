@@ -21,19 +21,18 @@ from functools import cache, partial
 
 import urllib3
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import HTTPError as TransportError
 
 from config import ratelimit
-from config.sql import rows_update
-from orders import metrics, selectors
-from orders.models import TERMINAL, CallbackDelivery
+from config.sql import prepared_rows
+from orders import metrics
+from orders.models import TERMINAL, CallbackDelivery, Order
 from orders.netguard import guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks
 from shop import selectors as shop_selectors
-from shop.models import RateLimit
+from shop.models import ApiClient, RateLimit
 
 _UNSENT = "not sent: waiting for the client's callback rate limit"
 
@@ -83,30 +82,54 @@ def _http() -> urllib3.PoolManager:
     )
 
 
+_T = CallbackDelivery._meta.db_table
+_ORDERS = Order._meta.db_table
+_CLIENTS = ApiClient._meta.db_table
+_PENDING = CallbackDelivery.State.PENDING.value
+
+# Due deliveries, each only when no older delivery of the same order is still pending (a
+# chatbot hears an order's statuses in the order they happened), leased in the same
+# statement: attempts counted, next_attempt_at pushed out past a POST's time-out.
+_CLAIM_SQL = f"""
+WITH due AS (
+  SELECT d.id FROM {_T} d
+  WHERE d.state = '{_PENDING}' AND d.next_attempt_at <= %s
+    AND NOT EXISTS (
+      SELECT 1 FROM {_T} older
+      WHERE older.order_id = d.order_id AND older.state = '{_PENDING}' AND older.id < d.id)
+  ORDER BY d.next_attempt_at, d.id
+  LIMIT %s
+  FOR NO KEY UPDATE OF d SKIP LOCKED
+)
+UPDATE {_T} d SET attempts = d.attempts + 1, next_attempt_at = %s, updated_at = %s
+FROM due, {_ORDERS} o, {_CLIENTS} c
+WHERE d.id = due.id AND o.id = d.order_id AND c.id = o.client_id
+RETURNING d.id, o.client_id, d.attempts, d.url, d.payload, c.webhook_secret, o.request_id
+"""  # noqa: S608 (identifiers from the models; every value a parameter)
+
+
 def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     """Claim due deliveries with a lease (next_attempt_at pushed out), so a worker that dies
-    mid-POST leaves them to be sent again later (receivers must accept duplicates)."""
+    mid-POST leaves them to be sent again later (receivers must accept duplicates). Two
+    statements, each atomic on its own: supersede, then claim (no transaction around them;
+    the claim sees the superseded rows as committed)."""
     now = timezone.now()
-    with transaction.atomic():
-        metrics.callbacks_superseded(_callbacks_coalesce(now))
-        due = selectors.callbacks_due_for_update(now=now, limit=limit)
-        lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
-        for delivery in due:
-            delivery.attempts += 1
-            delivery.next_attempt_at = lease_until
-            delivery.updated_at = now
-        rows_update(CallbackDelivery, due, ["attempts", "next_attempt_at", "updated_at"])
+    metrics.callbacks_superseded(_callbacks_coalesce(now))
+    lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
+    rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now])
     return [
         CallbackJob(
-            delivery_id=d.pk,
-            client_id=d.order.client_id,
-            attempt=d.attempts,
-            url=d.url,
-            body=json.dumps(d.payload, separators=(",", ":")).encode(),
-            secret=d.order.client.webhook_secret,
-            request_id=d.order.request_id,
+            delivery_id=delivery_id,
+            client_id=client_id,
+            attempt=attempt,
+            url=url,
+            body=json.dumps(
+                json.loads(payload) if isinstance(payload, str) else payload, separators=(",", ":")
+            ).encode(),
+            secret=secret,
+            request_id=request_id,
         )
-        for d in due
+        for delivery_id, client_id, attempt, url, payload, secret, request_id in sorted(rows)
     ]
 
 
@@ -147,53 +170,50 @@ def callback_send(job: CallbackJob) -> str:
     return "" if 200 <= response.status < 300 else f"HTTP {response.status}"  # noqa: PLR2004
 
 
+# Each outcome written only if the delivery is still the one that was claimed: pending, with
+# the attempt the POST was made for (a later claim after a lost lease has moved it on).
+_RECORD_SQL = f"""
+UPDATE {_T} d SET state = v.state, attempts = v.attempts, delivered_at = v.delivered_at,
+  last_error = COALESCE(v.last_error, d.last_error),
+  next_attempt_at = COALESCE(v.next_attempt_at, d.next_attempt_at), updated_at = %s
+FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::timestamptz[], %s::text[],
+            %s::timestamptz[], %s::text[])
+  AS v(id, claimed, state, attempts, delivered_at, last_error, next_attempt_at, outcome)
+WHERE d.id = v.id AND d.state = '{_PENDING}' AND d.attempts = v.claimed
+RETURNING v.outcome
+"""  # noqa: S608 (identifiers from the models; every value a parameter)
+
+
 def callbacks_record(
     results: Sequence[tuple[CallbackJob, str]], *, unsent: Sequence[tuple[CallbackJob, float]] = ()
 ) -> None:
     """Delivered, retried later with backoff, or given up (FAILED, replayable by staff) after
     CALLBACK_MAX_ATTEMPTS. `unsent` deliveries waited for their client's rate limit: tried
-    again after the wait given, the attempt not counted."""
+    again after the wait given, the attempt not counted. One statement for the batch."""
     now = timezone.now()
     waits = {job.delivery_id: wait for job, wait in unsent}
-    results = [*results, *((job, _UNSENT) for job, _ in unsent)]
-    with transaction.atomic():
-        deliveries = {
-            d.pk: d
-            for d in CallbackDelivery.objects.select_for_update(no_key=True)
-            .filter(pk__in=[j.delivery_id for j, _ in results])
-            .order_by("pk")
-        }
-        outcomes: Counter[str] = Counter()
-        for job, error in results:
-            delivery = deliveries[job.delivery_id]
-            if delivery.state != CallbackDelivery.State.PENDING or delivery.attempts != job.attempt:
-                continue
-            delivery.updated_at = now
-            if error is _UNSENT:
-                outcomes["unsent"] += 1
-                delivery.attempts -= 1
-                delivery.next_attempt_at = now + timedelta(seconds=waits[job.delivery_id])
-            elif not error:
-                outcomes["delivered"] += 1
-                delivery.state, delivery.delivered_at, delivery.last_error = (
-                    CallbackDelivery.State.DELIVERED,
-                    now,
-                    "",
-                )
-            elif delivery.attempts >= settings.CALLBACK_MAX_ATTEMPTS:
-                outcomes["failed"] += 1
-                delivery.state, delivery.last_error = CallbackDelivery.State.FAILED, error
-            else:
-                outcomes["error"] += 1
-                wait = min(600.0, 2.0**delivery.attempts) * random.uniform(0.5, 1.0)  # noqa: S311
-                delivery.next_attempt_at, delivery.last_error = now + timedelta(seconds=wait), error
-        rows_update(
-            CallbackDelivery,
-            list(deliveries.values()),
-            ["state", "attempts", "delivered_at", "last_error", "next_attempt_at", "updated_at"],
-        )
-        transaction.on_commit(partial(metrics.callback_outcomes, outcomes))
-        metrics.parked("callback", outcomes["failed"])
+    rows: list[tuple[object, ...]] = []
+    for job, error in [*results, *((job, _UNSENT) for job, _ in unsent)]:
+        # Each row: state, attempts, delivered_at, last_error and next_attempt_at (None: kept
+        # as they are), and the outcome counted once the write is known to have happened.
+        if error is _UNSENT:
+            wait = timedelta(seconds=waits[job.delivery_id])
+            row = (_PENDING, job.attempt - 1, None, None, now + wait, "unsent")
+        elif not error:
+            row = (CallbackDelivery.State.DELIVERED.value, job.attempt, now, "", None, "delivered")
+        elif job.attempt >= settings.CALLBACK_MAX_ATTEMPTS:
+            row = (CallbackDelivery.State.FAILED.value, job.attempt, None, error, None, "failed")
+        else:
+            wait = timedelta(seconds=min(600.0, 2.0**job.attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+            row = (_PENDING, job.attempt, None, error, now + wait, "error")
+        rows.append((job.delivery_id, job.attempt, *row))
+    if not rows:
+        return
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    written = prepared_rows(_RECORD_SQL, [now, *columns])
+    outcomes = Counter(outcome for (outcome,) in written)
+    metrics.callback_outcomes(outcomes)
+    metrics.parked("callback", outcomes["failed"])
 
 
 def callbacks_drain() -> int:

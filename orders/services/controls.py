@@ -23,10 +23,10 @@ from coupons import services as coupons_services
 from orders import selectors
 from orders.errors import NotRefundable, RefundRefused, RefundUnknown
 from orders.gateway.client import RefundOutcome
-from orders.models import CallbackDelivery, Order, OrderEvent, Payment
+from orders.models import REFUND_ALLOWED, REFUNDABLE, CallbackDelivery, Order, Payment, Refund
 from orders.services.lifecycle import callbacks_replay, order_cancel, orders_unpark, payments_replay
 from orders.services.settlement import gateway
-from orders.services.transitions import order_move
+from orders.services.transitions import refund_move
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 from shop.models import RateLimit
@@ -103,14 +103,15 @@ def order_refund(*, order_id: int, actor: str) -> Order:
     """Refund a paid order: the charge refunded at the gateway, the discount returned to the
     campaign's budget, the coupon not given back (API.md, `refunded`).
 
-    As settlement does it: (a) a short transaction checks the order is paid and records the
-    attempt (`refund:pending`, with the key); (b) the gateway is asked outside any transaction,
-    with the key `refund-<order id>`, a few times while the outcome is unknown: the gateway
-    replays a key's first answer, so no charge is refunded twice; (c) a second short
-    transaction moves the order to refunded, gives the discount back and writes the audit
-    entry. Raises NotFound, NotRefundable (not paid), RefundRefused (the gateway said no;
-    nothing moved), RefundUnknown (no definite answer: the order stays paid, asking again is
-    safe). An order already refunded is returned unchanged.
+    As settlement does it: (a) a short transaction checks the order is paid and moves its
+    Refund row to `pending` (created at the first ask, with the key); (b) the gateway is
+    asked outside any transaction, with the key `refund-<order id>`, a few times while the
+    outcome is unknown: the gateway replays a key's first answer, so no charge is refunded
+    twice; (c) a second short transaction moves the refund to succeeded and the order to
+    refunded, gives the discount back and writes the audit entry (or records `failed` or
+    `unknown` on the refund). Raises NotFound, NotRefundable (not paid), RefundRefused (the
+    gateway said no; nothing moved), RefundUnknown (no definite answer: the order stays paid,
+    asking again is safe). An order already refunded is returned unchanged.
     """
     job = _refund_claim(order_id=order_id, actor=actor)
     if job is None:
@@ -124,25 +125,35 @@ def _refund_claim(*, order_id: int, actor: str) -> RefundJob | None:
     order = _locked(order_id)
     if order.status == Order.Status.REFUNDED:
         return None
-    if order.status != Order.Status.PAID:
+    if order.status not in REFUNDABLE:
         raise NotRefundable(f"The order is {order.status}.")
     payment = Payment.objects.filter(order=order).first()
     charged = payment is not None and payment.status == Payment.Status.SUCCEEDED
     free = payment is not None and payment.status == Payment.Status.NOT_REQUIRED
     if not (charged or free) or (charged and not payment.charge_id):  # type: ignore[union-attr]
         raise NotRefundable("The order has no settled charge to refund.")
-    job = RefundJob(
-        order_id=order.pk,
+    refund = Refund.objects.filter(order=order).first() or Refund(
+        order=order,
         idempotency_key=refund_key(order),
         charge_id=payment.charge_id if charged else "",  # type: ignore[union-attr]
         amount=payment.amount if charged else 0,  # type: ignore[union-attr]
     )
-    OrderEvent.objects.create(
-        order=order,
-        source="refund:",
-        target="refund:pending",
+    job = RefundJob(
+        order_id=order.pk,
+        idempotency_key=refund.idempotency_key,
+        charge_id=refund.charge_id,
+        amount=refund.amount,
+    )
+    refund.last_error = ""
+    refund_move(
+        order,
+        refund,
+        Refund.Status.PENDING,
         actor=actor,
-        data={"key": job.idempotency_key, "charge": job.charge_id, "amount": job.amount},
+        now=timezone.now(),
+        key=job.idempotency_key,
+        charge=job.charge_id,
+        amount=job.amount,
     )
     return job
 
@@ -185,13 +196,16 @@ def _refund_record(job: RefundJob, outcome: RefundOutcome | None, *, actor: str)
     kind = outcome.kind if outcome else "succeeded"
     with transaction.atomic():
         order = _locked(job.order_id)
+        refund = Refund.objects.get(order=order)  # locked with its order
+        now = timezone.now()
         if kind == "succeeded":
             if order.status == Order.Status.PAID:  # else a concurrent refund recorded it
                 refund_id = outcome.refund_id if outcome else None
-                now = timezone.now()
-                order_move(
+                refund.refund_id = refund_id or ""
+                refund_move(
                     order,
-                    Order.Status.REFUNDED,
+                    refund,
+                    Refund.Status.SUCCEEDED,
                     actor=actor,
                     now=now,
                     refund=refund_id or "none: nothing was charged",
@@ -214,14 +228,14 @@ def _refund_record(job: RefundJob, outcome: RefundOutcome | None, *, actor: str)
                     },
                 )
             return order
-        target = "refund:failed" if kind == "failed" else "refund:unknown"
-        OrderEvent.objects.create(
-            order=order,
-            source="refund:pending",
-            target=target,
-            actor=actor,
-            data={"key": job.idempotency_key, "error": (outcome.error if outcome else "") or ""},
-        )
+        target = Refund.Status.FAILED if kind == "failed" else Refund.Status.UNKNOWN
+        error = (outcome.error if outcome else "") or ""
+        # A concurrent ask may have recorded its answer first; this one's is then not a move.
+        if target in REFUND_ALLOWED[refund.status]:
+            refund.last_error = error[:2000]
+            refund_move(
+                order, refund, target, actor=actor, now=now, key=job.idempotency_key, error=error
+            )
     # Raised after the commit, so the attempt stays on the order's record.
     if kind == "failed":
         raise RefundRefused(f"The gateway refused the refund: {outcome.error if outcome else ''}")

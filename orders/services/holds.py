@@ -29,9 +29,9 @@ from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
 from orders import metrics, selectors, waiting_line
-from orders.models import Order, OrderEvent, OrderLine, Reservation
+from orders.models import PARKED, PARKING_ALLOWED, Order, OrderLine, Reservation, parking_state
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
-from orders.services.transitions import orders_move
+from orders.services.transitions import orders_move, orders_park
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 
@@ -318,16 +318,8 @@ def _take_isolating_poison(campaign_id: int | None, limit: int) -> int:
 def order_park(*, order_id: int, reason: str, actor: str = "worker:reserve") -> None:
     """Take a received order out of its line for staff to look at (see order_unpark)."""
     order = selectors.orders_for_update(order_ids=[order_id])[0]
-    if order.status != Order.Status.RECEIVED or order.parked_at is not None:
-        return
-    now = timezone.now()
-    Order.objects.filter(pk=order_id).update(parked_at=now, park_reason=reason, updated_at=now)
-    OrderEvent.objects.create(
-        order_id=order_id,
-        source=order.status,
-        target="parked",
-        actor=actor,
-        data={"reason": reason},
-    )
+    if PARKED not in PARKING_ALLOWED[parking_state(order)]:
+        return  # taken meanwhile, or parked already
+    orders_park([order], PARKED, actor=actor, now=timezone.now(), reason=reason)
     metrics.parked("order")
     transaction.on_commit(partial(waiting_line.tickets_done, order.campaign_id, 1))

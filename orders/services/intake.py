@@ -15,12 +15,12 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config.errors import IdempotencyKeyReused, InvalidInput, Overloaded
+from config.sql import prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
@@ -173,26 +173,20 @@ SELECT id FROM o
 def _insert(order: Order, lines: list[OrderLine]) -> bool:
     """INSERT the order with its lines; False (nothing written) when its key is taken."""
     o = order
-    connection.ensure_connection()
-    # psycopg's own cursor, not Django's client-side binding one: the statement is prepared
-    # once per connection, and PostgreSQL then neither parses nor plans it again.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(
-            _INSERT_SQL,
-            [
-                o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
-                o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,
-                o.callback_url, o.idempotency_key, o.request_hash, o.queue_ticket,
-                o.created_at, o.updated_at, o.request_id,
-                [line.product_id for line in lines], [line.sku for line in lines],
-                [line.quantity for line in lines], [line.unit_price for line in lines],
-            ],
-            prepare=True,
-        )  # fmt: skip
-        row = cursor.fetchone()
-    if row is None:
+    rows = prepared_rows(
+        _INSERT_SQL,
+        [
+            o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
+            o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,
+            o.callback_url, o.idempotency_key, o.request_hash, o.queue_ticket,
+            o.created_at, o.updated_at, o.request_id,
+            [line.product_id for line in lines], [line.sku for line in lines],
+            [line.quantity for line in lines], [line.unit_price for line in lines],
+        ],
+    )  # fmt: skip
+    if not rows:
         return False
-    order.pk = row[0]
+    order.pk = rows[0][0]
     order._state.adding = False
     return True
 

@@ -16,10 +16,25 @@ from django.utils import timezone
 from coupons import services as coupons_services
 from orders import selectors, waiting_line
 from orders.errors import NotCancellable
-from orders.models import CallbackDelivery, Order, OrderEvent, Payment, Reservation
+from orders.models import (
+    CANCELLABLE,
+    PARKED,
+    CallbackDelivery,
+    Order,
+    Payment,
+    Reservation,
+    cancel_refusal,
+    parking_state,
+)
 from orders.services.holds import holds_close
 from orders.services.nudges import nudge_callbacks, nudge_payments, nudge_reservations
-from orders.services.transitions import order_move, orders_move
+from orders.services.transitions import (
+    PaymentMove,
+    order_move,
+    orders_move,
+    orders_park,
+    payments_move,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +50,12 @@ def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
     order = selectors.orders_for_update(order_ids=[found.pk])[0]
     if order.status == Order.Status.CANCELLED:
         return order
-    if order.status not in (Order.Status.RECEIVED, Order.Status.RESERVED):
-        raise NotCancellable(f"The order is {order.status}.")
+    if order.status not in CANCELLABLE:  # no payment to read: the status says no already
+        raise NotCancellable(cancel_refusal(order.status, None))
     payment = Payment.objects.filter(order=order).first()
-    if payment is not None and payment.status in (
-        Payment.Status.PENDING,
-        Payment.Status.UNKNOWN,
-        Payment.Status.SUCCEEDED,
-        Payment.Status.PARKED,
-    ):
-        raise NotCancellable("A payment for this order is in progress.")
+    refusal = cancel_refusal(order.status, payment.status if payment else None)
+    if refusal:
+        raise NotCancellable(refusal)
     now = timezone.now()
     was_waiting = order.status == Order.Status.RECEIVED
     holds_close([order], outcome=Reservation.Outcome.RELEASED, now=now)
@@ -122,15 +133,12 @@ def payments_replay(*, order_ids: Collection[int], actor: str) -> list[int]:
         .order_by("pk")
     )
     for payment in parked:
-        OrderEvent.objects.create(
-            order_id=payment.order_id,
-            source=f"payment:{payment.status}",
-            target=f"payment:{Payment.Status.UNKNOWN}",
-            actor=actor,
-            data={"replay": True},
-        )
-    Payment.objects.filter(pk__in=[p.pk for p in parked]).update(
-        status=Payment.Status.UNKNOWN, attempts=0, next_attempt_at=now, updated_at=now
+        payment.attempts, payment.next_attempt_at = 0, now
+    payments_move(
+        [PaymentMove(p, Payment.Status.UNKNOWN, {"replay": True}) for p in parked],
+        actor=actor,
+        now=now,
+        fields=["attempts", "next_attempt_at"],
     )
     if parked:
         transaction.on_commit(partial(nudge_payments, force=True))
@@ -166,19 +174,9 @@ def orders_unpark(*, order_ids: Collection[int], actor: str) -> list[int]:
     Returns the ids of the orders returned."""
     now = timezone.now()
     orders = [
-        o for o in selectors.orders_for_update(order_ids=order_ids) if o.parked_at is not None
+        o for o in selectors.orders_for_update(order_ids=order_ids) if parking_state(o) == PARKED
     ]
-    for order in orders:
-        OrderEvent.objects.create(
-            order_id=order.pk,
-            source="parked",
-            target=order.status,
-            actor=actor,
-            data={"replay": True},
-        )
-    Order.objects.filter(pk__in=[o.pk for o in orders]).update(
-        parked_at=None, park_reason="", updated_at=now
-    )
+    orders_park(orders, Order.Status.RECEIVED, actor=actor, now=now)
     for campaign_id in {o.campaign_id for o in orders}:
         transaction.on_commit(partial(nudge_reservations, campaign_id, force=True))
     return [o.pk for o in orders]

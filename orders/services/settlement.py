@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache, partial
 
 from django.conf import settings
@@ -28,14 +28,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from config import ratelimit
-from config.errors import InvalidTransition
-from config.sql import rows_update
 from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
-from orders.models import PAYMENT_ALLOWED, Order, OrderEvent, Payment, Reservation
+from orders.models import Order, Payment, Reservation
 from orders.services.holds import holds_close
 from orders.services.nudges import PAY, drain, nudge_payments
-from orders.services.transitions import orders_move
+from orders.services.transitions import PaymentMove, orders_move, payments_move
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
 
@@ -87,31 +85,6 @@ def _backoff(attempts: int) -> float:
     return min(300.0, delay) * random.uniform(0.5, 1.0)  # noqa: S311
 
 
-def _payment_move(
-    payment: Payment,
-    to: str,
-    *,
-    actor: str,
-    now: datetime,
-    events: list[OrderEvent],
-    **data: object,
-) -> None:
-    if to not in PAYMENT_ALLOWED[payment.status]:
-        raise InvalidTransition(entity="payment", current=payment.status, target=to)
-    events.append(
-        OrderEvent(
-            order_id=payment.order_id,
-            source=f"payment:{payment.status}",
-            target=f"payment:{to}",
-            actor=actor,
-            data={k: v for k, v in data.items() if v not in (None, "")},
-            created_at=now,
-        )
-    )
-    payment.status = to
-    payment.updated_at = now
-
-
 def payments_claim_batch(*, limit: int) -> Claimed:
     """Claim up to `limit` reserved orders that are due a charge attempt. Orders with nothing
     to pay are paid here and now. A hold that ran out before its first attempt is left to
@@ -127,10 +100,8 @@ def payments_claim_batch(*, limit: int) -> Claimed:
         payments = selectors.payments_by_order(ids)
         holds = selectors.reservations_by_order(ids)
         lease_until = now + timedelta(seconds=settings.PAYMENT_LEASE_SECONDS)
-        events: list[OrderEvent] = []
+        moves: list[PaymentMove] = []
         free: list[Order] = []
-        created: list[Payment] = []
-        renewed: list[Payment] = []
         ask_first: dict[int, bool] = {}
         for order in orders:
             payment = payments.get(order.pk)
@@ -140,14 +111,8 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                 continue
             if order.payable == 0:
                 free.append(order)
-                created.append(
-                    Payment(
-                        order=order,
-                        idempotency_key=payment_key(order),
-                        amount=0,
-                        status=PS.NOT_REQUIRED,
-                    )
-                )
+                free_payment = Payment(order=order, idempotency_key=payment_key(order), amount=0)
+                moves.append(PaymentMove(free_payment, PS.NOT_REQUIRED))
                 continue
             if payment is None:
                 payment = Payment(
@@ -159,31 +124,14 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                     next_attempt_at=lease_until,
                     created_at=now,
                 )
-                created.append(payment)
-                events.append(
-                    OrderEvent(
-                        order_id=order.pk,
-                        source="payment:",
-                        target="payment:pending",
-                        actor=actor,
-                        created_at=now,
-                    )
-                )
+                moves.append(PaymentMove(payment, PS.PENDING))
             else:
                 if payment.status == PS.PENDING:  # the lease ran out: its worker died mid-call
-                    _payment_move(
-                        payment,
-                        PS.UNKNOWN,
-                        actor=actor,
-                        now=now,
-                        events=events,
-                        error="lease expired",
-                    )
-                ask_first[order.pk] = payment.status == PS.UNKNOWN
-                _payment_move(payment, PS.PENDING, actor=actor, now=now, events=events)
+                    moves.append(PaymentMove(payment, PS.UNKNOWN, {"error": "lease expired"}))
+                ask_first[order.pk] = payment.status in (PS.PENDING, PS.UNKNOWN)
+                moves.append(PaymentMove(payment, PS.PENDING))
                 payment.attempts += 1
                 payment.next_attempt_at = lease_until
-                renewed.append(payment)
         holds_close(free, outcome=Reservation.Outcome.SOLD, now=now)
         orders_move(
             free,
@@ -192,9 +140,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
             now=now,
             data={o.pk: {"charge": "none: nothing to pay"} for o in free},
         )
-        Payment.objects.bulk_create(created)
-        rows_update(Payment, renewed, ["status", "attempts", "next_attempt_at", "updated_at"])
-        OrderEvent.objects.bulk_create(events)
+        payments_move(moves, actor=actor, now=now, fields=["attempts", "next_attempt_at"])
         claimed.settled_free = len(free)
         by_id = {o.pk: o for o in orders}
         claimed.jobs = [
@@ -209,7 +155,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                 customer=by_id[p.order_id].customer_id,
                 ask_first=ask_first.get(p.order_id, False),
             )
-            for p in [*created, *renewed]
+            for p in {id(m.payment): m.payment for m in moves}.values()
             if p.status == PS.PENDING
         ]
     return claimed
@@ -280,10 +226,9 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             o.pk: o for o in selectors.orders_for_update(order_ids=[j.order_id for j, _ in results])
         }
         payments = selectors.payments_by_order(orders)
-        events: list[OrderEvent] = []
+        moves: list[PaymentMove] = []
         paid: list[Order] = []
         failed: list[Order] = []
-        changed: list[Payment] = []
         for job, outcome in results:
             order, payment = orders[job.order_id], payments[job.order_id]
             if (
@@ -297,9 +242,7 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 succeeded = outcome.kind == "succeeded"
                 payment.charge_id = outcome.charge_id or ""
                 target = PS.SUCCEEDED if succeeded else PS.DECLINED
-                _payment_move(
-                    payment, target, actor=actor, now=now, events=events, charge=outcome.charge_id
-                )
+                moves.append(PaymentMove(payment, target, {"charge": outcome.charge_id}))
                 (paid if succeeded else failed).append(order)
             elif outcome.error == UNSENT or outcome.kind == "retry":
                 # Nothing moved at the gateway (our own limit held it back, or the gateway
@@ -311,14 +254,10 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 if outcome.error != UNSENT:
                     payment.last_error = (outcome.error or outcome.kind)[:2000]
                 target = PS.UNKNOWN if job.ask_first else PS.RETRY
-                _payment_move(
-                    payment, target, actor=actor, now=now, events=events, error=outcome.error
-                )
+                moves.append(PaymentMove(payment, target, {"error": outcome.error}))
             elif payment.attempts >= settings.PAYMENT_MAX_ATTEMPTS:
                 payment.last_error = (outcome.error or outcome.kind)[:2000]
-                _payment_move(
-                    payment, PS.PARKED, actor=actor, now=now, events=events, error=outcome.error
-                )
+                moves.append(PaymentMove(payment, PS.PARKED, {"error": outcome.error}))
                 metrics.parked("payment")
             else:
                 wait = (
@@ -329,20 +268,17 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 payment.next_attempt_at = now + timedelta(seconds=wait)
                 payment.last_error = (outcome.error or outcome.kind)[:2000]
                 target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
-                _payment_move(
-                    payment, target, actor=actor, now=now, events=events, error=outcome.error
-                )
-            changed.append(payment)
+                moves.append(PaymentMove(payment, target, {"error": outcome.error}))
         holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
         orders_move(paid, Order.Status.PAID, actor=actor, now=now)
         holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
-        rows_update(
-            Payment,
-            changed,
-            ["status", "charge_id", "attempts", "next_attempt_at", "last_error", "updated_at"],
+        payments_move(
+            moves,
+            actor=actor,
+            now=now,
+            fields=["charge_id", "attempts", "next_attempt_at", "last_error"],
         )
-        OrderEvent.objects.bulk_create(events)
     return counts
 
 

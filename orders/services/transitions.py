@@ -1,18 +1,46 @@
-"""The one way an order's status changes: checked against ORDER_ALLOWED under the caller's row
-lock, recorded as an OrderEvent, and announced by callback when the client asked for one."""
+"""The move functions: one per lifecycle, and the only writers of OrderEvent rows.
+
+Each checks its table (orders.models) under the caller's row locks, writes the rows it moves
+and their events, and, where the client asked for callbacks and its order's status changed,
+the callback row, in the caller's transaction:
+
+- `orders_move` (`order_move` for one): an order's status, ORDER_ALLOWED;
+- `orders_park`: an order out of its line and back, PARKING_ALLOWED;
+- `payments_move`: payments, created or moved, PAYMENT_ALLOWED;
+- `refund_move`: a paid order's refund, REFUND_ALLOWED (its success moves the order).
+
+A batch is one statement per kind of row, whatever its size: the workers call these with
+every order of their batch, never once per order.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import transaction
 
 from config.errors import InvalidTransition
+from config.sql import rows_update
 from orders import metrics, selectors
 from orders.documents import order_document
-from orders.models import ORDER_ALLOWED, CallbackDelivery, Order, OrderEvent, OrderLine
+from orders.models import (
+    NEW,
+    ORDER_ALLOWED,
+    PARKED,
+    PARKING_ALLOWED,
+    PAYMENT_ALLOWED,
+    REFUND_ALLOWED,
+    CallbackDelivery,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Refund,
+    parking_state,
+)
 from orders.services.nudges import nudge_callbacks
 
 log = logging.getLogger(__name__)
@@ -103,3 +131,117 @@ def _callbacks_record(
         for o in wanted
     )
     transaction.on_commit(nudge_callbacks)
+
+
+def orders_park(
+    orders: Sequence[Order], to: str, *, actor: str, now: datetime, reason: str = ""
+) -> None:
+    """Take received orders out of their line (`to` PARKED, with the reason) or put parked
+    ones back at its head (`to` RECEIVED: they keep their place by id). The caller holds
+    `select_for_update` on all of them. One event row per order, one UPDATE for all. The
+    status does not change, so no callback is due."""
+    if not orders:
+        return
+    for order in orders:
+        if to not in PARKING_ALLOWED[parking_state(order)]:
+            raise InvalidTransition(entity="order", current=parking_state(order), target=to)
+    parked = to == PARKED
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            order_id=o.pk,
+            source=parking_state(o),
+            target=to,
+            actor=actor,
+            data={"reason": reason} if parked else {"replay": True},
+            created_at=now,
+        )
+        for o in orders
+    )
+    Order.objects.filter(pk__in=[o.pk for o in orders]).update(
+        parked_at=now if parked else None, park_reason=reason if parked else "", updated_at=now
+    )
+    for order in orders:
+        order.parked_at, order.park_reason = (now if parked else None), (reason if parked else "")
+
+
+class PaymentMove(NamedTuple):
+    """One step of one payment; a payment may take several in one batch (pending → unknown →
+    pending, when its lease ran out). A payment without a primary key is created by its
+    first step (from NEW)."""
+
+    payment: Payment
+    to: str
+    data: Mapping[str, object] = {}
+
+
+def payments_move(
+    moves: Sequence[PaymentMove],
+    *,
+    actor: str,
+    now: datetime,
+    fields: Collection[str] = (),
+) -> None:
+    """Move payments along PAYMENT_ALLOWED, each step checked against the status the previous
+    one left. The caller holds the locks of their orders and has set any other changed
+    `fields` on the objects. One INSERT of the new payments, one UPDATE of the others, one
+    INSERT of every step's event, whatever the batch's size. The order's own move (paid,
+    payment_failed) is the caller's, through `orders_move`."""
+    if not moves:
+        return
+    rows = {id(m.payment): m.payment for m in moves}  # each payment once, in order
+    new = {key for key, p in rows.items() if p.pk is None}
+    first_steps = set(new)
+    events: list[OrderEvent] = []
+    for payment, to, data in moves:
+        source = NEW if id(payment) in first_steps else payment.status
+        first_steps.discard(id(payment))
+        if to not in PAYMENT_ALLOWED[source]:
+            raise InvalidTransition(entity="payment", current=source or "new", target=to)
+        events.append(
+            OrderEvent(
+                order_id=payment.order_id,
+                source=f"payment:{source}",
+                target=f"payment:{to}",
+                actor=actor,
+                data={k: v for k, v in data.items() if v not in (None, "")},
+                created_at=now,
+            )
+        )
+        payment.status = to
+        payment.updated_at = now
+    Payment.objects.bulk_create([p for key, p in rows.items() if key in new])
+    rows_update(
+        Payment,
+        [p for key, p in rows.items() if key not in new],
+        ["status", *[f for f in fields if f != "status"], "updated_at"],
+    )
+    OrderEvent.objects.bulk_create(events)
+
+
+def refund_move(
+    order: Order, refund: Refund, to: str, /, *, actor: str, now: datetime, **data: object
+) -> Refund:
+    """Move the order's refund along REFUND_ALLOWED (a refund without a primary key is
+    created). The caller holds the order's lock and has set `refund_id`/`last_error` where
+    they changed. Succeeded moves the order to refunded (its event, with the refund's id and
+    amount, records both, and its callback goes out); every other step is a `refund:` event."""
+    source = refund.status if refund.pk else NEW
+    if to not in REFUND_ALLOWED[source]:
+        raise InvalidTransition(entity="refund", current=source or "new", target=to)
+    refund.status, refund.updated_at = to, now
+    if refund.pk is None:
+        refund.save(force_insert=True)
+    else:
+        refund.save(update_fields=["status", "refund_id", "last_error", "updated_at"])
+    if to == Refund.Status.SUCCEEDED:
+        order_move(order, Order.Status.REFUNDED, actor=actor, now=now, **data)
+    else:
+        OrderEvent.objects.create(
+            order=order,
+            source=f"refund:{source}",
+            target=f"refund:{to}",
+            actor=actor,
+            data=data,
+            created_at=now,
+        )
+    return refund

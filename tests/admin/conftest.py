@@ -16,7 +16,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from coupons.models import Campaign
-from orders import dashboard, services
+from orders import services
+from orders.dashboard import common as dashboard_common
 from orders.gateway.client import ChargeOutcome
 from orders.models import Order
 from tests.factories.coupons import CampaignFactory
@@ -35,9 +36,9 @@ VIEWER, OPERATOR = ROLES_MIGRATION.VIEWER, ROLES_MIGRATION.OPERATOR
 @pytest.fixture(autouse=True)
 def _no_background_threads() -> Iterator[None]:
     """A background thread has its own connection, which cannot see a test's rows."""
-    dashboard.BACKGROUND = False
+    dashboard_common.BACKGROUND = False
     yield
-    dashboard.BACKGROUND = True
+    dashboard_common.BACKGROUND = True
 
 
 def ensure_roles() -> None:

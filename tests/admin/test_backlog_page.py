@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from config.celery import app
 from orders import dashboard, services, waiting_line
+from orders.dashboard import common as dashboard_common
+from orders.dashboard import queues as dashboard_queues
 from orders.gateway.client import ChargeOutcome
 from orders.models import CallbackDelivery, Order, Payment
 from shop import services as shop_services
@@ -42,7 +44,7 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> redis.Redis:
     """The page's broker connection, pointed at the tests' flushed Redis database, so that
     the messages a test puts in a queue never reach a real worker."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    monkeypatch.setattr(dashboard, "_broker", lambda: client)
+    monkeypatch.setattr(dashboard_queues, "_broker", lambda: client)
     return client
 
 
@@ -188,7 +190,7 @@ def test_workers_are_asked_in_the_background(db: None, monkeypatch: pytest.Monke
             return {"callbacks@box": [{"name": "callbacks"}]}
 
     monkeypatch.setattr(app.control, "inspect", lambda timeout: Inspect())
-    monkeypatch.setattr(dashboard, "BACKGROUND", True)
+    monkeypatch.setattr(dashboard_common, "BACKGROUND", True)
     # when
     first = dashboard.workers_alive()
     for _ in range(50):

@@ -4,13 +4,15 @@ terminal status is still delivered, in the order it happened."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from orders.models import CallbackDelivery, Order
-from orders.services.callbacks import callbacks_claim_batch
+from orders.services.callbacks import CallbackJob, callbacks_claim_batch, callbacks_record
 from orders.services.transitions import order_move
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
@@ -62,3 +64,87 @@ def test_a_terminal_status_is_never_superseded(chatbot) -> None:
     second = sent_statuses()
     # then: both terminal statuses go out, in the order they happened
     assert (first, second) == (["paid"], ["refunded"])
+
+
+# --- What a POST's outcome does to its delivery (callbacks_record) --------------------------
+
+
+def claimed_one(chatbot) -> CallbackJob:
+    moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    (job,) = callbacks_claim_batch(limit=10)
+    return job
+
+
+def test_a_claim_leases_the_delivery_and_carries_what_the_post_needs(chatbot) -> None:
+    # given
+    order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    before = timezone.now()
+    # when
+    (job,) = callbacks_claim_batch(limit=10)
+    # then: the attempt is counted, the lease runs past a POST's time-out, the body is the
+    # order document signed with the client's secret
+    delivery = CallbackDelivery.objects.get()
+    assert (job.delivery_id, job.attempt, delivery.attempts) == (delivery.pk, 1, 1)
+    assert delivery.next_attempt_at > before + timedelta(seconds=settings.CALLBACK_TIMEOUT)
+    assert (job.client_id, job.url, job.secret) == (chatbot.pk, HOOK, chatbot.webhook_secret)
+    assert json.loads(job.body)["id"] == str(order.public_id)
+    assert b": " not in job.body  # compact, as signed
+    # and a leased delivery is not claimed again
+    assert callbacks_claim_batch(limit=10) == []
+
+
+def test_a_delivered_post_closes_its_delivery(chatbot) -> None:
+    job = claimed_one(chatbot)
+    callbacks_record([(job, "")])
+    delivery = CallbackDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("delivered", 1, "")
+    assert delivery.delivered_at is not None
+
+
+def test_a_failed_post_is_retried_later_with_backoff(chatbot) -> None:
+    job = claimed_one(chatbot)
+    before = timezone.now()
+    callbacks_record([(job, "HTTP 502")])
+    delivery = CallbackDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("pending", 1, "HTTP 502")
+    # 2 ** attempts seconds, jittered down to half
+    assert before + timedelta(seconds=0.9) <= delivery.next_attempt_at
+    assert delivery.next_attempt_at <= timezone.now() + timedelta(seconds=2)
+
+
+def test_the_last_allowed_attempt_failing_gives_up(chatbot, settings) -> None:
+    settings.CALLBACK_MAX_ATTEMPTS = 1
+    job = claimed_one(chatbot)
+    callbacks_record([(job, "HTTP 500")])
+    delivery = CallbackDelivery.objects.get()
+    assert (delivery.state, delivery.last_error) == ("failed", "HTTP 500")
+
+
+def test_a_post_held_back_by_the_rate_limit_is_not_counted_as_an_attempt(chatbot) -> None:
+    # given: a delivery that failed once, then claimed again and held back by the limit
+    job = claimed_one(chatbot)
+    callbacks_record([(job, "HTTP 502")])
+    CallbackDelivery.objects.update(next_attempt_at=timezone.now())
+    (again,) = callbacks_claim_batch(limit=10)
+    before = timezone.now()
+    # when
+    callbacks_record([], unsent=[(again, 3.0)])
+    # then: the attempt is given back, the wait is the limit's, the last error is kept
+    delivery = CallbackDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("pending", 1, "HTTP 502")
+    assert before + timedelta(seconds=3) <= delivery.next_attempt_at
+    assert delivery.next_attempt_at <= timezone.now() + timedelta(seconds=3)
+
+
+def test_an_outcome_for_an_attempt_that_was_claimed_again_is_dropped(chatbot) -> None:
+    # given: the lease ran out and another worker claimed the delivery again
+    stale = claimed_one(chatbot)
+    CallbackDelivery.objects.update(next_attempt_at=timezone.now())
+    (fresh,) = callbacks_claim_batch(limit=10)
+    # when: the first worker's late outcome arrives
+    callbacks_record([(stale, "")])
+    # then: it changes nothing; the second attempt's outcome is the one written
+    delivery = CallbackDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("pending", 2)
+    callbacks_record([(fresh, "")])
+    assert CallbackDelivery.objects.get().state == "delivered"

@@ -27,9 +27,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from config.bootstrap import ensure_database
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
+from devtools.bootstrap import ensure_database
 from orders.models import Order
 from shop.models import ApiClient, Product, Store
 

@@ -1,6 +1,6 @@
 """Get a machine ready to run the project: create the database if it is missing.
 
-`python -m config.bootstrap` (the Makefile runs it): connects to the server named by
+`python -m devtools.bootstrap` (the Makefile runs it): connects to the server named by
 DATABASE_URL, through its `postgres` maintenance database, and creates ours if absent.
 """
 

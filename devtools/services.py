@@ -1,6 +1,6 @@
 """PostgreSQL and Redis for `make run` and `make test`, on any machine with Python 3.11.
 
-    python -m config.devservices -- COMMAND [ARGS...]
+    python -m devtools.services -- COMMAND [ARGS...]
 
 For each engine, in this order:
 1. configured: `DATABASE_URL` / `REDIS_URL` are set, so they are used as they are;

@@ -1,6 +1,6 @@
 """Run the whole stack on this machine, the way production lays it out, until Ctrl-C.
 
-`python -m config.stack` (or `make run`): migrates, seeds the demo, then starts gunicorn, one
+`python -m devtools.stack` (or `make run`): migrates, seeds the demo, then starts gunicorn, one
 Celery worker per queue, beat and, unless a gateway is configured, the sandbox gateway;
 prints where to look; stops everything cleanly on Ctrl-C or SIGTERM. Logs go to .run/logs/.
 
@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools.processes import PY, ROOT, Layout, Process, Sandbox, table
+
 LOGS = ROOT / ".run" / "logs"
 HOST = os.environ.get("STACK_HOST", "127.0.0.1")
 PORT = int(os.environ.get("STACK_PORT", "8000"))
@@ -32,15 +33,6 @@ FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
 WORKER_METRICS_BASE_PORT = int(os.environ.get("WORKER_METRICS_BASE_PORT", "9101"))
 # prometheus-client's multiprocess files, one directory per process group, emptied at start.
 METRICS_DIR = ROOT / ".run" / "prometheus"
-PY = sys.executable
-
-# One worker process per queue, so that a slow gateway never starves reservations.
-WORKERS = {
-    "reservations": 1,
-    "payments": 1,
-    "callbacks": 1,
-    "maintenance": 1,
-}
 
 
 def manage(*args: str, capture: bool = False) -> str:
@@ -88,76 +80,36 @@ def gateway_in_use(environ: Mapping[str, str]) -> Gateway:
     return Gateway(url=f"http://127.0.0.1:{GATEWAY_PORT}", sandbox=True, key_set=key_set)
 
 
-def commands(gateway: Gateway, *, flower: bool = False) -> dict[str, list[str]]:
-    celery = [PY, "-m", "celery", "-A", "config"]
-    procs: dict[str, list[str]] = {}
-    if gateway.sandbox:
-        procs["gateway"] = [
-            PY,
-            "-m",
-            "orders.gateway.sandbox",
-            "--port",
-            str(GATEWAY_PORT),
-            "--latency-ms",
-            "20",
-        ]
-    procs |= {
-        "web": [
-            PY,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-c",
-            str(ROOT / "config" / "gunicorn.conf.py"),
-            "-b",
-            f"{HOST}:{PORT}",
-            "--access-logfile",
-            str(LOGS / "access.log"),
-        ],
-        "beat": [*celery, "beat", "--schedule", str(ROOT / ".run" / "celerybeat-schedule")],
-    }
-    for queue, concurrency in WORKERS.items():
-        procs[f"worker-{queue}"] = [
-            *celery,
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{queue}@%h",
-            "--prefetch-multiplier=1",
-            "--without-gossip",
-            "--without-mingle",
-            # Celery sets the root logger's level from here (default WARNING): INFO keeps the
-            # batch lines that name each order's request id (docs/operations-metrics.md).
-            "--loglevel=INFO",
-        ]
-    if flower:
-        procs["flower"] = [
-            *celery,
-            "flower",
-            f"--address={HOST}",
-            f"--port={FLOWER_PORT}",
-            "--purge_offline_workers=60",
-        ]
-    return procs
+def layout(gateway: Gateway, *, flower: bool = False) -> Layout:
+    """`make run`'s way of running the stack (devtools/processes.py has the processes)."""
+    return Layout(
+        web_bind=f"{HOST}:{PORT}",
+        web_args=("--access-logfile", str(LOGS / "access.log")),
+        beat_schedule=ROOT / ".run" / "celerybeat-schedule",
+        sandbox=Sandbox(port=GATEWAY_PORT, latency_ms=20) if gateway.sandbox else None,
+        flower_bind=(HOST, FLOWER_PORT) if flower else None,
+        metrics_dir=METRICS_DIR,
+        worker_metrics_base_port=WORKER_METRICS_BASE_PORT,
+    )
 
 
-def metrics_env(name: str, worker_index: int) -> dict[str, str]:
-    """A fresh multiprocess directory for the process group; a metrics port for a worker."""
-    directory = METRICS_DIR / name
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    if name.startswith("worker-"):
-        env["WORKER_METRICS_PORT"] = str(WORKER_METRICS_BASE_PORT + worker_index)
-    return env
+def commands(gateway: Gateway, *, flower: bool = False) -> dict[str, Process]:
+    return table(layout(gateway, flower=flower))
 
 
-def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (LOGS / f"{name}.log").open("ab")
-    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+def fresh_metrics_dir(process: Process) -> None:
+    """Empty the process group's multiprocess directory: stale files would be added in."""
+    if directory := process.env.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(directory, ignore_errors=True)
+        Path(directory).mkdir(parents=True)
+
+
+def start(process: Process, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    fresh_metrics_dir(process)
+    log = (LOGS / f"{process.name}.log").open("ab")
+    return subprocess.Popen(
+        process.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**env, **process.env}
+    )
 
 
 def answering(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: float = 120) -> bool:
@@ -209,16 +161,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     worker_ports: list[str] = []
-    for name, command in commands(gateway, flower=flower).items():
-        extra = metrics_env(name, len(worker_ports))
-        if "WORKER_METRICS_PORT" in extra:
-            worker_ports.append(extra["WORKER_METRICS_PORT"])
-        if name == "flower":  # its Broker page knows kombu's transports by name only
-            extra["CELERY_BROKER_TRANSPORT"] = "redis"
-        procs[name] = start(name, command, {**env, **extra})
+    for name, process in commands(gateway, flower=flower).items():
+        if "WORKER_METRICS_PORT" in process.env:
+            worker_ports.append(process.env["WORKER_METRICS_PORT"])
+        procs[name] = start(process, env)
     base = f"http://{HOST}:{PORT}"
     if not answering(f"{base}/api/schema/", procs):
-        print(f"The web server did not answer at {base}; see .run/logs/web.log. Stopping.")
+        print(f"The web server did not answer at {base}; see .run/logs/gunicorn.log. Stopping.")
         stop_all(procs)
         return 1
     flower_line = f"http://{HOST}:{FLOWER_PORT}/" if flower else "off (make run FLOWER=1 starts it)"

@@ -1,9 +1,10 @@
-"""`make run` (config/stack.py) uses the operator's gateway when one is configured, and starts
+"""`make run` (devtools/stack.py) uses the operator's gateway when one is configured, and starts
 its sandbox only when none is; the banner says which is in use."""
 
 from __future__ import annotations
 
-from config import stack
+from devtools import stack
+from devtools.processes import QUEUES
 
 
 def test_a_configured_gateway_is_used_and_no_sandbox_is_started() -> None:
@@ -15,8 +16,8 @@ def test_a_configured_gateway_is_used_and_no_sandbox_is_started() -> None:
     # then
     assert gateway.url == "https://pay.test.example/"
     assert not gateway.sandbox
-    assert "gateway" not in procs
-    assert not any("orders.gateway.sandbox" in part for cmd in procs.values() for part in cmd)
+    assert "sandbox" not in procs
+    assert not any("orders.gateway.sandbox" in part for p in procs.values() for part in p.argv)
     assert "configured: https://pay.test.example/" in gateway.describe()
     assert "PAYMENT_GATEWAY_KEY set" in gateway.describe()
 
@@ -28,8 +29,8 @@ def test_without_a_configured_gateway_the_sandbox_is_started_and_named() -> None
     # then
     assert gateway.sandbox
     assert gateway.url == f"http://127.0.0.1:{stack.GATEWAY_PORT}"
-    assert procs["gateway"][2] == "orders.gateway.sandbox"
-    assert str(stack.GATEWAY_PORT) in procs["gateway"]
+    assert procs["sandbox"].argv[2] == "orders.gateway.sandbox"
+    assert str(stack.GATEWAY_PORT) in procs["sandbox"].argv
     assert gateway.describe().startswith("sandbox at ")
 
 
@@ -45,6 +46,6 @@ def test_every_other_process_runs_whichever_gateway_is_used() -> None:
     # given
     configured = stack.commands(stack.gateway_in_use({"PAYMENT_GATEWAY_URL": "http://gw:1"}))
     sandboxed = stack.commands(stack.gateway_in_use({}))
-    # then: web, beat and one worker per queue in both cases
-    assert set(sandboxed) - set(configured) == {"gateway"}
-    assert {"web", "beat", *(f"worker-{q}" for q in stack.WORKERS)} == set(configured)
+    # then: gunicorn, beat and one worker per queue in both cases
+    assert set(sandboxed) - set(configured) == {"sandbox"}
+    assert {"gunicorn", "beat", *(f"worker-{q}" for q in QUEUES)} == set(configured)

@@ -1,0 +1,73 @@
+"""`python -m bench.load`: the load generator's process (the package's docstring says how)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+import aiohttp
+from aiohttp import web
+
+import bench.load
+from bench.load.generator import LoadGenerator
+from bench.load.jobs import JsonDict
+
+
+async def serve(args: argparse.Namespace) -> None:
+    gen = LoadGenerator(
+        base_url=args.base_url,
+        api_key=args.api_key,
+        callback_url=f"http://127.0.0.1:{args.callback_port}/cb",
+        slug=args.slug,
+    )
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/cb", gen.on_callback)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.callback_port, backlog=2048).start()
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    gen.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _answer({"ready": True})
+    try:
+        while line := await reader.readline():
+            command = json.loads(line)
+            if command.get("cmd") == "quit":
+                _answer({"bye": True})
+                break
+            try:
+                _answer(await gen.handle(command))
+            except Exception as exc:  # answered, so the orchestrator can report it
+                _answer({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        await gen.session.close()
+        await runner.cleanup()
+
+
+def _answer(payload: JsonDict) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=bench.load.__doc__)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--callback-port", type=int, required=True)
+    parser.add_argument("--slug", required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
