@@ -6,7 +6,6 @@ Every answer under /api/ is JSON in the contract's envelope (API.md):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -14,7 +13,6 @@ from typing import Any, TypeVar
 
 import redis
 from django import db
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
@@ -22,7 +20,6 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import Cursor, CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -31,6 +28,7 @@ from config import metrics
 from config.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
 from config.errors import DomainError
 from config.messages import detail_translate
+from config.parsers import too_large
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +74,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             response["Retry-After"] = str(exc.extra["retry_after"])
         return response
     if isinstance(exc, RequestDataTooBig):
-        exc = exceptions.ValidationError({"body": [_too_large()]})
+        exc = exceptions.ValidationError({"body": [too_large()]})
     if isinstance(exc, exceptions.ParseError):
         # API.md: anything malformed is 400 `invalid` with `fields`.
         exc = exceptions.ValidationError({"body": [f"Malformed JSON: {exc.detail}"]})
@@ -164,31 +162,6 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
 
 
 # --- Strict input ------------------------------------------------------------------------
-
-
-class LimitedJSONParser(JSONParser):
-    """JSON with a hard size cap. DRF reads the raw stream, which skips Django's
-    DATA_UPLOAD_MAX_MEMORY_SIZE check, so the cap is applied here (also to chunked bodies)."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise exceptions.ValidationError({"body": [_too_large()]})
-        try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise exceptions.ParseError(str(exc)) from exc
-        except RecursionError as exc:  # "[[[[...": a 400, not a 500
-            raise exceptions.ParseError("nested too deeply") from exc
-
-
-def _too_large() -> str:
-    return f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 class StrictIntegerField(serializers.IntegerField):

@@ -1,26 +1,21 @@
-"""Fast, forgetful state in Redis: queue tickets, drain rate and coalesced nudges.
+"""Fast, forgetful state in Redis: the client every part shares, and the web front door's
+count of shed requests.
 
-PostgreSQL is the truth. Everything here can vanish (a Redis restart keeps nothing) and is
-rebuilt from the database by the sweep; every caller survives a RedisError.
+PostgreSQL is the truth. Everything kept in Redis can vanish (a Redis restart keeps nothing)
+and is rebuilt from the database; every caller survives a RedisError. The orders' waiting
+line (tickets, drain rate, nudge marks, intake's admission script) is orders': orders/line.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass
 from functools import cache
 
 import redis
 from django.conf import settings
-from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
-
-# How far back the drain rate looks, and what it assumes before anything has drained.
-RATE_WINDOW_SECONDS = 30
-NUDGE_TTL_SECONDS = 30
 
 
 @cache
@@ -35,152 +30,8 @@ def client() -> redis.Redis:
     )
 
 
-def _key(*parts: object) -> str:
+def key(*parts: object) -> str:
     return ":".join(["cop", *(str(p) for p in parts)])
-
-
-def queue_name(campaign_id: int | None) -> str:
-    return "none" if campaign_id is None else str(campaign_id)
-
-
-@dataclass(frozen=True)
-class QueueSpot:
-    position: int
-    estimated_wait_seconds: int
-
-
-NO_WAIT = QueueSpot(position=0, estimated_wait_seconds=0)
-
-
-def tickets_done(campaign_id: int | None, count: int) -> None:
-    """Record that `count` orders left the line (reserved or rejected): moves every position
-    up and feeds the drain rate."""
-    if count <= 0:
-        return
-    name = queue_name(campaign_id)
-    second = int(time.time())
-    try:
-        pipe = client().pipeline(transaction=False)
-        pipe.incrby(_key("q", name, "out"), count)
-        pipe.incrby(_key("q", name, "rate", second), count)
-        pipe.expire(_key("q", name, "rate", second), RATE_WINDOW_SECONDS * 2)
-        pipe.execute()
-    except redis.RedisError:
-        log.warning("queue progress not recorded for campaign %s", campaign_id, exc_info=True)
-
-
-def drain_rate(campaign_id: int | None) -> float:
-    """Orders per second that left this line over the last RATE_WINDOW_SECONDS (0 if none)."""
-    name = queue_name(campaign_id)
-    now = int(time.time())
-    keys = [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
-    try:
-        values = client().mget(keys)
-    except redis.RedisError:
-        return 0.0
-    return _rate_from(values)
-
-
-def _rate_from(values: list) -> float:
-    """The drain rate from the window's per-second counters, oldest first (None: no count)."""
-    counts = [int(v) for v in values if v is not None]
-    if not counts:
-        return 0.0
-    # Measure over the seconds since draining started inside the window, not the whole window,
-    # so a burst that began 3 s ago is not diluted by 27 idle seconds.
-    first = next(i for i, v in enumerate(values) if v is not None)
-    return sum(counts) / max(1, RATE_WINDOW_SECONDS - first)
-
-
-def estimate(position: int, rate: float) -> int:
-    if position <= 0:
-        return 0
-    rate = rate or settings.QUEUE_ASSUMED_DRAIN_RATE
-    return max(1, math.ceil(position / rate))
-
-
-def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
-    """Where a ticket stands now, or None when Redis cannot tell (the caller falls back)."""
-    if ticket is None:
-        return None
-    name = queue_name(campaign_id)
-    now = int(time.time())
-    keys = [_key("q", name, "out")]
-    keys += [_key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
-    try:
-        out, *rates = client().mget(keys)  # one round trip: the chatbot polls this
-    except redis.RedisError:
-        return None
-    position = max(1, ticket - int(out or 0))
-    return QueueSpot(
-        position=position, estimated_wait_seconds=estimate(position, _rate_from(rates))
-    )
-
-
-def backlog(campaign_id: int | None) -> QueueSpot | None:
-    """How many orders wait in the campaign's line and how long the last one will wait."""
-    name = queue_name(campaign_id)
-    try:
-        got_in, got_out = client().mget([_key("q", name, "in"), _key("q", name, "out")])
-    except redis.RedisError:
-        return None
-    waiting = max(0, int(got_in or 0) - int(got_out or 0))
-    return QueueSpot(
-        position=waiting, estimated_wait_seconds=estimate(waiting, drain_rate(campaign_id))
-    )
-
-
-def queue_rebuild(campaign_id: int | None, *, last_ticket: int, first_waiting: int | None) -> bool:
-    """After Redis lost its state, put the line back from the database's tickets.
-
-    `in` becomes the highest ticket ever given, `out` one below the oldest order still waiting.
-    Only where the counters are missing (SET NX): live counters are never moved backwards.
-    """
-    name = queue_name(campaign_id)
-    out = (first_waiting - 1) if first_waiting is not None else last_ticket
-    try:
-        pipe = client().pipeline(transaction=False)
-        pipe.set(_key("q", name, "in"), last_ticket, nx=True)
-        pipe.set(_key("q", name, "out"), out, nx=True)
-        done = pipe.execute()
-    except redis.RedisError:
-        return False
-    return any(done)
-
-
-def queue_known(campaign_id: int | None) -> bool:
-    try:
-        return bool(client().exists(_key("q", queue_name(campaign_id), "in")))
-    except redis.RedisError:
-        return True  # cannot tell; do not rebuild blind
-
-
-def nudge_claim(kind: str, name: str) -> bool:
-    """True when the caller should publish a nudge: nobody has announced this work yet.
-
-    Thousands of orders a second share one message; if Redis is down we publish anyway
-    (duplicate nudges are harmless, a missing one only waits for the sweep).
-    """
-    try:
-        return bool(client().set(_key("nudge", kind, name), 1, nx=True, ex=NUDGE_TTL_SECONDS))
-    except redis.RedisError:
-        return True
-
-
-def nudge_release(kind: str, name: str) -> None:
-    """A worker about to look for work one last time drops the mark, so that anything committed
-    after this moment publishes a fresh nudge (no lost wake-up)."""
-    try:
-        client().delete(_key("nudge", kind, name))
-    except redis.RedisError:
-        log.warning("could not release nudge %s:%s", kind, name, exc_info=True)
-
-
-def nudge_hold(kind: str, name: str) -> None:
-    try:
-        client().set(_key("nudge", kind, name), 1, ex=NUDGE_TTL_SECONDS)
-    except redis.RedisError:
-        log.warning("could not hold nudge %s:%s", kind, name, exc_info=True)
 
 
 # --- Requests shed by the web workers' front door (config/server.py) ------------------------
@@ -192,9 +43,9 @@ def shed_record(count: int) -> None:
     minute = int(time.time()) // 60
     try:
         pipe = client().pipeline(transaction=False)
-        pipe.incrby(_key("shed", "total"), count)
-        pipe.incrby(_key("shed", "minute", minute), count)
-        pipe.expire(_key("shed", "minute", minute), SHED_KEEP_SECONDS)
+        pipe.incrby(key("shed", "total"), count)
+        pipe.incrby(key("shed", "minute", minute), count)
+        pipe.expire(key("shed", "minute", minute), SHED_KEEP_SECONDS)
         pipe.execute()
     except redis.RedisError:
         log.warning("could not record %d shed requests", count, exc_info=True)
@@ -204,8 +55,8 @@ def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
     """(requests shed since Redis last started, shed over the last `minutes`), or None when
     Redis cannot tell."""
     now = int(time.time()) // 60
-    keys = [_key("shed", "total")] + [
-        _key("shed", "minute", m) for m in range(now - minutes, now + 1)
+    keys = [key("shed", "total")] + [
+        key("shed", "minute", m) for m in range(now - minutes, now + 1)
     ]
     try:
         values = client().mget(keys)
@@ -213,162 +64,3 @@ def shed_counts(minutes: int = 15) -> tuple[int, int] | None:
         return None
     total, *recent = (int(v or 0) for v in values)
     return total, sum(recent)
-
-
-# --- Intake in one round trip ------------------------------------------------------------------
-# Everything an order needs from Redis on its way in, in one atomic script: the client's and
-# the customer's token buckets (config.ratelimit's algorithm), the place in the campaign's line
-# and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
-# Every check comes before the first write (a Lua error keeps the writes already made).
-# A ticket is taken only in a line Redis still knows: after a restart the line is first
-# rebuilt from the database (queue_rebuild), or new tickets would start again from 1, ahead of
-# older orders (ADMIT_LINE_UNKNOWN tells the caller to rebuild).
-# A request whose Idempotency-Key was seen in the last IDEMPOTENCY_MARK_SECONDS is a replay
-# (or a duplicate in flight): it takes no ticket, so replays never move anyone in line.
-# KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark.
-# ARGV: client rate, client burst, customer rate, customer burst (rate < 0: unlimited),
-#       ceiling (0: none), nudge TTL, key mark TTL, the line's drain counter prefix, the
-#       window's first second, its length.
-# Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN} | {ADMIT_LINE_FULL, waiting}
-#       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out, nudge claimed, drained in the window,
-#       seconds of the window since the first drain}. The drain counters are read by names
-#       built here (one Redis server; a cluster would need them passed as KEYS).
-_ADMIT_LUA = """
-if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return {4} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function bucket(key, rate, burst)
-  if rate < 0 then return nil, 0 end
-  if rate == 0 then return nil, 5 end
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(state[1])
-  local ts = tonumber(state[2])
-  if tokens == nil then tokens = burst; ts = now end
-  if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate) end
-  if tokens < 1 then return nil, (1 - tokens) / rate end
-  return tokens - 1, 0
-end
-local c_rate, c_burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local u_rate, u_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
-local c_left, c_wait = bucket(KEYS[1], c_rate, c_burst)
-if c_left == nil and c_rate >= 0 then return {0, tostring(c_wait)} end
-local u_left, u_wait = nil, 0
-if KEYS[2] ~= '' then
-  u_left, u_wait = bucket(KEYS[2], u_rate, u_burst)
-  if u_left == nil and u_rate >= 0 then return {0, tostring(u_wait)} end
-end
-local given = redis.call('GET', KEYS[3])
-if not given then return {1} end
-local out = tonumber(redis.call('GET', KEYS[4]) or '0')
-local ceiling = tonumber(ARGV[5])
-if ceiling > 0 and tonumber(given) - out >= ceiling then return {2, tonumber(given) - out} end
-if c_left ~= nil then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(c_left), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(c_burst / c_rate * 1000) + 1000)
-end
-if u_left ~= nil then
-  redis.call('HSET', KEYS[2], 'tokens', tostring(u_left), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[2], math.ceil(u_burst / u_rate * 1000) + 1000)
-end
-local ticket = redis.call('INCR', KEYS[3])
-if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
-local claimed = 0
-if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
-local first, window = tonumber(ARGV[9]), tonumber(ARGV[10])
-local names = {}
-for s = first, first + window - 1 do names[#names + 1] = ARGV[8] .. s end
-local counts = redis.call('MGET', unpack(names))
-local drained, since = 0, 0
-for i = 1, window do
-  if counts[i] then
-    drained = drained + tonumber(counts[i])
-    if since == 0 then since = window - i + 1 end
-  end
-end
-return {3, ticket, out, claimed, drained, since}
-"""
-ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What the intake script said. `ticket` None: Redis could not be reached (intake goes on
-    without a place in line; the sweep and the worker do not need one)."""
-
-    outcome: int
-    ticket: int | None = None
-    spot: QueueSpot = NO_WAIT
-    nudge: bool = True
-    retry_after: float = 0.0
-    waiting: int = 0
-
-
-@cache
-def _admit_script() -> Script:
-    return client().register_script(_ADMIT_LUA)
-
-
-def _limit_args(limit: tuple[float | None, int]) -> list[float]:
-    per_second, burst = limit
-    return [-1, 1] if per_second is None else [per_second, max(1, burst)]
-
-
-def admit(
-    campaign_id: int | None,
-    *,
-    client_bucket: str,
-    client_limit: tuple[float | None, int],
-    customer_bucket: str,
-    customer_limit: tuple[float | None, int],
-    ceiling: int,
-    nudge_kind: str,
-    request_key: str = "",
-    request_key_seconds: int = 300,
-) -> Admission:
-    """One round trip: take the client's and the customer's tokens, a ticket in the campaign's
-    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands. With
-    `request_key` (client and Idempotency-Key), a key seen within `request_key_seconds` is
-    answered ADMIT_REPLAY and takes nothing."""
-    name = queue_name(campaign_id)
-    keys = [
-        f"cop:bucket:{client_bucket}",
-        f"cop:bucket:{customer_bucket}" if customer_bucket else "",
-        _key("q", name, "in"),
-        _key("q", name, "out"),
-        _key("nudge", nudge_kind, name),
-        _key("seen", request_key) if request_key else "",
-    ]
-    args = [*_limit_args(client_limit), *_limit_args(customer_limit), ceiling, NUDGE_TTL_SECONDS]
-    first_second = int(time.time()) - RATE_WINDOW_SECONDS
-    args += [request_key_seconds, _key("q", name, "rate", ""), first_second, RATE_WINDOW_SECONDS]
-    try:
-        got = _admit_script()(keys=keys, args=args)
-    except redis.RedisError:
-        log.warning("intake admission unavailable for campaign %s", campaign_id, exc_info=True)
-        return Admission(outcome=ADMIT_OK)
-    outcome = int(got[0])
-    if outcome == ADMIT_REFUSED:
-        return Admission(outcome=outcome, retry_after=float(got[1]))
-    if outcome == ADMIT_LINE_FULL:
-        return Admission(outcome=outcome, waiting=int(got[1]))
-    if outcome != ADMIT_OK:
-        return Admission(outcome=outcome)
-    ticket, out, claimed, drained, since = (int(v) for v in got[1:6])
-    position = max(1, ticket - out)
-    rate = drained / max(1, since) if since else 0.0  # as _rate_from measures it
-    return Admission(
-        outcome=outcome,
-        ticket=ticket,
-        spot=QueueSpot(position=position, estimated_wait_seconds=estimate(position, rate)),
-        nudge=claimed,
-    )
-
-
-def ticket_void(campaign_id: int | None) -> None:
-    """A ticket was taken for a request that turned out to be a replay (its key's mark had
-    expired or Redis had restarted): count it as gone, so the line's length stays true
-    (positions move up by one, the drain rate does not)."""
-    try:
-        client().incr(_key("q", queue_name(campaign_id), "out"))
-    except redis.RedisError:
-        log.warning("could not void a ticket of campaign %s", campaign_id, exc_info=True)

@@ -57,7 +57,7 @@ DETAILS: list[str] = [
         "The gateway gave no definite answer; the refund may have happened. Try again: "
         "the same idempotency key is sent, so the charge is never refunded twice."
     ),
-    # config/api.py and config/authentication.py
+    # config/api.py and shop/api/authentication.py
     _("Something went wrong on our side."),
     _("Too many requests; retry later."),
     _("The service cannot take this request right now; retry shortly."),

@@ -3,7 +3,6 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
@@ -20,14 +19,6 @@ class QueueOut(serializers.Serializer):
         help_text="Orders ahead of this one, itself included; 0 once taken."
     )
     estimated_wait_seconds = serializers.IntegerField(help_text="From the measured drain rate.")
-
-
-class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "config.authentication.ApiKeyAuthentication"
-    name = "ApiKey"
-
-    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer"}
 
 
 # --- What each answer means and what the chatbot should do -----------------------------------

@@ -3,33 +3,28 @@ only through coupons.services (claims, holds, `campaign_set_status`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from config.admin import (
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    SaveChangedFieldsOnly,
+    yuan,
+)
 from config.errors import DomainError
 from coupons import selectors, services
 from coupons.models import Campaign, CampaignEvent, Coupon
-from shop.admin import EstimatedCountPaginator, SaveChangedFieldsOnly, yuan
 
 if TYPE_CHECKING:
     from django.forms import ModelForm
     from django.http import HttpRequest
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: staff look, never add, edit or delete."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    from django.urls import URLPattern
 
 
 class PublicStatusFilter(admin.SimpleListFilter):
@@ -57,22 +52,11 @@ class PublicStatusFilter(admin.SimpleListFilter):
         return queryset if condition is None else queryset.filter(condition)
 
 
-class CampaignEventInline(admin.TabularInline):
+class CampaignEventInline(ReadOnlyInline):
     model = CampaignEvent
     fields = ["created_at", "source", "target", "actor", "data"]
     readonly_fields = fields
     ordering = ["id"]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # Set when the campaign is created, then moved only by services (coupons_issued: the sum of
@@ -82,8 +66,25 @@ _COUNTERS = ["status", "coupons_issued", "budget_held", "budget_spent", "created
 _TERMS = ["coupon_kind", "max_discount", "currency", "coupons_total", "budget_total"]
 
 
+class CampaignOperations(Protocol):
+    """What orders adds to the campaign admin: the campaign page (figures, charts and controls
+    over the campaign's orders and queues), mounted under this admin's URLs and linked from the
+    list and the change form, and the backlog of the campaign's line. Coupons may not import
+    orders (orders → coupons → shop), so orders.admin hands its part over as
+    `CampaignAdmin.operations`; coupons registers its own admin either way."""
+
+    change_form_template: str
+
+    def urls(self, admin_view: Callable[..., Any]) -> list[URLPattern]: ...
+
+    def link(self, campaign: Campaign) -> str: ...
+
+    def backlog(self, campaign: Campaign) -> str: ...
+
+
 @admin.register(Campaign)
 class CampaignAdmin(SaveChangedFieldsOnly):
+    operations: ClassVar[CampaignOperations | None] = None  # set by orders.admin
     list_display = [
         "slug",
         "name",
@@ -92,6 +93,7 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         "coupons",
         "budget",
         "per_customer_limit",
+        "page_link",
     ]
     list_filter = [PublicStatusFilter, "status"]
     search_fields = ["slug", "name"]
@@ -114,6 +116,15 @@ class CampaignAdmin(SaveChangedFieldsOnly):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return selectors.campaigns_with_issued(super().get_queryset(request))
+
+    @property
+    def change_form_template(self) -> str | None:  # type: ignore[override]
+        return self.operations.change_form_template if self.operations else None
+
+    def get_urls(self) -> list[URLPattern]:
+        """The campaign page and its controls (orders'), ahead of the change view's catch-all."""
+        pages = self.operations.urls(self.admin_site.admin_view) if self.operations else []
+        return [*pages, *super().get_urls()]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
         return [*_COUNTERS, "backlog"] if obj is None else [*_COUNTERS, *_TERMS, "backlog"]
@@ -173,13 +184,13 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     @admin.display(description="backlog")
     def backlog(self, campaign: Campaign) -> str:
         """On the change page only: it asks Redis (or counts), which a list must not do per row."""
-        if campaign.pk is None:
+        if campaign.pk is None or self.operations is None:
             return "-"
-        spot = selectors.campaign_backlog(campaign_id=campaign.pk)
-        return (
-            f"{spot['orders_waiting']:,} orders waiting, "
-            f"about {spot['estimated_wait_seconds']} s to clear"
-        )
+        return self.operations.backlog(campaign)
+
+    @admin.display(description="live")
+    def page_link(self, campaign: Campaign) -> str:
+        return self.operations.link(campaign) if self.operations else "-"
 
     def _set_status(
         self, request: HttpRequest, queryset: QuerySet[Campaign], status: str, verb: str

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from config import fast
 from config.errors import NotFound
 from config.memo import TtlCache
 from config.sql import prepared_rows
@@ -149,18 +148,6 @@ def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Co
 
 def coupon_count_for_customer(*, campaign_id: int, customer_id: str) -> int:
     return Coupon.objects.filter(campaign_id=campaign_id, customer_id=customer_id).count()
-
-
-def campaign_backlog(*, campaign_id: int) -> dict[str, int]:
-    """Orders waiting in the campaign's line and the wait of the last one: from the fast
-    state; counted in the database when Redis cannot tell."""
-    spot = fast.backlog(campaign_id)
-    if spot is None:
-        # Through the reverse relation: coupons must not import orders.
-        campaign = Campaign.objects.get(pk=campaign_id)
-        waiting = campaign.orders.filter(status="received").count()  # type: ignore[attr-defined]
-        spot = fast.QueueSpot(position=waiting, estimated_wait_seconds=fast.estimate(waiting, 0.0))
-    return {"orders_waiting": spot.position, "estimated_wait_seconds": spot.estimated_wait_seconds}
 
 
 # --- For the staff admin ----------------------------------------------------------------------

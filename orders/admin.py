@@ -13,6 +13,7 @@ primary key.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -21,8 +22,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from config.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
-from coupons.admin import CampaignAdmin, ReadOnlyAdmin
+from coupons.admin import CampaignAdmin
 from coupons.models import Campaign
 from orders import admin_views, selectors, services
 from orders.models import (
@@ -35,7 +37,6 @@ from orders.models import (
     Reservation,
     cancel_refusal,
 )
-from shop.admin import EstimatedCountPaginator
 from shop.models import ApiClient
 
 if TYPE_CHECKING:
@@ -71,20 +72,6 @@ class BigTableAdmin(ReadOnlyAdmin):
         return (
             queryset.filter(order__public_id=public_id) if public_id else queryset.none()
         ), False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OrderLineInline(ReadOnlyInline):
@@ -437,42 +424,45 @@ class ReservationAdmin(BigTableAdmin):
 
 # --- The campaign's operations page ---------------------------------------------------------
 # The campaign admin is coupons', but its page shows the campaign's orders and queues, which
-# coupons may not import (orders → coupons → shop): so orders extends it here and registers
-# the extension in its place.
+# coupons may not import (orders → coupons → shop): coupons' admin takes orders' part here.
 
 
-class CampaignOperationsAdmin(CampaignAdmin):
-    list_display = [*CampaignAdmin.list_display, "page_link"]
+class CampaignPage:
+    """Orders' part of coupons' campaign admin (coupons.admin.CampaignOperations)."""
+
     change_form_template = "orders/admin/campaign_change_form.html"
 
-    def get_urls(self) -> list[URLPattern]:
-        view = self.admin_site.admin_view
+    def urls(self, admin_view: Callable[..., Any]) -> list[URLPattern]:
         return [
             path(
                 "<int:campaign_id>/dashboard/",
-                view(admin_views.campaign_page),
+                admin_view(admin_views.campaign_page),
                 name="coupons_campaign_dashboard",
             ),
             path(
                 "<int:campaign_id>/limits/",
-                view(admin_views.campaign_limits),
+                admin_view(admin_views.campaign_limits),
                 name="coupons_campaign_limits",
             ),
             path(
                 "<int:campaign_id>/status/<str:verb>/",
-                view(admin_views.campaign_status),
+                admin_view(admin_views.campaign_status),
                 name="coupons_campaign_status",
             ),
-            *super().get_urls(),
         ]
 
-    @admin.display(description="live")
-    def page_link(self, campaign: Campaign) -> str:
+    def link(self, campaign: Campaign) -> str:
         url = reverse("admin:coupons_campaign_dashboard", args=[campaign.pk])
         return format_html('<a href="{}">Campaign page</a>', url)
 
+    def backlog(self, campaign: Campaign) -> str:
+        spot = selectors.campaign_backlog(campaign_id=campaign.pk)
+        return (
+            f"{spot['orders_waiting']:,} orders waiting, "
+            f"about {spot['estimated_wait_seconds']} s to clear"
+        )
 
-admin.site.unregister(Campaign)
-admin.site.register(Campaign, CampaignOperationsAdmin)
+
+CampaignAdmin.operations = CampaignPage()
 # The front page links the operations pages (campaign pages, backlog, audit log).
 admin.site.index_template = "orders/admin/index.html"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from config.fast import QueueSpot
 from orders.models import Order, OrderLine
+from orders.waiting_line import QueueSpot
 
 
 def order_document(

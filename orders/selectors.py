@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
-from config import fast
 from config.errors import NotFound
+from orders import waiting_line
 from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
 from shop.models import Product
 
@@ -38,25 +38,41 @@ def lines_by_order(order_ids: Iterable[int]) -> dict[int, list[OrderLine]]:
     return grouped
 
 
-def order_queue_spot(order: Order) -> fast.QueueSpot:
+def order_queue_spot(order: Order) -> waiting_line.QueueSpot:
     """Where a received order stands in its campaign's line and how long it will wait.
 
     From Redis (tickets and measured drain rate); when Redis cannot tell, counted from the
     database, which is exact but slower.
     """
     if order.status != Order.Status.RECEIVED:
-        return fast.NO_WAIT
-    spot = fast.spot(order.campaign_id, order.queue_ticket)
+        return waiting_line.NO_WAIT
+    spot = waiting_line.spot(order.campaign_id, order.queue_ticket)
     if spot is not None:
         return spot
     ahead = Order.objects.filter(
         campaign_id=order.campaign_id, status=Order.Status.RECEIVED, id__lte=order.id
     ).count()
     position = max(1, ahead)
-    return fast.QueueSpot(
+    return waiting_line.QueueSpot(
         position=position,
-        estimated_wait_seconds=fast.estimate(position, fast.drain_rate(order.campaign_id)),
+        estimated_wait_seconds=waiting_line.estimate(
+            position, waiting_line.drain_rate(order.campaign_id)
+        ),
     )
+
+
+def campaign_backlog(*, campaign_id: int) -> dict[str, int]:
+    """Orders waiting in the campaign's line and the wait of the last one: from the line in
+    Redis; counted in the database when Redis cannot tell."""
+    spot = waiting_line.backlog(campaign_id)
+    if spot is None:
+        waiting = Order.objects.filter(
+            campaign_id=campaign_id, status=Order.Status.RECEIVED
+        ).count()
+        spot = waiting_line.QueueSpot(
+            position=waiting, estimated_wait_seconds=waiting_line.estimate(waiting, 0.0)
+        )
+    return {"orders_waiting": spot.position, "estimated_wait_seconds": spot.estimated_wait_seconds}
 
 
 # --- Locked reads, for services inside an atomic block -------------------------------------

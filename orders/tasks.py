@@ -1,33 +1,28 @@
 """Celery tasks: thin, named, idempotent. Each message is a nudge ("this line has work"); the
 worker reads the state from the database and does what is still due, so a duplicate or
-stale message does nothing harmful. Queues are set in CELERY_TASK_ROUTES."""
+stale message does nothing harmful. Queues are set in CELERY_TASK_ROUTES. The services publish
+these by name (orders.services.nudges), so nothing of orders imports this module back."""
 
 from celery import shared_task
+
+from orders.services import callbacks_drain, payments_drain, pipeline_sweep, reservations_drain
 
 
 @shared_task(name="orders.reserve_orders", acks_late=True, ignore_result=True)
 def reserve_orders_task(campaign_id: int | None = None) -> None:
-    from orders.services import reservations_drain  # noqa: PLC0415  (services import tasks)
-
     reservations_drain(campaign_id=campaign_id)
 
 
 @shared_task(name="orders.settle_payments", acks_late=True, ignore_result=True)
 def settle_payments_task() -> None:
-    from orders.services import payments_drain  # noqa: PLC0415
-
     payments_drain()
 
 
 @shared_task(name="orders.deliver_callbacks", acks_late=True, ignore_result=True)
 def deliver_callbacks_task() -> None:
-    from orders.services import callbacks_drain  # noqa: PLC0415
-
     callbacks_drain()
 
 
 @shared_task(name="orders.sweep", acks_late=True, ignore_result=True)
 def sweep_task() -> None:
-    from orders.services import pipeline_sweep  # noqa: PLC0415
-
     pipeline_sweep()

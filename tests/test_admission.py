@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from config import fast
 from coupons.models import Campaign, Coupon, CouponSlice
+from orders import waiting_line
 from orders.models import Order
 from orders.services import ItemIn, order_place
 from shop import services as shop_services
@@ -171,15 +172,17 @@ def test_concurrent_orders_get_distinct_places_and_replays_keep_theirs() -> None
     placed = race(
         [lambda i=i: place(client, f"c-{i}", [(tea, 1)], key=f"k-{i}") for i in range(40)]
     )
-    spots = {o.pk: fast.spot(None, o.queue_ticket).position for o in placed}
+    spots = {o.pk: waiting_line.spot(None, o.queue_ticket).position for o in placed}
     again = place(client, "c-7", [(tea, 1)], key="k-7")
     latecomer = place(client, "late", [(tea, 1)])
     # then
     assert sorted(spots.values()) == list(range(1, 41))
     by_ticket = sorted(placed, key=lambda o: o.queue_ticket)
     assert [spots[o.pk] for o in by_ticket] == list(range(1, 41))  # arrival order
-    assert fast.spot(None, again.queue_ticket).position == spots[again.pk]  # no better place
-    assert fast.spot(None, latecomer.queue_ticket).position == 41
+    assert (
+        waiting_line.spot(None, again.queue_ticket).position == spots[again.pk]
+    )  # no better place
+    assert waiting_line.spot(None, latecomer.queue_ticket).position == 41
 
 
 def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) -> None:
@@ -187,10 +190,10 @@ def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) 
     tea = ProductFactory(stock=10_000)
     orders = [place(chatbot, f"c-{i}", [(tea, 1)]) for i in range(3)]
     now = 1_800_000_000.0
-    with mock.patch("config.fast.time.time", side_effect=lambda: now):
+    with mock.patch("orders.waiting_line.time.time", side_effect=lambda: now):
         for second in range(10):
             now = 1_800_000_000.0 + second - 10
-            fast.tickets_done(None, 100)
+            waiting_line.tickets_done(None, 100)
         now = 1_800_000_000.0
         fast.client().set("cop:q:none:out", 0)  # the 1,000 drained were other orders
         fast.client().set("cop:q:none:in", 600)
@@ -200,7 +203,7 @@ def test_the_estimated_wait_follows_the_measured_drain_rate(chatbot: ApiClient) 
             items=[ItemIn(sku=tea.sku, quantity=1)],
             idempotency_key="late",
         )
-        spot = fast.spot(None, placed.order.queue_ticket)
+        spot = waiting_line.spot(None, placed.order.queue_ticket)
     # then: 601st in line at 100/s → about 6 s, told at acceptance and when asked later
     assert orders
     assert spot.position == 601
@@ -222,8 +225,8 @@ def test_a_replay_redis_forgot_is_still_one_order_and_the_line_stays_true(
     # then: the replay is the first order, and the line holds exactly two orders
     assert again.pk == first.pk
     assert Order.objects.count() == 2
-    assert fast.backlog(None).position == 2
-    assert fast.spot(None, newcomer.queue_ticket).position == 2
+    assert waiting_line.backlog(None).position == 2
+    assert waiting_line.spot(None, newcomer.queue_ticket).position == 2
 
 
 def test_intake_reads_products_and_campaign_terms_from_its_short_lived_copy(

@@ -15,27 +15,7 @@ from config.api import (
 )
 from coupons import selectors, services
 from coupons.api import docs
-from coupons.api.serializers import CouponClaimIn, campaign_document, coupon_document
-
-
-class CampaignListApi(APIView):
-    @extend_schema(**docs.CAMPAIGN_LIST)
-    def get(self, request: Request) -> Response:
-        return Response(
-            [
-                campaign_document(c, backlog=selectors.campaign_backlog(campaign_id=c.pk))
-                for c in selectors.campaign_list()[:100]
-            ]
-        )
-
-
-class CampaignDetailApi(APIView):
-    @extend_schema(**docs.CAMPAIGN_DETAIL)
-    def get(self, request: Request, slug: str) -> Response:
-        campaign = selectors.campaign_get(slug=slug)
-        return Response(
-            campaign_document(campaign, backlog=selectors.campaign_backlog(campaign_id=campaign.pk))
-        )
+from coupons.api.serializers import CouponClaimIn, coupon_document
 
 
 class CouponClaimApi(APIView):

@@ -6,7 +6,7 @@ Thin: the figures come from orders.dashboard, every change from a service (which
 in the audit log); each view checks the permission its role needs (the "campaign viewer" and
 "campaign operator" groups, shop/migrations/0005_staff_roles.py). Charts are SVG drawn here,
 on the server: no script or stylesheet from anywhere but our own static files. Mounted by
-orders.admin (OrderAdmin and CampaignOperationsAdmin get_urls).
+orders.admin (OrderAdmin.get_urls, and CampaignPage.urls on coupons' campaign admin).
 """
 
 from orders.admin_views.backlog import backlog_page, replay

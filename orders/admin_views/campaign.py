@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from config.admin import yuan
 from config.errors import DomainError, NotFound
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
@@ -38,7 +39,6 @@ from orders.admin_views.common import (
 )
 from shop import selectors as shop_selectors
 from shop import services as shop_services
-from shop.admin import yuan
 from shop.models import RateLimit
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
 
+from config.admin import yuan
 from config.errors import DomainError, NotFound
 from orders import selectors, services
 from orders.admin_views.common import (
@@ -18,7 +19,6 @@ from orders.admin_views.common import (
     confirmed,
     require,
 )
-from shop.admin import yuan
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse

@@ -34,7 +34,7 @@ from django.utils import timezone
 from config import fast
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
-from orders import selectors
+from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import Order
 from orders.selectors import LATENCY_BASE, MinuteFigures
@@ -118,7 +118,7 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
     by_status = {status: slow["by_status"].get(status, 0) for status in Order.Status.values}
     lines = selectors.lines_waiting(campaign_ids=[campaign_id])
     line = next((x for x in lines if x.campaign_id == campaign_id), None)
-    rate = fast.drain_rate(campaign_id)
+    rate = waiting_line.drain_rate(campaign_id)
     recent, whole = campaign_throughput(campaign, now=now)
     return CampaignFigures(
         campaign=campaign,
@@ -133,7 +133,7 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
         hot_products=slow["hot"],
         line=line,
         drain_rate=rate,
-        estimated_wait_seconds=fast.estimate(line.waiting if line else 0, rate),
+        estimated_wait_seconds=waiting_line.estimate(line.waiting if line else 0, rate),
         recent=recent,
         whole=whole,
         read_at=now,

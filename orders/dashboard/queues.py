@@ -22,7 +22,7 @@ from django.utils import timezone
 from config import fast
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
-from orders import selectors
+from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import CallbackDelivery, Order, Payment
 from shop import selectors as shop_selectors
@@ -102,7 +102,7 @@ def backlog_figures() -> BacklogFigures:
         ended = campaign is not None and campaign.status_at(now) == Campaign.PublicStatus.ENDED
         if ended and not (line.waiting or line.reserved or line.parked):
             continue  # a finished campaign with nothing left: not backlog
-        rate = fast.drain_rate(line.campaign_id)
+        rate = waiting_line.drain_rate(line.campaign_id)
         ceiling = (
             campaign.backlog_ceiling
             if campaign is not None and campaign.backlog_ceiling is not None

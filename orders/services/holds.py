@@ -25,11 +25,10 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from config import fast
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
-from orders import metrics, selectors
+from orders import metrics, selectors, waiting_line
 from orders.models import PARKED, PARKING_ALLOWED, Order, OrderLine, Reservation, parking_state
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
 from orders.services.transitions import orders_move, orders_park
@@ -114,7 +113,7 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
 
         result.reserved = len(reserved)
         result.rejected = {reason: len(group) for reason, group in rejected.items()}
-        transaction.on_commit(partial(fast.tickets_done, campaign_id, len(orders)))
+        transaction.on_commit(partial(waiting_line.tickets_done, campaign_id, len(orders)))
         if reserved:
             transaction.on_commit(nudge_payments)
     return result
@@ -285,7 +284,7 @@ def reservations_drain(*, campaign_id: int | None) -> int:
 
     return drain(
         RESERVE,
-        fast.queue_name(campaign_id),
+        waiting_line.queue_name(campaign_id),
         step,
         renudge=partial(nudge_reservations, campaign_id, force=True),
         linger=settings.RESERVATION_LINGER_SECONDS,
@@ -323,4 +322,4 @@ def order_park(*, order_id: int, reason: str, actor: str = "worker:reserve") -> 
         return  # taken meanwhile, or parked already
     orders_park([order], PARKED, actor=actor, now=timezone.now(), reason=reason)
     metrics.parked("order")
-    transaction.on_commit(partial(fast.tickets_done, order.campaign_id, 1))
+    transaction.on_commit(partial(waiting_line.tickets_done, order.campaign_id, 1))

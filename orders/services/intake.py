@@ -19,13 +19,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import fast
 from config.errors import IdempotencyKeyReused, InvalidInput, Overloaded
 from config.sql import prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
-from orders import selectors
+from orders import selectors, waiting_line
 from orders.errors import LineFull
 from orders.models import Order, OrderLine
 from orders.services.nudges import RESERVE, nudge_reservations
@@ -45,7 +44,7 @@ class Placed:
     order: Order
     lines: list[OrderLine]
     created: bool
-    queue: fast.QueueSpot
+    queue: waiting_line.QueueSpot
 
 
 def request_fingerprint(
@@ -140,7 +139,7 @@ def order_place(
         # INSERT committed on its own (or the caller's transaction commits it first).
         transaction.on_commit(partial(nudge_reservations, order.campaign_id, force=True))
     if not created:
-        fast.ticket_void(order.campaign_id)
+        waiting_line.ticket_void(order.campaign_id)
         replay = _replay(client_id, idempotency_key, fingerprint)
         if replay is None:  # the row with this key is gone again: nothing to return
             raise IdempotencyKeyReused()
@@ -228,7 +227,7 @@ def _admit(
     idempotency_key: str,
     *,
     seen: bool = False,
-) -> fast.Admission | None:
+) -> waiting_line.Admission | None:
     """The client's and the customer's rate limits, a place in the campaign's line, the
     nudge mark: one Redis round trip. None: the key was seen moments ago (unless `seen`, when
     the caller found no order for it and it must be judged as new). Raises Overloaded or
@@ -237,7 +236,7 @@ def _admit(
     ceiling = _ceiling(campaign)
     key_mark = "" if seen else hashlib.sha256(f"{client_id}:{idempotency_key}".encode()).hexdigest()
     for _ in range(2):
-        admission = fast.admit(
+        admission = waiting_line.admit(
             campaign_id,
             client_bucket=f"client:{client_id}",
             client_limit=_limit(RateLimit.Scope.CLIENT_REQUESTS),
@@ -248,20 +247,22 @@ def _admit(
             request_key=key_mark,
             request_key_seconds=settings.IDEMPOTENCY_MARK_SECONDS,
         )
-        if admission.outcome == fast.ADMIT_REPLAY:
+        if admission.outcome == waiting_line.ADMIT_REPLAY:
             return None
-        if admission.outcome != fast.ADMIT_LINE_UNKNOWN:
+        if admission.outcome != waiting_line.ADMIT_LINE_UNKNOWN:
             break
         # Redis lost the line (a restart): put it back from the database's tickets, once.
         last, first = selectors.queue_tickets(campaign_id=campaign_id)
-        fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
-    if admission.outcome == fast.ADMIT_REFUSED:
+        waiting_line.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
+    if admission.outcome == waiting_line.ADMIT_REFUSED:
         raise Overloaded(retry_after=max(1, math.ceil(admission.retry_after)))
-    if admission.outcome == fast.ADMIT_LINE_FULL:
-        wait = fast.estimate(max(1, ceiling // 10), fast.drain_rate(campaign_id))
+    if admission.outcome == waiting_line.ADMIT_LINE_FULL:
+        wait = waiting_line.estimate(max(1, ceiling // 10), waiting_line.drain_rate(campaign_id))
         raise LineFull(retry_after=max(1, wait))
-    if admission.outcome == fast.ADMIT_LINE_UNKNOWN:
-        return fast.Admission(outcome=fast.ADMIT_OK)  # no place in line; the sweep copes
+    if admission.outcome == waiting_line.ADMIT_LINE_UNKNOWN:
+        return waiting_line.Admission(
+            outcome=waiting_line.ADMIT_OK
+        )  # no place in line; the sweep copes
     return admission
 
 

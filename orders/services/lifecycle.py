@@ -13,9 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import fast
 from coupons import services as coupons_services
-from orders import selectors
+from orders import selectors, waiting_line
 from orders.errors import NotCancellable
 from orders.models import (
     CANCELLABLE,
@@ -62,7 +61,7 @@ def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
     holds_close([order], outcome=Reservation.Outcome.RELEASED, now=now)
     order_move(order, Order.Status.CANCELLED, actor=actor, now=now)
     if was_waiting:  # it leaves the line: everyone behind moves up
-        transaction.on_commit(partial(fast.tickets_done, order.campaign_id, 1))
+        transaction.on_commit(partial(waiting_line.tickets_done, order.campaign_id, 1))
     return order
 
 
@@ -98,9 +97,9 @@ def pipeline_sweep() -> SweepReport:
     stale = set(selectors.stale_received_campaigns(before=stale_before))
     waiting = selectors.waiting_campaigns()
     for campaign_id in waiting:
-        if not fast.queue_known(campaign_id):
+        if not waiting_line.queue_known(campaign_id):
             last, first = selectors.queue_tickets(campaign_id=campaign_id)
-            fast.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
+            waiting_line.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
         nudge_reservations(campaign_id, force=campaign_id in stale)
     payments_due = selectors.payments_due_exist(now=now, stale_before=stale_before)
     if payments_due:

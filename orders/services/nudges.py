@@ -13,37 +13,54 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from config import fast
-from orders.tasks import deliver_callbacks_task, reserve_orders_task, settle_payments_task
+from config.celery import app
+from orders import waiting_line
 
 log = logging.getLogger(__name__)
 
 RESERVE, PAY, CALLBACK = "reserve", "pay", "callback"
 
+# The tasks each nudge wakes (orders/tasks.py), published by name: the tasks call these
+# services, so importing them here would close a circle. Routed to their queues by
+# CELERY_TASK_ROUTES, by this same name.
+TASKS = {
+    RESERVE: "orders.reserve_orders",
+    PAY: "orders.settle_payments",
+    CALLBACK: "orders.deliver_callbacks",
+}
+
 
 def nudge_reservations(campaign_id: int | None, *, force: bool = False) -> None:
-    if force or fast.nudge_claim(RESERVE, fast.queue_name(campaign_id)):
-        _publish(reserve_orders_task, RESERVE, fast.queue_name(campaign_id), campaign_id)
+    if force or waiting_line.nudge_claim(RESERVE, waiting_line.queue_name(campaign_id)):
+        _publish(RESERVE, waiting_line.queue_name(campaign_id), campaign_id)
 
 
 def nudge_payments(*, force: bool = False) -> None:
-    if force or fast.nudge_claim(PAY, "all"):
-        _publish(settle_payments_task, PAY, "all")
+    if force or waiting_line.nudge_claim(PAY, "all"):
+        _publish(PAY, "all")
 
 
 def nudge_callbacks(*, force: bool = False) -> None:
-    if force or fast.nudge_claim(CALLBACK, "all"):
-        _publish(deliver_callbacks_task, CALLBACK, "all")
+    if force or waiting_line.nudge_claim(CALLBACK, "all"):
+        _publish(CALLBACK, "all")
 
 
-def _publish(task: object, kind: str, name: str, *args: object) -> None:
+def _publish(kind: str, name: str, *args: object) -> None:
     try:
-        task.apply_async(args=args)  # type: ignore[attr-defined]
+        # The message the task's own apply_async sends: its result ignored, its time limits
+        # (the app's defaults; no task sets its own) in the headers.
+        app.send_task(
+            TASKS[kind],
+            args=args,
+            ignore_result=True,
+            time_limit=app.conf.task_time_limit,
+            soft_time_limit=app.conf.task_soft_time_limit,
+        )
     except Exception:
         # Broker down: the row is committed, so the sweep will find it. Drop the mark so the
         # next commit tries to publish again instead of trusting a nudge that never left.
         log.warning("could not publish %s nudge for %s", kind, name, exc_info=True)
-        fast.nudge_release(kind, name)
+        waiting_line.nudge_release(kind, name)
 
 
 def drain(
@@ -72,18 +89,18 @@ def drain(
         while time.monotonic() < deadline:
             done = step()
             if not done:
-                fast.nudge_release(kind, name)
+                waiting_line.nudge_release(kind, name)
                 done = step()
                 if not done:
                     return handled
-                fast.nudge_hold(kind, name)
+                waiting_line.nudge_hold(kind, name)
             handled += done
             if done < fill and linger > 0:
                 time.sleep(linger)
     except BaseException:
         # A drain that failed (database gone, time limit) is not draining any more: drop the
         # mark, so the next commit or sweep sends a nudge instead of waiting out its TTL.
-        fast.nudge_release(kind, name)
+        waiting_line.nudge_release(kind, name)
         raise
     renudge()
     return handled

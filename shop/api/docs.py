@@ -1,9 +1,20 @@
-"""What the OpenAPI schema says about the catalogue endpoint (texts and examples)."""
+"""What the OpenAPI schema says about the catalogue endpoint (texts and examples), and how it
+describes the chatbot's API-key authentication (shop.api.authentication)."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
 from config.schema import common_errors, ok_response
 from shop.api.serializers import ProductOut
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "shop.api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer"}
+
 
 PRODUCT_EXAMPLE = {
     "sku": "TM-MILKTEA-L",

@@ -18,9 +18,8 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from config import fast
 from config.celery import app
-from orders import dashboard, services
+from orders import dashboard, services, waiting_line
 from orders.dashboard import common as dashboard_common
 from orders.dashboard import queues as dashboard_queues
 from orders.gateway.client import ChargeOutcome
@@ -91,12 +90,12 @@ def test_consume_rates_and_time_to_drain(
     # given: 6 orders left the campaign's line two seconds ago (the fast state's counter, fed
     # by the reservation worker); 4 payments were settled in the last minute
     with monkeypatch.context() as m:
-        m.setattr(fast, "time", SimpleNamespace(time=lambda: time.time() - 2))
-        fast.tickets_done(scene.campaign.pk, 6)
+        m.setattr(waiting_line, "time", SimpleNamespace(time=lambda: time.time() - 2))
+        waiting_line.tickets_done(scene.campaign.pk, 6)
     # when
     shown = figures(viewer.get(BACKLOG))
     # then
-    rate = fast.drain_rate(scene.campaign.pk)
+    rate = waiting_line.drain_rate(scene.campaign.pk)
     assert rate > 0
     assert shown["queue-reservations-rate"] == f"{rate:,.1f}/s"
     assert shown["queue-payments-rate"] == f"{4 / 60:,.1f}/s"  # 3 paid and 1 declined

@@ -14,12 +14,12 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from config.admin import EstimatedCountPaginator
 from coupons.models import Campaign, Coupon
 from orders import admin as orders_admin
 from orders import services
 from orders.gateway.client import ChargeOutcome
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment, Reservation
-from shop.admin import EstimatedCountPaginator
 from shop.models import ApiClient, Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place

@@ -66,10 +66,10 @@ def test_a_batch_out_of_time_parks_nothing_and_frees_its_line(chatbot) -> None:
     # given: a batch that Celery's soft time limit interrupts (a lock held elsewhere)
     from celery.exceptions import SoftTimeLimitExceeded  # noqa: PLC0415
 
-    from config import fast  # noqa: PLC0415
+    from orders import waiting_line  # noqa: PLC0415
 
     place(chatbot, "c-1", [(ProductFactory(), 1)])
-    fast.nudge_hold("reserve", "none")  # the worker's mark, as a nudge leaves it
+    waiting_line.nudge_hold("reserve", "none")  # the worker's mark, as a nudge leaves it
     # when
     with (
         mock.patch.object(
@@ -80,4 +80,4 @@ def test_a_batch_out_of_time_parks_nothing_and_frees_its_line(chatbot) -> None:
         services.reservations_drain(campaign_id=None)
     # then: no order is blamed, and the line is free for the next nudge at once
     assert not Order.objects.filter(parked_at__isnull=False).exists()
-    assert fast.nudge_claim("reserve", "none")
+    assert waiting_line.nudge_claim("reserve", "none")

@@ -3,13 +3,18 @@ worker does only what is still due. Tasks are called directly, in this process."
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
+import redis
 from celery.signals import task_prerun
+from django.conf import settings
 from django.db import OperationalError, connection
 
 from coupons.models import Campaign, CouponSlice
 from orders.models import CallbackDelivery, Order, OrderEvent, Payment
+from orders.services import nudges
 from orders.tasks import (
     deliver_callbacks_task,
     reserve_orders_task,
@@ -92,3 +97,44 @@ def test_a_task_never_starts_on_a_connection_the_database_dropped() -> None:
     task_prerun.send(sender=sweep_task, task_id="t-1", task=sweep_task, args=(), kwargs={})
     # then: it runs on a fresh connection
     assert Product.objects.count() == 0
+
+
+def _sent(message: bytes) -> dict:
+    """A message as kombu keeps it in the broker's list, less what differs on every publish."""
+    sent = json.loads(message)
+    for name in ("id", "root_id", "published_at"):
+        sent["headers"].pop(name)
+    for name in ("correlation_id", "delivery_tag"):
+        sent["properties"].pop(name)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("nudge", "task", "args", "queue"),
+    [
+        (
+            lambda: nudges.nudge_reservations(7, force=True),
+            reserve_orders_task,
+            (7,),
+            "reservations",
+        ),
+        (lambda: nudges.nudge_payments(force=True), settle_payments_task, (), "payments"),
+        (lambda: nudges.nudge_callbacks(force=True), deliver_callbacks_task, (), "callbacks"),
+    ],
+    ids=["reserve", "pay", "callback"],
+)
+def test_a_nudge_sends_what_the_task_itself_would(nudge, task, args, queue) -> None:
+    """The services publish the tasks by name (orders.tasks imports the services, so they do
+    not import it back): the same message, to the same queue, as the task's own apply_async."""
+    # given
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(queue)
+    # when
+    nudge()
+    task.apply_async(args=args)
+    # then
+    by_task, by_name = broker.lrange(queue, 0, -1)  # newest first
+    assert _sent(by_name) == _sent(by_task)
+    assert _sent(by_name)["headers"]["task"] == task.name
+    assert _sent(by_name)["headers"]["ignore_result"] is True
+    broker.delete(queue)
