@@ -11,10 +11,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from orders import services
-from orders.gateway.client import ChargeOutcome
+from orders.gateway.client import ChargeOutcome, GatewayClient
 from orders.models import Order, Payment
 from orders.services.settlement import UNSENT, ChargeJob, payment_attempt
-from orders.services.settlement import gateway as services_gateway
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 from shop.models import RateLimit
@@ -96,7 +95,10 @@ def test_a_prepaid_attempt_spends_the_batchs_token_on_its_first_request(chatbot,
         order_id=1, payment_id=1, attempt=1, idempotency_key=f"k-{uuid.uuid4()}", amount=500,
         currency="CNY", reference=str(uuid.uuid4()), customer="c-1", ask_first=False,
     )  # fmt: skip
-    with services_gateway() as client:
+    # a client of its own: the workers' shared one must stay open for the tests after this one
+    with GatewayClient(
+        base_url=settings.PAYMENT_GATEWAY_URL, api_key=settings.PAYMENT_GATEWAY_KEY
+    ) as client:
         # when / then: with the batch's token the charge goes out; without, it waits unsent
         assert payment_attempt(client, job, True).kind == "succeeded"
         waited = payment_attempt(client, dataclasses.replace(job, idempotency_key="other"))
