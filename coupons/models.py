@@ -188,8 +188,8 @@ class Coupon(models.Model):
 
 
 CS = Coupon.Status
-# A coupon moves with the order that uses it (`coupons.services._coupons_move`, one conditional
-# UPDATE for a batch; the orders' event log records why), or expires unused.
+# A coupon moves with the order that uses it (`coupons.services.holds._coupons_move`, one
+# conditional UPDATE for a batch; the orders' event log records why), or expires unused.
 COUPON_ALLOWED: dict[str, frozenset[str]] = {
     CS.ISSUED: frozenset({CS.RESERVED, CS.EXPIRED}),
     CS.RESERVED: frozenset({CS.ISSUED, CS.REDEEMED}),  # given back, or paid for

@@ -16,6 +16,7 @@ from django.db import transaction
 from config.errors import DomainError
 from coupons import selectors, services
 from coupons.models import CAMPAIGN_ALLOWED, COUPON_ALLOWED, Campaign, CampaignEvent, Coupon
+from coupons.services import holds as coupon_holds
 from shop.models import ApiClient
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim
@@ -77,10 +78,10 @@ def test_coupon_moves(chatbot: ApiClient, source: str, target: str) -> None:
     # when
     with transaction.atomic():
         if target in COUPON_ALLOWED[source]:
-            services._coupons_move([coupon.pk], source, target)
+            coupon_holds._coupons_move([coupon.pk], source, target)
         else:
             with pytest.raises(DomainError):
-                services._coupons_move([coupon.pk], source, target)
+                coupon_holds._coupons_move([coupon.pk], source, target)
     # then
     coupon.refresh_from_db()
     assert coupon.status == (target if target in COUPON_ALLOWED[source] else source)

@@ -1,4 +1,5 @@
-"""Writes to campaigns and coupons: claims, and the coupon and budget side of order holds.
+"""Campaigns: seeding and their coupon slices, staff controls (status, limits, totals), and
+campaigns written down in a file and loaded (manage.py campaign_load).
 
 # lock order: order → campaign → coupon slice → coupon → product. Counters change only
 # through one conditional UPDATE; the CHECK constraints on Campaign and CouponSlice (and the
@@ -7,227 +8,30 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Collection, Mapping
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, router, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import IdempotencyKeyReused, InvalidInput, InvalidTransition
+from config.errors import InvalidInput, InvalidTransition
 from coupons import selectors
 from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
-    BudgetExhausted,
-    BudgetNotSpent,
     CampaignNotActive,
-    CouponNotHeld,
-    LimitReached,
     SoldOut,
 )
 from coupons.models import (
     CAMPAIGN_ALLOWED,
-    COUPON_ALLOWED,
     Campaign,
     CampaignEvent,
-    Coupon,
     CouponSlice,
 )
 from shop import selectors as shop_selectors
 from shop import services as shop_services
-
-# Unambiguous alphabet for codes a shopper may read out to a chatbot.
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def _new_code() -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
-
-
-@dataclass(frozen=True)
-class Claim:
-    coupon: Coupon
-    created: bool
-
-
-# Takes one coupon from a slice with room and inserts it, in one statement: a unique
-# violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
-# back with it, and when the campaign is not open, the customer is at the limit or no slice
-# has room, nothing is written at all. The campaign row is only read. A claim first looks for
-# a slice in an order that starts at a random slice (spreading claims over the rows),
-# skipping slices other claims hold locked; only when it found none does it try again
-# waiting, taking slices in slice order (so that two waiters cannot each hold what the other
-# waits for; a statement that may wait never holds a slice picked in another order).
-_CLAIM_SQL = """
-WITH campaign AS (
-    SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
-    FROM coupons_campaign
-    WHERE id = %(campaign)s AND slug = %(slug)s AND status = %(active)s
-      AND starts_at <= %(now)s AND ends_at > %(now)s
-), open AS (
-    SELECT campaign.*, held.n + 1 AS slot
-    FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
-                    WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
-    WHERE held.n < campaign.per_customer_limit
-), pick AS (
-    SELECT s.id FROM coupons_couponslice s
-    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
-    ORDER BY {order}
-    LIMIT 1 FOR NO KEY UPDATE {skip}
-), taken AS (
-    UPDATE coupons_couponslice s SET issued = s.issued + 1
-    FROM pick WHERE s.id = pick.id AND s.issued < s.cap
-    RETURNING s.id
-)
-INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
-                            max_discount, currency, valid_until, idempotency_key,
-                            created_at, updated_at)
-SELECT %(code)s, open.id, %(client)s, %(customer)s, open.slot, %(issued)s,
-       open.max_discount, open.currency, open.coupon_valid_until, %(key)s, %(now)s, %(now)s
-FROM open, taken
-RETURNING {columns}
-"""
-_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
-_CLAIM_SKIPPING_SQL = _CLAIM_SQL.format(
-    order="s.number < %(start)s, s.number", skip="SKIP LOCKED", columns=", ".join(_COUPON_COLUMNS)
-)
-_CLAIM_WAITING_SQL = _CLAIM_SQL.format(
-    order="s.number", skip="", columns=", ".join(_COUPON_COLUMNS)
-)
-
-# Unique constraints a claim's insert may meet, and what each means.
-_REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
-_SLOT_TAKEN = {"coupon_one_per_customer_slot", "coupons_coupon_code_key"}  # try again
-
-
-def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
-    """Issue one coupon of campaign `slug` to the customer.
-
-    Replays of the same key return the first coupon; the same key for another customer or
-    campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
-    LimitReached. A new claim is one statement in autocommit (the campaign's id from a
-    per-process cache): it takes one coupon from one of the campaign's slices and inserts
-    it, or writes nothing; only then do follow-up reads find out why. Locks one slice row
-    for the statement; the campaign row is not locked.
-    """
-    campaign = selectors.campaign_terms_by_slug(slug=slug)
-    if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
-        # Hopeless by a copy at most INTAKE_CACHE_SECONDS old: a replay still gets its coupon.
-        replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
-        if replay is not None:
-            return _claim_check_same(replay, slug=slug, customer_id=customer_id)
-        if not campaign.is_open_at(timezone.now()):
-            raise CampaignNotActive()
-        raise SoldOut()
-    # Three attempts: a concurrent claim of the same customer may take the slot we counted,
-    # and every slice with room may be held by other claims (then the next attempt waits).
-    wait = False
-    for _ in range(3):
-        try:
-            coupon = _coupon_issue(
-                campaign_id=campaign.pk,
-                slug=slug,
-                client_id=client_id,
-                customer_id=customer_id,
-                idempotency_key=idempotency_key,
-                wait=wait,
-            )
-        except IntegrityError as exc:
-            constraint = _constraint_of(exc)
-            if constraint == _REPLAYED:
-                replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
-                if replay is not None:
-                    return _claim_check_same(replay, slug=slug, customer_id=customer_id)
-            elif constraint not in _SLOT_TAKEN:
-                raise
-            continue
-        if coupon is not None:
-            return Claim(coupon=coupon, created=True)
-        replayed = _claim_refused(
-            client_id=client_id, slug=slug, customer_id=customer_id, key=idempotency_key
-        )
-        if replayed is not None:
-            return replayed
-        wait = True
-    raise LimitReached()
-
-
-def _coupon_issue(
-    *,
-    campaign_id: int,
-    slug: str,
-    client_id: int,
-    customer_id: str,
-    idempotency_key: str,
-    wait: bool,
-) -> Coupon | None:
-    """The claim's statement: the new coupon, or None when nothing was written. Skips the
-    slices other claims hold, unless `wait`."""
-    params = {
-        "campaign": campaign_id,
-        "slug": slug,
-        "active": Campaign.Status.ACTIVE,
-        "now": timezone.now(),
-        "customer": customer_id,
-        "start": secrets.randbelow(max(1, settings.COUPON_SLICES)),
-        "code": _new_code(),
-        "client": client_id,
-        "issued": Coupon.Status.ISSUED,
-        "key": idempotency_key,
-    }
-    db = connections[router.db_for_write(Coupon)]
-    # Inside a caller's transaction the statement needs a savepoint, so that a unique
-    # violation leaves the transaction usable; in autocommit it is its own transaction.
-    scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
-    with scope, db.cursor() as cursor:
-        cursor.execute(_CLAIM_WAITING_SQL if wait else _CLAIM_SKIPPING_SQL, params)
-        row = cursor.fetchone()
-    return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
-
-
-def _constraint_of(exc: IntegrityError) -> str | None:
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None)
-
-
-def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> Claim | None:
-    """Why the claim's statement wrote nothing, from fresh reads, in the order the API has
-    always answered: the replay, then the campaign's window, its stock, the customer's limit.
-    Raises the refusal; returns the replayed claim, or None when nothing stands in the way
-    any more (every slice with room was held by other claims, or a slot freed by a
-    concurrent claim's rollback: try again)."""
-    replay = _claim_replay(client_id=client_id, idempotency_key=key)
-    if replay is not None:
-        return _claim_check_same(replay, slug=slug, customer_id=customer_id)
-    campaign = selectors.campaign_get(slug=slug)
-    if not campaign.is_open_at(timezone.now()):
-        raise CampaignNotActive()
-    if campaign.coupons_remaining <= 0:
-        selectors.campaign_sold_out_note(campaign.pk)
-        raise SoldOut()
-    held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
-    if held >= campaign.per_customer_limit:
-        raise LimitReached()
-    return None
-
-
-def _claim_replay(*, client_id: int, idempotency_key: str) -> Coupon | None:
-    return (
-        Coupon.objects.select_related("campaign")
-        .filter(client_id=client_id, idempotency_key=idempotency_key)
-        .first()
-    )
-
-
-def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
-    if coupon.campaign.slug != slug or coupon.customer_id != customer_id:
-        raise IdempotencyKeyReused()
-    return Claim(coupon=coupon, created=False)
-
 
 # --- Campaigns and their coupon slices -------------------------------------------------------
 
@@ -331,92 +135,6 @@ def _slices_respread(slices: list[CouponSlice], coupons_total: int) -> None:
             " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, room) WHERE s.id = r.id",
             [[s.pk for s in slices], rooms],
         )
-
-
-# --- The coupon and budget side of an order's hold ----------------------------------------
-# Called by orders' services inside their transaction, after they locked the orders.
-
-
-def coupons_hold(*, coupon_ids: Collection[int]) -> None:
-    """issued → reserved for every coupon, or CouponNotHeld (the caller rolls back)."""
-    _coupons_move(coupon_ids, Coupon.Status.ISSUED, Coupon.Status.RESERVED)
-
-
-def coupons_release(*, coupon_ids: Collection[int]) -> None:
-    """reserved → issued: the order gave its coupon back (cancelled, declined, expired)."""
-    _coupons_move(coupon_ids, Coupon.Status.RESERVED, Coupon.Status.ISSUED)
-
-
-def coupons_redeem(*, coupon_ids: Collection[int]) -> None:
-    """reserved → redeemed: the order is paid."""
-    _coupons_move(coupon_ids, Coupon.Status.RESERVED, Coupon.Status.REDEEMED)
-
-
-def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None:
-    """The one way a held coupon's status changes: every coupon from `source` to `target`
-    (COUPON_ALLOWED) in one conditional UPDATE, or CouponNotHeld (the caller rolls back)."""
-    if target not in COUPON_ALLOWED[source]:
-        raise InvalidTransition(entity="coupon", current=source, target=target)
-    if not coupon_ids:
-        return
-    moved = Coupon.objects.filter(pk__in=list(coupon_ids), status=source).update(
-        status=target, updated_at=timezone.now()
-    )
-    if moved != len(set(coupon_ids)):
-        raise CouponNotHeld(f"{len(coupon_ids) - moved} coupon(s) were not {source}.")
-
-
-def budget_hold(*, campaign_id: int, amount: int) -> None:
-    """Hold `amount` fen of the campaign's budget, or raise BudgetExhausted."""
-    if amount <= 0:
-        return
-    taken = Campaign.objects.filter(
-        pk=campaign_id, budget_held__lte=F("budget_total") - F("budget_spent") - amount
-    ).update(budget_held=F("budget_held") + amount, updated_at=timezone.now())
-    if taken == 0:
-        raise BudgetExhausted()
-
-
-def budget_release(*, campaign_id: int, amount: int) -> None:
-    """Give held budget back. The caller releases each hold once (it closes the hold's row)."""
-    if amount > 0:
-        Campaign.objects.filter(pk=campaign_id).update(
-            budget_held=F("budget_held") - amount, updated_at=timezone.now()
-        )
-
-
-def budget_spend(*, campaign_id: int, amount: int) -> None:
-    """Turn held budget into spent budget: the orders holding it are paid."""
-    if amount > 0:
-        Campaign.objects.filter(pk=campaign_id).update(
-            budget_held=F("budget_held") - amount,
-            budget_spent=F("budget_spent") + amount,
-            updated_at=timezone.now(),
-        )
-
-
-def budget_refund(*, campaign_id: int, amount: int) -> None:
-    """Give a refunded order's discount back to the campaign's budget: spent becomes available
-    again. One conditional UPDATE; raises BudgetNotSpent (and gives nothing back) when the
-    campaign has spent less than `amount`, which only a bug could cause."""
-    if amount <= 0:
-        return
-    refunded = Campaign.objects.filter(pk=campaign_id, budget_spent__gte=amount).update(
-        budget_spent=F("budget_spent") - amount, updated_at=timezone.now()
-    )
-    if refunded == 0:
-        raise BudgetNotSpent()
-
-
-def coupons_expire(*, now: datetime | None = None) -> int:
-    """Mark issued coupons past their validity as expired (the sweep). Returns how many."""
-    now = now or timezone.now()
-    source, target = Coupon.Status.ISSUED, Coupon.Status.EXPIRED
-    if target not in COUPON_ALLOWED[source]:
-        raise InvalidTransition(entity="coupon", current=source, target=target)
-    return Coupon.objects.filter(status=source, valid_until__lte=now).update(
-        status=target, updated_at=now
-    )
 
 
 # --- Staff controls ------------------------------------------------------------------------

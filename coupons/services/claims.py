@@ -1,0 +1,217 @@
+"""A shopper claims a campaign coupon: one statement takes a slice with room and inserts the
+coupon; replays and refusals are told apart after a failed insert.
+
+# lock order: order → campaign → coupon slice → coupon → product. Counters change only
+# through one conditional UPDATE; the CHECK constraints on Campaign and CouponSlice (and the
+# slices' caps summing to the campaign's total) stop anything the Python misses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, connections, router, transaction
+from django.utils import timezone
+
+from config.errors import IdempotencyKeyReused
+from coupons import selectors
+from coupons.errors import (
+    CampaignNotActive,
+    LimitReached,
+    SoldOut,
+)
+from coupons.models import (
+    Campaign,
+    Coupon,
+)
+
+# Unambiguous alphabet for codes a shopper may read out to a chatbot.
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+
+
+@dataclass(frozen=True)
+class Claim:
+    coupon: Coupon
+    created: bool
+
+
+# Takes one coupon from a slice with room and inserts it, in one statement: a unique
+# violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
+# back with it, and when the campaign is not open, the customer is at the limit or no slice
+# has room, nothing is written at all. The campaign row is only read. A claim first looks for
+# a slice in an order that starts at a random slice (spreading claims over the rows),
+# skipping slices other claims hold locked; only when it found none does it try again
+# waiting, taking slices in slice order (so that two waiters cannot each hold what the other
+# waits for; a statement that may wait never holds a slice picked in another order).
+_CLAIM_SQL = """
+WITH campaign AS (
+    SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
+    FROM coupons_campaign
+    WHERE id = %(campaign)s AND slug = %(slug)s AND status = %(active)s
+      AND starts_at <= %(now)s AND ends_at > %(now)s
+), open AS (
+    SELECT campaign.*, held.n + 1 AS slot
+    FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
+                    WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
+    WHERE held.n < campaign.per_customer_limit
+), pick AS (
+    SELECT s.id FROM coupons_couponslice s
+    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
+    ORDER BY {order}
+    LIMIT 1 FOR NO KEY UPDATE {skip}
+), taken AS (
+    UPDATE coupons_couponslice s SET issued = s.issued + 1
+    FROM pick WHERE s.id = pick.id AND s.issued < s.cap
+    RETURNING s.id
+)
+INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
+                            max_discount, currency, valid_until, idempotency_key,
+                            created_at, updated_at)
+SELECT %(code)s, open.id, %(client)s, %(customer)s, open.slot, %(issued)s,
+       open.max_discount, open.currency, open.coupon_valid_until, %(key)s, %(now)s, %(now)s
+FROM open, taken
+RETURNING {columns}
+"""
+_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
+_CLAIM_SKIPPING_SQL = _CLAIM_SQL.format(
+    order="s.number < %(start)s, s.number", skip="SKIP LOCKED", columns=", ".join(_COUPON_COLUMNS)
+)
+_CLAIM_WAITING_SQL = _CLAIM_SQL.format(
+    order="s.number", skip="", columns=", ".join(_COUPON_COLUMNS)
+)
+
+# Unique constraints a claim's insert may meet, and what each means.
+_REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
+_SLOT_TAKEN = {"coupon_one_per_customer_slot", "coupons_coupon_code_key"}  # try again
+
+
+def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
+    """Issue one coupon of campaign `slug` to the customer.
+
+    Replays of the same key return the first coupon; the same key for another customer or
+    campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
+    LimitReached. A new claim is one statement in autocommit (the campaign's id from a
+    per-process cache): it takes one coupon from one of the campaign's slices and inserts
+    it, or writes nothing; only then do follow-up reads find out why. Locks one slice row
+    for the statement; the campaign row is not locked.
+    """
+    campaign = selectors.campaign_terms_by_slug(slug=slug)
+    if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
+        # Hopeless by a copy at most INTAKE_CACHE_SECONDS old: a replay still gets its coupon.
+        replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+        if replay is not None:
+            return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+        if not campaign.is_open_at(timezone.now()):
+            raise CampaignNotActive()
+        raise SoldOut()
+    # Three attempts: a concurrent claim of the same customer may take the slot we counted,
+    # and every slice with room may be held by other claims (then the next attempt waits).
+    wait = False
+    for _ in range(3):
+        try:
+            coupon = _coupon_issue(
+                campaign_id=campaign.pk,
+                slug=slug,
+                client_id=client_id,
+                customer_id=customer_id,
+                idempotency_key=idempotency_key,
+                wait=wait,
+            )
+        except IntegrityError as exc:
+            constraint = _constraint_of(exc)
+            if constraint == _REPLAYED:
+                replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
+                if replay is not None:
+                    return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+            elif constraint not in _SLOT_TAKEN:
+                raise
+            continue
+        if coupon is not None:
+            return Claim(coupon=coupon, created=True)
+        replayed = _claim_refused(
+            client_id=client_id, slug=slug, customer_id=customer_id, key=idempotency_key
+        )
+        if replayed is not None:
+            return replayed
+        wait = True
+    raise LimitReached()
+
+
+def _coupon_issue(
+    *,
+    campaign_id: int,
+    slug: str,
+    client_id: int,
+    customer_id: str,
+    idempotency_key: str,
+    wait: bool,
+) -> Coupon | None:
+    """The claim's statement: the new coupon, or None when nothing was written. Skips the
+    slices other claims hold, unless `wait`."""
+    params = {
+        "campaign": campaign_id,
+        "slug": slug,
+        "active": Campaign.Status.ACTIVE,
+        "now": timezone.now(),
+        "customer": customer_id,
+        "start": secrets.randbelow(max(1, settings.COUPON_SLICES)),
+        "code": _new_code(),
+        "client": client_id,
+        "issued": Coupon.Status.ISSUED,
+        "key": idempotency_key,
+    }
+    db = connections[router.db_for_write(Coupon)]
+    # Inside a caller's transaction the statement needs a savepoint, so that a unique
+    # violation leaves the transaction usable; in autocommit it is its own transaction.
+    scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
+    with scope, db.cursor() as cursor:
+        cursor.execute(_CLAIM_WAITING_SQL if wait else _CLAIM_SKIPPING_SQL, params)
+        row = cursor.fetchone()
+    return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
+
+
+def _constraint_of(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> Claim | None:
+    """Why the claim's statement wrote nothing, from fresh reads, in the order the API has
+    always answered: the replay, then the campaign's window, its stock, the customer's limit.
+    Raises the refusal; returns the replayed claim, or None when nothing stands in the way
+    any more (every slice with room was held by other claims, or a slot freed by a
+    concurrent claim's rollback: try again)."""
+    replay = _claim_replay(client_id=client_id, idempotency_key=key)
+    if replay is not None:
+        return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+    campaign = selectors.campaign_get(slug=slug)
+    if not campaign.is_open_at(timezone.now()):
+        raise CampaignNotActive()
+    if campaign.coupons_remaining <= 0:
+        selectors.campaign_sold_out_note(campaign.pk)
+        raise SoldOut()
+    held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
+    if held >= campaign.per_customer_limit:
+        raise LimitReached()
+    return None
+
+
+def _claim_replay(*, client_id: int, idempotency_key: str) -> Coupon | None:
+    return (
+        Coupon.objects.select_related("campaign")
+        .filter(client_id=client_id, idempotency_key=idempotency_key)
+        .first()
+    )
+
+
+def _claim_check_same(coupon: Coupon, *, slug: str, customer_id: str) -> Claim:
+    if coupon.campaign.slug != slug or coupon.customer_id != customer_id:
+        raise IdempotencyKeyReused()
+    return Claim(coupon=coupon, created=False)
