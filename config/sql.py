@@ -32,6 +32,14 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
+def prepared_count(sql: str, params: Sequence[Any]) -> int:
+    """`prepared_rows` for a statement that returns no rows: how many rows it changed."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount
+
+
 def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:
     """Write `fields` of every object in `objs` (by primary key) in one UPDATE. Returns the
     number of rows updated. The caller holds the rows' locks, as with bulk_update."""

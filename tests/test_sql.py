@@ -10,7 +10,7 @@ from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.sql import prepared_rows, rows_update
+from config.sql import prepared_count, prepared_rows, rows_update
 from orders.models import CallbackDelivery, Order
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
@@ -99,3 +99,14 @@ def test_a_prepared_statements_database_error_is_djangos() -> None:
     with pytest.raises(DataError), transaction.atomic():
         prepared_rows("SELECT 1 / %s", [0])
     assert prepared_rows("SELECT 1 / %s", [1]) == [(1,)]
+
+
+def test_a_prepared_statement_without_rows_answers_how_many_it_changed(chatbot) -> None:
+    # given: two orders
+    orders = [place(chatbot, f"c-{i}", [(ProductFactory(), 1)]) for i in range(2)]
+    table = Order._meta.db_table
+    update = f"UPDATE {table} SET reason = 'x' WHERE id = ANY(%s)"  # noqa: S608
+    # when / then
+    assert prepared_count(update, [[o.pk for o in orders]]) == 2
+    assert prepared_count(update, [[-1]]) == 0
+    assert set(Order.objects.values_list("reason", flat=True)) == {"x"}

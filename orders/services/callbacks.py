@@ -21,12 +21,11 @@ from functools import cache, partial
 
 import urllib3
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from urllib3.exceptions import HTTPError as TransportError
 
 from config import ratelimit
-from config.sql import prepared_rows
+from config.sql import prepared_count, prepared_rows
 from orders import metrics
 from orders.models import TERMINAL, CallbackDelivery, Order
 from orders.netguard import guarded_pool
@@ -133,25 +132,23 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     ]
 
 
+_SUPERSEDED = CallbackDelivery.State.SUPERSEDED.value
+_COALESCE_SQL = f"""
+UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
+  last_error = 'superseded by a newer status of the order'
+WHERE d.state = '{_PENDING}' AND d.next_attempt_at <= %s AND NOT (d.order_status = ANY(%s))
+  AND EXISTS (
+    SELECT 1 FROM {_T} newer
+    WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
+"""  # noqa: S608 (identifiers from the models; every value a parameter)
+_TERMINAL = sorted(TERMINAL)
+
+
 def _callbacks_coalesce(now: datetime) -> int:
     """One POST per order carries its latest state (API.md): a due delivery of a passing
     status (received, reserved) whose order has a newer one pending is superseded, never
     sent. A terminal status is always delivered. Returns how many were superseded."""
-    newer = CallbackDelivery.objects.filter(
-        order=OuterRef("order"), state=CallbackDelivery.State.PENDING, id__gt=OuterRef("id")
-    )
-    return (
-        CallbackDelivery.objects.filter(
-            state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now
-        )
-        .exclude(order_status__in=TERMINAL)
-        .filter(Exists(newer))
-        .update(
-            state=CallbackDelivery.State.SUPERSEDED,
-            last_error="superseded by a newer status of the order",
-            updated_at=now,
-        )
-    )
+    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL])
 
 
 def callback_send(job: CallbackJob) -> str:
