@@ -1,5 +1,4 @@
-"""Set-based writes for batches: one statement for many rows, not one per row; and hot
-statements prepared once per connection.
+"""Set-based writes for batches: one statement for many rows, not one per row.
 
 Django's `bulk_update` writes a `CASE WHEN id = … THEN …` per row and per field; building and
 planning that cost the callbacks and payments workers a third of their CPU. `rows_update`
@@ -67,31 +66,3 @@ def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields:
     with connection.cursor() as cursor:
         cursor.execute(sql, arrays)
         return cursor.rowcount
-
-
-def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> int:
-    """INSERT every object in one prepared statement, each column sent as one array:
-
-        INSERT INTO t (a, b, …) SELECT * FROM unnest(%s::int[], %s::jsonb[], …)
-
-    Django's `bulk_create` renders a row of placeholders per object and binds it client-side,
-    so its text (and PostgreSQL's parse and plan) grows and changes with the batch; this text
-    depends only on the model. Every concrete column but the primary key, with the defaults
-    and `auto_now` values the objects would get from `save`. The objects' primary keys are
-    not read back: for append-only rows nobody looks up by id. Returns the rows inserted."""
-    if not objs:
-        return 0
-    meta = model._meta
-    columns = [f for f in meta.concrete_fields if not f.primary_key]
-    arrays = [
-        [f.get_db_prep_save(f.pre_save(o, True), connection) for o in objs]
-        for f in columns
-    ]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        "SELECT * FROM unnest("
-        + ", ".join(f"%s::{f.db_type(connection)}[]" for f in columns)
-        + ")"
-    )
-    return prepared_count(sql, arrays)

@@ -10,8 +10,8 @@ from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.sql import prepared_count, prepared_rows, rows_insert, rows_update
-from orders.models import CallbackDelivery, Order, OrderEvent
+from config.sql import prepared_count, prepared_rows, rows_update
+from orders.models import CallbackDelivery, Order
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -110,30 +110,3 @@ def test_a_prepared_statement_without_rows_answers_how_many_it_changed(chatbot) 
     assert prepared_count(update, [[o.pk for o in orders]]) == 2
     assert prepared_count(update, [[-1]]) == 0
     assert set(Order.objects.values_list("reason", flat=True)) == {"x"}
-
-
-def test_rows_are_inserted_in_one_statement_with_their_defaults(chatbot) -> None:
-    # given: events and a delivery, some fields left to their defaults
-    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
-    now = timezone.now()
-    events = [
-        OrderEvent(order_id=order.pk, source="a", target="b", actor="t", data={"k": [1, "é"]}),
-        OrderEvent(order_id=order.pk, source="b", target="c", actor="t", created_at=now),
-    ]
-    before = OrderEvent.objects.count()
-    # when
-    inserted = rows_insert(OrderEvent, events)
-    delivered = rows_insert(
-        CallbackDelivery,
-        [CallbackDelivery(order=order, url="https://x.example/", order_status="paid", payload={})],
-    )
-    # then: every value as given or defaulted, JSON included
-    assert (inserted, delivered) == (2, 1)
-    got = list(OrderEvent.objects.order_by("-id").values("source", "data", "created_at")[:2])
-    assert got[1]["data"] == {"k": [1, "é"]}
-    assert got[0] == {"source": "b", "data": {}, "created_at": now}
-    assert OrderEvent.objects.count() == before + 2
-    delivery = CallbackDelivery.objects.get()
-    assert (delivery.state, delivery.attempts, delivery.last_error) == ("pending", 0, "")
-    assert delivery.updated_at is not None  # auto_now, as save() would set it
-    assert rows_insert(OrderEvent, []) == 0

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from django.db import transaction
 
 from config.errors import InvalidTransition
-from config.sql import rows_insert, rows_update
+from config.sql import rows_update
 from orders import metrics, selectors
 from orders.documents import order_document
 from orders.models import (
@@ -80,19 +80,16 @@ def orders_move(
                 "request_ids": [o.request_id for o in orders],
             },
         )
-    rows_insert(
-        OrderEvent,
-        [
-            OrderEvent(
-                order_id=o.pk,
-                source=o.status,
-                target=to,
-                actor=actor,
-                data={**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))},
-                created_at=now,
-            )
-            for o in orders
-        ],
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            order_id=o.pk,
+            source=o.status,
+            target=to,
+            actor=actor,
+            data={**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))},
+            created_at=now,
+        )
+        for o in orders
     )
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(
         status=to, reason=reason, updated_at=now
@@ -123,18 +120,15 @@ def _callbacks_record(
     missing = [o.pk for o in wanted if o.pk not in lines]
     if missing:  # one query for the batch, not one per order
         lines = {**lines, **selectors.lines_by_order(missing)}
-    rows_insert(
-        CallbackDelivery,
-        [
-            CallbackDelivery(
-                order_id=o.pk,
-                url=o.callback_url,
-                order_status=o.status,
-                payload=order_document(o, lines=lines.get(o.pk, [])),
-                next_attempt_at=now,
-            )
-            for o in wanted
-        ],
+    CallbackDelivery.objects.bulk_create(
+        CallbackDelivery(
+            order_id=o.pk,
+            url=o.callback_url,
+            order_status=o.status,
+            payload=order_document(o, lines=lines.get(o.pk, [])),
+            next_attempt_at=now,
+        )
+        for o in wanted
     )
     transaction.on_commit(nudge_callbacks)
 
@@ -152,19 +146,16 @@ def orders_park(
         if to not in PARKING_ALLOWED[parking_state(order)]:
             raise InvalidTransition(entity="order", current=parking_state(order), target=to)
     parked = to == PARKED
-    rows_insert(
-        OrderEvent,
-        [
-            OrderEvent(
-                order_id=o.pk,
-                source=parking_state(o),
-                target=to,
-                actor=actor,
-                data={"reason": reason} if parked else {"replay": True},
-                created_at=now,
-            )
-            for o in orders
-        ],
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            order_id=o.pk,
+            source=parking_state(o),
+            target=to,
+            actor=actor,
+            data={"reason": reason} if parked else {"replay": True},
+            created_at=now,
+        )
+        for o in orders
     )
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(
         parked_at=now if parked else None, park_reason=reason if parked else "", updated_at=now
@@ -224,7 +215,7 @@ def payments_move(
         [p for key, p in rows.items() if key not in new],
         ["status", *[f for f in fields if f != "status"], "updated_at"],
     )
-    rows_insert(OrderEvent, events)
+    OrderEvent.objects.bulk_create(events)
 
 
 def refund_move(
