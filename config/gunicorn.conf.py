@@ -2,15 +2,18 @@
 
 The worker class is ours (config.server.ApiWorker: gunicorn's threaded worker with load
 shedding and JSON answers for the server's own errors). The process and thread counts were
-chosen by measurement on a 2-core machine (README, Performance): one process per core, and
-enough threads per process to overlap the waits on PostgreSQL and Redis.
+chosen by measurement on a 2-core machine (docs/performance.md): one process per core, and
+two threads per process, enough to overlap the waits on PostgreSQL and Redis; with four, the
+main thread that accepts and refuses connections got too little of the GIL under a 5x
+overload (a quick run: p99 of every answer 9.1 s with four threads, 5.4 s with two, at the
+same CPU per paid order).
 """
 
 import os
 
 worker_class = "config.server.ApiWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "2"))
 # Connections a worker holds open at once (waiting, being served, kept alive); past this it
 # stops accepting and the kernel's listen queue holds the rest.
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))
