@@ -10,7 +10,8 @@ sends each field as one array and lets PostgreSQL join them:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -26,18 +27,22 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     query compiler. Same connection, so it takes part in the caller's transaction; the SQL
     uses %s placeholders. Not for statements whose text varies: each text is prepared anew.
     """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with _prepared(sql, params) as cursor:
         return cursor.fetchall() if cursor.description else []
 
 
 def prepared_count(sql: str, params: Sequence[Any]) -> int:
     """`prepared_rows` for a statement that returns no rows: how many rows it changed."""
+    with _prepared(sql, params) as cursor:
+        return cursor.rowcount
+
+
+@contextmanager
+def _prepared(sql: str, params: Sequence[Any]) -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        return cursor.rowcount
+        yield cursor
 
 
 def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:
