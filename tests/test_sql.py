@@ -1,5 +1,5 @@
 """config.sql: rows_update (many rows, each with its own values, in one statement) and
-prepared_rows (a hot statement prepared once per connection)."""
+prepared_rows (a hot statement prepared once per connection), and the ORM's binding settings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.settings.base import database_settings
 from config.sql import prepared_count, prepared_rows, rows_update
 from orders.models import CallbackDelivery, Order
 from tests.factories.orders import place
@@ -110,3 +111,40 @@ def test_a_prepared_statement_without_rows_answers_how_many_it_changed(chatbot) 
     assert prepared_count(update, [[o.pk for o in orders]]) == 2
     assert prepared_count(update, [[-1]]) == 0
     assert set(Order.objects.values_list("reason", flat=True)) == {"x"}
+
+
+def test_a_repeated_orm_statement_is_bound_server_side_and_prepared() -> None:
+    # given: an ORM query whose text does not change with its values
+    def lookup(pk: int) -> bool:
+        return Order.objects.filter(pk=pk).exists()
+
+    # when: it runs more often than the prepare threshold, with other values each time
+    for pk in range(1, 8):
+        lookup(pk)
+    # then: PostgreSQL holds it prepared, its value a $n placeholder, not quoted into the text
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%FROM "orders_order" WHERE "orders_order"."id" = $_ LIMIT 1'],
+        )
+        assert len(cursor.fetchall()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"prepare_threshold": 5, "server_side_binding": True}),
+        ({"DB_PREPARED_STATEMENTS": "false"}, {"server_side_binding": True}),
+        ({"DB_SERVER_SIDE_BINDING": "false"}, {"prepare_threshold": 5}),
+    ],
+)
+def test_the_binding_and_preparing_switches(monkeypatch, env, expected) -> None:
+    # given
+    for name in ("DB_PREPARED_STATEMENTS", "DB_SERVER_SIDE_BINDING", "DB_LOCK_TIMEOUT_MS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # when
+    options = database_settings({"NAME": "x"})["OPTIONS"]
+    # then
+    assert {k: v for k, v in options.items() if k != "options"} == expected

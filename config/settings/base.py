@@ -100,14 +100,19 @@ def database_settings(url_config: dict) -> dict:
     # the web turns it off (config/wsgi.py): a connection PostgreSQL dropped fails one request
     # with 429 (config.api) and is replaced, which costs less than a ping on every order.
     url_config["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
-    # Prepared statements, for the few hot statements that ask for them (config.sql's
-    # prepared_rows: intake's coupon lookup and INSERT). Django's own cursors bind client-side
-    # and never prepare, so nothing else changes. Off behind a pooler that cannot keep them
-    # (PgBouncer before 1.21 in transaction mode): DB_PREPARED_STATEMENTS=false.
+    # Server-side binding: parameters travel apart from the SQL text (psycopg's own Cursor)
+    # instead of being quoted into it in Python, and a statement text a connection has run 5
+    # times is prepared there: PostgreSQL stops parsing and planning the workers' and the
+    # API's repeated ORM statements. Off behind a pooler that cannot keep prepared statements
+    # (PgBouncer before 1.21 in transaction mode): DB_PREPARED_STATEMENTS=false, which also
+    # leaves config.sql.prepared_rows unprepared. DB_SERVER_SIDE_BINDING=false goes back to
+    # Django's default client-side binding.
+    options = url_config.setdefault("OPTIONS", {})
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
-        url_config.setdefault("OPTIONS", {})["prepare_threshold"] = 5  # psycopg's default
+        options["prepare_threshold"] = 5  # psycopg's default
+    if env.bool("DB_SERVER_SIDE_BINDING", default=True):
+        options["server_side_binding"] = True
     if DB_LOCK_TIMEOUT_MS:
-        options = url_config.setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c lock_timeout={DB_LOCK_TIMEOUT_MS}"
     return url_config
 
