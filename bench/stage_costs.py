@@ -3,12 +3,18 @@ PostgreSQL, Redis and the sandbox gateway (latency 0). Not the campaign benchmar
 `bench/` proper, issue 7): a quick per-stage figure for README.
 
 Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_bench \
-       .venv/bin/python bench/stage_costs.py [orders]
-It creates the database if missing, migrates it, and starts its own sandbox gateway.
+       .venv/bin/python -m bench.stage_costs [orders] [--batch N] [--profile STAGE]
+It creates the database if missing, migrates it, and starts its own sandbox gateway. Each
+stage prints its CPU per order in this process and in its PostgreSQL backend (read from
+/proc). `--batch` is the reservation and settlement batch size (10 by default, what the
+workers see at a few hundred orders a second; 500 shows the floor of a full batch);
+`--profile reserve` prints cProfile's top functions for that stage. DEBUG is off, as in
+production: Django's debug cursor would add its own SQL rendering to every statement.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -21,22 +27,53 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/campaign_bench")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ["DEBUG"] = "false"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 os.environ["PAYMENT_GATEWAY_URL"] = "http://127.0.0.1:18799"
+# Every order asks for callbacks, as the benchmark's do: each move writes its callback row.
+# Nothing here delivers them (that is the callbacks worker's stage, measured by bench/).
+CALLBACK_URL = "http://127.0.0.1:9/callback"
 
 
-def timed(label: str, count: int, fn) -> None:
+def backend_cpu() -> float:
+    """CPU seconds used so far by this connection's PostgreSQL backend (same machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(label: str, count: int, fn, profile: bool = False) -> None:
+    import cProfile  # here: bench/profile.py shadows the profile module cProfile imports
+    import pstats
+
+    pg = backend_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
-    fn()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.runcall(fn)
+    else:
+        fn()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    pg = backend_cpu() - pg
     print(
-        f"{label:<34} {count:>6} orders  {wall / count * 1000:7.3f} ms wall/order  "
-        f"{cpu / count * 1000:7.3f} ms CPU/order (this process)  {count / wall:8.0f} orders/s"
+        f"{label:<28} {count:>6} orders  {wall / count * 1000:7.3f} ms wall/order  "
+        f"{cpu / count * 1000:7.3f} ms CPU/order here  {pg / count * 1000:7.3f} ms in PostgreSQL"
     )
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    parser = argparse.ArgumentParser()
+    parser.add_argument("orders", type=int, nargs="?", default=2000)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle"])
+    args = parser.parse_args()
+    count, batch = args.orders, args.batch
     from devtools.bootstrap import ensure_database
 
     ensure_database(os.environ["DATABASE_URL"])
@@ -83,7 +120,8 @@ def main() -> None:
         timed(
             "claim (coupon_claim)",
             count,
-            lambda: coupons.extend(
+            profile=args.profile == "claim",
+            fn=lambda: coupons.extend(
                 coupons_services.coupon_claim(
                     client_id=client.pk,
                     slug=campaign.slug,
@@ -96,23 +134,25 @@ def main() -> None:
         timed(
             "intake (order_place)",
             count,
-            lambda: [
+            profile=args.profile == "intake",
+            fn=lambda: [
                 services.order_place(
                     client_id=client.pk,
                     customer_id=c.customer_id,
                     items=[services.ItemIn(sku=product.sku, quantity=1)],
                     coupon_code=c.code,
                     idempotency_key=f"o-{c.pk}",
+                    callback_url=CALLBACK_URL,
                 )
                 for c in coupons
             ],
         )
 
         def reserve() -> None:
-            while services.reservations_take_batch(campaign_id=campaign.pk, limit=500).seen:
+            while services.reservations_take_batch(campaign_id=campaign.pk, limit=batch).seen:
                 pass
 
-        timed("reserve (batches of 500)", count, reserve)
+        timed(f"reserve (batches of {batch})", count, reserve, args.profile == "reserve")
         from concurrent.futures import ThreadPoolExecutor
 
         from orders.services.settlement import gateway as client_for
@@ -120,13 +160,13 @@ def main() -> None:
 
         def settle() -> None:
             with ThreadPoolExecutor(32) as pool:
-                while (claimed := services.payments_claim_batch(limit=200)).jobs:
+                while (claimed := services.payments_claim_batch(limit=batch)).jobs:
                     outcomes = list(
                         pool.map(lambda j: payment_attempt(client_for(), j), claimed.jobs)
                     )
                     services.payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
 
-        timed("settle (batches of 200, 32 calls)", count, settle)
+        timed(f"settle (batches of {batch})", count, settle, args.profile == "settle")
         paid = campaign.orders.filter(status="paid").count()
         print(f"paid: {paid} of {count}")
     finally:
