@@ -107,6 +107,7 @@ class Session:
     sampler: Sampler | None = None
     waits: WaitSampler | None = None
     load: LoadClient | None = None
+    autovacuum_turned_on: bool = False
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -116,6 +117,8 @@ class Session:
         if self.load is not None:
             self.load.quit()
         self.stack.stop_all()
+        if self.autovacuum_turned_on:
+            seed.autovacuum_restore()
 
 
 def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path) -> Runner:
@@ -123,6 +126,9 @@ def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path)
     began = time.time()
     stack.ports_free()
     seed.prepare_database(session.stack.env)
+    session.autovacuum_turned_on = seed.autovacuum_on()
+    if session.autovacuum_turned_on:
+        print("PostgreSQL's autovacuum was off: on for this run, as in production", flush=True)
     seed.reset()
     fixtures = seed.create_fixtures()
     stack.start_stack(
@@ -240,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         session.close()
     results["wall_seconds"] = time.time() - began
+    results["autovacuum"] = (
+        "on for this run (the server's own setting is off)"
+        if session.autovacuum_turned_on
+        else "on (the server's own setting)"
+    )
     paths = report.write(results, RESULTS, stamp)
     print(report.render(results))
     print(f"\nwritten: {', '.join(str(p.relative_to(ROOT)) for p in paths)}")

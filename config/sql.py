@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection, models
+from django.db import connection, migrations, models
 
 
 def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -71,3 +71,26 @@ def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields:
     with connection.cursor() as cursor:
         cursor.execute(sql, arrays)
         return cursor.rowcount
+
+
+# Autovacuum after this many changed rows of a table whose rows churn (orders move through
+# their statuses within seconds), whatever the table's size: about a minute of a campaign at
+# 309 orders a second. Vacuuming sooner costs each run's index scan more often; later, every
+# scan of a line's partial index walks more dead entries (orders.migrations.0007).
+CHURN_ROWS = 20_000
+
+
+def vacuumed_often(table: str) -> migrations.RunSQL:
+    """A migration operation: `table` is vacuumed and analyzed after CHURN_ROWS changes."""
+    settings = (
+        f"autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = {CHURN_ROWS}, "
+        f"autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = {CHURN_ROWS}"
+    )
+    names = (
+        "autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
+        "autovacuum_analyze_scale_factor, autovacuum_analyze_threshold"
+    )
+    return migrations.RunSQL(
+        f"ALTER TABLE {table} SET ({settings})",
+        f"ALTER TABLE {table} RESET ({names})",
+    )

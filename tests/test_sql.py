@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.settings.base import database_settings
-from config.sql import prepared_count, prepared_rows, rows_update
+from config.sql import CHURN_ROWS, prepared_count, prepared_rows, rows_update
 from orders.models import CallbackDelivery, Order
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
@@ -148,3 +148,30 @@ def test_the_binding_and_preparing_switches(monkeypatch, env, expected) -> None:
     options = database_settings({"NAME": "x"})["OPTIONS"]
     # then
     assert {k: v for k, v in options.items() if k != "options"} == expected
+
+
+def test_the_churning_tables_are_vacuumed_after_a_fixed_number_of_changes() -> None:
+    # when: the migrations have run (the test database)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+            [
+                [
+                    "orders_order",
+                    "orders_payment",
+                    "orders_reservation",
+                    "orders_callbackdelivery",
+                    "coupons_coupon",
+                ]
+            ],
+        )
+        options = dict(cursor.fetchall())
+    # then: each vacuums and analyzes after CHURN_ROWS changed rows, whatever its size
+    expected = {
+        "autovacuum_vacuum_scale_factor=0",
+        f"autovacuum_vacuum_threshold={CHURN_ROWS}",
+        "autovacuum_analyze_scale_factor=0",
+        f"autovacuum_analyze_threshold={CHURN_ROWS}",
+    }
+    assert len(options) == 5
+    assert all(set(found or []) == expected for found in options.values()), options
