@@ -2,6 +2,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
@@ -26,13 +27,19 @@ class OrderPlaceIn(StrictSerializer):
     )
 
     def validate_callback_url(self, value: str | None) -> str:
-        if not value:
-            return ""
-        allowed = ("https",) + (("http",) if settings.CALLBACK_ALLOW_HTTP else ())
-        URLValidator(schemes=list(allowed), message="Must be an https URL.")(value)
-        if not settings.CALLBACK_ALLOW_PRIVATE and _names_a_private_host(value):
-            raise serializers.ValidationError("Must name a public host.")
-        return value
+        return callback_url_vetted(value)
+
+
+def callback_url_vetted(value: str | None) -> str:
+    """The callback URL, or "" for none; raises a ValidationError unless it is https (or http
+    where CALLBACK_ALLOW_HTTP) and, unless CALLBACK_ALLOW_PRIVATE, names a public host."""
+    if not value:
+        return ""
+    allowed = ("https",) + (("http",) if settings.CALLBACK_ALLOW_HTTP else ())
+    URLValidator(schemes=list(allowed), message="Must be an https URL.")(value)
+    if not settings.CALLBACK_ALLOW_PRIVATE and _names_a_private_host(value):
+        raise serializers.ValidationError("Must name a public host.")
+    return value
 
 
 def _names_a_private_host(url: str) -> bool:
@@ -44,7 +51,7 @@ def _names_a_private_host(url: str) -> bool:
 
 _PLACE_FIELDS = frozenset({"customer_id", "items", "coupon_code", "callback_url"})
 _ITEM_FIELDS = frozenset({"sku", "quantity"})
-MAX_ITEMS, MAX_QUANTITY, MAX_CODE = 20, 99, 64
+MAX_ITEMS, MAX_QUANTITY, MAX_CODE, MAX_URL = 20, 99, 64, 500
 
 
 def order_place_plain(data: object) -> dict[str, Any] | None:
@@ -53,7 +60,8 @@ def order_place_plain(data: object) -> dict[str, Any] | None:
 
     Building a DRF serializer copies its fields for every request, which cost more than the
     rest of intake together; this accepts nothing OrderPlaceIn would refuse (plain ASCII
-    strings within the same lengths, JSON integers in range, no callback URL to vet)."""
+    strings within the same lengths, JSON integers in range, a callback URL that passes the
+    same vetting)."""
     if not isinstance(data, dict) or not data.keys() <= _PLACE_FIELDS:
         return None
     customer_id, items, code = data.get("customer_id"), data.get("items"), data.get("coupon_code")
@@ -64,9 +72,21 @@ def order_place_plain(data: object) -> dict[str, Any] | None:
         and 1 <= len(items) <= MAX_ITEMS
         and all(_plain_item(item) for item in items)
         and (code is None or _plain(code))
-        and not data.get("callback_url")
+        and _plain_callback_url(data.get("callback_url"))
     )
     return data if plain else None
+
+
+def _plain_callback_url(url: object) -> bool:
+    if url is None or url == "":
+        return True
+    if not _plain(url, MAX_URL):
+        return False
+    try:
+        callback_url_vetted(url)  # type: ignore[arg-type]
+    except (DjangoValidationError, serializers.ValidationError):
+        return False
+    return True
 
 
 def _plain_item(item: object) -> bool:
@@ -76,10 +96,10 @@ def _plain_item(item: object) -> bool:
     return _plain(sku) and bool(sku) and type(quantity) is int and 1 <= quantity <= MAX_QUANTITY
 
 
-def _plain(value: object) -> bool:
+def _plain(value: object, max_length: int = MAX_CODE) -> bool:
     return (
         isinstance(value, str)
-        and len(value) <= MAX_CODE
+        and len(value) <= max_length
         and value.isascii()
         and value.isprintable()
         and value == value.strip()

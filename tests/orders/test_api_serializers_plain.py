@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,12 +31,41 @@ items = st.lists(
     ),
     max_size=22,
 )
+callback_urls = st.sampled_from(
+    [
+        "",
+        None,
+        "https://example.com/cb",
+        "http://example.com/cb",
+        "http://127.0.0.1:9/cb",
+        "https://10.0.0.7/hooks",
+        "https://localhost/cb",
+        "https://[::1]/cb",
+        "https://bot.example.com:8443/hooks/orders?x=1",
+        " https://example.com/cb",
+        "https://example.com/cb ",
+        "https://exa mple.com/cb",
+        "https://例え.jp/cb",
+        "https://example.com/" + "a" * 480,
+        "https://example.com/" + "a" * 481,
+        "ftp://x",
+        "example.com/cb",
+        "https://",
+    ]
+)
 bodies = st.one_of(
+    st.fixed_dictionaries(  # well-formed but for, perhaps, the callback URL
+        {
+            "customer_id": st.just("c-1"),
+            "items": st.just([{"sku": "A", "quantity": 1}]),
+            "callback_url": st.one_of(callback_urls, scalars),
+        }
+    ),
     st.fixed_dictionaries(
         {"customer_id": scalars, "items": st.one_of(items, scalars)},
         optional={
             "coupon_code": st.one_of(texts, st.none(), st.integers()),
-            "callback_url": st.sampled_from(["", None, "https://example.com/cb", "ftp://x"]),
+            "callback_url": st.one_of(callback_urls, scalars),
             "extra": scalars,
         },
     ),
@@ -44,15 +74,25 @@ bodies = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("allow_http", [True, False])
+@pytest.mark.parametrize("allow_private", [True, False])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies)
-def test_the_plain_check_accepts_only_what_the_serializer_accepts(body: object) -> None:
-    plain = order_place_plain(body)
-    serializer = OrderPlaceIn(data=body)
-    valid = serializer.is_valid()
+def test_the_plain_check_accepts_only_what_the_serializer_accepts(
+    body: object, allow_http: bool, allow_private: bool
+) -> None:
+    with override_settings(CALLBACK_ALLOW_HTTP=allow_http, CALLBACK_ALLOW_PRIVATE=allow_private):
+        plain = order_place_plain(body)
+        serializer = OrderPlaceIn(data=body)
+        valid = serializer.is_valid()
     if plain is not None:
         assert valid, serializer.errors
-        assert json.loads(json.dumps(plain)) == json.loads(json.dumps(serializer.validated_data))
+        # the view reads a missing or null callback_url as "" either way
+        expected = {"callback_url": None, **json.loads(json.dumps(serializer.validated_data))}
+        got = {"callback_url": None, **json.loads(json.dumps(plain))}
+        expected["callback_url"] = expected["callback_url"] or None
+        got["callback_url"] = got["callback_url"] or None
+        assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -72,6 +112,30 @@ def test_common_orders_take_the_plain_path(body: dict[str, object]) -> None:
     assert OrderPlaceIn(data=body).is_valid()
 
 
-def test_a_callback_url_is_always_left_to_the_serializer() -> None:
+def test_a_good_callback_url_takes_the_plain_path() -> None:
     body = {"customer_id": "c-1", "items": [{"sku": "A", "quantity": 1}]}
-    assert order_place_plain({**body, "callback_url": "https://example.com/cb"}) is None
+    body["callback_url"] = "https://bot.example.com/hooks/orders"
+    assert order_place_plain(body) == body
+
+
+@pytest.mark.parametrize(
+    ("url", "allow"),
+    [
+        ("http://bot.example.com/cb", {"CALLBACK_ALLOW_HTTP": False}),
+        ("https://10.0.0.7/cb", {"CALLBACK_ALLOW_PRIVATE": False}),
+        ("https://localhost/cb", {"CALLBACK_ALLOW_PRIVATE": False}),
+        ("ftp://bot.example.com/cb", {}),
+        ("https://bot.example.com/" + "a" * 500, {}),
+    ],
+)
+def test_a_callback_url_the_serializer_refuses_is_left_to_it(url: str, allow: dict) -> None:
+    body = {"customer_id": "c-1", "items": [{"sku": "A", "quantity": 1}], "callback_url": url}
+    with override_settings(**allow):
+        assert order_place_plain(body) is None
+        assert "callback_url" in _errors(body)
+
+
+def _errors(body: dict) -> dict:
+    serializer = OrderPlaceIn(data=body)
+    assert not serializer.is_valid()
+    return serializer.errors
