@@ -47,6 +47,7 @@ class Harness:
         self.results: dict[str, Any] = {}
         self.order_phases: list[str] = []
         self.profile_phases: set[str] = set()
+        self.e2e_rate: float | None = None  # --e2e-rate: no search, this offered rate
         self.waits: WaitSampler | None = None
         self.profile_dir: Path | None = None
 

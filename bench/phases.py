@@ -207,7 +207,7 @@ class Runner(Harness):
         probes: list[dict[str, Any]] = []
         low, high = 0.0, math.inf
         tried: set[float] = set()
-        for i in range(self.plan.e2e_probes):
+        for i in range(0 if self.e2e_rate else self.plan.e2e_probes):
             if rate in tried:  # the bracket closed on a rate already measured
                 break
             tried.add(rate)
@@ -228,6 +228,8 @@ class Runner(Harness):
             # two cores are the only limit (locks and round trips make it optimistic).
             rate = round_rate(0.75 * estimate)
         best = low if probes and low > 0 else rate
+        if self.e2e_rate:  # told the rate (--e2e-rate): two versions compared at one load
+            best = self.e2e_rate
         main = self.e2e_run("e2e", best, self.plan.e2e_seconds)
         self.results["e2e"] = {
             "estimate": estimate,

@@ -96,6 +96,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated phases to sample with py-spy (claims,intake,e2e,overload); "
         "py-spy costs CPU, so a profiled run's figures are not the benchmark's",
     )
+    parser.add_argument(
+        "--e2e-rate",
+        type=float,
+        default=None,
+        help="run the end-to-end phase at this offered rate (orders/s) without searching: "
+        "to compare two versions at the same load",
+    )
     return parser.parse_args(argv)
 
 
@@ -150,6 +157,7 @@ def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path)
         fixtures=fixtures,
     )
     runner.waits = session.waits
+    runner.e2e_rate = args.e2e_rate
     if args.profile:
         runner.profile_phases = {p for p in args.profile.split(",") if p}
         runner.profile_dir = run_dir / "profile"
