@@ -280,8 +280,11 @@ CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
 # before taking the next, so that work trickling in is handled many items per transaction
 # and per round of calls. Callbacks wait longest: a longer wait also lets one POST carry an
 # order's latest state when several changes are pending (orders.services.callbacks).
-RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.05)
-SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.05)
+# 0.1 s, measured (bench --e2e-rate 150, quick): against 0.05 s the reservation worker's CPU
+# per order fell 1.19 -> 0.81 ms, payments' 1.72 -> 1.43, PostgreSQL's 2.07 -> 1.63, with
+# accept-to-paid p99 0.71 -> 0.69 s; 0.15 s saved little more and p99 rose to 0.93 s.
+RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.1)
+SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.1)
 CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
