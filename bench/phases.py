@@ -127,7 +127,9 @@ class Runner(Harness):
         self.results["intake"] = {"schedule": schedule, "saturation": saturation, "drain": drained}
 
     def e2e_run(self, name: str, rate: float, seconds: float) -> dict[str, Any]:
-        """Orders at `rate` for `seconds`, then judge: did the backlog stay flat?"""
+        """Orders at `rate` for `seconds`, then judge: was the rate taken in (at least 90 % of
+        the new orders accepted, as intake's steps are judged: a run that refuses much of
+        its load is shedding it, not sustaining it) and did the backlog stay flat?"""
         steps = [{"rate": rate, "duration": seconds}]
         self.ensure_pool(self.orders_needed(steps, "open"))
         with self.phase(name, seconds) as info:
@@ -148,7 +150,8 @@ class Runner(Harness):
         accepted_per_s = step["accepted_per_s"]
         allowed = max(200.0, accepted_per_s) / window  # less than 1 s of intake over the window
         clean = step["http_5xx"] == 0 and step["timeouts"] == 0 and step["not_sent"] == 0
-        sustained = clean and order_slope <= allowed and callback_slope <= 2 * allowed
+        taken_in = accepted_per_s >= 0.9 * rate * (1 - self.plan.replay_share)
+        sustained = clean and taken_in and order_slope <= allowed and callback_slope <= 2 * allowed
         cpu = info["cpu_s"]
         paid_total = self.load.call("callback_counts", start=start, end=end + 1)["counts"].get(
             "paid", 0
@@ -166,6 +169,7 @@ class Runner(Harness):
             "backlog_allowed_slope_per_s": allowed,
             "backlog_end": samples[-1][1] if samples else None,
             "machine": self.sampler.machine_between(start, end),
+            "taken_in": taken_in,
             "sustained": sustained,
             "cpu_s": cpu,
             "paid_in_run": paid_total,
@@ -177,7 +181,8 @@ class Runner(Harness):
             f"  {name} at {rate:.0f}/s: accepted {accepted_per_s:.0f}/s, paid {paid_per_s:.0f}/s,"
             f" backlog slope {order_slope:+.1f}/s, callbacks slope {callback_slope:+.1f}/s, "
             f"p99 {step['latency_ms']['p99'] or 0:.0f} ms -> "
-            f"{'sustained' if sustained else 'NOT sustained'}",
+            f"{'sustained' if sustained else 'NOT sustained'}"
+            f"{'' if taken_in else ' (over a tenth of the new orders refused)'}",
             flush=True,
         )
         with self.phase(f"drain-{name}"):
