@@ -117,15 +117,17 @@ class Session:
     autovacuum_turned_on: bool = False
 
     def close(self) -> None:
-        if self.sampler is not None:
-            self.sampler.stop()
-        if self.waits is not None:
-            self.waits.stop()
-        if self.load is not None:
-            self.load.quit()
-        self.stack.stop_all()
-        if self.autovacuum_turned_on:
-            seed.autovacuum_restore()
+        try:
+            if self.sampler is not None:
+                self.sampler.stop()
+            if self.waits is not None:
+                self.waits.stop()
+            if self.load is not None:
+                self.load.quit()
+            self.stack.stop_all()
+        finally:
+            if self.autovacuum_turned_on:
+                seed.autovacuum_restore()
 
 
 def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path) -> Runner:

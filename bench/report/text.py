@@ -32,6 +32,8 @@ def render(res: R) -> str:
         f"sandbox {res['stack']['sandbox']}",
         f"env: {', '.join(f'{k}={v}' for k, v in res['stack']['env'].items())}",
     ]
+    if res.get("autovacuum"):
+        parts.append(f"PostgreSQL autovacuum: {res['autovacuum']}")
     if res.get("skipped"):
         parts.append(f"SKIPPED phases (partial results): {', '.join(res['skipped'])}")
     sections: list[tuple[str, Callable[[R], str]]] = [
