@@ -119,7 +119,6 @@ def verdicts(res: R) -> list[Verdict]:
     e2e = res.get("e2e")
     if e2e:
         main = e2e["main"]
-        step = main["summary"]["steps"][0]
         probes = [r for r in e2e["probes"] if r["sustained"]]
         best = max(probes, key=lambda r: r["paid_per_s"], default=None)
         probe_note = (
@@ -137,11 +136,7 @@ def verdicts(res: R) -> list[Verdict]:
                 True,
                 f"the {main['seconds']:.0f} s run at {main['rate']:.0f}/s offered paid "
                 f"{main['paid_per_s']:.0f}/s and was "
-                + (
-                    "sustained"
-                    if main["sustained"]
-                    else f"NOT sustained ({step['timeouts'] + step['not_sent']} requests timed out)"
-                )
+                + ("sustained" if main["sustained"] else f"NOT sustained ({_why_not(main)})")
                 + probe_note,
             )
         )
@@ -263,3 +258,18 @@ def _backlog_verdicts(res: R, t: R) -> list[Verdict]:
             )
         )
     return out
+
+
+def _why_not(run: R) -> str:
+    """Why an end-to-end run did not count as sustained, in the judge's own terms."""
+    step = run["summary"]["steps"][0]
+    reasons = []
+    if lost := step["timeouts"] + step["not_sent"] + step["http_5xx"]:
+        reasons.append(f"{lost} requests timed out, unsent or 5xx")
+    if not run.get("taken_in", True):
+        reasons.append(f"{run['accepted_per_s']:.0f}/s accepted of {run['rate']:.0f}/s offered")
+    if run["backlog_slope_per_s"] > run["backlog_allowed_slope_per_s"]:
+        reasons.append(f"backlog growing {run['backlog_slope_per_s']:+.1f}/s")
+    if run["callback_backlog_slope_per_s"] > 2 * run["backlog_allowed_slope_per_s"]:
+        reasons.append(f"callbacks backlog growing {run['callback_backlog_slope_per_s']:+.1f}/s")
+    return "; ".join(reasons) or "see the run"
