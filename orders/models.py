@@ -102,6 +102,12 @@ class Order(models.Model):
                 name="order_live_idx",
             ),
             models.Index(fields=["client", "customer_id", "-id"], name="order_customer_idx"),
+            # The per-customer limit: a batch counts its customers' held and sold orders.
+            models.Index(
+                fields=["campaign", "customer_id"],
+                condition=Q(status__in=["reserved", "paid"]),
+                name="order_shopper_idx",
+            ),
             # Rebuilding a campaign's line after Redis lost it reads the highest ticket.
             models.Index(fields=["campaign", "queue_ticket"], name="order_ticket_idx"),
         ]

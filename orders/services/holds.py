@@ -120,7 +120,10 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
 
 
 def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> dict[str, int]:
-    """How many of the campaign's orders each customer in the batch already holds or bought."""
+    """How many of the campaign's orders each customer in the batch already holds or bought.
+    Read through order_shopper_idx (campaign, customer; held or sold orders only): a few
+    rows per customer. Through (campaign, status) it filtered every sold order of the
+    campaign, which grow all campaign long: 259 ms a batch at 137,000 orders."""
     if campaign is None:
         return {}
     rows = (
