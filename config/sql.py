@@ -1,4 +1,5 @@
-"""Set-based writes for batches: one statement for many rows, not one per row.
+"""Set-based writes for batches: one statement for many rows, not one per row (and, at the
+end, the autovacuum settings of the tables those batches churn).
 
 Django's `bulk_update` writes a `CASE WHEN id = … THEN …` per row and per field; building and
 planning that cost the callbacks and payments workers a third of their CPU. `rows_update`
