@@ -132,6 +132,8 @@ class Runner(Harness):
         its load is shedding it, not sustaining it) and did the backlog stay flat?"""
         steps = [{"rate": rate, "duration": seconds}]
         self.ensure_pool(self.orders_needed(steps, "open"))
+        trips = RoundTrips(stack.DATABASE_URL, stack.REDIS_URL)
+        trips.start()
         with self.phase(name, seconds) as info:
             summary = self.load.run(self.spec(name, "orders", "open", steps))
         self.order_phases.append(name)
@@ -156,6 +158,7 @@ class Runner(Harness):
         paid_total = self.load.call("callback_counts", start=start, end=end + 1)["counts"].get(
             "paid", 0
         )
+        roundtrips = trips.stop(per=paid_total)  # the orders paid in the run, and their work
         run = {
             "name": name,
             "rate": rate,
@@ -176,6 +179,7 @@ class Runner(Harness):
             "cpu_ms_per_paid_order": {
                 k: v * 1000 / paid_total for k, v in cpu.items() if paid_total
             },
+            "roundtrips": roundtrips,
         }
         print(
             f"  {name} at {rate:.0f}/s: accepted {accepted_per_s:.0f}/s, paid {paid_per_s:.0f}/s,"

@@ -1,7 +1,8 @@
 """Round trips over a window of the benchmark: PostgreSQL statements (pg_stat_statements),
 transactions and WAL bytes (pg_stat_database, pg_stat_wal) of the bench database, and Redis
-commands (INFO commandstats). Divided by the orders accepted in the window, they are the
-cost per order that no clock can hide.
+commands (INFO commandstats). Divided by the orders of the window (accepted in a saturation
+probe, paid in an end-to-end run), they are the cost per order that no clock can hide; each
+statement's execution time says which one the database spends itself on.
 
 pg_stat_statements must be in the server's shared_preload_libraries; without it the
 statement counts are reported as unavailable (with the reason) and the rest still is.
@@ -55,15 +56,22 @@ class RoundTrips:
             statements: dict[str, Any] = {"error": self.statements_error}
             if self.statements_error is None:
                 rows = db.execute(
-                    "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)"
+                    "SELECT calls, total_exec_time,"
+                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 160)"
                     " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
                     " WHERE d.datname = current_database() ORDER BY calls DESC"
                 ).fetchall()
-                total = sum(calls for calls, _ in rows)
+                total = sum(calls for calls, _, _ in rows)
+                entries = [
+                    {"calls": c, "per_order": c / per, "exec_ms_per_order": ms / per, "query": q}
+                    for c, ms, q in rows
+                ]
                 statements = {
                     "total": total,
                     "per_order": total / per,
-                    "top": [{"calls": c, "per_order": c / per, "query": q} for c, q in rows[:TOP]],
+                    "exec_ms_per_order": sum(ms for _, ms, _ in rows) / per,
+                    "top": entries[:TOP],
+                    "slowest": sorted(entries, key=lambda e: -e["exec_ms_per_order"])[:TOP],
                 }
         commands = {
             name.removeprefix("cmdstat_"): int(stats["calls"])

@@ -304,13 +304,19 @@ def ratio_table(res: R) -> str:
 
 
 def roundtrips_table(res: R) -> str:
-    """Round trips per accepted order or coupon, from the saturation probes."""
+    """Round trips per accepted order or coupon (the saturation probes), and per paid order
+    (the end-to-end run whose CPU is shown)."""
     rows = []
+    shown = cpu_run(res)
     sources = (
         ("claims saturation", res.get("claims", {}).get("saturation", {}).get("roundtrips")),
         (
             "intake sat., reservations stopped",
             res.get("scale", {}).get("intake_alone", {}).get("roundtrips"),
+        ),
+        (
+            f"{shown['name']} at {shown['rate']:.0f}/s, per paid order" if shown else "",
+            shown.get("roundtrips") if shown else None,
         ),
     )
     for label, trips in sources:
@@ -332,9 +338,25 @@ def roundtrips_table(res: R) -> str:
     if not rows:
         return ""
     return _table(
-        ["per accepted request", "PG statements", "PG commits", "WAL bytes", "Redis cmds", "top"],
+        ["per order", "PG statements", "PG commits", "WAL bytes", "Redis cmds", "top"],
         rows,
     )
+
+
+def statements_table(res: R) -> str:
+    """The end-to-end run's statements by the database's own time on them, per paid order:
+    which statement the backends spend themselves on (pg_stat_statements' execution time,
+    not the client's round trip)."""
+    shown = cpu_run(res)
+    trips = (shown or {}).get("roundtrips") or {}
+    slowest = trips.get("postgres_statements", {}).get("slowest")
+    if not slowest:
+        return ""
+    rows = [
+        [_fmt(s["exec_ms_per_order"], ".3f"), _fmt(s["per_order"], ".2f"), s["query"][:110]]
+        for s in slowest
+    ]
+    return _table(["exec ms/paid", "calls/paid", "statement"], rows)
 
 
 def scale_table(res: R) -> str:

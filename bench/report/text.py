@@ -15,6 +15,7 @@ from bench.report.tables import (
     ratio_table,
     roundtrips_table,
     scale_table,
+    statements_table,
     waits_table,
 )
 from bench.report.verdicts import R, verdicts
@@ -44,7 +45,7 @@ def render(res: R) -> str:
             rate_table,
         ),
         ("Floors and ratios (same run, same gunicorn and worker configuration)", ratio_table),
-        ("Round trips per accepted request (saturation probes)", roundtrips_table),
+        ("Round trips per order (saturation probes, and the end-to-end run)", roundtrips_table),
         ("End to end (statuses by callback; backlog = orders received or reserved)", e2e_table),
         (
             "CPU per paid order by process kind (the main end-to-end run, or the best run that "
@@ -55,6 +56,11 @@ def render(res: R) -> str:
             "What this database's active backends were doing (sampled 10/s; Lock:* = waiting "
             "for a lock, running = on CPU or in the client protocol)",
             waits_table,
+        ),
+        (
+            "PostgreSQL's time by statement, per paid order (the end-to-end run above; "
+            "pg_stat_statements, reset at the run's start)",
+            statements_table,
         ),
         ("Scale probe (reservation worker stopped; fixed rate)", scale_table),
     ]
