@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.settings.base import database_settings
-from config.sql import CHURN_ROWS, prepared_count, prepared_rows, rows_update
-from orders.models import CallbackDelivery, Order
+from config.sql import CHURN_ROWS, prepared_count, prepared_rows, rows_insert, rows_update
+from orders.models import CallbackDelivery, Order, OrderEvent
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -58,6 +58,51 @@ def test_nothing_to_write_sends_nothing() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert rows_update(CallbackDelivery, [], ["attempts"]) == 0
     assert len(queries) == 0
+
+
+def test_inserted_rows_get_their_own_values_in_one_statement(chatbot) -> None:
+    # given: two orders, and rows for them with text, JSON, times, a number and a null
+    first = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    second = place(chatbot, "c-2", [(ProductFactory(), 1)])
+    now = timezone.now()
+    later = now + timedelta(seconds=5)
+    fields = (
+        "order", "url", "order_status", "payload", "state", "attempts", "next_attempt_at",
+        "last_error", "delivered_at", "created_at", "updated_at",
+    )  # fmt: skip
+    rows = [
+        (first.pk, "https://a.example/", "reserved", {"s": "it's"}, "pending", 0, now, "", None,
+         now, now),
+        (second.pk, "https://b.example/", "paid", {"list": [1, 2]}, "failed", 3, later, "502",
+         later, now, later),
+    ]  # fmt: skip
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        inserted = rows_insert(CallbackDelivery, fields, rows)
+    # then: one statement, each row as given
+    assert inserted == 2
+    assert len(queries) == 1
+    got = [
+        tuple(getattr(d, "order_id" if f == "order" else f) for f in fields)
+        for d in CallbackDelivery.objects.order_by("id")
+    ]
+    assert got == rows
+
+
+def test_an_insert_that_breaks_a_constraint_inserts_nothing(chatbot) -> None:
+    # given: a good event beside one without its source
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    before = OrderEvent.objects.count()
+    now = timezone.now()
+    fields = ("order", "source", "target", "actor", "data", "created_at")
+    rows = [
+        (order.pk, "received", "reserved", "t", {}, now),
+        (order.pk, None, "reserved", "t", {}, now),
+    ]
+    # when / then: the statement fails as a whole
+    with pytest.raises(IntegrityError, match="null value"), transaction.atomic():
+        rows_insert(OrderEvent, fields, rows)
+    assert OrderEvent.objects.count() == before
 
 
 def test_a_prepared_statement_is_prepared_once_and_answers_each_time() -> None:

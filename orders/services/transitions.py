@@ -16,14 +16,14 @@ every order of their batch, never once per order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 from django.db import transaction
 
 from config.errors import InvalidTransition
-from config.sql import rows_update
+from config.sql import rows_insert, rows_update
 from orders import metrics, selectors
 from orders.documents import order_document
 from orders.models import (
@@ -80,14 +80,14 @@ def orders_move(
                 "request_ids": [o.request_id for o in orders],
             },
         )
-    OrderEvent.objects.bulk_create(
-        OrderEvent(
-            order_id=o.pk,
-            source=o.status,
-            target=to,
-            actor=actor,
-            data={**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))},
-            created_at=now,
+    _events_write(
+        (
+            o.pk,
+            o.status,
+            to,
+            actor,
+            {**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))},
+            now,
         )
         for o in orders
     )
@@ -120,15 +120,25 @@ def _callbacks_record(
     missing = [o.pk for o in wanted if o.pk not in lines]
     if missing:  # one query for the batch, not one per order
         lines = {**lines, **selectors.lines_by_order(missing)}
-    CallbackDelivery.objects.bulk_create(
-        CallbackDelivery(
-            order_id=o.pk,
-            url=o.callback_url,
-            order_status=o.status,
-            payload=order_document(o, lines=lines.get(o.pk, [])),
-            next_attempt_at=now,
-        )
-        for o in wanted
+    rows_insert(
+        CallbackDelivery,
+        CALLBACK_FIELDS,
+        [
+            (
+                o.pk,
+                o.callback_url,
+                o.status,
+                order_document(o, lines=lines.get(o.pk, [])),
+                CallbackDelivery.State.PENDING,
+                0,
+                now,
+                "",
+                None,
+                now,
+                now,
+            )
+            for o in wanted
+        ],
     )
     transaction.on_commit(nudge_callbacks)
 
@@ -146,15 +156,8 @@ def orders_park(
         if to not in PARKING_ALLOWED[parking_state(order)]:
             raise InvalidTransition(entity="order", current=parking_state(order), target=to)
     parked = to == PARKED
-    OrderEvent.objects.bulk_create(
-        OrderEvent(
-            order_id=o.pk,
-            source=parking_state(o),
-            target=to,
-            actor=actor,
-            data={"reason": reason} if parked else {"replay": True},
-            created_at=now,
-        )
+    _events_write(
+        (o.pk, parking_state(o), to, actor, {"reason": reason} if parked else {"replay": True}, now)
         for o in orders
     )
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(
@@ -191,22 +194,14 @@ def payments_move(
     rows = {id(m.payment): m.payment for m in moves}  # each payment once, in order
     new = {key for key, p in rows.items() if p.pk is None}
     first_steps = set(new)
-    events: list[OrderEvent] = []
+    events: list[tuple[object, ...]] = []
     for payment, to, data in moves:
         source = NEW if id(payment) in first_steps else payment.status
         first_steps.discard(id(payment))
         if to not in PAYMENT_ALLOWED[source]:
             raise InvalidTransition(entity="payment", current=source or "new", target=to)
-        events.append(
-            OrderEvent(
-                order_id=payment.order_id,
-                source=f"payment:{source}",
-                target=f"payment:{to}",
-                actor=actor,
-                data={k: v for k, v in data.items() if v not in (None, "")},
-                created_at=now,
-            )
-        )
+        kept = {k: v for k, v in data.items() if v not in (None, "")}
+        events.append((payment.order_id, f"payment:{source}", f"payment:{to}", actor, kept, now))
         payment.status = to
         payment.updated_at = now
     Payment.objects.bulk_create([p for key, p in rows.items() if key in new])
@@ -215,7 +210,30 @@ def payments_move(
         [p for key, p in rows.items() if key not in new],
         ["status", *[f for f in fields if f != "status"], "updated_at"],
     )
-    OrderEvent.objects.bulk_create(events)
+    _events_write(events)
+
+
+# The columns written for each event and callback row, in the order the tuples give them.
+EVENT_FIELDS = ("order", "source", "target", "actor", "data", "created_at")
+CALLBACK_FIELDS = (
+    "order",
+    "url",
+    "order_status",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "delivered_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _events_write(events: Iterable[tuple[object, ...]]) -> None:
+    """One OrderEvent row per (order id, source, target, actor, data, created_at), in one
+    statement (config.sql.rows_insert)."""
+    rows_insert(OrderEvent, EVENT_FIELDS, list(events))
 
 
 def refund_move(
