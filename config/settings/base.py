@@ -286,6 +286,10 @@ CALLBACK_BATCH_SIZE = env.int("CALLBACK_BATCH_SIZE", default=200)
 RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.1)
 SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.1)
 CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
+# A callback of a passing status (reserved) is due this long after the move, so that the
+# order's next status, if it comes within that time, is the one POST (API.md: one callback
+# carries the latest state; every terminal status is delivered, and at once).
+CALLBACK_PASSING_DELAY_SECONDS = env.float("CALLBACK_PASSING_DELAY_SECONDS", default=1.0)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=15 * 60)

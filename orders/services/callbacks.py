@@ -133,10 +133,15 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
 
 
 _SUPERSEDED = CallbackDelivery.State.SUPERSEDED.value
+# Of the orders with a delivery due, each pending delivery of a passing status that a newer
+# pending one follows: whether it is due itself, or still waiting out its delay
+# (CALLBACK_PASSING_DELAY_SECONDS) while its successor is due and must not wait behind it.
 _COALESCE_SQL = f"""
 UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
   last_error = 'superseded by a newer status of the order'
-WHERE d.state = '{_PENDING}' AND d.next_attempt_at <= %s AND NOT (d.order_status = ANY(%s))
+FROM (SELECT DISTINCT order_id FROM {_T}
+      WHERE state = '{_PENDING}' AND next_attempt_at <= %s) due
+WHERE d.order_id = due.order_id AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
   AND EXISTS (
     SELECT 1 FROM {_T} newer
     WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
@@ -145,9 +150,10 @@ _TERMINAL = sorted(TERMINAL)
 
 
 def _callbacks_coalesce(now: datetime) -> int:
-    """One POST per order carries its latest state (API.md): a due delivery of a passing
+    """One POST per order carries its latest state (API.md): a pending delivery of a passing
     status (received, reserved) whose order has a newer one pending is superseded, never
-    sent. A terminal status is always delivered. Returns how many were superseded."""
+    sent, once either is due. A terminal status is always delivered. Returns how many were
+    superseded."""
     return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL])
 
 

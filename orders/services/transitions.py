@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from django.conf import settings
 from django.db import transaction
 
 from config.errors import InvalidTransition
@@ -33,6 +34,7 @@ from orders.models import (
     PARKING_ALLOWED,
     PAYMENT_ALLOWED,
     REFUND_ALLOWED,
+    TERMINAL,
     CallbackDelivery,
     Order,
     OrderEvent,
@@ -120,6 +122,9 @@ def _callbacks_record(
     missing = [o.pk for o in wanted if o.pk not in lines]
     if missing:  # one query for the batch, not one per order
         lines = {**lines, **selectors.lines_by_order(missing)}
+    # A passing status waits a moment for its successor, which then supersedes it; a
+    # terminal one is due at once (orders.services.callbacks coalesces them).
+    passing_due = now + timedelta(seconds=settings.CALLBACK_PASSING_DELAY_SECONDS)
     rows_insert(
         CallbackDelivery,
         CALLBACK_FIELDS,
@@ -131,7 +136,7 @@ def _callbacks_record(
                 order_document(o, lines=lines.get(o.pk, [])),
                 CallbackDelivery.State.PENDING,
                 0,
-                now,
+                now if o.status in TERMINAL else passing_due,
                 "",
                 None,
                 now,

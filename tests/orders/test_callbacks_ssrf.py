@@ -142,7 +142,7 @@ def test_an_orders_callback_to_a_rebound_name_is_never_sent_and_says_why(
     # given: an order accepted with a callback to a name (names are not resolved at intake)
     tea = ProductFactory(stock=5)
     url = f"http://{REBOUND}:{receiver}/orders"
-    with override_settings(CALLBACK_ALLOW_PRIVATE=False):
+    with override_settings(CALLBACK_ALLOW_PRIVATE=False, CALLBACK_PASSING_DELAY_SECONDS=0):
         placed = api.post(
             "/api/v1/orders/",
             {"customer_id": "c-1", "items": [{"sku": tea.sku, "quantity": 1}], "callback_url": url},

@@ -35,6 +35,11 @@ def sent_statuses(limit: int = 10) -> list[str]:
     return [json.loads(job.body)["status"] for job in callbacks_claim_batch(limit=limit)]
 
 
+def delay_ran_out() -> None:
+    """As if CALLBACK_PASSING_DELAY_SECONDS had passed: every pending delivery is due."""
+    CallbackDelivery.objects.filter(state="pending").update(next_attempt_at=timezone.now())
+
+
 def test_a_passing_status_pending_beside_a_newer_one_is_superseded(chatbot) -> None:
     # given: reserved and paid both waiting to be announced
     order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
@@ -47,10 +52,50 @@ def test_a_passing_status_pending_beside_a_newer_one_is_superseded(chatbot) -> N
     assert states == {"reserved": "superseded", "paid": "pending"}
 
 
-def test_a_status_alone_is_sent_as_it_is(chatbot) -> None:
+def test_a_status_alone_is_sent_as_it_is_once_its_delay_ran_out(chatbot) -> None:
+    # given: a reserved order; a passing status waits a moment for its successor
     moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    (delivery,) = CallbackDelivery.objects.all()
+    delay = delivery.next_attempt_at - delivery.created_at
+    assert delay == timedelta(seconds=settings.CALLBACK_PASSING_DELAY_SECONDS) > timedelta(0)
+    assert sent_statuses() == []
+    # when: nothing followed it in that time
+    delay_ran_out()
+    # then: it goes out as it is
     assert sent_statuses() == ["reserved"]
     assert not CallbackDelivery.objects.filter(state="superseded").exists()
+
+
+def test_a_terminal_status_is_due_at_once(chatbot) -> None:
+    # given: an order that went on to paid after its reserved callback went out
+    order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    delay_ran_out()
+    assert sent_statuses() == ["reserved"]
+    CallbackDelivery.objects.update(state="delivered")
+    # when
+    moved(order, S.PAID)
+    # then: paid is claimed at once, with no delay of its own
+    paid = CallbackDelivery.objects.get(order_status="paid")
+    assert paid.next_attempt_at == paid.created_at
+    assert sent_statuses() == ["paid"]
+
+
+def test_a_successor_that_comes_within_the_delay_supersedes_at_once(chatbot) -> None:
+    # given: a reserved callback waiting out its delay
+    order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    assert sent_statuses() == []
+    # when: the order is paid within that time
+    moved(order, S.PAID)
+    # then: paid goes out now, not after the delay, and reserved never does
+    assert sent_statuses() == ["paid"]
+    states = dict(CallbackDelivery.objects.values_list("order_status", "state"))
+    assert states == {"reserved": "superseded", "paid": "pending"}
+
+
+def test_the_delay_is_a_setting(chatbot, settings) -> None:
+    settings.CALLBACK_PASSING_DELAY_SECONDS = 0
+    moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    assert sent_statuses() == ["reserved"]
 
 
 def test_a_terminal_status_is_never_superseded(chatbot) -> None:
@@ -71,6 +116,7 @@ def test_a_terminal_status_is_never_superseded(chatbot) -> None:
 
 def claimed_one(chatbot) -> CallbackJob:
     moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    delay_ran_out()
     (job,) = callbacks_claim_batch(limit=10)
     return job
 
@@ -78,6 +124,7 @@ def claimed_one(chatbot) -> CallbackJob:
 def test_a_claim_leases_the_delivery_and_carries_what_the_post_needs(chatbot) -> None:
     # given
     order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    delay_ran_out()
     before = timezone.now()
     # when
     (job,) = callbacks_claim_batch(limit=10)
