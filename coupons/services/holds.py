@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.errors import InvalidTransition
+from config.sql import prepared_count
 from coupons.errors import (
     BudgetExhausted,
     BudgetNotSpent,
@@ -52,11 +53,21 @@ def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None
         raise InvalidTransition(entity="coupon", current=source, target=target)
     if not coupon_ids:
         return
-    moved = Coupon.objects.filter(pk__in=list(coupon_ids), status=source).update(
-        status=target, updated_at=timezone.now()
-    )
+    params = [str(target), timezone.now(), list(coupon_ids), str(source)]
+    moved = prepared_count(_COUPONS_MOVE_SQL, params)
     if moved != len(set(coupon_ids)):
         raise CouponNotHeld(f"{len(coupon_ids) - moved} coupon(s) were not {source}.")
+
+
+# Fixed texts, prepared once per connection: the workers run these for every batch.
+_COUPONS_MOVE_SQL = """
+UPDATE coupons_coupon SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s
+"""
+_BUDGET_SPEND_SQL = """
+UPDATE coupons_campaign
+SET budget_held = budget_held - %s, budget_spent = budget_spent + %s, updated_at = %s
+WHERE id = %s
+"""
 
 
 def budget_hold(*, campaign_id: int, amount: int) -> None:
@@ -81,11 +92,7 @@ def budget_release(*, campaign_id: int, amount: int) -> None:
 def budget_spend(*, campaign_id: int, amount: int) -> None:
     """Turn held budget into spent budget: the orders holding it are paid."""
     if amount > 0:
-        Campaign.objects.filter(pk=campaign_id).update(
-            budget_held=F("budget_held") - amount,
-            budget_spent=F("budget_spent") + amount,
-            updated_at=timezone.now(),
-        )
+        prepared_count(_BUDGET_SPEND_SQL, [amount, amount, timezone.now(), campaign_id])
 
 
 def budget_refund(*, campaign_id: int, amount: int) -> None:

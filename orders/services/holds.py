@@ -25,6 +25,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from config.sql import prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
@@ -247,22 +248,14 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
     """
     if not orders:
         return
-    order_ids = [o.pk for o in orders]
-    open_holds = list(
-        Reservation.objects.filter(order_id__in=order_ids, closed_at__isnull=True).order_by(
-            "order_id"
-        )
-    )
-    if not open_holds:
+    closed = prepared_rows(_CLOSE_SQL, [now, str(outcome), now, [o.pk for o in orders]])
+    if not closed:
         return
-    Reservation.objects.filter(pk__in=[h.pk for h in open_holds], closed_at__isnull=True).update(
-        closed_at=now, outcome=outcome, updated_at=now
-    )
     budget_by_campaign: dict[int, int] = defaultdict(int)
-    for hold in open_holds:
-        if hold.campaign_id:
-            budget_by_campaign[hold.campaign_id] += hold.discount
-    coupon_ids = [h.coupon_id for h in open_holds if h.coupon_id]
+    for _order_id, campaign_id, _coupon_id, discount in closed:
+        if campaign_id:
+            budget_by_campaign[campaign_id] += discount
+    coupon_ids = [coupon_id for _, _, coupon_id, _ in closed if coupon_id]
     sold = outcome == Reservation.Outcome.SOLD
     for campaign_id in sorted(budget_by_campaign):
         move = coupons_services.budget_spend if sold else coupons_services.budget_release
@@ -271,10 +264,19 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
         coupons_services.coupons_redeem(coupon_ids=coupon_ids)
     else:
         coupons_services.coupons_release(coupon_ids=coupon_ids)
-        held = selectors.lines_by_order(h.order_id for h in open_holds)
+        held = selectors.lines_by_order(order_id for order_id, _, _, _ in closed)
         shop_services.stock_return(
             quantities=_units_by_product([o for o in orders if o.pk in held], held)
         )
+
+
+# Closes what is still open, and says what it closed: one statement, so a hold is closed,
+# and its budget, coupon and stock moved, exactly once.
+_CLOSE_SQL = """
+UPDATE orders_reservation SET closed_at = %s, outcome = %s, updated_at = %s
+WHERE order_id = ANY(%s) AND closed_at IS NULL
+RETURNING order_id, campaign_id, coupon_id, discount
+"""
 
 
 def reservations_drain(*, campaign_id: int | None) -> int:

@@ -216,3 +216,30 @@ def test_holds_past_their_time_expire_and_release(chatbot) -> None:
     assert order.status == Order.Status.EXPIRED
     assert tea.stock == 10
     assert campaign.budget_held == 0
+
+
+def test_a_sold_hold_is_closed_and_spent_once(chatbot) -> None:
+    # given: two reserved orders with coupons of one campaign
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(price=3000, stock=10)
+    coupons = [claim(chatbot, campaign, f"c-{i}") for i in range(2)]
+    orders = [place(chatbot, f"c-{i}", [(tea, 1)], coupon=c) for i, c in enumerate(coupons)]
+    reserve(campaign)
+    campaign.refresh_from_db()
+    held = campaign.budget_held
+    assert held > 0
+    locked = list(Order.objects.filter(pk__in=[o.pk for o in orders]))
+    now = timezone.now()
+    # when: closed as sold, and then again (a replayed record)
+    services.holds_close(locked, outcome=Reservation.Outcome.SOLD, now=now)
+    services.holds_close(locked, outcome=Reservation.Outcome.SOLD, now=now + timedelta(1))
+    # then: the budget moved from held to spent once, each coupon redeemed, each hold closed
+    campaign.refresh_from_db()
+    assert (campaign.budget_held, campaign.budget_spent) == (0, held)
+    assert {c.status for c in Coupon.objects.filter(pk__in=[c.pk for c in coupons])} == {
+        Coupon.Status.REDEEMED
+    }
+    holds = Reservation.objects.filter(order__in=orders)
+    assert {(h.outcome, h.closed_at) for h in holds} == {(Reservation.Outcome.SOLD, now)}
+    tea.refresh_from_db()
+    assert tea.stock == 8
