@@ -54,9 +54,19 @@ def campaign_get(*, slug: str) -> Campaign:
     return campaign
 
 
+# The reservation worker's locking reads, fixed texts prepared once per connection (the ORM
+# compiled them again for every batch, and its IN (...) made a text per batch size).
+_CAMPAIGN_FOR_UPDATE = "SELECT * FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE"
+_COUPONS_FOR_UPDATE = (
+    "SELECT * FROM coupons_coupon WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
 def campaign_for_update(*, campaign_id: int) -> Campaign:
     """Lock the campaign row (lock order: order → campaign → coupon → product)."""
-    return Campaign.objects.select_for_update(no_key=True).get(pk=campaign_id)
+    for campaign in Campaign.objects.raw(_CAMPAIGN_FOR_UPDATE, [campaign_id]):
+        return campaign
+    raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
 
 
 def coupon_by_code(*, code: str) -> Coupon | None:
@@ -132,10 +142,7 @@ def campaign_sold_out_note(campaign_id: int) -> None:
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
-    rows = (
-        Coupon.objects.select_for_update(no_key=True).filter(pk__in=list(coupon_ids)).order_by("pk")
-    )
-    return {c.pk: c for c in rows}
+    return {c.pk: c for c in Coupon.objects.raw(_COUPONS_FOR_UPDATE, [list(coupon_ids)])}
 
 
 def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Coupon]:

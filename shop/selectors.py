@@ -58,12 +58,14 @@ def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
     """Lock products in pk order (lock order: ... → coupon → product). Inside an atomic block."""
-    rows = (
-        Product.objects.select_for_update(no_key=True)
-        .filter(pk__in=list(product_ids))
-        .order_by("pk")
-    )
-    return {p.pk: p for p in rows.only("id", "sku", "stock")}
+    rows = Product.objects.raw(_PRODUCTS_FOR_UPDATE, [list(product_ids)])
+    return {p.pk: p for p in rows}
+
+
+# A fixed text, prepared once per connection (the reservation worker runs it every batch).
+_PRODUCTS_FOR_UPDATE = (
+    "SELECT id, sku, stock FROM shop_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+)
 
 
 def api_key_hash(raw_key: str) -> str:

@@ -63,6 +63,10 @@ def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None
 _COUPONS_MOVE_SQL = """
 UPDATE coupons_coupon SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s
 """
+_BUDGET_HOLD_SQL = """
+UPDATE coupons_campaign SET budget_held = budget_held + %s, updated_at = %s
+WHERE id = %s AND budget_held <= budget_total - budget_spent - %s
+"""
 _BUDGET_SPEND_SQL = """
 UPDATE coupons_campaign
 SET budget_held = budget_held - %s, budget_spent = budget_spent + %s, updated_at = %s
@@ -74,9 +78,7 @@ def budget_hold(*, campaign_id: int, amount: int) -> None:
     """Hold `amount` fen of the campaign's budget, or raise BudgetExhausted."""
     if amount <= 0:
         return
-    taken = Campaign.objects.filter(
-        pk=campaign_id, budget_held__lte=F("budget_total") - F("budget_spent") - amount
-    ).update(budget_held=F("budget_held") + amount, updated_at=timezone.now())
+    taken = prepared_count(_BUDGET_HOLD_SQL, [amount, timezone.now(), campaign_id, amount])
     if taken == 0:
         raise BudgetExhausted()
 

@@ -22,7 +22,6 @@ from functools import partial
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from config.sql import prepared_rows
@@ -127,16 +126,18 @@ def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> 
     campaign, which grow all campaign long: 259 ms a batch at 137,000 orders."""
     if campaign is None:
         return {}
-    rows = (
-        Order.objects.filter(
-            campaign_id=campaign.pk,
-            customer_id__in={o.customer_id for o in orders},
-            status__in=[Order.Status.RESERVED, Order.Status.PAID],
-        )
-        .values("customer_id")
-        .annotate(n=Count("id"))
-    )
-    return {row["customer_id"]: row["n"] for row in rows}
+    customers = sorted({o.customer_id for o in orders})
+    return dict(prepared_rows(_PER_CUSTOMER_SQL, [campaign.pk, customers]))
+
+
+# The statuses are in the text (not parameters) so that the generic plan of this prepared
+# statement can use order_shopper_idx, whose predicate names them.
+_PER_CUSTOMER_SQL = f"""
+SELECT customer_id, count(*) FROM orders_order
+WHERE campaign_id = %s AND customer_id = ANY(%s)
+  AND status IN ('{Order.Status.RESERVED.value}', '{Order.Status.PAID.value}')
+GROUP BY customer_id
+"""  # noqa: S608 (no value but the model's own constants)
 
 
 def _verdict(

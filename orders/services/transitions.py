@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from config.errors import InvalidTransition
-from config.sql import rows_insert, rows_update
+from config.sql import prepared_count, rows_insert, rows_update
 from orders import metrics, selectors
 from orders.documents import order_document
 from orders.models import (
@@ -93,12 +93,16 @@ def orders_move(
         )
         for o in orders
     )
-    Order.objects.filter(pk__in=[o.pk for o in orders]).update(
-        status=to, reason=reason, updated_at=now
-    )
+    prepared_count(_ORDERS_MOVE_SQL, [str(to), str(reason), now, [o.pk for o in orders]])
     for order in orders:
         order.status, order.reason, order.updated_at = to, reason, now
     _callbacks_record(orders, lines or {}, now)
+
+
+# A fixed text, prepared once per connection: every stage moves every batch through it.
+_ORDERS_MOVE_SQL = (
+    "UPDATE orders_order SET status = %s, reason = %s, updated_at = %s WHERE id = ANY(%s)"
+)
 
 
 def order_move(

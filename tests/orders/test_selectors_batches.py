@@ -1,5 +1,6 @@
-"""The workers' batch reads (orders.selectors): which orders a settlement claim picks, which a
-reservation claim picks, and that each read is one statement whatever the batch's size."""
+"""The workers' batch reads (orders.selectors, and the reservation's locking reads of coupons
+and shop): which orders a settlement claim picks, which a reservation claim picks, what the
+locks read, and that each read is one statement whatever the batch's size."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from coupons import selectors as coupons_selectors
+from coupons.models import Campaign
 from orders import selectors, services
 from orders.models import Order, Payment
+from shop import selectors as shop_selectors
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
@@ -123,3 +127,29 @@ def test_each_batch_read_is_one_prepared_statement_whatever_the_batch_size(chatb
         "SELECT * FROM orders_payment",
         "SELECT * FROM orders_reservation",
     ]
+
+
+def test_the_reservation_locks_read_what_they_lock(chatbot) -> None:
+    # given: a campaign, two coupons and two products
+    campaign = CampaignFactory()
+    coupons = [claim(chatbot, campaign, f"c-{i}") for i in range(2)]
+    products = [ProductFactory(stock=5), ProductFactory(stock=7)]
+    # when
+    with transaction.atomic():
+        locked_campaign = coupons_selectors.campaign_for_update(campaign_id=campaign.pk)
+        locked_coupons = coupons_selectors.coupons_for_update(coupon_ids=[c.pk for c in coupons])
+        locked_products = shop_selectors.products_for_update([p.pk for p in products])
+    # then: the rows, by primary key, with what the batch reads of them
+    assert (locked_campaign.pk, locked_campaign.budget_total) == (
+        campaign.pk,
+        campaign.budget_total,
+    )
+    assert {pk: c.code for pk, c in locked_coupons.items()} == {c.pk: c.code for c in coupons}
+    assert {pk: (p.sku, p.stock) for pk, p in locked_products.items()} == {
+        p.pk: (p.sku, p.stock) for p in products
+    }
+
+
+def test_locking_a_campaign_that_does_not_exist_says_so() -> None:
+    with pytest.raises(Campaign.DoesNotExist), transaction.atomic():
+        coupons_selectors.campaign_for_update(campaign_id=987_654)
