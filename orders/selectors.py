@@ -56,6 +56,7 @@ _ORDERS_DUE_FOR_PAYMENT = f"""
                AND p.next_attempt_at <= %s))
     ORDER BY o.id LIMIT %s
     FOR NO KEY UPDATE OF o SKIP LOCKED"""  # noqa: S608 (no value but the model's own constants)
+# The line of `_line` below, locked, as one fixed text.
 _LINE_FOR_UPDATE = f"""
     SELECT * FROM orders_order
     WHERE campaign_id {{campaign}} AND status = '{Order.Status.RECEIVED.value}'
@@ -247,7 +248,8 @@ def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
 
 
 def _line(campaign_id: int | None) -> QuerySet[Order]:
-    """A campaign's line: its received orders, less the parked ones."""
+    """A campaign's line: its received orders, less the parked ones. The reservation
+    worker's locking read spells the same out in SQL (_LINE_FOR_UPDATE): change both."""
     return _of_campaign(campaign_id).filter(status=Order.Status.RECEIVED, parked_at__isnull=True)
 
 

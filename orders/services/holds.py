@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -249,14 +250,15 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
     """
     if not orders:
         return
-    closed = prepared_rows(_CLOSE_SQL, [now, str(outcome), now, [o.pk for o in orders]])
+    rows = prepared_rows(_CLOSE_SQL, [now, str(outcome), now, [o.pk for o in orders]])
+    closed = [_Closed(*row) for row in rows]
     if not closed:
         return
     budget_by_campaign: dict[int, int] = defaultdict(int)
-    for _order_id, campaign_id, _coupon_id, discount in closed:
-        if campaign_id:
-            budget_by_campaign[campaign_id] += discount
-    coupon_ids = [coupon_id for _, _, coupon_id, _ in closed if coupon_id]
+    for hold in closed:
+        if hold.campaign_id:
+            budget_by_campaign[hold.campaign_id] += hold.discount
+    coupon_ids = [h.coupon_id for h in closed if h.coupon_id]
     sold = outcome == Reservation.Outcome.SOLD
     for campaign_id in sorted(budget_by_campaign):
         move = coupons_services.budget_spend if sold else coupons_services.budget_release
@@ -265,10 +267,19 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
         coupons_services.coupons_redeem(coupon_ids=coupon_ids)
     else:
         coupons_services.coupons_release(coupon_ids=coupon_ids)
-        held = selectors.lines_by_order(order_id for order_id, _, _, _ in closed)
+        held = selectors.lines_by_order(h.order_id for h in closed)
         shop_services.stock_return(
             quantities=_units_by_product([o for o in orders if o.pk in held], held)
         )
+
+
+class _Closed(NamedTuple):
+    """A hold `holds_close` closed: what it gives back or spends."""
+
+    order_id: int
+    campaign_id: int | None
+    coupon_id: int | None
+    discount: int
 
 
 # Closes what is still open, and says what it closed: one statement, so a hold is closed,
