@@ -4,11 +4,15 @@ PostgreSQL, Redis and the sandbox gateway (latency 0). Not the campaign benchmar
 
 Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_bench \
        .venv/bin/python -m bench.stage_costs [orders] [--batch N] [--profile STAGE]
+                                             [--intake service|wsgi]
 It creates the database if missing, migrates it, and starts its own sandbox gateway. Each
 stage prints its CPU per order in this process and in its PostgreSQL backend (read from
 /proc). `--batch` is the reservation and settlement batch size (10 by default, what the
 workers see at a few hundred orders a second; 500 shows the floor of a full batch);
-`--profile reserve` prints cProfile's top functions for that stage. DEBUG is off, as in
+`--profile reserve` prints cProfile's top functions for that stage; `--intake wsgi` places the
+orders through the WSGI application instead of the service, so the difference between the two
+is what Django, the middleware and DRF add per order (gunicorn's own share is what the
+end-to-end run's web CPU adds to that). DEBUG is off, as in
 production: Django's debug cursor would add its own SQL rendering to every statement.
 """
 
@@ -67,11 +71,97 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
+def wsgi_poster(api_key: str):
+    """A function that places one order the way the load generator does, through the WSGI
+    application gunicorn would call: every middleware, DRF, the view and the 202's JSON."""
+    import io
+    import json
+
+    from config.wsgi import application
+
+    def post(coupon, sku: str) -> None:
+        body = json.dumps(
+            {
+                "customer_id": coupon.customer_id,
+                "items": [{"sku": sku, "quantity": 1}],
+                "coupon_code": coupon.code,
+                "callback_url": CALLBACK_URL,
+            }
+        ).encode()
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/v1/orders/",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_HOST": "127.0.0.1:8000",
+            "HTTP_AUTHORIZATION": f"Bearer {api_key}",
+            "HTTP_IDEMPOTENCY_KEY": f"o-{coupon.pk}",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        statuses = []
+        chunks = application(environ, lambda status, headers, *_: statuses.append(status))
+        b"".join(chunks)
+        if not statuses[0].startswith("202"):
+            raise RuntimeError(f"order not accepted: {statuses[0]}")
+
+    return post
+
+
+def place_all(args: argparse.Namespace, coupons: list, sku: str, client_id: int) -> None:
+    """Place an order for each claimed coupon, by the service or through the WSGI app."""
+    from orders import services
+    from shop import services as shop_services
+
+    if args.intake == "wsgi":
+        post = wsgi_poster(shop_services.api_key_issue(client_id=client_id).raw)
+        timed(
+            "intake (POST via WSGI)",
+            len(coupons),
+            profile=args.profile == "intake",
+            fn=lambda: [post(c, sku) for c in coupons],
+        )
+        return
+    timed(
+        "intake (order_place)",
+        len(coupons),
+        profile=args.profile == "intake",
+        fn=lambda: [
+            services.order_place(
+                client_id=client_id,
+                customer_id=c.customer_id,
+                items=[services.ItemIn(sku=sku, quantity=1)],
+                coupon_code=c.code,
+                idempotency_key=f"o-{c.pk}",
+                callback_url=CALLBACK_URL,
+            )
+            for c in coupons
+        ],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("orders", type=int, nargs="?", default=2000)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle"])
+    parser.add_argument(
+        "--intake",
+        choices=["service", "wsgi"],
+        default="service",
+        help="place orders by calling order_place, or by POSTing them to the WSGI application "
+        "in this process (Django, middleware and DRF included; no sockets, no gunicorn)",
+    )
     args = parser.parse_args()
     count, batch = args.orders, args.batch
     from devtools.bootstrap import ensure_database
@@ -131,22 +221,7 @@ def main() -> None:
                 for i in range(count)
             ),
         )
-        timed(
-            "intake (order_place)",
-            count,
-            profile=args.profile == "intake",
-            fn=lambda: [
-                services.order_place(
-                    client_id=client.pk,
-                    customer_id=c.customer_id,
-                    items=[services.ItemIn(sku=product.sku, quantity=1)],
-                    coupon_code=c.code,
-                    idempotency_key=f"o-{c.pk}",
-                    callback_url=CALLBACK_URL,
-                )
-                for c in coupons
-            ],
-        )
+        place_all(args, coupons, product.sku, client.pk)
 
         def reserve() -> None:
             while services.reservations_take_batch(campaign_id=campaign.pk, limit=batch).seen:
