@@ -10,6 +10,11 @@ sends each field as one array and lets PostgreSQL join them:
 
 `rows_insert` does the same for new rows (`INSERT … SELECT * FROM unnest(…)`), without the
 model object per row and the compiler per call that `bulk_create` costs.
+
+Both send the arrays in PostgreSQL's binary format (`%b`): the text form quotes and escapes
+every element in Python, a regular-expression substitution per quote, and a callback row's
+payload is an order document full of quotes. Ten callback rows: 90 µs to dump in binary,
+510 in text (`python -m bench.array_dump`).
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields:
         f"UPDATE {quote(meta.db_table)} AS t SET "  # noqa: S608
         + ", ".join(f"{quote(f.column)} = v.v{i}" for i, f in enumerate(columns))
         + " FROM unnest("
-        + ", ".join(f"%s::{t}[]" for t in types)
+        + ", ".join(f"%b::{t}[]" for t in types)
         + f") AS v({', '.join(names)}) WHERE t.{quote(pk.column)} = v.id"
     )
     with connection.cursor() as cursor:
@@ -108,7 +113,7 @@ def _insert_sql(model: type[models.Model], fields: tuple[str, ...]) -> str:
     return (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608
         f"({', '.join(quote(f.column) for f in columns)}) SELECT * FROM unnest("
-        + ", ".join(f"%s::{f.db_type(connection)}[]" for f in columns)
+        + ", ".join(f"%b::{f.db_type(connection)}[]" for f in columns)
         + ")"
     )
 

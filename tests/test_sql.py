@@ -89,6 +89,35 @@ def test_inserted_rows_get_their_own_values_in_one_statement(chatbot) -> None:
     assert got == rows
 
 
+def test_columns_that_are_null_or_empty_in_every_row_are_written_as_such(chatbot) -> None:
+    # given: rows whose nullable time is None and whose text is empty in each row, and a
+    # text that needs quoting in PostgreSQL's text form of an array (the arrays go binary)
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    now = timezone.now()
+    fields = (
+        "order", "url", "order_status", "payload", "state", "attempts", "next_attempt_at",
+        "last_error", "delivered_at", "created_at", "updated_at",
+    )  # fmt: skip
+    rows = [
+        (order.pk, 'https://a.example/{"x"}\\', "reserved", {"q": '"\\'}, "pending", 0, now, "",
+         None, now, now)
+        for _ in range(2)
+    ]  # fmt: skip
+    # when
+    assert rows_insert(CallbackDelivery, fields, rows) == 2
+    deliveries = list(CallbackDelivery.objects.order_by("id"))
+    for d in deliveries:
+        d.delivered_at = None
+        d.last_error = ""
+    assert rows_update(CallbackDelivery, deliveries, ["delivered_at", "last_error"]) == 2
+    # then
+    got = [
+        tuple(getattr(d, "order_id" if f == "order" else f) for f in fields)
+        for d in CallbackDelivery.objects.order_by("id")
+    ]
+    assert got == rows
+
+
 def test_an_insert_that_breaks_a_constraint_inserts_nothing(chatbot) -> None:
     # given: a good event beside one without its source
     order = place(chatbot, "c-1", [(ProductFactory(), 1)])
