@@ -19,13 +19,18 @@ payload is an order document full of quotes. Ten callback rows: 90 µs to dump i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import connection, migrations, models
+from django.db.models.base import DEFERRED
+from django.db.models.expressions import Col
+
+M = TypeVar("M", bound=models.Model)
 
 
 def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -39,6 +44,58 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """
     with _prepared(sql, params) as cursor:
         return cursor.fetchall() if cursor.description else []
+
+
+def prepared_objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
+    """`model.objects.raw(sql, params)` for the workers' batch reads, prepared as in
+    `prepared_rows`, with less Python per call: how the columns map onto the model's fields,
+    and which converters they need, is worked out once per statement text, where RawQuerySet
+    works it out again on every call (with the objects it builds, a tenth of the payments
+    worker's CPU). Columns the statement leaves out are deferred, as with raw(); a column
+    that is not one of the model's fields is an error."""
+    with _prepared(sql, params) as cursor:
+        names = tuple(column.name for column in cursor.description or ())
+        rows = cursor.fetchall()
+    plan = _row_plan(model, names)
+    alias = connection.alias
+    objects = []
+    for row in rows:
+        values = [DEFERRED if i is None else row[i] for i in plan.positions]
+        for index, converters in plan.converters:
+            for convert in converters:
+                values[index] = convert(values[index], plan.columns[index], connection)
+        objects.append(model.from_db(alias, plan.attnames, values))
+    return objects
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    positions: tuple[int | None, ...]  # per concrete field, its column in the row, or None
+    attnames: tuple[str, ...]
+    columns: tuple[Col, ...]
+    converters: tuple[tuple[int, tuple[Callable[..., Any], ...]], ...]  # (field index, …)
+
+
+@cache
+def _row_plan(model: type[models.Model], names: tuple[str, ...]) -> _RowPlan:
+    fields = model._meta.concrete_fields
+    known = {f.column for f in fields}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field for column(s) {', '.join(unknown)}")
+    where = {name: i for i, name in enumerate(names)}
+    columns = tuple(f.get_col(model._meta.db_table) for f in fields)
+    converters = []
+    for index, (field, column) in enumerate(zip(fields, columns, strict=True)):
+        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if found and field.column in where:
+            converters.append((index, tuple(found)))
+    return _RowPlan(
+        positions=tuple(where.get(f.column) for f in fields),
+        attnames=tuple(f.attname for f in fields),
+        columns=columns,
+        converters=tuple(converters),
+    )
 
 
 def prepared_count(sql: str, params: Sequence[Any]) -> int:

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from config.errors import NotFound
 from config.memo import TtlCache
-from config.sql import prepared_rows
+from config.sql import prepared_objects, prepared_rows
 from coupons.models import Campaign, Coupon, CouponSlice
 
 
@@ -64,7 +64,7 @@ _COUPONS_FOR_UPDATE = (
 
 def campaign_for_update(*, campaign_id: int) -> Campaign:
     """Lock the campaign row (lock order: order → campaign → coupon → product)."""
-    for campaign in Campaign.objects.raw(_CAMPAIGN_FOR_UPDATE, [campaign_id]):
+    for campaign in prepared_objects(Campaign, _CAMPAIGN_FOR_UPDATE, [campaign_id]):
         return campaign
     raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
 
@@ -142,7 +142,7 @@ def campaign_sold_out_note(campaign_id: int) -> None:
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
-    return {c.pk: c for c in Coupon.objects.raw(_COUPONS_FOR_UPDATE, [list(coupon_ids)])}
+    return {c.pk: c for c in prepared_objects(Coupon, _COUPONS_FOR_UPDATE, [list(coupon_ids)])}
 
 
 def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Coupon]:

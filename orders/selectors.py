@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from config.errors import NotFound
+from config.sql import prepared_objects
 from orders import waiting_line
 from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
 from shop.models import Product
@@ -35,8 +36,8 @@ def order_list(*, client_id: int, customer_id: str | None = None) -> QuerySet[Or
 # batch (a fifth of the settlement worker's time went to building and compiling these
 # queries), and its `IN (%s, %s, ...)` gives each batch size a statement text of its own,
 # which PostgreSQL must parse and plan anew; `= ANY(%s)` takes the batch as one array, so each
-# read is one prepared statement per connection (config.sql). Rows come back as model
-# objects, as from the ORM.
+# read is one prepared statement per connection (config.sql.prepared_objects). Rows come back
+# as model objects, as from the ORM.
 _LINES_BY_ORDER = "SELECT * FROM orders_orderline WHERE order_id = ANY(%s) ORDER BY order_id, id"
 _ORDERS_FOR_UPDATE = "SELECT * FROM orders_order WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 _RESERVATIONS_BY_ORDER = "SELECT * FROM orders_reservation WHERE order_id = ANY(%s)"
@@ -69,7 +70,7 @@ _NO_CAMPAIGN_LINE_FOR_UPDATE = _LINE_FOR_UPDATE.format(campaign="IS NULL")
 
 def lines_by_order(order_ids: Iterable[int]) -> dict[int, list[OrderLine]]:
     grouped: dict[int, list[OrderLine]] = defaultdict(list)
-    for line in OrderLine.objects.raw(_LINES_BY_ORDER, [list(order_ids)]):
+    for line in prepared_objects(OrderLine, _LINES_BY_ORDER, [list(order_ids)]):
         grouped[line.order_id].append(line)
     return grouped
 
@@ -119,28 +120,27 @@ def received_orders_for_update(*, campaign_id: int | None, limit: int) -> list[O
     """The oldest received orders of one campaign's line, locked; rows another worker holds
     are skipped, not waited for."""
     if campaign_id is None:
-        return list(Order.objects.raw(_NO_CAMPAIGN_LINE_FOR_UPDATE, [limit]))
-    return list(Order.objects.raw(_CAMPAIGN_LINE_FOR_UPDATE, [campaign_id, limit]))
+        return prepared_objects(Order, _NO_CAMPAIGN_LINE_FOR_UPDATE, [limit])
+    return prepared_objects(Order, _CAMPAIGN_LINE_FOR_UPDATE, [campaign_id, limit])
 
 
 def orders_due_for_payment_for_update(*, now: datetime, limit: int) -> list[Order]:
     """Reserved orders whose payment has not started, or whose last attempt is due again
     (retry after 429, unknown outcome, or a `pending` lease that ran out: its worker died)."""
-    return list(Order.objects.raw(_ORDERS_DUE_FOR_PAYMENT, [now, limit]))
+    return prepared_objects(Order, _ORDERS_DUE_FOR_PAYMENT, [now, limit])
 
 
 def orders_for_update(*, order_ids: Iterable[int]) -> list[Order]:
-    return list(Order.objects.raw(_ORDERS_FOR_UPDATE, [list(order_ids)]))
+    return prepared_objects(Order, _ORDERS_FOR_UPDATE, [list(order_ids)])
 
 
 def reservations_by_order(order_ids: Iterable[int]) -> dict[int, Reservation]:
-    return {
-        r.order_id: r for r in Reservation.objects.raw(_RESERVATIONS_BY_ORDER, [list(order_ids)])
-    }
+    rows = prepared_objects(Reservation, _RESERVATIONS_BY_ORDER, [list(order_ids)])
+    return {r.order_id: r for r in rows}
 
 
 def payments_by_order(order_ids: Iterable[int]) -> dict[int, Payment]:
-    return {p.order_id: p for p in Payment.objects.raw(_PAYMENTS_BY_ORDER, [list(order_ids)])}
+    return {p.order_id: p for p in prepared_objects(Payment, _PAYMENTS_BY_ORDER, [list(order_ids)])}
 
 
 def expired_holds_for_update(*, now: datetime, limit: int) -> list[Order]:

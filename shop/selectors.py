@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet
 from config import fast
 from config.memo import TtlCache
 from config.ratelimit import Limit
+from config.sql import prepared_objects
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
@@ -58,7 +59,7 @@ def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
     """Lock products in pk order (lock order: ... → coupon → product). Inside an atomic block."""
-    rows = Product.objects.raw(_PRODUCTS_FOR_UPDATE, [list(product_ids)])
+    rows = prepared_objects(Product, _PRODUCTS_FOR_UPDATE, [list(product_ids)])
     return {p.pk: p for p in rows}
 
 

@@ -11,7 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.settings.base import database_settings
-from config.sql import CHURN_ROWS, prepared_count, prepared_rows, rows_insert, rows_update
+from config.sql import (
+    CHURN_ROWS,
+    prepared_count,
+    prepared_objects,
+    prepared_rows,
+    rows_insert,
+    rows_update,
+)
 from orders.models import CallbackDelivery, Order, OrderEvent
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
@@ -147,6 +154,41 @@ def test_a_prepared_statement_is_prepared_once_and_answers_each_time() -> None:
             ["SELECT $1::int + 1"],
         )
         assert cursor.fetchone() == (1,)
+
+
+def test_prepared_objects_are_what_raw_gives(chatbot) -> None:
+    # given: deliveries with JSON, times, a null and text, read by the same statement
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    for status, payload in (("reserved", {"list": [1, 2], "s": "it's"}), ("paid", {})):
+        CallbackDelivery.objects.create(
+            order=order, url="https://x.example/", order_status=status, payload=payload
+        )
+    sql = f"SELECT * FROM {CallbackDelivery._meta.db_table} WHERE order_id = ANY(%s) ORDER BY id"  # noqa: S608
+    # when
+    got = prepared_objects(CallbackDelivery, sql, [[order.pk]])
+    # then: the same objects, field by field, saved rows (not new ones), on this database
+    expected = list(CallbackDelivery.objects.raw(sql, [[order.pk]]))
+    fields = [f.attname for f in CallbackDelivery._meta.concrete_fields]
+    assert [[getattr(d, f) for f in fields] for d in got] == [
+        [getattr(d, f) for f in fields] for d in expected
+    ]
+    assert got[0].payload == {"list": [1, 2], "s": "it's"}
+    assert all(not d._state.adding and d._state.db == "default" for d in got)
+
+
+def test_prepared_objects_defer_the_columns_left_out_and_refuse_strangers(chatbot) -> None:
+    # given
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    table = Order._meta.db_table
+    # when: two columns only
+    (got,) = prepared_objects(Order, f"SELECT id, status FROM {table} WHERE id = %s", [order.pk])  # noqa: S608
+    # then: those are loaded, the rest deferred (read from the database when touched)
+    assert got.get_deferred_fields() >= {"customer_id", "callback_url"}
+    assert (got.pk, got.status) == (order.pk, order.status)
+    assert got.customer_id == order.customer_id
+    # and a column that is no field of the model is an error, not silently dropped
+    with pytest.raises(ValueError, match="no field for column"):
+        prepared_objects(Order, f"SELECT id, 1 AS extra FROM {table} WHERE id = %s", [order.pk])  # noqa: S608
 
 
 def test_a_prepared_statement_takes_part_in_the_callers_transaction(chatbot) -> None:
