@@ -25,6 +25,17 @@ def order_get(*, client_id: int, public_id: str) -> Order:
     return order
 
 
+# A replayed order POST reads its first answer back by the key: one prepared statement (the
+# ORM's query compiler cost more than the look-up, at one request in twenty in the benchmark).
+_ORDER_BY_KEY = "SELECT * FROM orders_order WHERE client_id = %s AND idempotency_key = %s"
+
+
+def order_by_key(*, client_id: int, idempotency_key: str) -> Order | None:
+    """The client's order placed with this Idempotency-Key, if any."""
+    found = prepared_objects(Order, _ORDER_BY_KEY, [client_id, idempotency_key])
+    return found[0] if found else None
+
+
 def order_list(*, client_id: int, customer_id: str | None = None) -> QuerySet[Order]:
     qs = Order.objects.filter(client_id=client_id).prefetch_related("lines")
     if customer_id:

@@ -298,10 +298,10 @@ def _ceiling(campaign: Campaign | None) -> int:
 
 
 def _replay(client_id: int, idempotency_key: str, fingerprint: str) -> Placed | None:
-    order = Order.objects.filter(client_id=client_id, idempotency_key=idempotency_key).first()
+    order = selectors.order_by_key(client_id=client_id, idempotency_key=idempotency_key)
     if order is None:
         return None
     if order.request_hash != fingerprint:
         raise IdempotencyKeyReused()
-    lines = list(order.lines.order_by("id"))
+    lines = selectors.lines_by_order([order.pk]).get(order.pk, [])
     return Placed(order=order, lines=lines, created=False, queue=selectors.order_queue_spot(order))
