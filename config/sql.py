@@ -22,13 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
+from django.conf import settings
 from django.db import connection, migrations, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import DEFERRED
 from django.db.models.expressions import Col
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
 
 M = TypeVar("M", bound=models.Model)
 
@@ -173,6 +178,47 @@ def _insert_sql(model: type[models.Model], fields: tuple[str, ...]) -> str:
         + ", ".join(f"%b::{f.db_type(connection)}[]" for f in columns)
         + ")"
     )
+
+
+# --- Reading timestamps ------------------------------------------------------------------------
+# Django reads every timestamptz through its own Python subclass of psycopg's Python loader
+# (to stamp Django's time zone on it): 2.7 us a value against 0.15 for psycopg's C loader,
+# and each paid order reads some forty of them across the workers (4-6 % of the payments and
+# reservations workers' samples). Where Django's zone is UTC, the session's is UTC too (Django
+# sets it on connect) and the C loader stamps the very same datetime.timezone.utc, so the
+# values are identical; `timezone` is the attribute Django compares to decide whether a
+# cursor needs its own loader.
+_C_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
+    psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+)
+
+
+class _UtcTimestamptzLoader(Loader):
+    """psycopg's C loader (which cannot be subclassed) behind the attribute Django reads."""
+
+    timezone = UTC
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._c = _C_TIMESTAMPTZ_LOADER(oid, context)
+        # The C method itself, which psycopg looks up once per column of a result: no Python
+        # frame per value.
+        self.load = self._c.load  # type: ignore[method-assign]
+
+    def load(self, data: Buffer) -> datetime:  # the same, for a caller that goes by the class
+        return self._c.load(data)
+
+
+def read_timestamps_in_c(*, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    """For the connection_created signal: psycopg's C loader for timestamptz, when it gives
+    exactly what Django's would (PostgreSQL, USE_TZ, the connection's zone UTC)."""
+    if (
+        connection.vendor == "postgresql"
+        and settings.USE_TZ
+        and connection.timezone == UTC
+        and connection.connection.info.parameter_status("TimeZone") == "UTC"
+    ):
+        connection.connection.adapters.register_loader("timestamptz", _UtcTimestamptzLoader)
 
 
 # Autovacuum after this many changed rows of a table whose rows churn (orders move through

@@ -3,8 +3,10 @@ prepared_rows (a hot statement prepared once per connection), and the ORM's bind
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -291,3 +293,27 @@ def test_the_churning_tables_are_vacuumed_after_a_fixed_number_of_changes() -> N
     }
     assert len(options) == 5
     assert all(set(found or []) == expected for found in options.values()), options
+
+
+def test_timestamps_read_as_django_reads_them_through_the_c_loader(chatbot) -> None:
+    # given: a time written in another zone, with microseconds
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    shanghai = datetime(2026, 2, 17, 20, 30, 15, 123456, tzinfo=ZoneInfo("Asia/Shanghai"))
+    Order.objects.filter(pk=order.pk).update(updated_at=shanghai)
+    table = Order._meta.db_table
+    # when: read by the ORM, by a prepared statement and by a plain cursor
+    by_orm = Order.objects.get(pk=order.pk).updated_at
+    by_prepared = prepared_rows(f"SELECT updated_at FROM {table} WHERE id = %s", [order.pk])  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT updated_at FROM {table} WHERE id = %s", [order.pk])  # noqa: S608
+        by_cursor = cursor.fetchone()[0]
+    # then: the same instant in UTC, stamped with datetime.UTC as Django's own loader does,
+    # and the loader is the C one's wrapper (config.sql.read_timestamps_in_c)
+    for got in (by_orm, by_prepared[0][0], by_cursor):
+        assert got == shanghai
+        assert got.tzinfo is UTC
+        assert (got.hour, got.minute, got.microsecond) == (12, 30, 123456)
+    loader = connection.connection.adapters.get_loader(
+        psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+    )
+    assert loader.__name__ == "_UtcTimestamptzLoader"
