@@ -183,11 +183,11 @@ def _insert_sql(model: type[models.Model], fields: tuple[str, ...]) -> str:
 # --- Reading timestamps ------------------------------------------------------------------------
 # Django reads every timestamptz through its own Python subclass of psycopg's Python loader
 # (to stamp Django's time zone on it): 2.7 us a value against 0.15 for psycopg's C loader,
-# and each paid order reads some forty of them across the workers (4-6 % of the payments and
-# reservations workers' samples). Where Django's zone is UTC, the session's is UTC too (Django
-# sets it on connect) and the C loader stamps the very same datetime.timezone.utc, so the
-# values are identical; `timezone` is the attribute Django compares to decide whether a
-# cursor needs its own loader.
+# and every row the workers lock carries several (4-6 % of the payments and reservations
+# workers' samples went to parsing them). Where Django's zone is UTC, the session's is UTC
+# too (Django sets it on connect) and the C loader stamps the very same datetime.timezone.utc,
+# so the values are identical; `timezone` is the attribute Django compares to decide whether
+# a cursor needs its own loader.
 _C_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
     psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
 )
