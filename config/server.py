@@ -8,9 +8,14 @@ worker accepts every connection at once, so each request's wait is visible to us
 
 - **Sheds on queue time (CoDel).** A request that waited in the worker's queue longer than
   its budget is answered `429 overloaded` with `Retry-After` before Django sees it. The
-  budget is WEB_QUEUE_TIMEOUT_MS normally, and the much shorter WEB_QUEUE_TIMEOUT_BUSY_MS
-  when the queue has not been empty for WEB_QUEUE_INTERVAL_MS: a standing queue is drained
-  fast, a brief burst is absorbed (Facebook, "Fail at Scale": controlled delay).
+  budget is WEB_QUEUE_TIMEOUT_MS normally, and the shorter WEB_QUEUE_TIMEOUT_BUSY_MS when
+  the queue has not been empty for WEB_QUEUE_INTERVAL_MS: a standing queue is drained fast,
+  a brief burst is absorbed (Facebook, "Fail at Scale": controlled delay). The deeper the
+  overload, the shorter still: once more than WEB_SHED_HEAVY_SHARE of the last second's
+  requests were refused, a standing queue gets WEB_QUEUE_TIMEOUT_SHEDDING_MS. Just past
+  capacity few are refused and a longer budget takes in what the pipeline can pay; far past
+  it every request served is CPU taken from refusing the rest (and from the main thread,
+  which accepts), so the door serves less to stay answering.
 - **Bounds what it holds.** With WEB_MAX_WAITING requests already waiting for a thread, the
   next API request is answered 429 by the main thread itself, at once, and its connection
   closed: a refusal never waits in the queue it would make longer.
@@ -35,6 +40,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -71,20 +77,32 @@ class FrontDoor:
         *,
         timeout_s: float,
         busy_timeout_s: float,
+        shedding_timeout_s: float,
+        heavy_share: float,
         interval_s: float,
         max_waiting: int,
         retry_after_s: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout_s = timeout_s
         self.busy_timeout_s = busy_timeout_s
+        self.shedding_timeout_s = shedding_timeout_s
+        self.heavy_share = heavy_share
         self.interval_s = interval_s
         self.max_waiting = max_waiting
         self.retry_after_s = retry_after_s
+        self._clock = clock
         self._lock = threading.Lock()
         self.waiting = 0
-        self.last_empty = time.monotonic()
+        self.last_empty = clock()
         self.shed = 0
         self.unflushed = 0
+        # The share of requests refused, judged per second: counts of the current second, and
+        # whether the last complete one refused more than heavy_share of its requests.
+        self._second_start = self.last_empty
+        self._second_seen = 0
+        self._second_shed = 0
+        self.heavy = False
         body = {
             "error": "overloaded",
             "detail": "The service is at capacity; retry after the given number of seconds.",
@@ -102,25 +120,43 @@ class FrontDoor:
         """A request is queued for a thread."""
         with self._lock:
             if self.waiting == 0:
-                self.last_empty = time.monotonic()
+                self.last_empty = self._clock()
             self.waiting += 1
 
     def started(self, queued_at: float) -> bool:
         """A thread picked the request up. False: it waited past its budget; refuse it."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self.waiting -= 1
             standing = now - self.last_empty > self.interval_s
             if self.waiting == 0:
                 self.last_empty = now
-        budget = self.busy_timeout_s if standing else self.timeout_s
+            self._count(now, seen=1)
+            heavy = self.heavy
+        budget = self.timeout_s
+        if standing:
+            budget = self.shedding_timeout_s if heavy else self.busy_timeout_s
         return now - queued_at <= budget
 
-    def refused(self) -> None:
+    def refused(self, *, unseen: bool = False) -> None:
+        """A request was answered 429. `unseen`: refused by the main thread, so never started."""
         with self._lock:
             self.shed += 1
             self.unflushed += 1
+            self._count(self._clock(), seen=int(unseen), shed=1)
         metrics.refusal("overloaded", "shed")  # answered before Django: counted here
+
+    def _count(self, now: float, *, seen: int, shed: int = 0) -> None:
+        """Add to this second's counts (under the lock); on a new second, judge the last one."""
+        elapsed = now - self._second_start
+        if elapsed >= 1.0:
+            # A second with nothing in between it and now is judged; a gap of quiet is not heavy.
+            last = self._second_seen if elapsed < 2.0 else 0  # noqa: PLR2004
+            self.heavy = last > 0 and self._second_shed > self.heavy_share * last
+            self._second_start = now
+            self._second_seen = self._second_shed = 0
+        self._second_seen += seen
+        self._second_shed += shed
 
     def take_unflushed(self) -> int:
         with self._lock:
@@ -141,6 +177,8 @@ class ApiWorker(ThreadWorker):
         self.door = FrontDoor(
             timeout_s=settings.WEB_QUEUE_TIMEOUT_MS / 1000,
             busy_timeout_s=settings.WEB_QUEUE_TIMEOUT_BUSY_MS / 1000,
+            shedding_timeout_s=settings.WEB_QUEUE_TIMEOUT_SHEDDING_MS / 1000,
+            heavy_share=settings.WEB_SHED_HEAVY_SHARE,
             interval_s=settings.WEB_QUEUE_INTERVAL_MS / 1000,
             max_waiting=settings.WEB_MAX_WAITING,
             retry_after_s=settings.WEB_SHED_RETRY_AFTER_SECONDS,
@@ -233,7 +271,7 @@ class ApiWorker(ThreadWorker):
             pass  # nothing more to read now (EAGAIN), or the client left
         with contextlib.suppress(OSError):
             conn.sock.send(self.door.refusal_close)
-        self.door.refused()
+        self.door.refused(unseen=True)
         self.nr_conns -= 1
         conn.close()
         return True

@@ -63,6 +63,7 @@ def web(
         # budget. Shedding has its own tests (tests/test_server.py).
         "WEB_QUEUE_TIMEOUT_MS": "5000",
         "WEB_QUEUE_TIMEOUT_BUSY_MS": "5000",
+        "WEB_QUEUE_TIMEOUT_SHEDDING_MS": "5000",
     }
     url, process = stack.start_web(log_path, env=env, workers=2)
     yield url, log_path

@@ -92,8 +92,14 @@ BOUND = {
     "WEB_MAX_WAITING": "2",
     "WEB_QUEUE_TIMEOUT_MS": "60000",
     "WEB_QUEUE_TIMEOUT_BUSY_MS": "60000",
+    "WEB_QUEUE_TIMEOUT_SHEDDING_MS": "60000",
 }
-BUDGET = {"WEB_MAX_WAITING": "1000", "WEB_QUEUE_TIMEOUT_MS": "1", "WEB_QUEUE_TIMEOUT_BUSY_MS": "1"}
+BUDGET = {
+    "WEB_MAX_WAITING": "1000",
+    "WEB_QUEUE_TIMEOUT_MS": "1",
+    "WEB_QUEUE_TIMEOUT_BUSY_MS": "1",
+    "WEB_QUEUE_TIMEOUT_SHEDDING_MS": "1",
+}
 
 
 @pytest.mark.parametrize(
@@ -118,6 +124,7 @@ def test_only_the_api_is_shed(web: Callable[..., str]) -> None:
         WEB_MAX_WAITING="0",
         WEB_QUEUE_TIMEOUT_MS="0",
         WEB_QUEUE_TIMEOUT_BUSY_MS="0",
+        WEB_QUEUE_TIMEOUT_SHEDDING_MS="0",
     )
     # when
     with httpx.Client(base_url=url, timeout=10) as client:

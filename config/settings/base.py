@@ -156,10 +156,13 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # The web worker's front door (config/server.py): an API request that waited in a worker's
 # queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
-# been empty for WEB_QUEUE_INTERVAL_MS, or that finds WEB_MAX_WAITING already waiting, is
-# answered 429 with Retry-After before Django sees it.
+# been empty for WEB_QUEUE_INTERVAL_MS (WEB_QUEUE_TIMEOUT_SHEDDING_MS while over
+# WEB_SHED_HEAVY_SHARE of the last second's requests were refused), or that finds
+# WEB_MAX_WAITING already waiting, is answered 429 with Retry-After before Django sees it.
 WEB_QUEUE_TIMEOUT_MS = env.int("WEB_QUEUE_TIMEOUT_MS", default=200)
-WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=50)
+WEB_QUEUE_TIMEOUT_BUSY_MS = env.int("WEB_QUEUE_TIMEOUT_BUSY_MS", default=100)
+WEB_QUEUE_TIMEOUT_SHEDDING_MS = env.int("WEB_QUEUE_TIMEOUT_SHEDDING_MS", default=50)
+WEB_SHED_HEAVY_SHARE = env.float("WEB_SHED_HEAVY_SHARE", default=0.25)
 WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
 WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
