@@ -88,10 +88,14 @@ def test_consume_rates_and_time_to_drain(
     viewer: Client, scene: Scene, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given: 6 orders left the campaign's line two seconds ago (the fast state's counter, fed
-    # by the reservation worker); 4 payments were settled in the last minute
+    # by the reservation worker); 4 payments were settled in the last minute. The line's clock
+    # stands still from here: the rate is measured over whole seconds, and a second ending
+    # between the page and the check below would change it.
+    now = time.time()
     with monkeypatch.context() as m:
-        m.setattr(waiting_line, "time", SimpleNamespace(time=lambda: time.time() - 2))
+        m.setattr(waiting_line, "time", SimpleNamespace(time=lambda: now - 2))
         waiting_line.tickets_done(scene.campaign.pk, 6)
+    monkeypatch.setattr(waiting_line, "time", SimpleNamespace(time=lambda: now))
     # when
     shown = figures(viewer.get(BACKLOG))
     # then
