@@ -20,6 +20,10 @@ from bench.harness import (
 from bench.measure import slope, wait_for
 from bench.roundtrips import RoundTrips
 
+# In the order they run; a later phase may start from an earlier one's result
+# (bench.run.skip_problem says which).
+PHASES = ("floors", "claims", "intake", "e2e", "backlog", "overload", "invariants", "scale")
+
 
 class Runner(Harness):
     """Drives the phases and keeps what they measured in `self.results`."""
@@ -194,25 +198,28 @@ class Runner(Harness):
         return run
 
     def e2e(self) -> None:
-        intake = self.results["intake"]
-        # What intake kept up with: saturation, or an open-loop step answered in full.
-        kept_up = [
-            s["accepted_per_s"]
-            for s in intake["schedule"]["steps"]
-            if s["accepted_per_s"] >= 0.9 * s["rate"] * (1 - self.plan.replay_share)
-            and (s["latency_all_ms"]["p99"] or 0) < 2000  # noqa: PLR2004
-        ]
-        intake_cap = max([intake["saturation"]["steps"][0]["accepted_per_s"], *kept_up])
-        drain_rate = intake["drain"]["orders_per_s"]
-        intake_cap = max(intake_cap, 1.0)
-        # Intake and pipeline share the two cores: each order costs both.
-        estimate = 1 / (1 / intake_cap + 1 / drain_rate) if drain_rate else 0.9 * intake_cap
-        rate = round_rate(estimate)
-        print(
-            f"  estimate: intake saturates at {intake_cap:.0f}/s, the pipeline drains "
-            f"{drain_rate or float('nan'):.0f}/s alone -> both on 2 cores ~ {estimate:.0f}/s",
-            flush=True,
-        )
+        intake = self.results.get("intake")  # skipped only with --e2e-rate (bench.run)
+        estimate = intake_cap = drain_rate = None
+        rate = self.e2e_rate
+        if intake is not None:
+            # What intake kept up with: saturation, or an open-loop step answered in full.
+            kept_up = [
+                s["accepted_per_s"]
+                for s in intake["schedule"]["steps"]
+                if s["accepted_per_s"] >= 0.9 * s["rate"] * (1 - self.plan.replay_share)
+                and (s["latency_all_ms"]["p99"] or 0) < 2000  # noqa: PLR2004
+            ]
+            intake_cap = max([intake["saturation"]["steps"][0]["accepted_per_s"], *kept_up])
+            drain_rate = intake["drain"]["orders_per_s"]
+            intake_cap = max(intake_cap, 1.0)
+            # Intake and pipeline share the two cores: each order costs both.
+            estimate = 1 / (1 / intake_cap + 1 / drain_rate) if drain_rate else 0.9 * intake_cap
+            rate = round_rate(estimate)
+            print(
+                f"  estimate: intake saturates at {intake_cap:.0f}/s, the pipeline drains "
+                f"{drain_rate or float('nan'):.0f}/s alone -> both on 2 cores ~ {estimate:.0f}/s",
+                flush=True,
+            )
         probes: list[dict[str, Any]] = []
         low, high = 0.0, math.inf
         tried: set[float] = set()
@@ -232,7 +239,7 @@ class Runner(Harness):
                 else (rate * 1.25 if run["sustained"] else rate / 1.25)
             )
             rate = round_rate(rate)
-        if not probes:
+        if not probes and estimate is not None:
             # One run, no search (quick mode): start below the estimate, which assumes the
             # two cores are the only limit (locks and round trips make it optimistic).
             rate = round_rate(0.75 * estimate)
@@ -365,8 +372,7 @@ class Runner(Harness):
             )
 
     def run_all(self, skip: set[str]) -> None:
-        phases = ("floors", "claims", "intake", "e2e", "backlog", "overload", "invariants", "scale")
-        for name in phases:
+        for name in PHASES:
             if name in skip:
                 continue
             getattr(self, name)()

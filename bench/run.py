@@ -34,7 +34,7 @@ from bench import report, seed, stack
 from bench.harness import Interrupted
 from bench.loadclient import LoadClient
 from bench.measure import Sampler, WaitSampler
-from bench.phases import Runner
+from bench.phases import PHASES, Runner
 from bench.plan import PLANS, Plan
 from bench.stack import ROOT, Stack
 
@@ -103,7 +103,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the end-to-end phase at this offered rate (orders/s) without searching: "
         "to compare two versions at the same load",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if problem := skip_problem({s for s in args.skip.split(",") if s}, args.e2e_rate):
+        parser.error(problem)
+    return args
+
+
+def skip_problem(skip: set[str], e2e_rate: float | None) -> str | None:
+    """Why this set of skipped phases cannot run, or None: a phase that starts from another's
+    result needs that phase, and is refused here rather than failing halfway through a run."""
+    unknown = skip - set(PHASES)
+    if unknown:
+        return f"--skip: unknown phase(s) {', '.join(sorted(unknown))}; phases: {', '.join(PHASES)}"
+    if "intake" in skip and "e2e" not in skip and e2e_rate is None:
+        return "--skip intake: the end-to-end search starts from intake's capacity; give --e2e-rate"
+    if "intake" in skip and "overload" not in skip:
+        return "--skip intake: overload offers 2x and 5x intake's saturation; skip overload too"
+    if "e2e" in skip and "backlog" not in skip:
+        return "--skip e2e: backlog offers 1.5x the end-to-end rate; skip backlog too"
+    return None
 
 
 @dataclass

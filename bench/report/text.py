@@ -155,7 +155,7 @@ def _notes(res: R) -> list[str]:
                 + "); the next phase began with that load."
             )
     e2e = res.get("e2e")
-    if e2e:
+    if e2e and e2e.get("estimate") is not None:  # none when intake was skipped (--e2e-rate)
         notes.append(
             f"sustainable-rate estimate: intake saturates at {e2e['intake_capacity']:.0f}/s, the "
             f"pipeline alone drains {_fmt(e2e['pipeline_drain_rate'])}/s; sharing 2 cores, "
