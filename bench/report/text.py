@@ -91,10 +91,8 @@ def render(res: R) -> str:
             [
                 [
                     v.name,
-                    _fmt(v.measured, ".2f" if v.unit in ("x", "fraction") else ".0f")
-                    + f" {v.unit}",
-                    ("≥ " if v.at_least else "< ")
-                    + _fmt(v.target, ".2f" if v.unit in ("x", "fraction") else ".0f"),
+                    _fmt(v.measured, _spec(v.unit)) + f" {v.unit}",
+                    ("≥ " if v.at_least else "< ") + _fmt(v.target, _spec(v.unit)),
                     ("PASS" if v.passed else "FAIL" if v.passed is not None else "n/a")
                     + ("" if v.passed else f" ({v.gap})"),
                 ]
@@ -201,3 +199,9 @@ def _notes(res: R) -> list[str]:
         "the whole server; other work on the machine at the same time lands there too."
     )
     return notes
+
+
+def _spec(unit: str) -> str:
+    """Ratios, seconds and CPU milliseconds need their decimals; rates, counts and latencies in
+    milliseconds do not."""
+    return ".2f" if unit in ("x", "fraction", "s", "ms CPU") else ".0f"

@@ -8,6 +8,24 @@ from typing import Any
 
 R = dict[str, Any]
 
+# The process kinds that are the product: what "CPU per paid order across our processes"
+# adds up. The load generator, the sandbox gateway, the benchmark's orchestrator and its
+# no-op worker are the harness.
+OUR_KINDS = frozenset(
+    {
+        "gunicorn",
+        "postgres",
+        "postgres-shared",
+        "redis",
+        "beat",
+        "worker-reservations",
+        "worker-payments",
+        "worker-callbacks",
+        "worker-maintenance",
+    }
+)
+HARNESS_KINDS = frozenset({"loadgen", "sandbox"})
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -140,6 +158,7 @@ def verdicts(res: R) -> list[Verdict]:
                 + probe_note,
             )
         )
+        out += _e2e_cost_verdicts(res, t, main)
     out += _floor_ratio_verdicts(res, t) + _overload_verdicts(res, t) + _backlog_verdicts(res, t)
     inv = res.get("invariants")
     if inv:
@@ -172,6 +191,56 @@ def verdicts(res: R) -> list[Verdict]:
             )
         )
     return out
+
+
+def _e2e_cost_verdicts(res: R, t: R, main: R) -> list[Verdict]:
+    """The story's average rate, and what a paid order costs at the rate the run held: the
+    main run if it was sustained, else the best probe that was (as the CPU table shows)."""
+    held = main if main["sustained"] else None
+    if held is None:
+        held = max(
+            (r for r in res["e2e"]["probes"] if r["sustained"]),
+            key=lambda r: r["paid_per_s"],
+            default=None,
+        )
+    if held is None or not held.get("paid_in_run"):
+        return []
+    cpu = held["cpu_ms_per_paid_order"]
+    where = f"{held['name']}: {held['paid_per_s']:.0f} paid/s at {held['rate']:.0f}/s offered"
+    p99 = res.get("orders", {}).get(held["name"], {}).get("accept_to_paid_s", {}).get("p99")
+    return [
+        Verdict(
+            f"end to end: paid orders/s sustained {main['seconds']:.0f} s (the story's average)",
+            main["paid_per_s"] if main["sustained"] else 0.0,
+            t.get("e2e_paid_per_s_average", 309.0),
+            "paid/s",
+            True,
+        ),
+        Verdict(
+            "end to end: CPU ms per paid order, our processes",
+            sum(v for k, v in cpu.items() if k in OUR_KINDS),
+            t.get("e2e_cpu_ms_per_paid", 5.0),
+            "ms CPU",
+            False,
+            where + "; " + ", ".join(sorted(OUR_KINDS)),
+        ),
+        Verdict(
+            "end to end: CPU ms per paid order, load generator + sandbox",
+            sum(v for k, v in cpu.items() if k in HARNESS_KINDS),
+            t.get("e2e_harness_cpu_ms_per_paid", 1.5),
+            "ms CPU",
+            False,
+            where,
+        ),
+        Verdict(
+            "end to end: accept-to-paid p99",
+            p99,
+            t.get("e2e_paid_p99_s", 2.0),
+            "s",
+            False,
+            where,
+        ),
+    ]
 
 
 def _floor_ratio_verdicts(res: R, t: R) -> list[Verdict]:
@@ -244,20 +313,37 @@ def _overload_verdicts(res: R, t: R) -> list[Verdict]:
 
 
 def _backlog_verdicts(res: R, t: R) -> list[Verdict]:
-    out: list[Verdict] = []
+    """The waits promised to orders that waited 5 s or more. A run whose backlog phase built no
+    such wait says so, with why, instead of leaving the target out."""
+    ran = res.get("backlog")
     backlog = res.get("orders", {}).get("backlog")
-    if backlog and backlog.get("long_wait_error_p90") is not None:
-        out.append(
-            Verdict(
-                "backlog: p90 |estimated - actual| / actual, waits >= 5 s",
-                backlog["long_wait_error_p90"],
-                t.get("wait_estimate_error_p90", 0.25),
-                "fraction",
-                False,
-                f"{backlog['long_waits']} orders waited 5 s or more",
-            )
+    if not ran or not backlog:
+        return []
+    error = backlog.get("long_wait_error_p90")
+    if error is not None:
+        note = f"{backlog['long_waits']} orders waited 5 s or more"
+    else:
+        step = ran["summary"]["steps"][0]
+        longest = (backlog.get("actual_wait_s") or {}).get("max")
+        note = (
+            f"not exercised: no order waited 5 s or more (longest {_seconds(longest)}); at "
+            f"{step['rate']:.0f}/s offered the door took in {step['accepted_per_s']:.0f}/s and "
+            f"answered {step['http_429']} with 429, so no line built"
         )
-    return out
+    return [
+        Verdict(
+            "backlog: p90 |estimated - actual| / actual, waits >= 5 s",
+            error,
+            t.get("wait_estimate_error_p90", 0.25),
+            "fraction",
+            False,
+            note,
+        )
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} s"
 
 
 def _why_not(run: R) -> str:
