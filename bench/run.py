@@ -101,7 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="run the end-to-end phase at this offered rate (orders/s) without searching: "
-        "to compare two versions at the same load",
+        "to compare two versions at the same load; with --skip e2e, the backlog phase "
+        "offers 1.5x this rate",
     )
     args = parser.parse_args(argv)
     if problem := skip_problem({s for s in args.skip.split(",") if s}, args.e2e_rate):
@@ -119,8 +120,8 @@ def skip_problem(skip: set[str], e2e_rate: float | None) -> str | None:
         return "--skip intake: the end-to-end search starts from intake's capacity; give --e2e-rate"
     if "intake" in skip and "overload" not in skip:
         return "--skip intake: overload offers 2x and 5x intake's saturation; skip overload too"
-    if "e2e" in skip and "backlog" not in skip:
-        return "--skip e2e: backlog offers 1.5x the end-to-end rate; skip backlog too"
+    if "e2e" in skip and "backlog" not in skip and e2e_rate is None:
+        return "--skip e2e: backlog offers 1.5x the end-to-end rate; give --e2e-rate or skip it"
     return None
 
 

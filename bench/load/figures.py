@@ -10,6 +10,8 @@ from datetime import datetime
 
 from bench.load.jobs import LONG_WAIT_S, TERMINAL, Accepted, JsonDict, Result, percentile, quantiles
 
+WAIT_BIN_S = 5.0  # waits_by_acceptance: seconds of acceptance per bin
+
 
 class Figures:
     """Read what a LoadGenerator recorded (`results`, `accepted`, `callbacks`)."""
@@ -91,6 +93,7 @@ class Figures:
             outcomes: Counter[str] = Counter()
             to_paid, to_terminal, estimated, actual, error = [], [], [], [], []
             relative: list[float] = []
+            waits: list[tuple[float, int | None, float, float]] = []
             within = 0
             for oid, acc in mine.items():
                 seen = self.callbacks.get(oid, {})
@@ -100,12 +103,11 @@ class Figures:
                     to_paid.append(seen["paid"][0] - acc.at)
                 if final:
                     to_terminal.append(seen[final][0] - acc.at)
-                # When "reserved" was coalesced into "paid" (one callback carries the latest
-                # state), paid marks leaving the line, late by the charge's latency at most.
-                left_line = (
-                    seen.get("reserved")
-                    or seen.get("paid")
-                    or (seen.get("rejected") if final else None)
+                # When "reserved" was coalesced into the outcome (one callback carries the
+                # latest state), a charge's outcome marks leaving the line, late by the
+                # charge's latency at most; a rejection is leaving it.
+                left_line = seen.get("reserved") or next(
+                    (seen[s] for s in ("paid", "payment_failed", "rejected") if s in seen), None
                 )
                 if left_line and acc.estimated_wait is not None:
                     waited = _seconds_between(left_line[2], left_line[1])
@@ -114,6 +116,7 @@ class Figures:
                         actual.append(waited)
                         error.append(waited - acc.estimated_wait)
                         within += waited <= acc.estimated_wait + 1
+                        waits.append((acc.at, acc.position, float(acc.estimated_wait), waited))
                         if waited >= LONG_WAIT_S:
                             relative.append(abs(acc.estimated_wait - waited) / waited)
             report[phase] = {
@@ -127,6 +130,10 @@ class Figures:
                 "actual_within_estimate_plus_1s": within / len(actual) if actual else None,
                 "long_waits": len(relative),
                 "long_wait_error_p90": percentile(sorted(relative), 90) if relative else None,
+                "never_left_line": sum(1 for a in mine.values() if a.estimated_wait is not None)
+                - len(actual),
+                "waits_by_acceptance": waits_by_acceptance(waits),
+                **_drain_rates(waits),
             }
         return report
 
@@ -179,6 +186,49 @@ class Figures:
                 if name != "other_terminal" or status in TERMINAL:
                     series[name][min(n - 1, int(arrived - since))] += 1
         return {f"callbacks_{name}": counts for name, counts in series.items()}
+
+
+def waits_by_acceptance(
+    waits: list[tuple[float, int | None, float, float]], bin_s: float = WAIT_BIN_S
+) -> list[JsonDict]:
+    """The promised and the actual waits by when the orders were accepted, in `bin_s` bins
+    from the first acceptance: (accepted at, position, estimated wait, actual wait) each.
+    Where a trailing drain rate lags a change of the real one, the error shows here."""
+    if not waits:
+        return []
+    start = min(at for at, *_ in waits)
+    bins: dict[int, list[tuple[float, int | None, float, float]]] = {}
+    for wait in waits:
+        bins.setdefault(int((wait[0] - start) // bin_s), []).append(wait)
+    out = []
+    for index in sorted(bins):
+        rows = bins[index]
+        long = sorted(abs(est - act) / act for _, _, est, act in rows if act >= LONG_WAIT_S)
+        positions = sorted(float(pos) for _, pos, _, _ in rows if pos is not None)
+        out.append(
+            {
+                "t_s": index * bin_s,
+                "orders": len(rows),
+                "position_p50": percentile(positions, 50),
+                "estimated_p50_s": percentile(sorted(est for _, _, est, _ in rows), 50),
+                "actual_p50_s": percentile(sorted(act for *_, act in rows), 50),
+                "long_waits": len(long),
+                "long_wait_error_p90": percentile(long, 90),
+            }
+        )
+    return out
+
+
+def _drain_rates(waits: list[tuple[float, int | None, float, float]]) -> JsonDict:
+    """For the orders that waited 5 s or more: the drain rate their promise assumed (position /
+    estimated wait) and the one they met (position / actual wait), medians."""
+    long = [(pos, est, act) for _, pos, est, act in waits if act >= LONG_WAIT_S and pos]
+    assumed = sorted(pos / est for pos, est, _ in long if est > 0)
+    met = sorted(pos / act for pos, _, act in long)
+    return {
+        "long_wait_assumed_drain_per_s_p50": percentile(assumed, 50),
+        "long_wait_actual_drain_per_s_p50": percentile(met, 50),
+    }
 
 
 def _seconds_between(start_iso: str, end_iso: str) -> float | None:

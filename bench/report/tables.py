@@ -16,6 +16,9 @@ def _fmt(value: Any, spec: str = ".0f") -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; no rows (a phase skipped) is no table."""
+    if not rows:
+        return ""
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -89,6 +92,8 @@ def rate_table(res: R) -> str:
     if e2e:
         for run in [*e2e["probes"], e2e["main"]]:
             rows.append(_step_row(run["name"], run["summary"]["steps"][0], res))
+    for step in res.get("backlog", {}).get("summary", {}).get("steps", []):
+        rows.append(_step_row("backlog", step, res))
     if "overload" in res:
         for run in res["overload"].get("runs") or [{"factor": 5, **res["overload"]}]:
             rows.append(_step_row(f"overload {run['factor']:g}x", run["summary"]["steps"][0], res))
@@ -393,12 +398,45 @@ def scale_table(res: R) -> str:
     )
 
 
+def backlog_table(res: R) -> str:
+    """The backlog phase's promised and actual waits by when the orders were accepted (runs
+    before 2026-12-05 did not record them)."""
+    rep = res.get("orders", {}).get("backlog", {})
+    bins = rep.get("waits_by_acceptance")
+    if not bins or not rep.get("long_waits"):
+        return ""
+    rows = [
+        [
+            _fmt(b["t_s"]),
+            _fmt(b["orders"]),
+            _fmt(b["position_p50"]),
+            _fmt(b["estimated_p50_s"], ".1f"),
+            _fmt(b["actual_p50_s"], ".1f"),
+            _fmt(b["long_waits"]),
+            _fmt(b["long_wait_error_p90"], ".2f"),
+        ]
+        for b in bins
+    ]
+    return _table(
+        [
+            "accepted at s",
+            "orders",
+            "position p50",
+            "promised p50 s",
+            "actual p50 s",
+            "waited >= 5 s",
+            "p90 |error|/actual",
+        ],
+        rows,
+    )
+
+
 def waits_table(res: R) -> str:
     waits = res.get("db_waits")
     if not waits:
         return ""
     rows = []
-    for phase in ("claims", "intake-saturation", "intake", "e2e", "overload"):
+    for phase in ("claims", "intake-saturation", "intake", "e2e", "backlog", "overload"):
         summary = waits.get(phase)
         if not summary or not summary["top"]:
             continue

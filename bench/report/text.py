@@ -8,6 +8,7 @@ from collections.abc import Callable
 from bench.report.tables import (
     _fmt,
     _table,
+    backlog_table,
     cpu_run,
     cpu_table,
     e2e_table,
@@ -47,6 +48,11 @@ def render(res: R) -> str:
         ("Floors and ratios (same run, same gunicorn and worker configuration)", ratio_table),
         ("Round trips per order (saturation probes, and the end-to-end run)", roundtrips_table),
         ("End to end (statuses by callback; backlog = orders received or reserved)", e2e_table),
+        (
+            "The backlog phase's waits by when the orders were accepted (waited = accepted to "
+            "reserved, server clock; promised = the 202's estimated_wait_seconds)",
+            backlog_table,
+        ),
         (
             "CPU per paid order by process kind (the main end-to-end run, or the best run that "
             "held its rate if it did not); peak RSS over the whole run",

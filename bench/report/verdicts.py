@@ -322,6 +322,15 @@ def _backlog_verdicts(res: R, t: R) -> list[Verdict]:
     error = backlog.get("long_wait_error_p90")
     if error is not None:
         note = f"{backlog['long_waits']} orders waited 5 s or more"
+        assumed = backlog.get("long_wait_assumed_drain_per_s_p50")
+        met = backlog.get("long_wait_actual_drain_per_s_p50")
+        if assumed and met:
+            note += f"; their promises assumed {assumed:.0f} orders/s drained, they met {met:.0f}/s"
+        if backlog.get("never_left_line"):
+            note += (
+                f"; {backlog['never_left_line']} accepted orders had not left the line when the "
+                "drain stopped waiting, and are not counted"
+            )
     else:
         step = ran["summary"]["steps"][0]
         longest = (backlog.get("actual_wait_s") or {}).get("max")

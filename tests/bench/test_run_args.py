@@ -13,7 +13,7 @@ from bench.run import parse_args
     [
         (["--skip", "intake"], "give --e2e-rate"),
         (["--skip", "intake,backlog", "--e2e-rate", "150"], "skip overload too"),
-        (["--skip", "e2e"], "skip backlog too"),
+        (["--skip", "e2e"], "give --e2e-rate or skip it"),
         (["--skip", "intakes"], "unknown phase(s) intakes"),
     ],
 )
@@ -33,6 +33,8 @@ def test_a_phase_without_what_it_starts_from_is_refused(
         ["--skip", "floors,claims,backlog,overload,scale", "--e2e-rate", "150"],
         ["--skip", "floors,claims,intake,backlog,overload,scale", "--e2e-rate", "150"],
         ["--skip", "e2e,backlog"],
+        # the backlog alone, at 1.5 x a rate given rather than measured
+        ["--skip", "floors,claims,intake,e2e,overload,scale", "--e2e-rate", "100"],
     ],
 )
 def test_consistent_choices_are_taken(argv: list[str]) -> None:
