@@ -11,6 +11,8 @@ from datetime import datetime
 from bench.load.jobs import LONG_WAIT_S, TERMINAL, Accepted, JsonDict, Result, percentile, quantiles
 
 WAIT_BIN_S = 5.0  # waits_by_acceptance: seconds of acceptance per bin
+# One order's wait: (accepted at, position, promised wait s, actual wait s).
+Wait = tuple[float, int | None, float, float]
 
 
 class Figures:
@@ -93,7 +95,7 @@ class Figures:
             outcomes: Counter[str] = Counter()
             to_paid, to_terminal, estimated, actual, error = [], [], [], [], []
             relative: list[float] = []
-            waits: list[tuple[float, int | None, float, float]] = []
+            waits: list[Wait] = []
             within = 0
             for oid, acc in mine.items():
                 seen = self.callbacks.get(oid, {})
@@ -188,16 +190,14 @@ class Figures:
         return {f"callbacks_{name}": counts for name, counts in series.items()}
 
 
-def waits_by_acceptance(
-    waits: list[tuple[float, int | None, float, float]], bin_s: float = WAIT_BIN_S
-) -> list[JsonDict]:
+def waits_by_acceptance(waits: list[Wait], bin_s: float = WAIT_BIN_S) -> list[JsonDict]:
     """The promised and the actual waits by when the orders were accepted, in `bin_s` bins
-    from the first acceptance: (accepted at, position, estimated wait, actual wait) each.
+    from the first acceptance.
     Where a trailing drain rate lags a change of the real one, the error shows here."""
     if not waits:
         return []
     start = min(at for at, *_ in waits)
-    bins: dict[int, list[tuple[float, int | None, float, float]]] = {}
+    bins: dict[int, list[Wait]] = {}
     for wait in waits:
         bins.setdefault(int((wait[0] - start) // bin_s), []).append(wait)
     out = []
@@ -219,7 +219,7 @@ def waits_by_acceptance(
     return out
 
 
-def _drain_rates(waits: list[tuple[float, int | None, float, float]]) -> JsonDict:
+def _drain_rates(waits: list[Wait]) -> JsonDict:
     """For the orders that waited 5 s or more: the drain rate their promise assumed (position /
     estimated wait) and the one they met (position / actual wait), medians."""
     long = [(pos, est, act) for _, pos, est, act in waits if act >= LONG_WAIT_S and pos]

@@ -19,9 +19,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     """Aligned columns; no rows (a phase skipped) is no table."""
     if not rows:
         return ""
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(
         h.rjust(w) if i else h.ljust(w)
         for i, (h, w) in enumerate(zip(headers, widths, strict=True))
