@@ -35,6 +35,9 @@ class Order(models.Model):
         LIMIT_REACHED = "limit_reached"
         BUDGET_EXHAUSTED = "budget_exhausted"
         CAMPAIGN_NOT_ACTIVE = "campaign_not_active"
+        # Expired: the gateway kept refusing the charge (quota, key in flight) for the whole
+        # hold, counted from the first payment attempt (docs/integrator-guide.md).
+        PAYMENT_TIMEOUT = "payment_timeout"
 
     # The sequential pk orders the queue (first come, first served); the public id is opaque.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -95,6 +98,9 @@ class Order(models.Model):
             models.Index(
                 fields=["campaign", "id"], condition=Q(status="received"), name="order_queue_idx"
             ),
+            # The payment stage's line: reserved orders, oldest first. Partial, so a batch read
+            # walks the orders waiting for payment, never the millions already finished.
+            models.Index(fields=["id"], condition=Q(status="reserved"), name="order_settle_idx"),
             # The sweep: live orders nobody touched for a while.
             models.Index(
                 fields=["updated_at"],
@@ -177,6 +183,9 @@ class OrderLine(models.Model):
 class Reservation(models.Model):
     """The hold an order has on stock (its lines), its coupon and campaign budget.
 
+    Its clock (`expires_at`) starts at the order's first payment attempt, not when the hold is
+    taken: an order waiting in our own payment line is never expired for our slowness.
+
     Closed exactly once: `sold` when paid, `released` when given back (the conditional
     update on `closed_at IS NULL` is what makes a release count once).
     """
@@ -193,7 +202,8 @@ class Reservation(models.Model):
         "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     discount = models.PositiveBigIntegerField(default=0)
-    expires_at = models.DateTimeField()
+    # None until the first payment attempt starts the clock (orders.services.settlement).
+    expires_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
