@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from config.sql import prepared_rows
+from config.sql import prepared_count, prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon
@@ -64,7 +64,8 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
     """Reserve or reject up to `limit` received orders of one campaign's line, oldest first,
     in one transaction. While the campaign is paused its line waits (nothing is taken).
     After commit: the line's positions move up, payments and callbacks are nudged.
-    Safe to run twice or concurrently: each order is taken by one batch."""
+    Safe to run twice or concurrently: each order is taken by one batch. Reserved orders stay
+    in the campaign's line (orders.waiting_line) until their payment makes them final."""
     now = timezone.now()
     result = BatchResult()
     with transaction.atomic():
@@ -114,7 +115,6 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
 
         result.reserved = len(reserved)
         result.rejected = {reason: len(group) for reason, group in rejected.items()}
-        transaction.on_commit(partial(waiting_line.tickets_done, campaign_id, len(orders)))
         if reserved:
             transaction.on_commit(nudge_payments)
     return result
@@ -218,19 +218,34 @@ def _holds_take(
         )
         coupons_services.coupons_hold(coupon_ids=[o.coupon_id for o in orders if o.coupon_id])
     shop_services.stock_take(quantities=_units_by_product(orders, lines))
-    expires_at = now + timedelta(seconds=settings.HOLD_SECONDS)
+    # No deadline yet: the hold's clock starts at the first payment attempt (holds_clock_start).
     Reservation.objects.bulk_create(
         Reservation(
             order_id=o.pk,
             campaign_id=o.campaign_id,
             coupon_id=o.coupon_id,
             discount=o.discount,
-            expires_at=expires_at,
+            expires_at=None,
             created_at=now,
             updated_at=now,
         )
         for o in orders
     )
+
+
+def holds_clock_start(order_ids: Sequence[int], *, now: datetime) -> None:
+    """Start the hold's clock of these orders (locked by the caller): their first payment
+    attempt is being made, and from now the gateway has HOLD_SECONDS to take the charge
+    before the sweep may expire the order. Waiting in our own payment line never counts."""
+    if order_ids:
+        deadline = now + timedelta(seconds=settings.HOLD_SECONDS)
+        prepared_count(_CLOCK_SQL, [deadline, now, list(order_ids)])
+
+
+_CLOCK_SQL = """
+UPDATE orders_reservation SET expires_at = %s, updated_at = %s
+WHERE order_id = ANY(%s) AND closed_at IS NULL
+"""
 
 
 def _units_by_product(orders: Sequence[Order], lines: dict[int, list[OrderLine]]) -> dict[int, int]:

@@ -57,21 +57,35 @@ def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
     if refusal:
         raise NotCancellable(refusal)
     now = timezone.now()
-    was_waiting = order.status == Order.Status.RECEIVED
     holds_close([order], outcome=Reservation.Outcome.RELEASED, now=now)
     order_move(order, Order.Status.CANCELLED, actor=actor, now=now)
-    if was_waiting:  # it leaves the line: everyone behind moves up
-        transaction.on_commit(partial(waiting_line.tickets_done, order.campaign_id, 1))
     return order
 
 
 def holds_expire(*, limit: int = 500) -> int:
-    """Expire reserved orders whose hold ran out with no money moving; release the holds."""
+    """Expire reserved orders whose hold ran out with no money moving (the gateway kept
+    refusing the charge since the first attempt); release the holds. Returns how many.
+
+    The payments are read again under the orders' locks: a payment claim that committed after
+    the locking read's snapshot (it locks the order, so it cannot commit after our lock) shows
+    here, and its order is left to the charge's outcome."""
     now = timezone.now()
     with transaction.atomic():
-        orders = selectors.expired_holds_for_update(now=now, limit=limit)
+        found = selectors.expired_holds_for_update(now=now, limit=limit)
+        payments = selectors.payments_by_order(o.pk for o in found)
+        orders = [
+            o
+            for o in found
+            if o.pk not in payments or payments[o.pk].status not in selectors.PAYMENT_MOVING
+        ]
         holds_close(orders, outcome=Reservation.Outcome.RELEASED, now=now)
-        orders_move(orders, Order.Status.EXPIRED, actor="sweep:expire", now=now)
+        orders_move(
+            orders,
+            Order.Status.EXPIRED,
+            actor="sweep:expire",
+            now=now,
+            reason=Order.Reason.PAYMENT_TIMEOUT,
+        )
     return len(orders)
 
 
@@ -95,11 +109,12 @@ def pipeline_sweep() -> SweepReport:
         expired += batch
     coupons_expired = coupons_services.coupons_expire(now=now)
     stale = set(selectors.stale_received_campaigns(before=stale_before))
+    for campaign_id in selectors.live_campaigns():
+        if not waiting_line.queue_known(campaign_id):
+            last, live = selectors.queue_tickets(campaign_id=campaign_id)
+            waiting_line.queue_rebuild(campaign_id, last_ticket=last, live=live)
     waiting = selectors.waiting_campaigns()
     for campaign_id in waiting:
-        if not waiting_line.queue_known(campaign_id):
-            last, first = selectors.queue_tickets(campaign_id=campaign_id)
-            waiting_line.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
         nudge_reservations(campaign_id, force=campaign_id in stale)
     payments_due = selectors.payments_due_exist(now=now, stale_before=stale_before)
     if payments_due:
@@ -178,5 +193,7 @@ def orders_unpark(*, order_ids: Collection[int], actor: str) -> list[int]:
     ]
     orders_park(orders, Order.Status.RECEIVED, actor=actor, now=now)
     for campaign_id in {o.campaign_id for o in orders}:
+        back = sum(1 for o in orders if o.campaign_id == campaign_id)
+        transaction.on_commit(partial(waiting_line.tickets_back, campaign_id, back))
         transaction.on_commit(partial(nudge_reservations, campaign_id, force=True))
     return [o.pk for o in orders]

@@ -31,7 +31,7 @@ from config import ratelimit
 from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient
 from orders.models import Order, Payment, Reservation
-from orders.services.holds import holds_close
+from orders.services.holds import holds_clock_start, holds_close
 from orders.services.nudges import PAY, drain, nudge_payments
 from orders.services.transitions import PaymentMove, orders_move, payments_move
 from shop import selectors as shop_selectors
@@ -86,9 +86,10 @@ def _backoff(attempts: int) -> float:
 
 
 def payments_claim_batch(*, limit: int) -> Claimed:
-    """Claim up to `limit` reserved orders that are due a charge attempt. Orders with nothing
-    to pay are paid here and now. A hold that ran out before its first attempt is left to
-    the sweep to expire: no charge starts on an expired hold."""
+    """Claim up to `limit` reserved orders that are due a charge attempt, oldest first. Orders
+    with nothing to pay are paid here and now. A first attempt starts its hold's clock
+    (holds_clock_start). A hold whose clock ran out with nothing charged (the gateway kept
+    refusing) is left to the sweep to expire: no charge starts on an expired hold."""
     now = timezone.now()
     claimed = Claimed()
     actor = "worker:settle"
@@ -102,12 +103,13 @@ def payments_claim_batch(*, limit: int) -> Claimed:
         lease_until = now + timedelta(seconds=settings.PAYMENT_LEASE_SECONDS)
         moves: list[PaymentMove] = []
         free: list[Order] = []
+        first_attempts: list[int] = []
         ask_first: dict[int, bool] = {}
         for order in orders:
             payment = payments.get(order.pk)
             hold = holds[order.pk]
             nothing_charged_yet = payment is None or payment.status == PS.RETRY
-            if nothing_charged_yet and hold.expires_at <= now:
+            if nothing_charged_yet and hold.expires_at is not None and hold.expires_at <= now:
                 continue
             if order.payable == 0:
                 free.append(order)
@@ -125,6 +127,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                     created_at=now,
                 )
                 moves.append(PaymentMove(payment, PS.PENDING))
+                first_attempts.append(order.pk)
             else:
                 if payment.status == PS.PENDING:  # the lease ran out: its worker died mid-call
                     moves.append(PaymentMove(payment, PS.UNKNOWN, {"error": "lease expired"}))
@@ -141,6 +144,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
             data={o.pk: {"charge": "none: nothing to pay"} for o in free},
         )
         payments_move(moves, actor=actor, now=now, fields=["attempts", "next_attempt_at"])
+        holds_clock_start(first_attempts, now=now)
         claimed.settled_free = len(free)
         by_id = {o.pk: o for o in orders}
         claimed.jobs = [

@@ -1,5 +1,5 @@
 """The pipeline under faults: a worker killed with SIGKILL in the middle of its batches, and
-holds that run out before payment. Each test starts its own worker process(es)."""
+holds whose gateway keeps refusing the charge. Each test starts its own worker process(es)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from coupons.models import Campaign
+from orders import services as orders_services
 from orders.models import Order, Payment
-from shop.models import Product
+from shop import services as shop_services
+from shop.models import Product, RateLimit
 from tests import stack
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
@@ -76,10 +78,10 @@ def test_sigkill_mid_batch_loses_nothing_and_charges_once(
     print(f"in flight at the kill: {in_flight}; outcome: {statuses}")  # noqa: T201
 
 
-def test_holds_that_outlive_their_time_expire_and_release(
+def test_a_hold_waits_for_its_first_attempt_and_expires_only_when_the_gateway_keeps_refusing(
     gateway: httpx.Client, start_worker
 ) -> None:
-    # given: a worker that reserves but nobody consumes payments, and one-second holds
+    # given: one-second holds, and workers that reserve and sweep but none that pays yet
     start_worker(queues="reservations,maintenance", HOLD_SECONDS="1")
     client = ApiClientFactory()
     campaign = CampaignFactory(budget_total=100_000)
@@ -87,12 +89,21 @@ def test_holds_that_outlive_their_time_expire_and_release(
     order = place(client, "c-1", [(tea, 2)], coupon=claim(client, campaign, "c-1"))
     wait_for(lambda: Order.objects.get(pk=order.pk).status == "reserved", what="the hold")
     assert Product.objects.get(pk=tea.pk).stock == 8
-    # when: time passes and the sweep runs
-    time.sleep(1.2)
+    # when: more than a hold's time passes while it waits in our own payment line, and the
+    # sweep runs (proving that nothing happens takes waiting)
+    time.sleep(1.5)
+    expired = orders_services.pipeline_sweep().expired
+    # then: it is still held: our slowness never expires an order
+    assert expired == 0
+    assert Order.objects.get(pk=order.pk).status == Order.Status.RESERVED
+    # when: a payment worker starts, and our gateway limit lets no charge through
+    shop_services.rate_limit_set(scope=RateLimit.Scope.GATEWAY, per_second=0, burst=1, actor="t")
+    start_worker(queues="payments", HOLD_SECONDS="1")
     wait_for(all_terminal([order.pk]), what="the hold to expire")
-    # then
+    # then: expired a hold's time after its first attempt, with its reason, all released
     order.refresh_from_db()
-    assert order.status == Order.Status.EXPIRED
+    assert (order.status, order.reason) == (Order.Status.EXPIRED, Order.Reason.PAYMENT_TIMEOUT)
     assert Product.objects.get(pk=tea.pk).stock == 10
     assert Campaign.objects.get(pk=campaign.pk).budget_held == 0
-    assert not Payment.objects.filter(order=order).exists()
+    assert Payment.objects.get(order=order).status == Payment.Status.RETRY
+    assert succeeded_charges_by_reference(gateway) == {}
