@@ -1,6 +1,16 @@
 """The orders' waiting line, in Redis: tickets and places, the drain rate and estimates, the
 coalesced nudge marks, and intake's admission in one round trip.
 
+The line is the whole pipeline: an order takes a ticket at intake and leaves the line when it
+is final (paid, or told why not), not when the reservation worker takes it. So a position
+counts every order of the campaign ahead of it that is not final yet, in whichever stage, the
+drain rate is the rate at which the campaign's orders become final, and the wait promised at
+intake is the wait until the order is final. Orders reach their end in ticket order, near
+enough: each stage takes the oldest first.
+
+Per line: `in` (tickets given), `out` (tickets whose order left the line: final, parked, or a
+ticket voided) and one `rate` counter per second of orders made final.
+
 PostgreSQL is the truth. Everything here can vanish (a Redis restart keeps nothing) and is
 rebuilt from the database by the sweep; every caller survives a RedisError.
 """
@@ -40,8 +50,8 @@ NO_WAIT = QueueSpot(position=0, estimated_wait_seconds=0)
 
 
 def tickets_done(campaign_id: int | None, count: int) -> None:
-    """Record that `count` orders left the line (reserved or rejected): moves every position
-    up and feeds the drain rate."""
+    """Record that `count` orders left the line (final, or parked): moves every position up
+    and feeds the drain rate."""
     if count <= 0:
         return
     name = queue_name(campaign_id)
@@ -117,22 +127,47 @@ def backlog(campaign_id: int | None) -> QueueSpot | None:
     )
 
 
-def queue_rebuild(campaign_id: int | None, *, last_ticket: int, first_waiting: int | None) -> bool:
-    """After Redis lost its state, put the line back from the database's tickets.
-
-    `in` becomes the highest ticket ever given, `out` one below the oldest order still waiting.
-    Only where the counters are missing (SET NX): live counters are never moved backwards.
-    """
-    name = queue_name(campaign_id)
-    out = (first_waiting - 1) if first_waiting is not None else last_ticket
+def tickets_back(campaign_id: int | None, count: int) -> None:
+    """`count` parked orders went back into the line: they count as waiting again."""
+    if count <= 0:
+        return
     try:
-        pipe = client().pipeline(transaction=False)
-        pipe.set(key("q", name, "in"), last_ticket, nx=True)
-        pipe.set(key("q", name, "out"), out, nx=True)
-        done = pipe.execute()
+        client().decrby(key("q", queue_name(campaign_id), "out"), count)
+    except redis.RedisError:
+        log.warning("queue return not recorded for campaign %s", campaign_id, exc_info=True)
+
+
+# Both counters of a line at once, and only when `in` is missing (Redis lost the line): `out`
+# is then overwritten, even if a worker's progress re-created it on its own meanwhile (an
+# INCRBY on a missing key), which would leave nearly every ticket ever given counted as
+# waiting. Live counters are never moved.
+_REBUILD_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@cache
+def _rebuild_script() -> Script:
+    return client().register_script(_REBUILD_LUA)
+
+
+def queue_rebuild(campaign_id: int | None, *, last_ticket: int, live: int) -> bool:
+    """After Redis lost its state, put the line back from the database: `in` becomes the
+    highest ticket ever given and `out` that less the `live` orders (in line, not final), so
+    the line's length is exactly the orders not yet final. True when this call rebuilt it."""
+    name = queue_name(campaign_id)
+    try:
+        done = _rebuild_script()(
+            keys=[key("q", name, "in"), key("q", name, "out")],
+            args=[last_ticket, max(0, last_ticket - live)],
+        )
     except redis.RedisError:
         return False
-    return any(done)
+    return bool(done)
 
 
 def queue_known(campaign_id: int | None) -> bool:
@@ -180,11 +215,17 @@ def nudge_hold(kind: str, name: str) -> None:
 # older orders (ADMIT_LINE_UNKNOWN tells the caller to rebuild).
 # A request whose Idempotency-Key was seen in the last IDEMPOTENCY_MARK_SECONDS is a replay
 # (or a duplicate in flight): it takes no ticket, so replays never move anyone in line.
+# The line is full at its ceiling of orders not yet final, or when the new order's wait, at
+# the drain measured over the window (the assumed rate before anything drained), would pass
+# the longest wait we promise: the door then refuses early, rather than accept orders the
+# pipeline would finish ever later.
 # KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark.
 # ARGV: client rate, client burst, customer rate, customer burst (rate < 0: unlimited),
 #       ceiling (0: none), nudge TTL, key mark TTL, the line's drain counter prefix, the
-#       window's first second, its length.
-# Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN} | {ADMIT_LINE_FULL, waiting}
+#       window's first second, its length, the longest wait in seconds (0: none), the
+#       assumed drain rate.
+# Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN}
+#       | {ADMIT_LINE_FULL, waiting, drained in the window, seconds since the first drain}
 #       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out, nudge claimed, drained in the window,
 #       seconds of the window since the first drain}. The drain counters are read by names
 #       built here (one Redis server; a cluster would need them passed as KEYS).
@@ -215,8 +256,25 @@ end
 local given = redis.call('GET', KEYS[3])
 if not given then return {1} end
 local out = tonumber(redis.call('GET', KEYS[4]) or '0')
-local ceiling = tonumber(ARGV[5])
-if ceiling > 0 and tonumber(given) - out >= ceiling then return {2, tonumber(given) - out} end
+local waiting = tonumber(given) - out
+local first, window = tonumber(ARGV[9]), tonumber(ARGV[10])
+local names = {}
+for s = first, first + window - 1 do names[#names + 1] = ARGV[8] .. s end
+local counts = redis.call('MGET', unpack(names))
+local drained, since = 0, 0
+for i = 1, window do
+  if counts[i] then
+    drained = drained + tonumber(counts[i])
+    if since == 0 then since = window - i + 1 end
+  end
+end
+local ceiling, longest = tonumber(ARGV[5]), tonumber(ARGV[11])
+local rate = tonumber(ARGV[12])
+if since > 0 then rate = drained / since end
+if (ceiling > 0 and waiting >= ceiling)
+   or (longest > 0 and rate > 0 and (waiting + 1) / rate > longest) then
+  return {2, waiting, drained, since}
+end
 if c_left ~= nil then
   redis.call('HSET', KEYS[1], 'tokens', tostring(c_left), 'ts', tostring(now))
   redis.call('PEXPIRE', KEYS[1], math.ceil(c_burst / c_rate * 1000) + 1000)
@@ -229,17 +287,6 @@ local ticket = redis.call('INCR', KEYS[3])
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
-local first, window = tonumber(ARGV[9]), tonumber(ARGV[10])
-local names = {}
-for s = first, first + window - 1 do names[#names + 1] = ARGV[8] .. s end
-local counts = redis.call('MGET', unpack(names))
-local drained, since = 0, 0
-for i = 1, window do
-  if counts[i] then
-    drained = drained + tonumber(counts[i])
-    if since == 0 then since = window - i + 1 end
-  end
-end
 return {3, ticket, out, claimed, drained, since}
 """
 ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
@@ -256,6 +303,7 @@ class Admission:
     nudge: bool = True
     retry_after: float = 0.0
     waiting: int = 0
+    rate: float = 0.0  # the line's drain (orders made final per second) over the window
 
 
 @cache
@@ -276,14 +324,16 @@ def admit(
     customer_bucket: str,
     customer_limit: tuple[float | None, int],
     ceiling: int,
+    longest_wait: float,
     nudge_kind: str,
     request_key: str = "",
     request_key_seconds: int = 300,
 ) -> Admission:
     """One round trip: take the client's and the customer's tokens, a ticket in the campaign's
-    line (unless it is at `ceiling`) and the nudge mark; say where the ticket stands. With
-    `request_key` (client and Idempotency-Key), a key seen within `request_key_seconds` is
-    answered ADMIT_REPLAY and takes nothing."""
+    line (unless it holds `ceiling` orders not yet final, or a new order would wait longer
+    than `longest_wait` seconds at the line's drain: ADMIT_LINE_FULL) and the nudge mark; say
+    where the ticket stands. With `request_key` (client and Idempotency-Key), a key seen
+    within `request_key_seconds` is answered ADMIT_REPLAY and takes nothing."""
     name = queue_name(campaign_id)
     keys = [
         f"cop:bucket:{client_bucket}",
@@ -296,6 +346,7 @@ def admit(
     args = [*_limit_args(client_limit), *_limit_args(customer_limit), ceiling, NUDGE_TTL_SECONDS]
     first_second = int(time.time()) - RATE_WINDOW_SECONDS
     args += [request_key_seconds, key("q", name, "rate", ""), first_second, RATE_WINDOW_SECONDS]
+    args += [longest_wait, settings.QUEUE_ASSUMED_DRAIN_RATE]
     try:
         got = _admit_script()(keys=keys, args=args)
     except redis.RedisError:
@@ -305,18 +356,25 @@ def admit(
     if outcome == ADMIT_REFUSED:
         return Admission(outcome=outcome, retry_after=float(got[1]))
     if outcome == ADMIT_LINE_FULL:
-        return Admission(outcome=outcome, waiting=int(got[1]))
+        waiting, drained, since = (int(v) for v in got[1:4])
+        return Admission(outcome=outcome, waiting=waiting, rate=_window_rate(drained, since))
     if outcome != ADMIT_OK:
         return Admission(outcome=outcome)
     ticket, out, claimed, drained, since = (int(v) for v in got[1:6])
     position = max(1, ticket - out)
-    rate = drained / max(1, since) if since else 0.0  # as _rate_from measures it
+    rate = _window_rate(drained, since)
     return Admission(
         outcome=outcome,
         ticket=ticket,
         spot=QueueSpot(position=position, estimated_wait_seconds=estimate(position, rate)),
         nudge=claimed,
+        rate=rate,
     )
+
+
+def _window_rate(drained: int, since: int) -> float:
+    """The drain rate from the script's sums, as _rate_from measures it (0: none yet)."""
+    return drained / since if since else 0.0
 
 
 def ticket_void(campaign_id: int | None) -> None:

@@ -295,6 +295,8 @@ CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 CALLBACK_PASSING_DELAY_SECONDS = env.float("CALLBACK_PASSING_DELAY_SECONDS", default=1.0)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
+# How long a hold may wait for its payment, from the first payment attempt (a gateway that
+# keeps refusing the charge); an order waiting in our own payment line is never expired.
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=15 * 60)
 # A `pending` payment older than this lost its worker mid-call: its outcome is looked up.
 # Long enough for a lookup and a charge to both time out.
@@ -338,8 +340,13 @@ RATE_LIMIT_DEFAULTS = {
     ),
 }
 RATE_LIMIT_CACHE_SECONDS = env.float("RATE_LIMIT_CACHE_SECONDS", default=5.0)
-# Orders waiting in one campaign's line beyond which intake answers 429 at once.
+# Orders of one campaign not yet final (waiting, held or being charged) beyond which intake
+# answers 429 at once.
 BACKLOG_CEILING = env.int("BACKLOG_CEILING", default=200_000)
+# The longest wait until final that intake promises: past it, at the line's measured drain,
+# a new order is refused (429, Retry-After from the drain) rather than accepted to wait ever
+# longer. Well inside HOLD_SECONDS, which anyway runs only from the first payment attempt.
+LINE_MAX_WAIT_SECONDS = env.int("LINE_MAX_WAIT_SECONDS", default=300)
 
 # --- Operations: metrics, health, logs (docs/operations-metrics.md) --------------------------
 # /metrics on the web process; 404 when off, or when the peer is outside the networks listed

@@ -133,7 +133,11 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
         hot_products=slow["hot"],
         line=line,
         drain_rate=rate,
-        estimated_wait_seconds=waiting_line.estimate(line.waiting if line else 0, rate),
+        # The line is the whole pipeline: the last order waits for everything ahead of it,
+        # held orders included, to become final (orders.waiting_line).
+        estimated_wait_seconds=waiting_line.estimate(
+            line.waiting + line.reserved if line else 0, rate
+        ),
         recent=recent,
         whole=whole,
         read_at=now,

@@ -113,7 +113,7 @@ def backlog_figures() -> BacklogFigures:
                 line=line,
                 campaign=campaign,
                 drain_rate=rate,
-                drain_seconds=_drain(line.waiting, rate),
+                drain_seconds=_drain(line.waiting + line.reserved, rate),
                 oldest_age_seconds=(now - line.oldest_created_at).total_seconds()
                 if line.oldest_created_at
                 else None,

@@ -243,6 +243,7 @@ def _admit(
             customer_bucket=f"customer:{client_id}:{customer_id}",
             customer_limit=_limit(RateLimit.Scope.CUSTOMER_REQUESTS),
             ceiling=ceiling,
+            longest_wait=settings.LINE_MAX_WAIT_SECONDS,
             nudge_kind=RESERVE,
             request_key=key_mark,
             request_key_seconds=settings.IDEMPOTENCY_MARK_SECONDS,
@@ -251,19 +252,30 @@ def _admit(
             return None
         if admission.outcome != waiting_line.ADMIT_LINE_UNKNOWN:
             break
-        # Redis lost the line (a restart): put it back from the database's tickets, once.
-        last, first = selectors.queue_tickets(campaign_id=campaign_id)
-        waiting_line.queue_rebuild(campaign_id, last_ticket=last, first_waiting=first)
+        # Redis lost the line (a restart): put it back from the database, once.
+        last, live = selectors.queue_tickets(campaign_id=campaign_id)
+        waiting_line.queue_rebuild(campaign_id, last_ticket=last, live=live)
     if admission.outcome == waiting_line.ADMIT_REFUSED:
         raise Overloaded(retry_after=max(1, math.ceil(admission.retry_after)))
     if admission.outcome == waiting_line.ADMIT_LINE_FULL:
-        wait = waiting_line.estimate(max(1, ceiling // 10), waiting_line.drain_rate(campaign_id))
-        raise LineFull(retry_after=max(1, wait))
+        raise LineFull(retry_after=_line_full_retry(admission, ceiling))
     if admission.outcome == waiting_line.ADMIT_LINE_UNKNOWN:
         return waiting_line.Admission(
             outcome=waiting_line.ADMIT_OK
         )  # no place in line; the sweep copes
     return admission
+
+
+def _line_full_retry(admission: waiting_line.Admission, ceiling: int) -> int:
+    """Seconds until a full line has room again at its measured drain: the time for the
+    orders over what it may hold to become final, and at least for a tenth of what it may
+    hold, so that refused shoppers do not all come back in the same second."""
+    rate = admission.rate or settings.QUEUE_ASSUMED_DRAIN_RATE
+    allowed = settings.LINE_MAX_WAIT_SECONDS * rate
+    if ceiling > 0:
+        allowed = min(allowed, ceiling)
+    over = max(admission.waiting - allowed, allowed / 10, 1)
+    return max(1, math.ceil(over / rate))
 
 
 def _limit(scope: str) -> tuple[float | None, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from django.db import transaction
 
 from config.errors import InvalidTransition
 from config.sql import prepared_count, rows_insert, rows_update
-from orders import metrics, selectors
+from orders import metrics, selectors, waiting_line
 from orders.documents import order_document
 from orders.models import (
     NEW,
@@ -94,9 +95,23 @@ def orders_move(
         for o in orders
     )
     prepared_count(_ORDERS_MOVE_SQL, [str(to), str(reason), now, [o.pk for o in orders]])
+    if to in TERMINAL:
+        _line_leave(orders)
     for order in orders:
         order.status, order.reason, order.updated_at = to, reason, now
     _callbacks_record(orders, lines or {}, now)
+
+
+def _line_leave(orders: Sequence[Order]) -> None:
+    """Orders made final leave their campaign's line once committed: everyone behind moves
+    up, and the drain rate, which promises waits until final, counts them (orders.waiting_line).
+    Parked orders left it when parked; a paid order refunded had left it already."""
+    leaving: dict[int | None, int] = {}
+    for order in orders:
+        if order.status in selectors.LIVE and order.parked_at is None:
+            leaving[order.campaign_id] = leaving.get(order.campaign_id, 0) + 1
+    for campaign_id, count in leaving.items():
+        transaction.on_commit(partial(waiting_line.tickets_done, campaign_id, count))
 
 
 # A fixed text, prepared once per connection: every stage moves every batch through it.
