@@ -100,6 +100,7 @@ def wait_figures(waits: list[Wait]) -> JsonDict:
         "promised_p90_s": percentile(promised, 90),
         "actual_p50_s": percentile(actual, 50),
         "actual_p90_s": percentile(actual, 90),
+        "within_promise": sum(a <= p for p, a in done) / len(done) if done else None,
         "error_p50": percentile(errors, 50),
         "error_p90": percentile(errors, 90),
         "long_waits": len(long),
