@@ -70,8 +70,18 @@ def _paid_flat(rows: list[R]) -> Verdict:
         FLAT_TOLERANCE,
         "fraction",
         False,
-        f"{_span(first)}: {before:.0f} paid/s; {_span(last)}: {after:.0f} paid/s",
+        f"{_span(first)}: {before:.0f} paid/s{_others(rows, first)}; "
+        f"{_span(last)}: {after:.0f} paid/s{_others(rows, last)}",
     )
+
+
+def _others(rows: list[R], window: range) -> str:
+    """The machine's CPU outside the benchmark in a window: a closed loop takes what is left,
+    so another process's work alone can tilt the comparison."""
+    shares = [rows[m]["cpu_pct"]["others"] for m in window if "cpu_pct" in rows[m]]
+    if not shares:
+        return ""
+    return f" (others used {sum(shares) / len(shares):.0f} % of a core)"
 
 
 def _span(window: range) -> str:

@@ -70,6 +70,21 @@ def test_a_paid_rate_that_sags_is_not_flat():
     assert verdict.measured == pytest.approx(3000 / 18000)
 
 
+def test_the_flat_rate_names_the_cpu_other_work_took_meanwhile():
+    # given a third minute in which another process on the machine took most of a core
+    res = _result([100, 12000, 9000])
+    for row, others in zip(res["minutes"], (0, 10, 80), strict=True):
+        row["cpu_pct"] = {"gunicorn": 50, "others": others}
+
+    verdict = _by_name(res)[FLAT]
+
+    assert not verdict.passed
+    assert verdict.note == (
+        "minute 1: 200 paid/s (others used 10 % of a core); "
+        "minute 2: 150 paid/s (others used 80 % of a core)"
+    )
+
+
 @pytest.mark.parametrize(
     ("minutes", "windows"),
     [
