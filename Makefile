@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick browser promtool demo-burst chaos chaos-short
+.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -55,6 +55,11 @@ bench-quick: $(BENCH_STAMP)
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: $(BENCH_STAMP)
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
+
+## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
+## per-minute figures and verdicts, results in bench/results/ (MINUTES=3: a short one).
+soak: $(BENCH_STAMP)
+	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
 ## The chaos suite (README, Reliability): faults injected into the whole stack on private
 ## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs

@@ -47,6 +47,9 @@ class Sampler:
     interval: float = 1.0
     rows: list[dict[str, Any]] = field(default_factory=list)
     db_enabled: bool = True
+    # Tables whose dead tuples and autovacuum runs each sample reads, with the database's
+    # size (the soak: does the database grow, does autovacuum keep up); none by default.
+    tables: tuple[str, ...] = ()
     _seen: dict[tuple[int, float], _Seen] = field(default_factory=dict)
     _procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     _peak_sum: dict[str, int] = field(default_factory=dict)
@@ -151,6 +154,7 @@ class Sampler:
                 "machine_busy": busy,
             }
             row.update(self._backlog())
+            row.update(self._table_stats())
             row["queues"] = self._queues()
             row["accept_queue"] = accept_queue()
             self.rows.append(row)
@@ -181,6 +185,26 @@ class Sampler:
         except psycopg.Error:
             return {}
         return {"received": received, "reserved": reserved, "callbacks_pending": callbacks}
+
+    def _table_stats(self) -> dict[str, Any]:
+        if not self.tables or self._db is None:
+            return {}
+        try:
+            (size,) = self._db.execute(
+                "SELECT pg_database_size(current_database())"
+            ).fetchone() or (0,)
+            rows = self._db.execute(
+                "SELECT relname, n_dead_tup, autovacuum_count FROM pg_stat_user_tables"
+                " WHERE relname = ANY(%s)",
+                [list(self.tables)],
+            ).fetchall()
+        except psycopg.Error:
+            return {}
+        return {
+            "db_bytes": size,
+            "dead_tuples": {name: dead for name, dead, _ in rows},
+            "autovacuums": {name: runs for name, _, runs in rows},
+        }
 
     def _queues(self) -> dict[str, int]:
         if self._broker is None:

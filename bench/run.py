@@ -149,8 +149,17 @@ class Session:
                 seed.autovacuum_restore()
 
 
-def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path) -> Runner:
-    """Database, fixtures, the stack, the load generator and the samplers: a Runner."""
+def start(
+    session: Session,
+    plan: Plan,
+    run_dir: Path,
+    *,
+    e2e_rate: float | None = None,
+    profile: str = "",
+    tables: tuple[str, ...] = (),
+) -> Runner:
+    """Database, fixtures, the stack, the load generator and the samplers: a Runner.
+    `tables`: whose dead tuples and autovacuum runs the sampler follows (bench.measure)."""
     began = time.time()
     stack.ports_free()
     seed.prepare_database(session.stack.env)
@@ -166,7 +175,7 @@ def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path)
     )
     print(f"stack up in {time.time() - began:.1f} s", flush=True)
     session.load = LoadClient(session.stack, api_key=fixtures.api_key, slug=seed.MAIN_SLUG)
-    session.sampler = Sampler(stack=session.stack, database_url=stack.DATABASE_URL)
+    session.sampler = Sampler(stack=session.stack, database_url=stack.DATABASE_URL, tables=tables)
     session.sampler.start()
     session.waits = WaitSampler(database_url=stack.DATABASE_URL)
     session.waits.start()
@@ -178,17 +187,17 @@ def start(session: Session, plan: Plan, args: argparse.Namespace, run_dir: Path)
         fixtures=fixtures,
     )
     runner.waits = session.waits
-    runner.e2e_rate = args.e2e_rate
-    if args.profile:
-        runner.profile_phases = {p for p in args.profile.split(",") if p}
+    runner.e2e_rate = e2e_rate
+    if profile:
+        runner.profile_phases = {p for p in profile.split(",") if p}
         runner.profile_dir = run_dir / "profile"
     return runner
 
 
-def command() -> str:
+def command(module: str = "bench.run") -> str:
     """How this run was started, with any port it was told to move (BENCH_*_PORT)."""
     moved = [f"{k}={os.environ[k]}" for k in stack.PORT_VARIABLES if k in os.environ]
-    base = os.environ.get("BENCH_COMMAND") or " ".join(["python -m bench.run", *sys.argv[1:]])
+    base = os.environ.get("BENCH_COMMAND") or " ".join([f"python -m {module}", *sys.argv[1:]])
     return " ".join([*moved, base])
 
 
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     session = Session(stack=Stack(logs=logs, env=env))
     try:
-        runner = start(session, plan, args, run_dir)
+        runner = start(session, plan, run_dir, e2e_rate=args.e2e_rate, profile=args.profile)
         runner.run_all(skip)
         results = collect(runner, plan, began=began, skip=skip, load_at_start=load_at_start)
     except Interrupted as exc:

@@ -8,7 +8,9 @@ connections whatever the server answers; a request waiting for a free connection
 scheduled time, so its latency includes that wait (no coordinated omission). A request not
 sent within the time-out of its scheduled time is counted `not_sent`; one sent but not
 answered in time is `timeout`. Closed loop (the floors and saturation probes) is N
-connections each sending the next request when the last is answered, like wrk.
+connections each sending the next request when the last is answered, like wrk; each request
+opens a connection of its own. Keep-alive (the soak) is a closed loop on N connections kept
+open, as a chatbot platform's HTTP pool does, honouring a 429's Retry-After (capped).
 
 The callback receiver (aiohttp server on 127.0.0.1) records the first arrival of each
 status of each order, so accept-to-paid is measured from callbacks, never by polling.

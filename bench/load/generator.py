@@ -18,6 +18,11 @@ from aiohttp import web
 
 from bench.load.figures import Figures
 from bench.load.jobs import SKUS_DEFAULT, Accepted, Job, JsonDict, Pool, Result
+from bench.load.minutes import order_minutes
+
+# A keep-alive connection told to retry later waits at most this long: the product's backlog
+# ceiling may ask for minutes, and a soak that stopped offering would measure nothing.
+RETRY_AFTER_CAP_S = 2.0
 
 
 class LoadGenerator(Figures):
@@ -116,35 +121,38 @@ class LoadGenerator(Figures):
         ).encode()
         return "POST", url, body, self._headers(key), ("new", customer, key, body)
 
-    async def _send(self, job: Job, timeout: float) -> None:
-        assert self.session is not None  # noqa: S101
+    async def _send(
+        self, job: Job, timeout: float, session: aiohttp.ClientSession | None = None
+    ) -> Result:
+        """Send a job (on `session`, else the connection-per-request one) and record it."""
+        session = session or self.session
+        assert session is not None  # noqa: S101
         method, url, body, headers, context = self._request(job)
         if context == ("no_coupon",):
-            self._record(job, 0.0, time.time(), 0, "no_coupon", accepted=False)
-            return
+            return self._record(job, 0.0, time.time(), 0, "no_coupon", accepted=False)
         sent = time.time()
         left = timeout - (sent - job.due)
         if left <= 0:
-            self._record(job, 0.0, sent, 0, "not_sent", accepted=False)
             if context and context[0] == "new":
                 self._give_back(job, context)
-            return
+            return self._record(job, 0.0, sent, 0, "not_sent", accepted=False)
         raw = b""
         try:
-            async with self.session.request(
+            async with session.request(
                 method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=left)
             ) as response:
                 raw = await response.read()
                 status = response.status
+                retry_after = _retry_after(response) if status == 429 else 0.0  # noqa: PLR2004
         except TimeoutError:
-            self._record(job, sent, time.time(), 0, "timeout", accepted=False)
-            return
+            return self._record(job, sent, time.time(), 0, "timeout", accepted=False)
         except aiohttp.ClientError as exc:
-            self._record(job, sent, time.time(), 0, type(exc).__name__, accepted=False)
-            return
+            return self._record(job, sent, time.time(), 0, type(exc).__name__, accepted=False)
         done = time.time()
         error, accepted = self._judge(job, status, raw, context, done)
-        self._record(job, sent, done, status, error, accepted=accepted)
+        return self._record(
+            job, sent, done, status, error, accepted=accepted, retry_after=retry_after
+        )
 
     def _give_back(self, job: Job, context: tuple[Any, ...]) -> None:
         """A new order never sent returns its customer to the pool (the coupon is unused)."""
@@ -191,22 +199,31 @@ class LoadGenerator(Figures):
         return "", True  # a floor answered as it should
 
     def _record(
-        self, job: Job, sent: float, done: float, status: int, error: str, *, accepted: bool
-    ) -> None:
-        self.results.append(
-            Result(
-                phase=job.phase,
-                step=job.step,
-                kind=job.kind,
-                due=job.due,
-                sent=sent,
-                done=done,
-                status=status,
-                error=error,
-                replay=job.replay,
-                accepted=accepted,
-            )
+        self,
+        job: Job,
+        sent: float,
+        done: float,
+        status: int,
+        error: str,
+        *,
+        accepted: bool,
+        retry_after: float = 0.0,
+    ) -> Result:
+        result = Result(
+            phase=job.phase,
+            step=job.step,
+            kind=job.kind,
+            due=job.due,
+            sent=sent,
+            done=done,
+            status=status,
+            error=error,
+            replay=job.replay,
+            accepted=accepted,
+            retry_after=retry_after,
         )
+        self.results.append(result)
+        return result
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -264,6 +281,38 @@ class LoadGenerator(Figures):
                 *(loop(until, step_index) for _ in range(int(spec["connections"])))
             )
 
+    async def run_keepalive(self, spec: JsonDict) -> None:
+        """A chatbot platform's HTTP pool: `connections` kept-alive connections (one session
+        whose connector holds that many), each sending its next request as soon as the last is
+        answered. After a 429 a connection waits what Retry-After asks, at most
+        RETRY_AFTER_CAP_S, so that it keeps probing. A loop ends early when the pool of
+        coupons is spent (its `no_coupon` is in the summary)."""
+        timeout = float(spec["timeout"])
+        connections = int(spec["connections"])
+        replay_every = round(1 / spec["replay_share"]) if spec.get("replay_share") else 0
+        counter = 0
+
+        async def loop(session: aiohttp.ClientSession, until: float, step_index: int) -> None:
+            nonlocal counter
+            while time.time() < until:
+                counter += 1
+                replay = bool(replay_every) and counter % replay_every == 0
+                job = Job(spec["phase"], step_index, time.time(), spec["kind"], replay)
+                result = await self._send(job, timeout, session)
+                if result.error == "no_coupon":
+                    return
+                if result.retry_after:
+                    pause = min(result.retry_after, RETRY_AFTER_CAP_S, until - time.time())
+                    await asyncio.sleep(max(0.0, pause))
+
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+            for step_index, step in enumerate(spec["steps"]):
+                step["t_start"] = time.time()
+                until = step["t_end"] = step["t_start"] + float(step["duration"])
+                loops = (loop(session, until, step_index) for _ in range(connections))
+                await asyncio.gather(*loops)
+
     async def run(self, spec: JsonDict) -> JsonDict:
         wall, cpu = time.time(), time.process_time()
         if spec["kind"] == "orders":
@@ -271,6 +320,8 @@ class LoadGenerator(Figures):
         self.decline_every = int(spec.get("decline_every", self.decline_every))
         if spec["mode"] == "open":
             await self.run_open(spec)
+        elif spec["mode"] == "keepalive":
+            await self.run_keepalive(spec)
         else:
             await self.run_closed(spec)
         return self.summary(spec["phase"], spec, time.time() - wall, time.process_time() - cpu)
@@ -317,6 +368,17 @@ class LoadGenerator(Figures):
         Path(command["path"]).write_text("\n".join(ids))
         return {"count": len(ids)}
 
+    def cmd_soak_minutes(self, command: JsonDict) -> JsonDict:
+        """The soak's order figures per minute and its waits (bench/load/minutes.py)."""
+        return order_minutes(
+            results=self.results,
+            accepted=self.accepted,
+            callbacks=self.callbacks,
+            phase=command["phase"],
+            start=float(command["start"]),
+            minutes=int(command["minutes"]),
+        )
+
     def cmd_timeseries(self, command: JsonDict) -> JsonDict:
         return self.timeseries(float(command["since"]))
 
@@ -330,3 +392,11 @@ class LoadGenerator(Figures):
             "max_rss_kb": usage.ru_maxrss,
             "callbacks": self.callback_count,
         }
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float:
+    """Seconds a 429's Retry-After header asks for (0 when absent or not a number)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0

@@ -58,6 +58,7 @@ class Result:
     error: str  # "" or the error code / client-side failure
     replay: bool
     accepted: bool  # a new coupon (201) or a new order (202)
+    retry_after: float = 0.0  # seconds a 429's Retry-After asked for; 0 otherwise
 
 
 @dataclass

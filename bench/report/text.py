@@ -19,7 +19,7 @@ from bench.report.tables import (
     statements_table,
     waits_table,
 )
-from bench.report.verdicts import R, verdicts
+from bench.report.verdicts import R, Verdict, verdicts
 
 
 def render(res: R) -> str:
@@ -91,23 +91,27 @@ def render(res: R) -> str:
         )
         parts += [f"  {line}" for line in inv["listed"]]
     parts.append("\nTargets")
-    parts.append(
-        _table(
-            ["target", "measured", "target", "verdict"],
-            [
-                [
-                    v.name,
-                    _fmt(v.measured, _spec(v.unit)) + f" {v.unit}",
-                    ("≥ " if v.at_least else "< ") + _fmt(v.target, _spec(v.unit)),
-                    ("PASS" if v.passed else "FAIL" if v.passed is not None else "n/a")
-                    + ("" if v.passed else f" ({v.gap})"),
-                ]
-                for v in verdicts(res)
-            ],
-        )
-    )
-    parts += [f"  - {v.name}: {v.note}" for v in verdicts(res) if v.note]
+    parts += targets(verdicts(res))
     return "\n".join(parts)
+
+
+def targets(judged: list[Verdict]) -> list[str]:
+    """The verdicts as a table (measured, target, PASS or FAIL and by how much), then their
+    notes, one line each."""
+    table = _table(
+        ["target", "measured", "target", "verdict"],
+        [
+            [
+                v.name,
+                _fmt(v.measured, _spec(v.unit)) + f" {v.unit}",
+                ("≥ " if v.at_least else "< ") + _fmt(v.target, _spec(v.unit)),
+                ("PASS" if v.passed else "FAIL" if v.passed is not None else "n/a")
+                + ("" if v.passed else f" ({v.gap})"),
+            ]
+            for v in judged
+        ],
+    )
+    return [table, *(f"  - {v.name}: {v.note}" for v in judged if v.note)]
 
 
 def _notes(res: R) -> list[str]:

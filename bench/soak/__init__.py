@@ -1,0 +1,15 @@
+"""The soak (`make soak`, `python -m bench.soak [--minutes 20] [--connections 4]`): the
+benchmark's own stack (bench/stack.py, production-like settings, autovacuum on) offered
+orders for a long while by a chatbot platform's HTTP pool: a few keep-alive connections, each
+sending its next order as soon as the last is answered, statuses by callback. The sandbox
+gateway answers in 20 ms and fails about 5 % of its calls; every 50th customer is declined.
+
+Reported per minute: orders accepted, 429s, finals by status, each stage's backlog, RSS of
+every process kind, the database's size, dead tuples and autovacuum runs of the pipeline's
+tables, and the promised against the actual wait to final. Judged (verdicts.py): paid/s flat,
+nothing expired, the promised wait within 25 % at p90, every invariant held, and the
+backlog drained within a bound once the clients stop.
+
+Modules: __main__ (the run), minutes (the per-minute table; the order side is
+bench/load/minutes.py, computed in the load generator), verdicts, text (the printed report).
+"""
