@@ -13,8 +13,9 @@ from bench.load.jobs import LONG_WAIT_S, Accepted, JsonDict, Result, percentile
 MINUTE_S = 60.0
 # The statuses that end an order's wait: its first terminal callback is its time to final.
 FINALS = ("paid", "rejected", "payment_failed", "expired", "cancelled")
-# The product promises whole seconds, at least 1; a wait shorter than this is judged as if it
-# had taken this long, so that 0.3 s promised as 1 s counts as 0.7 s off, not 233 %.
+# The product promises whole seconds, at least 1: the estimate rounded up, so a promise of P
+# seconds says "more than P - 1, at most P". Errors are relative to the wait, and a wait
+# shorter than this is judged as if it had taken this long.
 WAIT_FLOOR_S = 1.0
 Callbacks = Mapping[str, Mapping[str, tuple[float, str, str]]]
 # One accepted order's wait: (accepted at, promised s, actual s or None: no final callback).
@@ -22,9 +23,12 @@ Wait = tuple[float, float, float | None]
 
 
 def wait_error(*, promised: float, actual: float) -> float:
-    """How far the promise missed, relative to the wait: |promised - actual| over
-    max(actual, WAIT_FLOOR_S)."""
-    return abs(promised - actual) / max(actual, WAIT_FLOOR_S)
+    """How far the promise missed, relative to the wait: the distance from the actual wait to
+    what a promise of whole seconds says, (promised - 1, promised], over
+    max(actual, WAIT_FLOOR_S). 0 when the order was final within the promised second."""
+    low = max(0.0, promised - 1.0)
+    miss = actual - promised if actual > promised else max(0.0, low - actual)
+    return miss / max(actual, WAIT_FLOOR_S)
 
 
 def minute_of(t: float, *, start: float) -> int:

@@ -102,17 +102,23 @@ def test_waits_are_binned_by_acceptance_and_orders_without_a_final_are_counted()
     assert (first["orders"], first["no_final"]) == (2, 0)
     assert (second["orders"], second["no_final"]) == (2, 1)
     assert second["actual_p90_s"] == 8.0
-    assert second["error_p90"] == 0.25  # |10 - 8| / 8
+    assert second["error_p90"] == 0.125  # promised 10 says more than 9: 1 s early, over 8 s
     assert second["within_promise"] == 1.0  # of the one with a final
     assert got["waits"]["no_final"] == 1
     assert got["waits"]["within_promise"] == pytest.approx(2 / 3)  # 70 s promised 2 s is not
     assert got["waits"]["long_waits"] == 2  # 70 s and 8 s
 
 
-def test_a_short_wait_is_judged_against_a_second():
-    assert wait_error(promised=1.0, actual=0.25) == 0.75
+def test_a_promise_of_whole_seconds_is_kept_within_its_second_and_judged_against_one():
+    # promised 1 s (the estimate rounded up): anything up to 1 s keeps it
+    assert wait_error(promised=1.0, actual=0.25) == 0.0
+    assert wait_error(promised=1.0, actual=1.5) == 0.5 / 1.5
+    # promised 12 s says "more than 11": 10 s is 1 s early, 13 s is 1 s late
+    assert wait_error(promised=12.0, actual=11.5) == 0.0
+    assert wait_error(promised=12.0, actual=10.0) == 0.1
+    assert wait_error(promised=12.0, actual=13.0) == 1 / 13
+    # nothing promised (0): any wait is late, judged against at least a second
     assert wait_error(promised=0.0, actual=0.5) == 0.5
-    assert wait_error(promised=12.0, actual=10.0) == 0.2
 
 
 def _sample(after: float, **extra: Any) -> dict[str, Any]:
