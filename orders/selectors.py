@@ -243,6 +243,22 @@ def live_campaigns() -> list[int | None]:
     )
 
 
+def lines_aside() -> dict[int | None, int]:
+    """Per line, the orders held whose payment is being retried (the gateway refused it or
+    did not answer, or staff must replay it): read from payment_open_idx and
+    payment_parked_idx, so bounded by the payments open."""
+    rows = (
+        Payment.objects.filter(
+            status__in=[Payment.Status.RETRY, Payment.Status.UNKNOWN, Payment.Status.PARKED],
+            order__status=Order.Status.RESERVED,
+        )
+        .values_list("order__campaign_id")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 def payments_due_exist(*, now: datetime, stale_before: datetime) -> bool:
     no_payment = Order.objects.filter(
         status=Order.Status.RESERVED, updated_at__lt=stale_before, payment__isnull=True

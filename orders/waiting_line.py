@@ -9,7 +9,11 @@ intake is the wait until the order is final. Orders reach their end in ticket or
 enough: each stage takes the oldest first.
 
 Per line: `in` (tickets given), `out` (tickets whose order left the line: final, parked, or a
-ticket voided) and one `rate` counter per second of orders made final.
+ticket voided), one `rate` counter per second of orders made final, and `aside`: the orders
+whose payment is being retried (the gateway refused or did not answer). Those still count for
+the line's length (admission, the ceiling), but not in a place or a wait: they hold nobody up,
+and counting them ahead of everyone made the promise the mean wait, stragglers included,
+rather than the wait of the order being told. The sweep sets `aside` from the database.
 
 PostgreSQL is the truth. Everything here can vanish (a Redis restart keeps nothing) and is
 rebuilt from the database by the sweep; every caller survives a RedisError.
@@ -102,13 +106,13 @@ def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
         return None
     name = queue_name(campaign_id)
     now = int(time.time())
-    keys = [key("q", name, "out")]
+    keys = [key("q", name, "out"), key("q", name, "aside")]
     keys += [key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
     try:
-        out, *rates = client().mget(keys)  # one round trip: the chatbot polls this
+        out, aside, *rates = client().mget(keys)  # one round trip: the chatbot polls this
     except redis.RedisError:
         return None
-    position = max(1, ticket - int(out or 0))
+    position = max(1, ticket - int(out or 0) - int(aside or 0))
     return QueueSpot(
         position=position, estimated_wait_seconds=estimate(position, _rate_from(rates))
     )
@@ -125,6 +129,21 @@ def backlog(campaign_id: int | None) -> QueueSpot | None:
     return QueueSpot(
         position=waiting, estimated_wait_seconds=estimate(waiting, drain_rate(campaign_id))
     )
+
+
+# Longer than a few sweeps: a count nobody refreshes (no sweep running) soon stops counting.
+ASIDE_TTL_SECONDS = 60
+
+
+def aside_set(counts: dict[int | None, int]) -> None:
+    """The orders of each line whose payment is being retried, counted by the sweep."""
+    try:
+        pipe = client().pipeline(transaction=False)
+        for campaign_id, count in counts.items():
+            pipe.set(key("q", queue_name(campaign_id), "aside"), count, ex=ASIDE_TTL_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not record the orders set aside", exc_info=True)
 
 
 def tickets_back(campaign_id: int | None, count: int) -> None:
@@ -219,15 +238,15 @@ def nudge_hold(kind: str, name: str) -> None:
 # the drain measured over the window (the assumed rate before anything drained), would pass
 # the longest wait we promise: the door then refuses early, rather than accept orders the
 # pipeline would finish ever later.
-# KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark.
+# KEYS: client bucket, customer bucket, line in, line out, nudge mark, key mark, line aside.
 # ARGV: client rate, client burst, customer rate, customer burst (rate < 0: unlimited),
 #       ceiling (0: none), nudge TTL, key mark TTL, the line's drain counter prefix, the
 #       window's first second, its length, the longest wait in seconds (0: none), the
 #       assumed drain rate.
 # Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN}
 #       | {ADMIT_LINE_FULL, waiting, drained in the window, seconds since the first drain}
-#       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out, nudge claimed, drained in the window,
-#       seconds of the window since the first drain}. The drain counters are read by names
+#       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out + aside, nudge claimed, drained in the
+#       window, seconds of the window since the first drain}. The drain counters are read by names
 #       built here (one Redis server; a cluster would need them passed as KEYS).
 _ADMIT_LUA = """
 if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return {4} end
@@ -287,7 +306,8 @@ local ticket = redis.call('INCR', KEYS[3])
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
-return {3, ticket, out, claimed, drained, since}
+local aside = tonumber(redis.call('GET', KEYS[7]) or '0')
+return {3, ticket, out + aside, claimed, drained, since}
 """
 ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
 
@@ -342,6 +362,7 @@ def admit(
         key("q", name, "out"),
         key("nudge", nudge_kind, name),
         key("seen", request_key) if request_key else "",
+        key("q", name, "aside"),
     ]
     args = [*_limit_args(client_limit), *_limit_args(customer_limit), ceiling, NUDGE_TTL_SECONDS]
     first_second = int(time.time()) - RATE_WINDOW_SECONDS
@@ -360,8 +381,8 @@ def admit(
         return Admission(outcome=outcome, waiting=waiting, rate=_window_rate(drained, since))
     if outcome != ADMIT_OK:
         return Admission(outcome=outcome)
-    ticket, out, claimed, drained, since = (int(v) for v in got[1:6])
-    position = max(1, ticket - out)
+    ticket, ahead_done, claimed, drained, since = (int(v) for v in got[1:6])
+    position = max(1, ticket - ahead_done)
     rate = _window_rate(drained, since)
     return Admission(
         outcome=outcome,

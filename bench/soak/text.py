@@ -39,8 +39,8 @@ def render(res: R) -> str:
         "after the load, during the drain: "
         + ", ".join(f"{k} {v:,}" for k, v in res["after_load"].items() if v),
         f"\nWaits by minute of acceptance (promised = the 202's queue.estimated_wait_seconds; "
-        f"actual = 202 to the first final callback; error = |promised - actual| / "
-        f"max(actual, {WAIT_FLOOR_S:.0f} s))",
+        f"actual = 202 to the first final callback; error = how far the actual wait fell "
+        f"outside the promised second (P - 1, P], over max(actual, {WAIT_FLOOR_S:.0f} s))",
         waits_table(res["minutes"]),
         "\nDatabase at each minute's end (dead tuples; autovacuum runs during the minute)",
         database_table(res["minutes"]),

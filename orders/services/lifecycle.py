@@ -109,10 +109,13 @@ def pipeline_sweep() -> SweepReport:
         expired += batch
     coupons_expired = coupons_services.coupons_expire(now=now)
     stale = set(selectors.stale_received_campaigns(before=stale_before))
-    for campaign_id in selectors.live_campaigns():
+    live_lines = selectors.live_campaigns()
+    for campaign_id in live_lines:
         if not waiting_line.queue_known(campaign_id):
             last, live = selectors.queue_tickets(campaign_id=campaign_id)
             waiting_line.queue_rebuild(campaign_id, last_ticket=last, live=live)
+    aside = selectors.lines_aside()
+    waiting_line.aside_set({line: aside.get(line, 0) for line in {*live_lines, *aside}})
     waiting = selectors.waiting_campaigns()
     for campaign_id in waiting:
         nudge_reservations(campaign_id, force=campaign_id in stale)

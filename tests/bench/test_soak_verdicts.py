@@ -13,7 +13,7 @@ from bench.soak.verdicts import flat_windows, verdicts
 
 R = dict[str, Any]
 FLAT = "paid/s flat: last minutes vs first (minute 0 is warm-up, skipped)"
-WAIT = "wait to final: p90 of |promised - actual| / max(actual, 1 s)"
+WAIT = "wait to final: p90 of how far the wait fell outside the promised second, over the wait"
 
 
 def _result(paid_per_minute: list[int], **changes: Any) -> R:

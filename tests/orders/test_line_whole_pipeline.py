@@ -162,3 +162,26 @@ def test_a_line_redis_lost_is_rebuilt_whole_even_after_a_worker_wrote_first(
     assert selectors.campaign_backlog(campaign_id=campaign.pk)["orders_waiting"] == 2
     newest = Order.objects.get(pk=orders[-1].pk)
     assert selectors.order_queue_spot(newest).position == 2
+
+
+def test_an_order_whose_payment_is_retried_counts_in_the_line_but_holds_nobody_up(
+    chatbot: ApiClient, django_capture_on_commit_callbacks
+) -> None:
+    # given: three orders held, the gateway refusing the first one's charge (429)
+    campaign = CampaignFactory()
+    tea = ProductFactory(price=3000, stock=100)
+    orders = _orders(chatbot, campaign, tea, 3)
+    services.reservations_drain(campaign_id=campaign.pk)
+    claimed = services.payments_claim_batch(limit=1)
+    refused = ChargeOutcome(kind="retry", retry_after=30.0, error="429 over quota")
+    services.payments_record([(job, refused) for job in claimed.jobs])
+    # when: the sweep counts the orders set aside
+    services.pipeline_sweep()
+    # then: the line still holds all three (admission and the ceiling count them), but the
+    # last is second: only one order ahead of it is still moving
+    assert selectors.campaign_backlog(campaign_id=campaign.pk)["orders_waiting"] == 3
+    last = Order.objects.get(pk=orders[-1].pk)
+    assert selectors.order_queue_spot(last).position == 2
+    # and: a new order is told the same
+    newcomer = _orders(chatbot, campaign, tea, 1, prefix="n-")[0]
+    assert selectors.order_queue_spot(newcomer).position == 3
