@@ -106,6 +106,10 @@ def test_a_callback_signature_verifies_and_resists_tampering_and_replay() -> Non
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/hook",
         "https://0.0.0.0/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "https://[2002:c0a8:1::1]/hook",
     ],
 )
 def test_callback_urls_into_our_own_network_are_refused(api: APIClient, url: str) -> None:
