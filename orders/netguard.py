@@ -30,16 +30,19 @@ _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 # IPv4-compatible addresses (RFC 4291, deprecated): ::a.b.c.d. `::` and `::1` are in it too,
 # and are judged as 0.0.0.0 and 0.0.0.1, which are not public either.
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# IPv4-translated addresses (RFC 2765's stateless translation): ::ffff:0:a.b.c.d.
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_LAST_32_BITS = (_IPV4_COMPATIBLE, _IPV4_TRANSLATED, _NAT64)
 
 
 def _carried_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
     """The IPv4 addresses a packet to `ip` is really delivered to, for the IPv6 forms that
-    carry one: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d),
-    6to4 (2002:aabb:ccdd::) and Teredo (its server, and its client, whose address is stored
-    with every bit inverted). Empty for any other address."""
+    carry one: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), translated (::ffff:0:a.b.c.d),
+    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::) and Teredo (its server, and its client,
+    whose address is stored with every bit inverted). Empty for any other address."""
     if ip.ipv4_mapped is not None:
         return (ip.ipv4_mapped,)
-    if ip in _IPV4_COMPATIBLE or ip in _NAT64:
+    if any(ip in network for network in _LAST_32_BITS):
         return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
     if ip.sixtofour is not None:
         return (ip.sixtofour,)
@@ -68,7 +71,10 @@ def address_is_public(address: str) -> bool:
 
 
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_global and not ip.is_multicast
+    # Site-local fec0::/10 is deprecated but still routed inside some networks, and Python's
+    # tables call it global.
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not ip.is_multicast and not site_local
 
 
 def host_is_private(host: str) -> bool:

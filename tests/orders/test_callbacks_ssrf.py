@@ -127,6 +127,7 @@ def test_with_private_addresses_allowed_the_same_receiver_is_called(receiver: in
         ("100.64.0.1", False),
         ("fe80::1%eth0", False),
         ("::ffff:10.0.0.1", False),
+        ("fec0::1", False),  # site-local: deprecated, still routed inside some networks
         ("224.0.0.1", False),
         ("not-an-address", False),
     ],
@@ -146,6 +147,8 @@ def test_what_counts_as_a_public_address(address: str, public: bool) -> None:
         ("compatible", "::7f00:1", False),
         ("compatible", "::10.0.0.1", False),
         ("compatible", "::93.184.216.34", True),
+        ("translated", "::ffff:0:7f00:1", False),
+        ("translated", "::ffff:0:93.184.216.34", True),
         ("nat64", "64:ff9b::127.0.0.1", False),
         ("nat64", "64:ff9b::a9fe:a9fe", False),  # 169.254.169.254, the metadata service
         ("nat64", "64:ff9b::93.184.216.34", True),
