@@ -80,7 +80,7 @@ def gateway_in_use(environ: Mapping[str, str]) -> Gateway:
     return Gateway(url=f"http://127.0.0.1:{GATEWAY_PORT}", sandbox=True, key_set=key_set)
 
 
-def environment(environ: Mapping[str, str], gateway: Gateway) -> dict[str, str]:
+def environment(*, environ: Mapping[str, str], gateway: Gateway) -> dict[str, str]:
     """What every process of the stack runs with: the caller's environment, the gateway in
     use, and local settings unless the caller names others. gunicorn (config/wsgi.py) and
     Celery (config/celery.py) would otherwise load production's, which refuse DEBUG and a
@@ -158,7 +158,7 @@ def main(argv: list[str]) -> int:
     flower = "--flower" in argv
     LOGS.mkdir(parents=True, exist_ok=True)
     gateway = gateway_in_use(os.environ)
-    env = environment(os.environ, gateway)
+    env = environment(environ=os.environ, gateway=gateway)
     os.environ.update(env)
     manage("migrate", "--no-input", "-v", "0")
     key = manage("seed_demo", capture=True).strip()

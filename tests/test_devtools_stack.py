@@ -55,8 +55,8 @@ def test_the_stack_runs_local_settings_unless_the_caller_names_others() -> None:
     # given: gunicorn and Celery would load production's settings by themselves
     gateway = stack.gateway_in_use({})
     # when
-    plain = stack.environment({"PATH": "/bin"}, gateway)
-    named = stack.environment({"DJANGO_SETTINGS_MODULE": "bench.settings"}, gateway)
+    plain = stack.environment(environ={"PATH": "/bin"}, gateway=gateway)
+    named = stack.environment(environ={"DJANGO_SETTINGS_MODULE": "bench.settings"}, gateway=gateway)
     # then
     assert plain["DJANGO_SETTINGS_MODULE"] == "config.settings.local"
     assert plain["PATH"] == "/bin"
