@@ -80,6 +80,18 @@ def gateway_in_use(environ: Mapping[str, str]) -> Gateway:
     return Gateway(url=f"http://127.0.0.1:{GATEWAY_PORT}", sandbox=True, key_set=key_set)
 
 
+def environment(*, environ: Mapping[str, str], gateway: Gateway) -> dict[str, str]:
+    """What every process of the stack runs with: the caller's environment, the gateway in
+    use, and local settings unless the caller names others. gunicorn (config/wsgi.py) and
+    Celery (config/celery.py) would otherwise load production's, which refuse DEBUG and a
+    missing SECRET_KEY."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        **environ,
+        "PAYMENT_GATEWAY_URL": gateway.url,
+    }
+
+
 def layout(gateway: Gateway, *, flower: bool = False) -> Layout:
     """`make run`'s way of running the stack (devtools/processes.py has the processes)."""
     return Layout(
@@ -146,7 +158,7 @@ def main(argv: list[str]) -> int:
     flower = "--flower" in argv
     LOGS.mkdir(parents=True, exist_ok=True)
     gateway = gateway_in_use(os.environ)
-    env = {**os.environ, "PAYMENT_GATEWAY_URL": gateway.url}
+    env = environment(environ=os.environ, gateway=gateway)
     os.environ.update(env)
     manage("migrate", "--no-input", "-v", "0")
     key = manage("seed_demo", capture=True).strip()
