@@ -88,7 +88,7 @@ def order_refund(*, order_id: int, actor: str) -> Order:
     job = _refund_claim(order_id=order_id, actor=actor)
     if job is None:
         return Order.objects.get(pk=order_id)
-    outcome = refund_call(job) if job.amount else None
+    outcome = refund_call(job=job) if job.amount else None
     return _refund_record(job, outcome, actor=actor)
 
 

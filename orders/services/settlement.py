@@ -305,13 +305,18 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             now=now,
             fields=["charge_id", "attempts", "next_attempt_at", "last_error"],
         )
-        _refunds_open(unowed, {p.order_id: p for p, _, _ in moves}, actor=actor, now=now)
+        _refunds_open(
+            orders=unowed,
+            payments={m.payment.order_id: m.payment for m in moves},
+            actor=actor,
+            now=now,
+        )
         counts["unowed"] = len(unowed)
     return counts
 
 
 def _refunds_open(
-    orders: Sequence[Order], payments: dict[int, Payment], *, actor: str, now: datetime
+    *, orders: Sequence[Order], payments: dict[int, Payment], actor: str, now: datetime
 ) -> None:
     """A pending Refund of the whole charge for each order that is not waiting for it. The
     order keeps its status: it told the client why it ended, and it holds nothing any more
@@ -392,7 +397,7 @@ class RefundJob:
     amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
 
 
-def refund_call(job: RefundJob) -> RefundOutcome:
+def refund_call(*, job: RefundJob) -> RefundOutcome:
     """Outside any transaction. Every try takes a token of the global gateway limit, like the
     charges, and sends the same key."""
     client = gateway()
@@ -431,7 +436,7 @@ def refunds_unowed_settle(*, actor: str = "worker:settle", before: datetime | No
     ]
     if not jobs:
         return 0
-    results = [(job, refund_call(job)) for job in jobs]
+    results = [(job, refund_call(job=job)) for job in jobs]
     now = timezone.now()
     settled = 0
     with transaction.atomic():
