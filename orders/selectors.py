@@ -13,7 +13,15 @@ from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from config.errors import NotFound
 from config.sql import prepared_objects
 from orders import waiting_line
-from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
+from orders.models import (
+    CallbackDelivery,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Refund,
+    Reservation,
+)
 from shop.models import Product
 
 
@@ -271,6 +279,18 @@ def payments_due_exist(*, now: datetime, stale_before: datetime) -> bool:
             order__status=Order.Status.RESERVED,
         ).exists()
     )
+
+
+def refunds_unowed(*, before: datetime | None, limit: int) -> list[Refund]:
+    """Refunds of charges whose order was no longer waiting for them, not yet answered for
+    good (pending, or unknown), oldest first; `before`: untouched since. A paid order's refund
+    is staff's (orders.services.controls), so those are left out. Refunds are few: no index."""
+    found = Refund.objects.filter(
+        status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN]
+    ).exclude(order__status=Order.Status.PAID)
+    if before is not None:
+        found = found.filter(updated_at__lt=before)
+    return list(found.order_by("pk")[:limit])
 
 
 def callbacks_due_exist(*, now: datetime) -> bool:
