@@ -51,6 +51,18 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
+def columns(model: type[models.Model], *, alias: str = "") -> str:
+    """The model's columns (its concrete fields'), quoted and comma-separated, each after
+    `alias.` when given: the select list of a hand-written read, never `*`. A migration adds
+    a column before the code that knows it serves (docs/operations.md, "Changing the schema");
+    a read that names its columns neither hands the running code a column its model lacks
+    nor changes its result type under a prepared statement. Call it once, at import: each
+    statement stays one text per process, prepared once per connection."""
+    quote = connection.ops.quote_name
+    prefix = f"{quote(alias)}." if alias else ""
+    return ", ".join(prefix + quote(f.column) for f in model._meta.concrete_fields)
+
+
 def prepared_objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
     """`model.objects.raw(sql, params)` for the workers' batch reads, prepared as in
     `prepared_rows`, with less Python per call: how the columns map onto the model's fields,

@@ -3,6 +3,7 @@ prepared_rows (a hot statement prepared once per connection), and the ORM's bind
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,8 @@ from config.sql import (
     rows_update,
 )
 from orders.models import CallbackDelivery, Order, OrderEvent
+from orders.selectors import order_by_key, orders_for_update
+from tests.conftest import database_url_of_tests
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -317,3 +320,38 @@ def test_timestamps_read_as_django_reads_them_through_the_c_loader(chatbot) -> N
         psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
     )
     assert loader.__name__ == "_UtcTimestamptzLoader"
+
+
+# --- A migration changes a table under prepared statements ------------------------------------
+
+
+@pytest.fixture
+def migration() -> Iterator[Callable[[str], None]]:
+    """Runs DDL from a connection of its own, as `migrate` does while the stack serves (a
+    change made on the prepared statements' own connection would make psycopg drop them
+    itself)."""
+    with psycopg.connect(database_url_of_tests(), autocommit=True) as other:
+        yield other.execute
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_reads_do_not_read_a_column_a_migration_added(chatbot, migration) -> None:
+    # given: an order, read once by its key and for update (both statements prepared)
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    key = {"client_id": order.client_id, "idempotency_key": order.idempotency_key}
+    assert order_by_key(**key) == order
+    with transaction.atomic():
+        assert orders_for_update(order_ids=[order.pk]) == [order]
+    try:
+        # when: a migration adds a column to the table
+        migration("ALTER TABLE orders_order ADD COLUMN added_later integer")
+        # then: the same statements read the order as before, without the new column
+        found = order_by_key(**key)
+        with transaction.atomic():
+            (locked,) = orders_for_update(order_ids=[order.pk])
+        assert (found, locked) == (order, order)
+        assert not hasattr(locked, "added_later")
+        assert locked.customer_id == "c-1"
+        assert not locked.get_deferred_fields()
+    finally:
+        migration("ALTER TABLE orders_order DROP COLUMN IF EXISTS added_later")
