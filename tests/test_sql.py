@@ -16,9 +16,11 @@ from django.utils import timezone
 from config.settings.base import database_settings
 from config.sql import (
     CHURN_ROWS,
+    PlanChanged,
     prepared_count,
     prepared_objects,
     prepared_rows,
+    replanned,
     rows_insert,
     rows_update,
 )
@@ -329,9 +331,62 @@ def test_timestamps_read_as_django_reads_them_through_the_c_loader(chatbot) -> N
 def migration() -> Iterator[Callable[[str], None]]:
     """Runs DDL from a connection of its own, as `migrate` does while the stack serves (a
     change made on the prepared statements' own connection would make psycopg drop them
-    itself)."""
+    itself). Drops the test's table after."""
     with psycopg.connect(database_url_of_tests(), autocommit=True) as other:
         yield other.execute
+        other.execute(f"DROP TABLE IF EXISTS {PROBE}")
+
+
+PROBE = "sql_plan_probe"
+PROBE_CREATE = f"CREATE TABLE {PROBE} AS SELECT 1::bigint AS id, 7 AS v"
+PROBE_STAR = f"SELECT * FROM {PROBE} ORDER BY id"  # noqa: S608 (a star on purpose: see below)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_whose_result_type_changed_is_prepared_again(migration) -> None:
+    # given: a statement prepared on this connection, reading a table with a star
+    migration(PROBE_CREATE)
+    assert prepared_rows(PROBE_STAR, []) == [(1, 7)]
+    # when: a column's type changes, then a column is added (each changes the result type)
+    migration(f"ALTER TABLE {PROBE} ALTER COLUMN v TYPE text")
+    after_type = [prepared_rows(PROBE_STAR, []) for _ in range(2)]
+    migration(f"ALTER TABLE {PROBE} ADD COLUMN w integer")
+    after_add = [prepared_rows(PROBE_STAR, []) for _ in range(2)]
+    # then: each run answers the table as it is now (not "cached plan must not change result
+    # type", once nor for ever after), and the statement is prepared again
+    assert after_type == [[(1, "7")]] * 2
+    assert after_add == [[(1, "7", None)]] * 2
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [PROBE_STAR]
+        )
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_plan_changed_inside_its_transaction_runs_again(migration) -> None:
+    # given: a batch (one transaction) that reads with a prepared statement, run once
+    migration(PROBE_CREATE)
+    runs = []
+
+    def batch() -> list[tuple]:
+        runs.append(1)
+        with transaction.atomic():
+            return prepared_rows(PROBE_STAR, [])
+
+    assert batch() == [(1, 7)]
+    # when: the table changes; the batch meets it inside its transaction, which PostgreSQL
+    # aborts: that run cannot go on, and says so as PlanChanged
+    migration(f"ALTER TABLE {PROBE} ADD COLUMN w integer")
+    with pytest.raises(PlanChanged, match="cached plan must not change result type"):
+        batch()
+    # then: the rollback dropped the statement, so the next run prepares it afresh
+    assert batch() == [(1, 7, None)]
+    # and run through `replanned`, a batch that meets a change runs once more, and answers
+    migration(f"ALTER TABLE {PROBE} ALTER COLUMN v TYPE text")
+    runs.clear()
+    assert replanned(batch) == [(1, "7", None)]
+    assert len(runs) == 2
 
 
 @pytest.mark.django_db(transaction=True)
