@@ -11,7 +11,9 @@ everything held:
 - budget: no campaign whose counters (held + spent) exceed the budget, nor whose holds and
   paid orders, counted row by row, exceed it, nor whose counters disagree with those rows;
 - charges: per order at most one succeeded charge in the ledger; every paid order with a
-  payable amount has exactly one; no order that is neither paid nor refunded has one;
+  payable amount has exactly one; every succeeded charge belongs to a paid order or to a
+  refund (refunded in full at the gateway), except a reserved order's, whose outcome is on
+  its way;
 - terminal: every order the load generator saw accepted (2xx) is in a terminal status.
 """
 
@@ -23,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 TERMINAL = ("paid", "rejected", "payment_failed", "cancelled", "expired", "refunded")
-CHARGED_STATUSES = ("paid", "refunded")
+# The one status whose order keeps its charge: any other order's charge is given back (a
+# refunded order's, and one that succeeded after its order ended unpaid).
+KEEPS_ITS_CHARGE = ("paid",)
 # A reserved order may have its charge on the way: the terminal check catches it if it stays.
 IN_FLIGHT = ("reserved",)
 CHECKS = ("stock", "coupons", "budget", "charges", "terminal")
@@ -243,9 +247,16 @@ def _charges(orders: Mapping[str, tuple[str, int]], ledger: Mapping[str, Any]) -
         if status == "paid" and payable > 0 and succeeded.get(ref, 0) == 0
     ]
     stray = [
-        Violation("charges", f"order {ref}", f"{status}, yet the gateway charged it")
-        for ref, (status, _) in orders.items()
-        if status not in (*CHARGED_STATUSES, *IN_FLIGHT) and succeeded.get(ref, 0) > 0
+        Violation(
+            "charges",
+            f"order {c.get('reference')}",
+            f"{orders[ref][0]}, yet the gateway kept its charge {c.get('id')} (not refunded)",
+        )
+        for c in ledger.get("charges", [])
+        if c.get("status") == "succeeded"
+        and (ref := str(c.get("reference"))) in orders
+        and orders[ref][0] not in (*KEEPS_ITS_CHARGE, *IN_FLIGHT)
+        and int(c.get("amount_refunded") or 0) < int(c.get("amount") or 0)
     ]
     unknown = [
         Violation("charges", f"reference {ref}", "a succeeded charge for no order we have")

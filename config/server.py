@@ -186,6 +186,32 @@ class ApiWorker(ThreadWorker):
         self.max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         self._flushed_at = time.monotonic()
 
+    # --- stopping --------------------------------------------------------------------------------
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGINT/SIGQUIT: stop now, once. A stop often comes twice (a terminal's Ctrl-C
+        reaches the worker and its arbiter, which then sends SIGQUIT of its own), and Python
+        runs a handler between any two bytecodes of the main thread, inside the first stop
+        too: gthread's handler then re-entered `ThreadPoolExecutor.shutdown` while that held
+        its lock, and the worker hung for good, keeping the port (docs/operations.md,
+        "Stopping and restarting"). Once a stop has begun (`alive` is False: a quit, SIGTERM's
+        graceful stop that the main loop carries out, or an orphaned worker leaving its
+        loop), a quit does nothing; the arbiter's SIGKILL after its graceful timeout stays
+        the last word."""
+        if not self.alive:
+            return
+        # Set before anything that can be interrupted: a nested quit now returns at once.
+        self.alive = False
+        super().handle_quit(sig, frame)
+
+    def is_parent_alive(self) -> bool:
+        """An orphaned worker leaves its loop and stops: that is a stop begun as well, so a
+        signal arriving now must not start a second one."""
+        if super().is_parent_alive():
+            return True
+        self.alive = False
+        return False
+
     # --- queueing ------------------------------------------------------------------------------
 
     def accept(self, server: Any, listener: socket.socket) -> None:

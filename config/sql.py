@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import connection, migrations, models
+from django.db import OperationalError, connection, migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import DEFERRED
 from django.db.models.expressions import Col
@@ -36,6 +36,7 @@ from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 
 M = TypeVar("M", bound=models.Model)
+T = TypeVar("T")
 
 
 def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -49,6 +50,18 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """
     with _prepared(sql, params) as cursor:
         return cursor.fetchall() if cursor.description else []
+
+
+def columns(model: type[models.Model], *, alias: str = "") -> str:
+    """The model's columns (its concrete fields'), quoted and comma-separated, each after
+    `alias.` when given: the select list of a hand-written read, never `*`. A migration adds
+    a column before the code that knows it serves (docs/operations.md, "Changing the schema");
+    a read that names its columns neither hands the running code a column its model lacks
+    nor changes its result type under a prepared statement. Call it once, at import: each
+    statement stays one text per process, prepared once per connection."""
+    quote = connection.ops.quote_name
+    prefix = f"{quote(alias)}." if alias else ""
+    return ", ".join(prefix + quote(f.column) for f in model._meta.concrete_fields)
 
 
 def prepared_objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
@@ -113,8 +126,56 @@ def prepared_count(sql: str, params: Sequence[Any]) -> int:
 def _prepared(sql: str, params: Sequence[Any]) -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        try:
+            cursor.execute(sql, params, prepare=True)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if not _plan_changed(exc):
+                raise
+            _replan(cursor, exc)
+            cursor.execute(sql, params, prepare=True)
         yield cursor
+
+
+class PlanChanged(OperationalError):
+    """A prepared statement met a table whose columns changed under it (a migration ran),
+    inside a transaction, which PostgreSQL has aborted: run the transaction again. Its
+    rollback has dropped the connection's prepared statements (psycopg clears them on every
+    rollback), so the next run prepares afresh. An OperationalError: nothing an order or a
+    request did, so no batch blames an order for it (orders.services.holds) and the API
+    answers it as the database being unavailable for a moment (config.api)."""
+
+
+# PostgreSQL keeps the plan of a prepared statement and plans it again when a table it reads
+# changed; if the new plan's rows have other columns or types (a `*` over a table that gained
+# a column, a column whose type changed), it refuses with this error rather than answer rows
+# the client does not expect, and goes on refusing for as long as the statement exists. psycopg
+# does not drop a statement that failed once prepared, so without this the connection would
+# fail that statement until it closes.
+_PLAN_CHANGED_STATE = "0A000"  # feature_not_supported
+_PLAN_CHANGED_MESSAGE = "cached plan must not change result type"
+
+
+def _plan_changed(exc: psycopg.Error) -> bool:
+    return exc.sqlstate == _PLAN_CHANGED_STATE and exc.diag.message_primary == _PLAN_CHANGED_MESSAGE
+
+
+def _replan(cursor: psycopg.Cursor[Any], exc: psycopg.Error) -> None:
+    """Drop the connection's prepared statements, so the next execution prepares again; or,
+    inside a transaction (aborted by the error), raise PlanChanged."""
+    if cursor.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise PlanChanged(str(exc)) from exc
+    # psycopg forgets every statement it prepared when it sees DEALLOCATE ALL run: all of them
+    # are prepared again on next use, a handful once per schema change.
+    cursor.execute("DEALLOCATE ALL")
+
+
+def replanned(run: Callable[[], T]) -> T:
+    """`run()`, and once more if a prepared statement's plan changed inside its transaction
+    (PlanChanged): for a worker's batch, which is one transaction."""
+    try:
+        return run()
+    except PlanChanged:
+        return run()
 
 
 def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:

@@ -4,7 +4,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# A deployment that forgets DJANGO_SETTINGS_MODULE gets production's settings, which refuse to
+# start without their secrets, never local's DEBUG and private callbacks (docs/security.md).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 # A web request never waits long for a row lock: behind a stuck batch it answers 429 (see
 # DB_LOCK_TIMEOUT_MS in settings). Workers keep waiting; their task time limits bound them.
 os.environ.setdefault("DB_LOCK_TIMEOUT_MS", "2000")

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from config.errors import NotFound
 from config.memo import TtlCache
-from config.sql import prepared_objects, prepared_rows
+from config.sql import columns, prepared_objects, prepared_rows
 from coupons.models import Campaign, Coupon, CouponSlice
 
 
@@ -55,10 +55,15 @@ def campaign_get(*, slug: str) -> Campaign:
 
 
 # The reservation worker's locking reads, fixed texts prepared once per connection (the ORM
-# compiled them again for every batch, and its IN (...) made a text per batch size).
-_CAMPAIGN_FOR_UPDATE = "SELECT * FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE"
+# compiled them again for every batch, and its IN (...) made a text per batch size). They name
+# their columns (config.sql.columns): a column a migration adds is not read.
+_CAMPAIGN_FOR_UPDATE = (
+    f"SELECT {columns(Campaign)} FROM coupons_campaign "  # noqa: S608 (the model's names)
+    "WHERE id = %s FOR NO KEY UPDATE"
+)
 _COUPONS_FOR_UPDATE = (
-    "SELECT * FROM coupons_coupon WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+    f"SELECT {columns(Coupon)} FROM coupons_coupon "  # noqa: S608 (the model's names)
+    "WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 )
 
 

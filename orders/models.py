@@ -295,12 +295,14 @@ def cancel_refusal(order_status: str, payment_status: str | None) -> str:
 
 
 class Refund(models.Model):
-    """A paid order's charge given back through the gateway, asked for by staff. One per order,
-    ever: every ask sends the same idempotency key, so the gateway refunds at most once."""
+    """A charge given back through the gateway: a paid order's, asked for by staff, or one that
+    succeeded after its order had ended unpaid (expired, cancelled), asked for by the payments
+    worker and the sweep (orders.services.settlement). One per order, ever: every ask sends the
+    same idempotency key, so the gateway refunds at most once."""
 
     class Status(models.TextChoices):
         PENDING = "pending"  # asked; the gateway's answer is awaited
-        SUCCEEDED = "succeeded"  # refunded: the order moved to `refunded` with it
+        SUCCEEDED = "succeeded"  # refunded: a paid order moved to `refunded` with it
         FAILED = "failed"  # the gateway refused: nothing moved
         UNKNOWN = "unknown"  # no definite answer: the order stays paid; asking again is safe
 

@@ -20,18 +20,61 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
+# NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits. A resolver doing
+# DNS64 answers a name that has only an IPv4 address with one of these, so a public one must
+# pass or an IPv6-only deployment could call no IPv4-only receiver.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# NAT64's local-use prefix (RFC 8215): not reachable from the internet, and where the IPv4
+# address sits inside it depends on the prefix length the operator chose, so it is refused whole.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# IPv4-compatible addresses (RFC 4291, deprecated): ::a.b.c.d. `::` and `::1` are in it too,
+# and are judged as 0.0.0.0 and 0.0.0.1, which are not public either.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# IPv4-translated addresses (RFC 2765's stateless translation): ::ffff:0:a.b.c.d.
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_LAST_32_BITS = (_IPV4_COMPATIBLE, _IPV4_TRANSLATED, _NAT64)
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a packet to `ip` is really delivered to, for the IPv6 forms that
+    carry one: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), translated (::ffff:0:a.b.c.d),
+    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::) and Teredo (its server, and its client,
+    whose address is stored with every bit inverted). Empty for any other address."""
+    if ip.ipv4_mapped is not None:
+        return (ip.ipv4_mapped,)
+    if any(ip in network for network in _LAST_32_BITS):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        return ip.teredo
+    return ()
+
 
 def address_is_public(address: str) -> bool:
     """An IP address on the public internet: not private, loopback, link-local, multicast,
-    reserved or unspecified; an IPv4 address mapped into IPv6 is judged as itself."""
+    reserved or unspecified. An IPv6 address that carries an IPv4 address (`_carried_ipv4`)
+    is judged as what it carries, since that is where its packets go: ::127.0.0.1, NAT64's
+    64:ff9b::a00:1 or a 6to4 or Teredo address built on 10.0.0.1 reach our own network, yet
+    Python's tables call some of them global. The local-use NAT64 prefix is never public."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     except ValueError:
         return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        carried = _carried_ipv4(ip)
+        if carried:
+            return all(_is_public(v4) for v4 in carried)
+    return _is_public(ip)
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    # Site-local fec0::/10 is deprecated but still routed inside some networks, and Python's
+    # tables call it global.
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not ip.is_multicast and not site_local
 
 
 def host_is_private(host: str) -> bool:

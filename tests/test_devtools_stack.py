@@ -49,3 +49,16 @@ def test_every_other_process_runs_whichever_gateway_is_used() -> None:
     # then: gunicorn, beat and one worker per queue in both cases
     assert set(sandboxed) - set(configured) == {"sandbox"}
     assert {"gunicorn", "beat", *(f"worker-{q}" for q in QUEUES)} == set(configured)
+
+
+def test_the_stack_runs_local_settings_unless_the_caller_names_others() -> None:
+    # given: gunicorn and Celery would load production's settings by themselves
+    gateway = stack.gateway_in_use({})
+    # when
+    plain = stack.environment(environ={"PATH": "/bin"}, gateway=gateway)
+    named = stack.environment(environ={"DJANGO_SETTINGS_MODULE": "bench.settings"}, gateway=gateway)
+    # then
+    assert plain["DJANGO_SETTINGS_MODULE"] == "config.settings.local"
+    assert plain["PATH"] == "/bin"
+    assert plain["PAYMENT_GATEWAY_URL"] == gateway.url
+    assert named["DJANGO_SETTINGS_MODULE"] == "bench.settings"

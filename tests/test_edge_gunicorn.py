@@ -31,6 +31,7 @@ SETTINGS = {
         "ALLOWED_HOSTS": "127.0.0.1",
         "PAYMENT_GATEWAY_KEY": "unused",
         "SECURE_SSL_REDIRECT": "false",
+        "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32",
     },
 }
 

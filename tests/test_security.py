@@ -28,13 +28,34 @@ PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "PAYMENT_GATEWAY_URL": "https://pay.example.com",
     "PAYMENT_GATEWAY_KEY": "key",
+    "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8",
+}
+
+
+# What production refuses, each with the override that says it is meant.
+UNSAFE = {
+    "debug": ({"DEBUG": "true"}, "ALLOW_DEBUG_IN_PRODUCTION"),
+    "private-callbacks": (
+        {"CALLBACK_ALLOW_PRIVATE": "true"},
+        "ALLOW_PRIVATE_CALLBACKS_IN_PRODUCTION",
+    ),
+    "open-metrics": ({"METRICS_ALLOWED_NETWORKS": ""}, "ALLOW_OPEN_METRICS_IN_PRODUCTION"),
 }
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    return python("manage.py", *args, env=env)
+
+
+def python(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter with `env` over ours, less anything PRODUCTION_ENV or UNSAFE names
+    (so that the settings module and every guarded variable are the test's own)."""
+    guarded = {*PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE"}
+    for unsafe, override in UNSAFE.values():
+        guarded |= {*unsafe, override}
+    clean = {k: v for k, v in os.environ.items() if k not in guarded}
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=stack.PROJECT_ROOT,
         env={**clean, **env},
         capture_output=True,
@@ -61,6 +82,83 @@ def test_production_refuses_to_boot_without_its_secrets(missing: str) -> None:
     # then: no fallback to a default, an eager queue or another database
     assert done.returncode != 0
     assert missing in done.stderr
+
+
+@pytest.mark.parametrize("entry", ["config.wsgi", "config.celery"])
+def test_gunicorn_and_celery_load_production_settings_unless_told_otherwise(entry: str) -> None:
+    # given: a deployment that forgot DJANGO_SETTINGS_MODULE
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = f"import {entry}; from django.conf import settings; print(settings.SETTINGS_MODULE)"
+    # when
+    done = python("-c", code, env=env)
+    # then
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["config.settings.production"]
+
+
+def test_without_its_secrets_a_forgotten_settings_module_refuses_to_serve() -> None:
+    # given: no DJANGO_SETTINGS_MODULE and no SECRET_KEY
+    env = {
+        k: v for k, v in PRODUCTION_ENV.items() if k not in {"DJANGO_SETTINGS_MODULE", "SECRET_KEY"}
+    }
+    # when
+    done = python("-c", "import config.wsgi", env=env)
+    # then: not local's throwaway key and DEBUG
+    assert done.returncode != 0
+    assert "SECRET_KEY" in done.stderr
+
+
+def test_manage_py_keeps_local_settings_for_a_developer() -> None:
+    # given / when
+    done = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.SETTINGS_MODULE)",
+        env={},
+    )
+    # then
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["config.settings.local"]
+
+
+@pytest.mark.parametrize("unsafe", sorted(UNSAFE))
+def test_production_refuses_a_development_convenience_unless_it_is_overridden(
+    unsafe: str,
+) -> None:
+    # given
+    setting, override = UNSAFE[unsafe]
+    env = {**PRODUCTION_ENV, **setting}
+    # when
+    refused = manage("check", env=env)
+    allowed = manage("check", env={**env, override: "true"})
+    # then: one sentence saying what is wrong and which variable says it is meant
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured: Production settings refuse to start." in refused.stderr
+    assert override in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_production_lists_every_convenience_it_refuses_at_once() -> None:
+    # given
+    env = {**PRODUCTION_ENV}
+    for setting, _ in UNSAFE.values():
+        env |= setting
+    # when
+    done = manage("check", env=env)
+    # then
+    assert done.returncode != 0
+    assert all(override in done.stderr for _, override in UNSAFE.values())
+
+
+def test_production_with_metrics_off_needs_no_allowed_networks() -> None:
+    # given / when
+    done = manage(
+        "check", env={**PRODUCTION_ENV, "METRICS_ALLOWED_NETWORKS": "", "METRICS_ENABLED": "false"}
+    )
+    # then
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.django_db
@@ -106,6 +204,10 @@ def test_a_callback_signature_verifies_and_resists_tampering_and_replay() -> Non
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/hook",
         "https://0.0.0.0/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "https://[2002:c0a8:1::1]/hook",
     ],
 )
 def test_callback_urls_into_our_own_network_are_refused(api: APIClient, url: str) -> None:

@@ -3,6 +3,7 @@ prepared_rows (a hot statement prepared once per connection), and the ORM's bind
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,13 +16,17 @@ from django.utils import timezone
 from config.settings.base import database_settings
 from config.sql import (
     CHURN_ROWS,
+    PlanChanged,
     prepared_count,
     prepared_objects,
     prepared_rows,
+    replanned,
     rows_insert,
     rows_update,
 )
 from orders.models import CallbackDelivery, Order, OrderEvent
+from orders.selectors import order_by_key, orders_for_update
+from tests.conftest import database_url_of_tests
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -317,3 +322,91 @@ def test_timestamps_read_as_django_reads_them_through_the_c_loader(chatbot) -> N
         psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
     )
     assert loader.__name__ == "_UtcTimestamptzLoader"
+
+
+# --- A migration changes a table under prepared statements ------------------------------------
+
+
+@pytest.fixture
+def migration() -> Iterator[Callable[[str], None]]:
+    """Runs DDL from a connection of its own, as `migrate` does while the stack serves (a
+    change made on the prepared statements' own connection would make psycopg drop them
+    itself). Drops the test's table after."""
+    with psycopg.connect(database_url_of_tests(), autocommit=True) as other:
+        yield other.execute
+        other.execute(f"DROP TABLE IF EXISTS {PROBE}")
+
+
+PROBE = "sql_plan_probe"
+PROBE_CREATE = f"CREATE TABLE {PROBE} AS SELECT 1::bigint AS id, 7 AS v"
+PROBE_STAR = f"SELECT * FROM {PROBE} ORDER BY id"  # noqa: S608 (a star on purpose: see below)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_whose_result_type_changed_is_prepared_again(migration) -> None:
+    # given: a statement prepared on this connection, reading a table with a star
+    migration(PROBE_CREATE)
+    assert prepared_rows(PROBE_STAR, []) == [(1, 7)]
+    # when: a column's type changes, then a column is added (each changes the result type)
+    migration(f"ALTER TABLE {PROBE} ALTER COLUMN v TYPE text")
+    after_type = [prepared_rows(PROBE_STAR, []) for _ in range(2)]
+    migration(f"ALTER TABLE {PROBE} ADD COLUMN w integer")
+    after_add = [prepared_rows(PROBE_STAR, []) for _ in range(2)]
+    # then: each run answers the table as it is now (not "cached plan must not change result
+    # type", once nor for ever after), and the statement is prepared again
+    assert after_type == [[(1, "7")]] * 2
+    assert after_add == [[(1, "7", None)]] * 2
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [PROBE_STAR]
+        )
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_plan_changed_inside_its_transaction_runs_again(migration) -> None:
+    # given: a batch (one transaction) that reads with a prepared statement, run once
+    migration(PROBE_CREATE)
+    runs = []
+
+    def batch() -> list[tuple]:
+        runs.append(1)
+        with transaction.atomic():
+            return prepared_rows(PROBE_STAR, [])
+
+    assert batch() == [(1, 7)]
+    # when: the table changes; the batch meets it inside its transaction, which PostgreSQL
+    # aborts: that run cannot go on, and says so as PlanChanged
+    migration(f"ALTER TABLE {PROBE} ADD COLUMN w integer")
+    with pytest.raises(PlanChanged, match="cached plan must not change result type"):
+        batch()
+    # then: the rollback dropped the statement, so the next run prepares it afresh
+    assert batch() == [(1, 7, None)]
+    # and run through `replanned`, a batch that meets a change runs once more, and answers
+    migration(f"ALTER TABLE {PROBE} ALTER COLUMN v TYPE text")
+    runs.clear()
+    assert replanned(batch) == [(1, "7", None)]
+    assert len(runs) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_reads_do_not_read_a_column_a_migration_added(chatbot, migration) -> None:
+    # given: an order, read once by its key and for update (both statements prepared)
+    order = place(chatbot, "c-1", [(ProductFactory(), 1)])
+    key = {"client_id": order.client_id, "idempotency_key": order.idempotency_key}
+    assert order_by_key(**key) == order
+    with transaction.atomic():
+        assert orders_for_update(order_ids=[order.pk]) == [order]
+    try:
+        # when: a migration adds a column to the table
+        migration("ALTER TABLE orders_order ADD COLUMN added_later integer")
+        # then: the same statements read the order as before, without the new column
+        found = order_by_key(**key)
+        with transaction.atomic():
+            (locked,) = orders_for_update(order_ids=[order.pk])
+        assert (found, locked) == (order, order)
+        assert not hasattr(locked, "added_later")
+        assert locked.customer_id == "c-1"
+        assert not locked.get_deferred_fields()
+    finally:
+        migration("ALTER TABLE orders_order DROP COLUMN IF EXISTS added_later")

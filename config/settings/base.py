@@ -307,7 +307,8 @@ CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
 CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=8)
 CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=False)
 # Callback URLs naming localhost or a private, loopback or link-local address are refused
-# (server-side request forgery), except where a developer's own receiver runs locally.
+# (server-side request forgery), except where a developer's own receiver runs locally
+# (production refuses it unless ALLOW_PRIVATE_CALLBACKS_IN_PRODUCTION).
 CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A receiver should refuse signatures older than this (replay window; see signature_verify).
 CALLBACK_SIGNATURE_TOLERANCE = env.int("CALLBACK_SIGNATURE_TOLERANCE", default=300)
@@ -350,7 +351,8 @@ LINE_MAX_WAIT_SECONDS = env.int("LINE_MAX_WAIT_SECONDS", default=300)
 
 # --- Operations: metrics, health, logs (docs/operations-metrics.md) --------------------------
 # /metrics on the web process; 404 when off, or when the peer is outside the networks listed
-# (empty: anyone who reaches the port; put it behind the proxy's own rules then).
+# (empty: anyone who reaches the port; production refuses that unless
+# ALLOW_OPEN_METRICS_IN_PRODUCTION says the proxy's own rules close the path).
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # Whether a web scrape also reads the state gauges (queues, lines, campaigns): a few indexed

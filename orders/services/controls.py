@@ -9,15 +9,11 @@ The pipeline's own services do the work; these add who asked, and the state befo
 
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
-from config import ratelimit
 from config.errors import NotFound
 from coupons import services as coupons_services
 from orders import selectors
@@ -25,23 +21,12 @@ from orders.errors import NotRefundable, RefundRefused, RefundUnknown
 from orders.gateway.client import RefundOutcome
 from orders.models import REFUND_ALLOWED, REFUNDABLE, CallbackDelivery, Order, Payment, Refund
 from orders.services.lifecycle import callbacks_replay, order_cancel, orders_unpark, payments_replay
-from orders.services.settlement import gateway
+from orders.services.settlement import RefundJob, refund_call, refund_key
 from orders.services.transitions import refund_move
-from shop import selectors as shop_selectors
 from shop import services as shop_services
-from shop.models import RateLimit
 
 if TYPE_CHECKING:
     from collections.abc import Collection
-
-
-log = logging.getLogger(__name__)
-
-# A refund is asked for while staff wait on the page: a few quick tries, then "unknown" (the
-# order stays paid and asking again is safe, with the same key).
-REFUND_ATTEMPTS = 3
-REFUND_RETRY_SECONDS = 0.5
-MAX_TOKEN_WAIT_SECONDS = 1.0
 
 
 def _audit(order: Order, *, actor: str, action: str, before: dict, after: dict) -> None:
@@ -86,19 +71,6 @@ def staff_order_cancel(*, order_id: int, actor: str) -> Order:
 # --- Refunds: the settlement pattern -----------------------------------------------------------
 
 
-def refund_key(order: Order) -> str:
-    """One refund per order, ever: the key is derived from the order, the same on every try."""
-    return f"refund-{order.public_id}"
-
-
-@dataclass(frozen=True)
-class RefundJob:
-    order_id: int
-    idempotency_key: str
-    charge_id: str
-    amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
-
-
 def order_refund(*, order_id: int, actor: str) -> Order:
     """Refund a paid order: the charge refunded at the gateway, the discount returned to the
     campaign's budget, the coupon not given back (API.md, `refunded`).
@@ -116,7 +88,7 @@ def order_refund(*, order_id: int, actor: str) -> Order:
     job = _refund_claim(order_id=order_id, actor=actor)
     if job is None:
         return Order.objects.get(pk=order_id)
-    outcome = _refund_call(job) if job.amount else None
+    outcome = refund_call(job=job) if job.amount else None
     return _refund_record(job, outcome, actor=actor)
 
 
@@ -156,39 +128,6 @@ def _refund_claim(*, order_id: int, actor: str) -> RefundJob | None:
         amount=job.amount,
     )
     return job
-
-
-def _refund_call(job: RefundJob) -> RefundOutcome:
-    """Outside any transaction. Every try takes a token of the global gateway limit, like the
-    settlement worker's calls, and sends the same key."""
-    client = gateway()
-    outcome = None
-    for attempt in range(REFUND_ATTEMPTS):
-        if attempt:
-            wait = outcome.retry_after if outcome and outcome.retry_after else 0.0
-            time.sleep(min(2.0, max(wait, REFUND_RETRY_SECONDS * attempt)))
-        if not _gateway_token():
-            continue
-        outcome = client.refund(
-            idempotency_key=job.idempotency_key, charge_id=job.charge_id, amount=job.amount
-        )
-        if outcome.kind in ("succeeded", "failed"):
-            return outcome
-        log.warning("refund %s: %s (%s)", job.idempotency_key, outcome.kind, outcome.error)
-    if outcome is None:
-        outcome = RefundOutcome("retry", error="not sent: waiting for the gateway rate limit")
-    return outcome
-
-
-def _gateway_token() -> bool:
-    limit = shop_selectors.rate_limit(RateLimit.Scope.GATEWAY)
-    grant = ratelimit.take("gateway", limit)
-    if grant.granted:
-        return True
-    if grant.retry_after <= MAX_TOKEN_WAIT_SECONDS:
-        time.sleep(grant.retry_after)
-        return bool(ratelimit.take("gateway", limit).granted)
-    return False
 
 
 def _refund_record(job: RefundJob, outcome: RefundOutcome | None, *, actor: str) -> Order:

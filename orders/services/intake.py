@@ -133,11 +133,25 @@ def order_place(
         )
         for i in items
     ]
-    created = _insert(order, lines)
+    try:
+        created = _insert(order, lines)
+    except BaseException:
+        # The script took the nudge mark before the INSERT, so that an order costs one Redis
+        # round trip; an INSERT that failed (a database error, the request's time limit) would
+        # leave it held for NUDGE_TTL_SECONDS with nothing published, and an idle line would
+        # wait that long for the next order's wake-up. Taking the mark after the commit would
+        # cost every order a second round trip; a failure pays one instead. Only a process
+        # killed outright still leaves it held: the sweep nudges that line, as for any crash
+        # between commit and publish.
+        if admission.nudge:
+            waiting_line.nudge_release(RESERVE, waiting_line.queue_name(order.campaign_id))
+        raise
     if admission.nudge:
         # The mark is ours: publish even for a replay, or nobody would until it expires. The
         # INSERT committed on its own (or the caller's transaction commits it first).
-        transaction.on_commit(partial(nudge_reservations, order.campaign_id, force=True))
+        transaction.on_commit(
+            partial(nudge_reservations, order.campaign_id, force=True), robust=True
+        )
     if not created:
         waiting_line.ticket_void(order.campaign_id)
         replay = _replay(client_id, idempotency_key, fingerprint)

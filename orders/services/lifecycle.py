@@ -1,5 +1,6 @@
 """Client and sweep driven moves: cancel, expire held orders, and the periodic sweep that
-finds work whose nudge was lost (a crash between commit and publish, a Redis restart)."""
+finds work whose nudge was lost (a crash between commit and publish, a Redis restart) and
+refunds a worker left unanswered."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from orders.models import (
 )
 from orders.services.holds import holds_close
 from orders.services.nudges import nudge_callbacks, nudge_payments, nudge_reservations
+from orders.services.settlement import refunds_unowed_settle
 from orders.services.transitions import (
     PaymentMove,
     order_move,
@@ -96,12 +98,16 @@ class SweepReport:
     lines_nudged: int
     payments_nudged: bool
     callbacks_nudged: bool
+    refunds_settled: int
 
 
 def pipeline_sweep() -> SweepReport:
     """Drive on everything nobody is driving: lines with waiting orders (forced when they went
-    stale: their nudge was lost), payments and callbacks due, holds past their time. Rebuilds
-    a line's Redis counters when Redis lost them. Cheap when idle: indexed EXISTS queries."""
+    stale: their nudge was lost), payments and callbacks due, holds past their time, and the
+    refunds of charges whose order no longer waited for them that are still unanswered (the
+    settlement worker asks once, right after recording the charge; it may have died, or the
+    gateway not answered). Rebuilds a line's Redis counters when Redis lost them. Cheap when
+    idle: indexed EXISTS queries, and one over the few refunds."""
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
     expired = 0
@@ -125,6 +131,7 @@ def pipeline_sweep() -> SweepReport:
     callbacks_due = selectors.callbacks_due_exist(now=now)
     if callbacks_due:
         nudge_callbacks(force=True)
+    refunds_settled = refunds_unowed_settle(actor="sweep:refund", before=stale_before)
     if expired or stale:
         log.info("sweep: expired %s holds; lines gone stale: %s", expired, sorted(map(str, stale)))
     return SweepReport(
@@ -133,6 +140,7 @@ def pipeline_sweep() -> SweepReport:
         lines_nudged=len(waiting),
         payments_nudged=payments_due,
         callbacks_nudged=callbacks_due,
+        refunds_settled=refunds_settled,
     )
 
 

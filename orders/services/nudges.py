@@ -14,6 +14,7 @@ from collections.abc import Callable
 from django.conf import settings
 
 from config.celery import app
+from config.sql import replanned
 from orders import waiting_line
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,12 @@ def drain(
     handled = 0
     try:
         while time.monotonic() < deadline:
-            done = step()
+            # A batch that a migration's change aborted runs again, its statements prepared
+            # afresh (config.sql.PlanChanged).
+            done = replanned(step)
             if not done:
                 waiting_line.nudge_release(kind, name)
-                done = step()
+                done = replanned(step)
                 if not done:
                     return handled
                 waiting_line.nudge_hold(kind, name)

@@ -9,6 +9,11 @@ An unknown outcome (time-out, 5xx, a worker killed mid-call so its lease ran out
 by asking the gateway for the order's charges, never by guessing; only if the gateway has
 none is the charge sent again, with the same key.
 
+No charge without its order: a charge that succeeded for an order no longer waiting for it
+(expired, cancelled) is recorded, and refunded at the gateway (`refunds_unowed_settle`).
+Refunds follow the same pattern, with the key `refund-<order id>` (staff refunds of paid
+orders too: orders.services.controls).
+
 # lock order: order → campaign → coupon → product → payment
 """
 
@@ -20,7 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 
 from django.conf import settings
@@ -29,11 +34,11 @@ from django.utils import timezone
 
 from config import ratelimit
 from orders import metrics, selectors
-from orders.gateway.client import ChargeOutcome, GatewayClient
-from orders.models import Order, Payment, Reservation
+from orders.gateway.client import ChargeOutcome, GatewayClient, RefundOutcome
+from orders.models import REFUND_ALLOWED, Order, Payment, Refund, Reservation
 from orders.services.holds import holds_clock_start, holds_close
 from orders.services.nudges import PAY, drain, nudge_payments
-from orders.services.transitions import PaymentMove, orders_move, payments_move
+from orders.services.transitions import PaymentMove, orders_move, payments_move, refund_move
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
 
@@ -231,10 +236,15 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
     PAYMENT_MAX_ATTEMPTS (staff replay it). An attempt that moved nothing (our own rate limit
     held it back, or the gateway refused it with 429/409) goes back to `retry` uncounted. An
     outcome whose claim is stale (the payment was claimed again since) is dropped: that later
-    attempt owns the payment."""
+    attempt owns the payment.
+
+    An order no longer reserved (it expired or was cancelled while its charge was out) keeps
+    its status: the payment's outcome is still recorded, and a charge that succeeded gets a
+    pending Refund, which `refunds_unowed_settle` takes to the gateway after this commits.
+    `unowed` counts those refunds."""
     now = timezone.now()
     actor = "worker:settle"
-    counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0}
+    counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0, "unowed": 0}
     with transaction.atomic():
         orders = {
             o.pk: o for o in selectors.orders_for_update(order_ids=[j.order_id for j, _ in results])
@@ -243,21 +253,23 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
         moves: list[PaymentMove] = []
         paid: list[Order] = []
         failed: list[Order] = []
+        unowed: list[Order] = []
         for job, outcome in results:
             order, payment = orders[job.order_id], payments[job.order_id]
-            if (
-                order.status != Order.Status.RESERVED
-                or payment.status != PS.PENDING
-                or payment.attempts != job.attempt
-            ):
+            if payment.status != PS.PENDING or payment.attempts != job.attempt:
                 continue
             counts[outcome.kind] += 1
             if outcome.kind in ("succeeded", "declined"):
                 succeeded = outcome.kind == "succeeded"
                 payment.charge_id = outcome.charge_id or ""
                 target = PS.SUCCEEDED if succeeded else PS.DECLINED
-                moves.append(PaymentMove(payment, target, {"charge": outcome.charge_id}))
-                (paid if succeeded else failed).append(order)
+                moved = order.status != Order.Status.RESERVED
+                data = {"charge": outcome.charge_id, "order": order.status if moved else None}
+                moves.append(PaymentMove(payment, target, data))
+                if not moved:
+                    (paid if succeeded else failed).append(order)
+                elif succeeded:
+                    unowed.append(order)
             elif outcome.error == UNSENT or outcome.kind == "retry":
                 # Nothing moved at the gateway (our own limit held it back, or the gateway
                 # refused it with 429 or 409): not an attempt, so a gateway at its quota never
@@ -293,7 +305,42 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             now=now,
             fields=["charge_id", "attempts", "next_attempt_at", "last_error"],
         )
+        _refunds_open(
+            orders=unowed,
+            payments={m.payment.order_id: m.payment for m in moves},
+            actor=actor,
+            now=now,
+        )
+        counts["unowed"] = len(unowed)
     return counts
+
+
+def _refunds_open(
+    *, orders: Sequence[Order], payments: dict[int, Payment], actor: str, now: datetime
+) -> None:
+    """A pending Refund of the whole charge for each order that is not waiting for it. The
+    order keeps its status: it told the client why it ended, and it holds nothing any more
+    (its hold was released when it moved), so only the money goes back."""
+    for order in orders:
+        payment = payments[order.pk]
+        refund = Refund(
+            order=order,
+            idempotency_key=refund_key(order),
+            charge_id=payment.charge_id,
+            amount=payment.amount,
+            created_at=now,
+        )
+        refund_move(
+            order,
+            refund,
+            Refund.Status.PENDING,
+            actor=actor,
+            now=now,
+            key=refund.idempotency_key,
+            charge=refund.charge_id,
+            amount=refund.amount,
+            reason=f"charged after the order was {order.status}",
+        )
 
 
 def payments_drain() -> int:
@@ -312,7 +359,9 @@ def payments_drain() -> int:
                     attempt = partial(payment_attempt, client)
                     outcomes = list(pool.map(attempt, claimed.jobs, prepaid))
                     metrics.gateway_outcomes([o.kind for o in outcomes])
-                    payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+                    counts = payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+                    if counts["unowed"]:
+                        refunds_unowed_settle()
                 size.append(claimed.settled_free + len(claimed.jobs))
             return size[0]
 
@@ -324,3 +373,97 @@ def payments_drain() -> int:
             linger=settings.SETTLEMENT_LINGER_SECONDS,
             fill=settings.SETTLEMENT_BATCH_SIZE,
         )
+
+
+# --- Refunds: the same pattern, the key derived from the order ---------------------------------
+
+# A refund is asked for a few times while its outcome is unknown (the gateway replays a key's
+# first answer, so no charge is refunded twice), then left `unknown`: asking again is safe.
+REFUND_ATTEMPTS = 3
+REFUND_RETRY_SECONDS = 0.5
+UNOWED_REFUNDS_BATCH = 20
+
+
+def refund_key(order: Order) -> str:
+    """One refund per order, ever: the key is derived from the order, the same on every try."""
+    return f"refund-{order.public_id}"
+
+
+@dataclass(frozen=True)
+class RefundJob:
+    order_id: int
+    idempotency_key: str
+    charge_id: str
+    amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
+
+
+def refund_call(*, job: RefundJob) -> RefundOutcome:
+    """Outside any transaction. Every try takes a token of the global gateway limit, like the
+    charges, and sends the same key."""
+    client = gateway()
+    outcome = None
+    for attempt in range(REFUND_ATTEMPTS):
+        if attempt:
+            wait = outcome.retry_after if outcome and outcome.retry_after else 0.0
+            time.sleep(min(2.0, max(wait, REFUND_RETRY_SECONDS * attempt)))
+        if _gateway_token():
+            continue
+        outcome = client.refund(
+            idempotency_key=job.idempotency_key, charge_id=job.charge_id, amount=job.amount
+        )
+        if outcome.kind in ("succeeded", "failed"):
+            return outcome
+        log.warning("refund %s: %s (%s)", job.idempotency_key, outcome.kind, outcome.error)
+    if outcome is None:
+        outcome = RefundOutcome("retry", error=UNSENT)
+    return outcome
+
+
+def refunds_unowed_settle(*, actor: str = "worker:settle", before: datetime | None = None) -> int:
+    """Refund at the gateway the charges that succeeded for orders that were no longer waiting
+    for them (their Refund is pending, or its answer was unknown), outside any transaction,
+    then record each answer. `before`: only those untouched since (the sweep's leftovers, not
+    the ones a worker is asking about now). Returns how many were settled (succeeded or
+    failed); a refund still unanswered stays for the sweep."""
+    jobs = [
+        RefundJob(
+            order_id=r.order_id,
+            idempotency_key=r.idempotency_key,
+            charge_id=r.charge_id,
+            amount=r.amount,
+        )
+        for r in selectors.refunds_unowed(before=before, limit=UNOWED_REFUNDS_BATCH)
+    ]
+    if not jobs:
+        return 0
+    results = [(job, refund_call(job=job)) for job in jobs]
+    now = timezone.now()
+    settled = 0
+    with transaction.atomic():
+        locked = selectors.orders_for_update(order_ids=[job.order_id for job in jobs])
+        orders = {o.pk: o for o in locked}
+        refunds = {r.order_id: r for r in Refund.objects.filter(order_id__in=list(orders))}
+        for job, outcome in results:
+            order, refund = orders[job.order_id], refunds[job.order_id]
+            if outcome.kind == "retry":
+                continue  # nothing was sent, or the gateway said "not now": still pending
+            target = {"succeeded": Refund.Status.SUCCEEDED, "failed": Refund.Status.FAILED}.get(
+                outcome.kind, Refund.Status.UNKNOWN
+            )
+            # Recorded by a concurrent settle already, or still unknown: not a move.
+            if target not in REFUND_ALLOWED[refund.status]:
+                continue
+            refund.refund_id = outcome.refund_id or ""
+            refund.last_error = (outcome.error or "")[:2000]
+            said = {"refund": outcome.refund_id, "error": outcome.error}
+            refund_move(
+                order,
+                refund,
+                target,
+                actor=actor,
+                now=now,
+                amount=job.amount,
+                **{k: v for k, v in said.items() if v},
+            )
+            settled += target != Refund.Status.UNKNOWN
+    return settled

@@ -265,8 +265,10 @@ def refund_move(
 ) -> Refund:
     """Move the order's refund along REFUND_ALLOWED (a refund without a primary key is
     created). The caller holds the order's lock and has set `refund_id`/`last_error` where
-    they changed. Succeeded moves the order to refunded (its event, with the refund's id and
-    amount, records both, and its callback goes out); every other step is a `refund:` event."""
+    they changed. Succeeded moves a paid order to refunded (its event, with the refund's id
+    and amount, records both, and its callback goes out); every other step, and the refund of
+    a charge whose order had already ended unpaid (it keeps its status), is a `refund:`
+    event."""
     source = refund.status if refund.pk else NEW
     if to not in REFUND_ALLOWED[source]:
         raise InvalidTransition(entity="refund", current=source or "new", target=to)
@@ -275,7 +277,7 @@ def refund_move(
         refund.save(force_insert=True)
     else:
         refund.save(update_fields=["status", "refund_id", "last_error", "updated_at"])
-    if to == Refund.Status.SUCCEEDED:
+    if to == Refund.Status.SUCCEEDED and order.status == Order.Status.PAID:
         order_move(order, Order.Status.REFUNDED, actor=actor, now=now, **data)
     else:
         OrderEvent.objects.create(

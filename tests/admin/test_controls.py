@@ -475,7 +475,7 @@ def test_an_unknown_refund_outcome_leaves_the_order_paid_and_is_safe_to_retry(
     url = f"/admin/orders/order/{order.pk}/refund/"
     client = settlement.gateway()
     real_refund = client.refund
-    monkeypatch.setattr("orders.services.controls.REFUND_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr("orders.services.settlement.REFUND_RETRY_SECONDS", 0.0)
     monkeypatch.setattr(
         client, "refund", lambda **kwargs: RefundOutcome("unknown", error="ReadTimeout")
     )

@@ -193,7 +193,37 @@ def test_a_charge_for_an_order_that_is_not_paid_is_reported(
     found = check_invariants(connection, ledger)
     # then
     assert checks(found) == {"charges": 1}
-    assert "received, yet the gateway charged it" in found[0].detail
+    assert "received, yet the gateway kept its charge ch_9" in found[0].detail
+
+
+def test_a_charge_kept_for_an_order_that_ended_unpaid_is_reported_until_refunded(
+    burst: Burst, chatbot: ApiClient
+) -> None:
+    # given: an order cancelled while it held its unit, yet charged at the gateway
+    order = place(chatbot, "c-2", [(burst.product, 1)])
+    services.reservations_take_batch(campaign_id=None, limit=10)
+    services.order_cancel(client_id=chatbot.pk, public_id=str(order.public_id), actor="test")
+    kept = charge(order, "ch_9")
+    refunded = {**kept, "amount_refunded": kept["amount"]}
+    # when
+    found = check_invariants(connection, {"charges": [*burst.ledger["charges"], kept]})
+    after_refund = check_invariants(connection, {"charges": [*burst.ledger["charges"], refunded]})
+    # then: reported while the gateway keeps the money, and not once it gave it back
+    assert checks(found) == {"charges": 1}
+    assert "cancelled, yet the gateway kept its charge ch_9" in found[0].detail
+    assert after_refund == []
+
+
+def test_a_refunded_order_whose_charge_the_gateway_kept_is_reported(burst: Burst) -> None:
+    # given: the paid order is recorded refunded, but its charge was never refunded (its
+    # budget not given back either: that check has its own tests)
+    Order.objects.filter(pk=burst.paid.pk).update(status=Order.Status.REFUNDED)
+    # when
+    found = [v for v in check_invariants(connection, burst.ledger) if v.check == "charges"]
+    # then
+    assert [v.detail for v in found] == [
+        "refunded, yet the gateway kept its charge ch_1 (not refunded)"
+    ]
 
 
 def test_an_accepted_order_that_never_finished_is_reported(

@@ -127,12 +127,46 @@ def test_with_private_addresses_allowed_the_same_receiver_is_called(receiver: in
         ("100.64.0.1", False),
         ("fe80::1%eth0", False),
         ("::ffff:10.0.0.1", False),
+        ("fec0::1", False),  # site-local: deprecated, still routed inside some networks
         ("224.0.0.1", False),
         ("not-an-address", False),
     ],
 )
 def test_what_counts_as_a_public_address(address: str, public: bool) -> None:
     assert address_is_public(address) is public
+
+
+# Teredo: 2001:0:<server IPv4>:<flags>:<port, inverted>:<client IPv4, every bit inverted>.
+@pytest.mark.parametrize(
+    ("form", "address", "public"),
+    [
+        ("mapped", "::ffff:127.0.0.1", False),
+        ("mapped", "::ffff:169.254.169.254", False),
+        ("mapped", "::ffff:93.184.216.34", True),
+        ("compatible", "::127.0.0.1", False),
+        ("compatible", "::7f00:1", False),
+        ("compatible", "::10.0.0.1", False),
+        ("compatible", "::93.184.216.34", True),
+        ("translated", "::ffff:0:7f00:1", False),
+        ("translated", "::ffff:0:93.184.216.34", True),
+        ("nat64", "64:ff9b::127.0.0.1", False),
+        ("nat64", "64:ff9b::a9fe:a9fe", False),  # 169.254.169.254, the metadata service
+        ("nat64", "64:ff9b::93.184.216.34", True),
+        ("nat64 local-use", "64:ff9b:1::a00:1", False),
+        ("nat64 local-use", "64:ff9b:1:5db8:d8:2200::", False),  # 93.184.216.34: never public
+        ("6to4", "2002:7f00:1::1", False),
+        ("6to4", "2002:c0a8:0001::1", False),  # 192.168.0.1
+        ("6to4", "2002:5db8:d822::1", True),  # 93.184.216.34
+        ("teredo", "2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # client 127.0.0.1
+        ("teredo", "2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # client 10.0.0.1
+        ("teredo", "2001:0:a00:1:8000:63bf:a247:27dd", False),  # server 10.0.0.1
+        ("teredo", "2001:0:4136:e378:8000:63bf:a247:27dd", True),  # client 93.184.216.34
+    ],
+)
+def test_an_ipv6_address_carrying_an_ipv4_one_is_judged_as_what_it_carries(
+    form: str, address: str, public: bool
+) -> None:
+    assert address_is_public(address) is public, form
 
 
 @pytest.mark.django_db
