@@ -569,7 +569,7 @@ def parked_orders() -> QuerySet[Order]:
 
 
 def failed_callbacks() -> QuerySet[CallbackDelivery]:
-    """Deliveries given up after CALLBACK_MAX_ATTEMPTS (callback_failed_idx)."""
+    """Deliveries given up after CALLBACK_RETRY_HOURS of retries (callback_failed_idx)."""
     return (
         CallbackDelivery.objects.filter(state=CallbackDelivery.State.FAILED)
         .select_related("order")
