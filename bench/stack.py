@@ -54,7 +54,8 @@ def stack_env(*, sandbox_quota_rps: int) -> dict[str, str]:
 
     Beyond addresses, three deliberate settings, reported with the results:
     - CALLBACK_RPS: the chatbot's receiver here takes thousands a second; the default per-client
-      callback limit (200/s) would cap the end-to-end rate at 100 orders/s by itself.
+      callback limit (2,000/s, sized for the story's 833 orders/s peak) would cap the
+      end-to-end rate near 1,000 orders/s by itself.
     - GATEWAY_RPS: the product's global gateway limit, set to the sandbox's stated quota.
     - BACKLOG_CEILING: raised above the scale probe's 1 M waiting orders, so the probe times
       intake rather than the ceiling's immediate 429.

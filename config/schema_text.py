@@ -28,6 +28,9 @@ its own orders and coupons. Repeated failed authentications from one address get
 `cancelled`, `expired`; `refunded` by staff). Poll `GET /api/v1/orders/{id}/` or give a
 `callback_url`: each change is POSTed there, signed with
 `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under the client's
-webhook secret; verify it, accept repeats, ignore a callback older than what you have
-(`updated_at`).
+webhook secret (one `v1` per valid secret while it is rotated: accept any), and carries
+`X-Event-Id` (one per change; a redelivery repeats it), `X-Delivery-Id` (one per attempt)
+and `X-Event-Time` (when it changed, RFC 3339). An unacknowledged callback is retried with
+backoff for at least 24 hours. Verify it, deduplicate on `X-Event-Id`, ignore a callback
+older than what you have (`updated_at`).
 """

@@ -354,7 +354,7 @@ class CallbackDelivery(models.Model):
     class State(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
-        FAILED = "failed"  # gave up after CALLBACK_MAX_ATTEMPTS
+        FAILED = "failed"  # given up after CALLBACK_RETRY_HOURS of retries
         # Never sent: a newer status of the same order was pending at once, and one POST
         # carries the latest (API.md). Terminal statuses are never superseded.
         SUPERSEDED = "superseded"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from config.errors import NotFound
 from config.sql import columns, prepared_objects
@@ -594,10 +594,12 @@ def callbacks_delivered_since(*, since: datetime) -> int:
 
 
 def callbacks_pending() -> tuple[int, datetime | None]:
-    """Deliveries still to make and the oldest one's creation (callback_due_idx)."""
+    """Deliveries still to make and the oldest one's status change (its creation), in one
+    pass over callback_due_idx's rows: after a chatbot's outage the oldest is not the one
+    due first, since each waits out its own backoff."""
     pending = CallbackDelivery.objects.filter(state=CallbackDelivery.State.PENDING)
-    oldest = pending.order_by("next_attempt_at", "id").values_list("created_at", flat=True)
-    return pending.count(), oldest.first()
+    figures = pending.aggregate(count=Count("id"), oldest=Min("created_at"))
+    return figures["count"], figures["oldest"]
 
 
 def parked_payments() -> QuerySet[Payment]:
@@ -617,7 +619,7 @@ def parked_orders() -> QuerySet[Order]:
 
 
 def failed_callbacks() -> QuerySet[CallbackDelivery]:
-    """Deliveries given up after CALLBACK_MAX_ATTEMPTS (callback_failed_idx)."""
+    """Deliveries given up after CALLBACK_RETRY_HOURS of retries (callback_failed_idx)."""
     return (
         CallbackDelivery.objects.filter(state=CallbackDelivery.State.FAILED)
         .select_related("order")

@@ -51,6 +51,10 @@ class ApiClient(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     webhook_secret = models.CharField(max_length=128)
+    # The secret rotated out: it still signs callbacks, beside the new one, until the time
+    # given (shop.services.webhook_secret_rotate), so the chatbot switches without a gap.
+    webhook_secret_previous = models.CharField(max_length=128, blank=True, db_default="")
+    webhook_secret_previous_until = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,4 +1,4 @@
-"""Writes to the catalogue: stock moves, API clients and keys.
+"""Writes to the catalogue: stock moves, API clients, their keys and webhook secrets.
 
 # lock order: order → campaign → coupon → product. Stock is taken after the caller locked
 # the products with `selectors.products_for_update` (pk order), so concurrent batches queue.
@@ -11,6 +11,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -84,6 +85,37 @@ class IssuedKey:
 
 def api_client_create(*, name: str) -> ApiClient:
     return ApiClient.objects.create(name=name, webhook_secret=secrets.token_hex(32))
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, client_id: int, overlap: timedelta, actor: str) -> ApiClient:
+    """A new webhook secret for the client. The one it replaces keeps signing callbacks
+    beside it (two v1 entries in X-Signature, API.md) until `overlap` has passed, so the
+    chatbot can deploy the new secret without a callback it cannot verify; a zero overlap
+    (a leaked secret) ends the old one at once. Rotating again within an overlap ends the
+    secret before the current one at once: only two are ever valid. Recorded in the audit
+    log (times, never secrets). Every claim of a callback reads the secrets afresh."""
+    if overlap < timedelta(0):
+        raise ValueError("overlap must not be negative")
+    client = ApiClient.objects.select_for_update(no_key=True).get(pk=client_id)
+    now = timezone.now()
+    until = now + overlap if overlap else None
+    ApiClient.objects.filter(pk=client_id).update(
+        webhook_secret=secrets.token_hex(32),
+        webhook_secret_previous=client.webhook_secret if until else "",
+        webhook_secret_previous_until=until,
+        updated_at=now,
+    )
+    audit_record(
+        actor=actor,
+        action="api_client.webhook_secret_rotate",
+        target_type="api_client",
+        target_id=client.pk,
+        target_repr=client.name,
+        after={"previous_valid_until": until.isoformat() if until else None},
+    )
+    client.refresh_from_db()
+    return client
 
 
 @transaction.atomic

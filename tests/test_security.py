@@ -257,3 +257,21 @@ def test_an_unexpected_failure_answers_a_bare_envelope(api: APIClient) -> None:
     }
     assert b"hunter2" not in response.content
     assert b"Traceback" not in response.content
+
+
+def test_during_a_rotation_a_signature_with_either_secret_verifies() -> None:
+    # given: a POST signed with the old secret and the new one (API.md: one v1 per secret)
+    body, now = b'{"id":"o-1","status":"paid"}', time.time()
+    header = signature(secret="whsec-new", body=body, timestamp=int(now), previous_secret="old")
+    stamp, old_entry, new_entry = header.split(",")
+    # then: either secret alone verifies it, whichever entry is its own
+    assert (old_entry[:3], new_entry[:3]) == ("v1=", "v1=")
+    assert signature_verify(secret="old", body=body, header=header, now=now)
+    assert signature_verify(secret="whsec-new", body=body, header=header, now=now)
+    assert not signature_verify(secret="third", body=body, header=header, now=now)
+    assert not signature_verify(secret="old", body=body + b" ", header=header, now=now)
+    # and a header with no entry, or two timestamps, is refused
+    assert not signature_verify(secret="old", body=body, header=stamp, now=now)
+    assert not signature_verify(
+        secret="old", body=body, header=f"{stamp},{stamp},{old_entry}", now=now
+    )

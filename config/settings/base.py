@@ -304,7 +304,18 @@ PAYMENT_LEASE_SECONDS = env.float("PAYMENT_LEASE_SECONDS", default=PAYMENT_GATEW
 # A non-terminal order nobody touched for this long is driven on by the sweep.
 STALE_AFTER_SECONDS = env.int("STALE_AFTER_SECONDS", default=30)
 CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
-CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=8)
+# A callback the chatbot did not acknowledge is retried with exponential backoff and jitter
+# (orders.services.callbacks.retry_delays): the n-th retry waits CALLBACK_RETRY_BASE_SECONDS
+# * 2**(n-1), at most CALLBACK_RETRY_MAX_DELAY_SECONDS, drawn between 3/4 of that and all
+# of it. It is given up (failed, for staff to resend) once its retries' shortest waits add
+# up to CALLBACK_RETRY_HOURS: a chatbot down for a day still hears every status (API.md).
+# With the defaults that is 43 attempts over 24 to 32 hours; tests compress all three.
+CALLBACK_RETRY_HOURS = env.float("CALLBACK_RETRY_HOURS", default=24.0)
+CALLBACK_RETRY_BASE_SECONDS = env.float("CALLBACK_RETRY_BASE_SECONDS", default=2.0)
+CALLBACK_RETRY_MAX_DELAY_SECONDS = env.float("CALLBACK_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+# A rotated webhook secret keeps signing beside the new one for this long (the admin's
+# rotation; shop.services.webhook_secret_rotate), so the chatbot can switch without a gap.
+WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
 CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=False)
 # Callback URLs naming localhost or a private, loopback or link-local address are refused
 # (server-side request forgery), except where a developer's own receiver runs locally
@@ -330,7 +341,14 @@ CLIENT_ADDRESS_HEADER = env("CLIENT_ADDRESS_HEADER", default="")
 # at run time in the admin (shop.RateLimit), read by every process within the cache time.
 RATE_LIMIT_DEFAULTS = {
     "gateway": (env.float("GATEWAY_RPS", default=1000.0), env.int("GATEWAY_BURST", default=50)),
-    "callbacks": (env.float("CALLBACK_RPS", default=200.0), env.int("CALLBACK_BURST", default=50)),
+    # Sized for the story's peak of 833 orders/s: an order costs one POST (its terminal
+    # status) when it is paid within CALLBACK_PASSING_DELAY_SECONDS, two (reserved, then
+    # paid) when its payment takes longer, as it may at the peak: 1,666/s at most. The
+    # burst lets two whole claimed batches (CALLBACK_BATCH_SIZE) go at once.
+    "callbacks": (
+        env.float("CALLBACK_RPS", default=2000.0),
+        env.int("CALLBACK_BURST", default=400),
+    ),
     "client_requests": (
         env.float("CLIENT_RPS", default=5000.0),
         env.int("CLIENT_BURST", default=1000),

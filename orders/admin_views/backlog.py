@@ -77,6 +77,8 @@ def backlog_page(request: HttpRequest) -> HttpResponse:
             {"x": x, "rate": as_limit(x.per_second, x.burst), "changed": as_time(x.changed_at)}
             for x in figures.limits
         ],
+        "callbacks_pending": as_count(figures.callbacks_pending),
+        "callbacks_oldest": as_duration(figures.callbacks_oldest_age_seconds),
         "gateway_tokens": "—"
         if figures.gateway_tokens is None
         else f"{figures.gateway_tokens:.0f}",

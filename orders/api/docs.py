@@ -101,7 +101,10 @@ ORDER_PLACE = {
         "from the measured drain rate, and a `Location` header. Then follow it with "
         "`GET /api/v1/orders/{id}/` or by callback: with `callback_url`, each status change "
         "is POSTed there, signed with `X-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "
-        '"<t>.<body>">` under the client\'s webhook secret.\n\n'
+        '"<t>.<body>">` under the client\'s webhook secret (one `v1` per valid secret while '
+        "it is rotated: accept any), with `X-Event-Id` (one per change, repeated by a "
+        "redelivery), `X-Delivery-Id` (one per attempt) and `X-Event-Time` (when it changed), "
+        "and retried with backoff for at least 24 hours.\n\n"
         "Idempotency: the same key and body again answers the same order, `200`, with its "
         "current status; after a time-out or a lost answer, always retry with the same key.\n\n"
         "An order that cannot succeed whatever the wait is answered at once and nothing is "

@@ -83,6 +83,9 @@ class BacklogFigures:
     parked_orders_count: int
     failed_callbacks: list[CallbackDelivery]
     failed_callbacks_count: int
+    callbacks_pending: int
+    # Since the oldest status change still to deliver happened (None: nothing pending).
+    callbacks_oldest_age_seconds: float | None
     read_at: datetime = field(default_factory=timezone.now)
 
 
@@ -121,7 +124,7 @@ def backlog_figures() -> BacklogFigures:
             )
         )
     parked_payments_count = selectors.parked_payments().count()
-    callbacks_waiting, _ = selectors.callbacks_pending()
+    callbacks_waiting, callbacks_oldest = selectors.callbacks_pending()
     work = {
         "reservations": (
             "orders waiting in line",
@@ -152,6 +155,10 @@ def backlog_figures() -> BacklogFigures:
         parked_orders_count=selectors.parked_orders().count(),
         failed_callbacks=list(selectors.failed_callbacks()[:PARKED_SHOWN]),
         failed_callbacks_count=selectors.failed_callbacks().count(),
+        callbacks_pending=callbacks_waiting,
+        callbacks_oldest_age_seconds=(now - callbacks_oldest).total_seconds()
+        if callbacks_oldest
+        else None,
         read_at=now,
     )
 

@@ -1,8 +1,12 @@
 """Callbacks: each status change of an order POSTed to the client's callback_url, signed,
-retried with backoff, in order per order.
+retried with exponential backoff and jitter for at least CALLBACK_RETRY_HOURS, in order per
+order.
 
 Signature (API.md): `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
-keyed with the client's webhook secret.
+keyed with the client's webhook secret; while a secret is being rotated, one v1 entry per
+valid secret, the old one first. Each POST also names its event (`X-Event-Id`: the delivery
+row, one per status change, repeated by every redelivery), its attempt (`X-Delivery-Id`)
+and when the change happened (`X-Event-Time`, the row's creation: the move's time).
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import hmac
 import json
 import random
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 
 import urllib3
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from urllib3.exceptions import HTTPError as TransportError
 
@@ -44,31 +50,71 @@ class CallbackJob:
     url: str
     body: bytes
     secret: str
+    event_time: datetime  # when the status changed (the row's creation): sent as X-Event-Time
     request_id: str = ""  # of the request that placed the order: sent as X-Request-ID
+    # The secret being rotated out, while it is still valid: it signs beside `secret`.
+    previous_secret: str = ""
 
 
-def signature(*, secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def _mac(*, secret: str, body: bytes, timestamp: int) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature(*, secret: str, body: bytes, timestamp: int, previous_secret: str = "") -> str:
+    """`t=<stamp>,v1=<mac>`; during a rotation `t=<stamp>,v1=<old>,v1=<new>`, so a receiver
+    that still holds the old secret and one that holds the new both find their entry."""
+    macs = [_mac(secret=s, body=body, timestamp=timestamp) for s in (previous_secret, secret) if s]
+    return ",".join([f"t={timestamp}", *(f"v1={mac}" for mac in macs)])
 
 
 def signature_verify(
     *, secret: str, body: bytes, header: str, now: float | None = None, tolerance: int | None = None
 ) -> bool:
-    """What a callback receiver must do (README shows it to chatbot integrators): recompute
-    the HMAC over "<t>.<body>", compare in constant time, and refuse a timestamp outside the
-    replay window, so that a captured callback cannot be sent again later."""
+    """What a callback receiver must do (docs/integrator-guide.md shows it to chatbot
+    integrators): recompute the HMAC over "<t>.<body>", compare it in constant time with
+    every v1 entry (two while the secret is rotated) and accept when one matches, and refuse
+    a timestamp outside the replay window, so that a captured callback cannot be sent again
+    later."""
     try:
-        parts = dict(part.split("=", 1) for part in header.split(","))
-        stamp = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError):
+        parts = [part.split("=", 1) for part in header.split(",")]
+        (stamp,) = [int(value) for key, value in parts if key == "t"]
+    except ValueError:  # a part without "=", no t, two of them, or one not a number
         return False
+    given = [value for key, value in parts if key == "v1"]
     window = settings.CALLBACK_SIGNATURE_TOLERANCE if tolerance is None else tolerance
-    if abs((time.time() if now is None else now) - stamp) > window:
+    if not given or abs((time.time() if now is None else now) - stamp) > window:
         return False
-    expected = signature(secret=secret, body=body, timestamp=stamp).split("v1=", 1)[1]
-    return hmac.compare_digest(given.encode(), expected.encode())
+    expected = _mac(secret=secret, body=body, timestamp=stamp).encode()
+    # Every entry compared, none skipped on a match: the time taken tells nothing.
+    matches = [hmac.compare_digest(value.encode(), expected) for value in given]
+    return any(matches)
+
+
+# Each wait is drawn between this share of its nominal delay and all of it: deliveries that
+# failed together (a chatbot's outage) come back spread out, not all in the same second.
+_JITTER_FLOOR = 0.75
+
+
+def retry_delays() -> list[float]:
+    """The nominal wait before each retry, the first first: CALLBACK_RETRY_BASE_SECONDS
+    doubling up to CALLBACK_RETRY_MAX_DELAY_SECONDS, for as many retries as it takes their
+    shortest jittered waits (`_JITTER_FLOOR` of each) to cover CALLBACK_RETRY_HOURS. So a
+    delivery is tried for at least that long (API.md), and given up after its last entry."""
+    window = settings.CALLBACK_RETRY_HOURS * 3600
+    base = settings.CALLBACK_RETRY_BASE_SECONDS
+    cap = settings.CALLBACK_RETRY_MAX_DELAY_SECONDS
+    if not 0 < base <= cap:
+        raise ImproperlyConfigured(
+            "CALLBACK_RETRY_BASE_SECONDS must be above 0 and at most "
+            "CALLBACK_RETRY_MAX_DELAY_SECONDS"
+        )
+    delays: list[float] = []
+    covered = 0.0
+    while covered < window:
+        delay = min(cap, base * 2.0 ** len(delays))
+        delays.append(delay)
+        covered += delay * _JITTER_FLOOR
+    return delays
 
 
 @cache
@@ -103,7 +149,9 @@ WITH due AS (
 UPDATE {_T} d SET attempts = d.attempts + 1, next_attempt_at = %s, updated_at = %s
 FROM due, {_ORDERS} o, {_CLIENTS} c
 WHERE d.id = due.id AND o.id = d.order_id AND c.id = o.client_id
-RETURNING d.id, o.client_id, d.attempts, d.url, d.payload, c.webhook_secret, o.request_id
+RETURNING d.id, o.client_id, d.attempts, d.url, d.payload, c.webhook_secret, o.request_id,
+  CASE WHEN c.webhook_secret_previous_until > %s THEN c.webhook_secret_previous ELSE '' END,
+  d.created_at
 """  # noqa: S608 (identifiers from the models; every value a parameter)
 
 
@@ -115,7 +163,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     now = timezone.now()
     metrics.callbacks_superseded(_callbacks_coalesce(now))
     lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
-    rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now])
+    rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now, now])
     return [
         CallbackJob(
             delivery_id=delivery_id,
@@ -127,8 +175,20 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
             ).encode(),
             secret=secret,
             request_id=request_id,
+            previous_secret=previous_secret,
+            event_time=event_time,
         )
-        for delivery_id, client_id, attempt, url, payload, secret, request_id in sorted(rows)
+        for (
+            delivery_id,
+            client_id,
+            attempt,
+            url,
+            payload,
+            secret,
+            request_id,
+            previous_secret,
+            event_time,
+        ) in sorted(rows)
     ]
 
 
@@ -157,12 +217,28 @@ def _callbacks_coalesce(now: datetime) -> int:
     return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL])
 
 
+def event_id(*, delivery_id: int) -> str:
+    """X-Event-Id: the delivery row stands for one status change of one order, and every
+    attempt to deliver it reads the same row, so its id is the event's (no column to write
+    on the hot path). A superseded change has its own id and is never sent."""
+    return f"evt_{delivery_id}"
+
+
 def callback_send(job: CallbackJob) -> str:
     """POST one callback; "" on any 2xx, else a short reason. Never raises."""
     stamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
-        "X-Signature": signature(secret=job.secret, body=job.body, timestamp=stamp),
+        "X-Signature": signature(
+            secret=job.secret,
+            body=job.body,
+            timestamp=stamp,
+            previous_secret=job.previous_secret,
+        ),
+        "X-Event-Id": event_id(delivery_id=job.delivery_id),
+        # Per attempt, random: a replayed delivery starts its attempts again from one.
+        "X-Delivery-Id": uuid.uuid4().hex,
+        "X-Event-Time": rfc3339(moment=job.event_time),
     }
     if job.request_id:
         headers["X-Request-ID"] = job.request_id
@@ -171,6 +247,11 @@ def callback_send(job: CallbackJob) -> str:
     except (TransportError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
     return "" if 200 <= response.status < 300 else f"HTTP {response.status}"  # noqa: PLR2004
+
+
+def rfc3339(*, moment: datetime) -> str:
+    """UTC with microseconds, e.g. 2026-12-06T13:12:04.123456Z (RFC 3339)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # Each outcome written only if the delivery is still the one that was claimed: pending, with
@@ -190,10 +271,12 @@ RETURNING v.outcome
 def callbacks_record(
     results: Sequence[tuple[CallbackJob, str]], *, unsent: Sequence[tuple[CallbackJob, float]] = ()
 ) -> None:
-    """Delivered, retried later with backoff, or given up (FAILED, replayable by staff) after
-    CALLBACK_MAX_ATTEMPTS. `unsent` deliveries waited for their client's rate limit: tried
-    again after the wait given, the attempt not counted. One statement for the batch."""
+    """Delivered, retried later with backoff and jitter (`retry_delays`), or given up
+    (FAILED, replayable by staff) after its last retry. `unsent` deliveries waited for their
+    client's rate limit: tried again after the wait given, the attempt not counted. One
+    statement for the batch."""
     now = timezone.now()
+    delays = retry_delays()
     waits = {job.delivery_id: wait for job, wait in unsent}
     rows: list[tuple[object, ...]] = []
     for job, error in [*results, *((job, _UNSENT) for job, _ in unsent)]:
@@ -204,10 +287,11 @@ def callbacks_record(
             row = (_PENDING, job.attempt - 1, None, None, now + wait, "unsent")
         elif not error:
             row = (CallbackDelivery.State.DELIVERED.value, job.attempt, now, "", None, "delivered")
-        elif job.attempt >= settings.CALLBACK_MAX_ATTEMPTS:
+        elif job.attempt > len(delays):
             row = (CallbackDelivery.State.FAILED.value, job.attempt, None, error, None, "failed")
         else:
-            wait = timedelta(seconds=min(600.0, 2.0**job.attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+            jitter = random.uniform(_JITTER_FLOOR, 1.0)  # noqa: S311 (spread, not a secret)
+            wait = timedelta(seconds=delays[job.attempt - 1] * jitter)
             row = (_PENDING, job.attempt, None, error, now + wait, "error")
         rows.append((job.delivery_id, job.attempt, *row))
     if not rows:

@@ -150,6 +150,40 @@ def test_dead_work_with_its_last_error(viewer: Client, scene: Scene, monkeypatch
     assert "/backlog/replay/payments/" not in html  # a viewer has no controls
 
 
+def test_callbacks_pending_with_the_oldest_status_change_among_them(
+    viewer: Client, scene: Scene
+) -> None:
+    # given: a chatbot down for a while: a callback from 25 minutes ago waits out its
+    # backoff, due after a newer one that failed fewer times
+    order = scene.orders["c5"]
+    now = timezone.now()
+
+    def pending(*, changed_ago: timedelta, due_in: timedelta) -> None:
+        CallbackDelivery.objects.create(
+            order=order,
+            url="https://bot.example/cb",
+            order_status="reserved",
+            payload={},
+            created_at=now - changed_ago,
+            next_attempt_at=now + due_in,
+        )
+
+    pending(changed_ago=timedelta(minutes=25), due_in=timedelta(minutes=40))
+    pending(changed_ago=timedelta(minutes=2), due_in=timedelta(0))
+    delivered = CallbackDelivery.objects.create(
+        order=order, url="https://bot.example/cb", order_status="reserved", payload={}
+    )
+    CallbackDelivery.objects.filter(pk=delivered.pk).update(
+        state=CallbackDelivery.State.DELIVERED, created_at=now - timedelta(hours=3)
+    )
+    # when
+    shown = figures(viewer.get(BACKLOG))
+    # then: both pending are counted, and the age is the oldest change's, not the first due
+    assert shown["callbacks-pending"] == "2"
+    assert shown["callbacks-oldest"].startswith("25 min")
+    assert shown["queue-callbacks-waiting"] == "2"
+
+
 def test_rate_limits_in_force_and_where_they_come_from(viewer: Client, db: None) -> None:
     # given
     shop_services.rate_limit_set(scope="gateway", per_second=250, burst=20, actor="staff:ann")

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from orders.models import CallbackDelivery, Order
@@ -70,7 +71,13 @@ def dns(*addresses: str) -> mock._patch:  # type: ignore[type-arg]
 
 def job(url: str) -> CallbackJob:
     return CallbackJob(
-        delivery_id=1, client_id=1, attempt=1, url=url, body=b'{"id":"o-1"}', secret="s"
+        delivery_id=1,
+        client_id=1,
+        attempt=1,
+        url=url,
+        body=b'{"id":"o-1"}',
+        secret="s",
+        event_time=timezone.now(),
     )
 
 

@@ -86,7 +86,7 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
         "callbacks: coalesce": [
             (callbacks._COALESCE_SQL, [now, now, callbacks._TERMINAL]),
         ],
-        "callbacks: claim": [(callbacks._CLAIM_SQL, [now, 200, now, now])],
+        "callbacks: claim": [(callbacks._CLAIM_SQL, [now, 200, now, now, now])],
         "sweep: expired holds": _captured(
             lambda: selectors.expired_holds_for_update(now=now, limit=500)
         ),

@@ -1,10 +1,16 @@
 """One POST per order carries its latest state when several are pending (API.md), and every
-terminal status is still delivered, in the order it happened."""
+terminal status is still delivered, in the order it happened; a failed POST is retried on
+a schedule that covers a day; every POST names its event, its attempt and the change's
+time, and is signed with each valid secret while one is rotated."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from django.conf import settings
@@ -12,8 +18,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from orders.models import CallbackDelivery, Order
-from orders.services.callbacks import CallbackJob, callbacks_claim_batch, callbacks_record
+from orders.services.callbacks import (
+    CallbackJob,
+    callback_send,
+    callbacks_claim_batch,
+    callbacks_record,
+    retry_delays,
+    signature,
+    signature_verify,
+)
 from orders.services.transitions import order_move
+from shop.models import ApiClient, AuditEntry
+from shop.services import webhook_secret_rotate
 from tests.factories.orders import place
 from tests.factories.shop import ProductFactory
 
@@ -154,13 +170,55 @@ def test_a_failed_post_is_retried_later_with_backoff(chatbot) -> None:
     callbacks_record([(job, "HTTP 502")])
     delivery = CallbackDelivery.objects.get()
     assert (delivery.state, delivery.attempts, delivery.last_error) == ("pending", 1, "HTTP 502")
-    # 2 ** attempts seconds, jittered down to half
-    assert before + timedelta(seconds=0.9) <= delivery.next_attempt_at
+    # CALLBACK_RETRY_BASE_SECONDS (2 s), jittered down to three quarters
+    assert before + timedelta(seconds=1.5) <= delivery.next_attempt_at
     assert delivery.next_attempt_at <= timezone.now() + timedelta(seconds=2)
 
 
-def test_the_last_allowed_attempt_failing_gives_up(chatbot, settings) -> None:
-    settings.CALLBACK_MAX_ATTEMPTS = 1
+def test_the_retry_schedule_covers_a_day_with_the_wait_capped_at_an_hour() -> None:
+    # given: the default settings (API.md: retried for at least 24 hours)
+    delays = retry_delays()
+    # then: doubling from 2 s, never more than an hour apart
+    assert delays[:4] == [2.0, 4.0, 8.0, 16.0]
+    assert max(delays) == 3600.0
+    assert delays == sorted(delays)
+    # even if every wait is drawn at its shortest, the last attempt comes 24 h or more after
+    # the first; one retry fewer would not cover the day
+    shortest = [d * 0.75 for d in delays]
+    assert sum(shortest) >= 24 * 3600 > sum(shortest[:-1])
+    # and at their longest, the delivery is given up within 33 hours
+    assert sum(delays) < 33 * 3600
+    assert len(delays) + 1 == 43  # attempts, as docs/integrator-guide.md tabulates them
+
+
+def test_a_delivery_is_retried_on_schedule_until_given_up(chatbot, settings) -> None:
+    # given: the schedule compressed as the pipeline tests do
+    settings.CALLBACK_RETRY_BASE_SECONDS = 0.5
+    settings.CALLBACK_RETRY_MAX_DELAY_SECONDS = 4.0
+    settings.CALLBACK_RETRY_HOURS = 0.005  # 18 s
+    delays = retry_delays()
+    job = claimed_one(chatbot)
+    # when: every attempt fails
+    waits = []
+    for attempt in range(1, len(delays) + 2):
+        assert job.attempt == attempt
+        before = timezone.now()
+        callbacks_record([(job, "HTTP 503")])
+        delivery = CallbackDelivery.objects.get()
+        if delivery.state != "pending":
+            break
+        waits.append((delivery.next_attempt_at - before).total_seconds())
+        CallbackDelivery.objects.update(next_attempt_at=timezone.now())
+        (job,) = callbacks_claim_batch(limit=10)
+    # then: each wait within its jitter, the last retry's failure gives it up
+    assert len(waits) == len(delays) > 5
+    for wait, nominal in zip(waits, delays, strict=True):
+        assert nominal * 0.75 - 0.01 <= wait <= nominal + 0.01
+    assert (delivery.state, delivery.attempts) == ("failed", len(delays) + 1)
+
+
+def test_no_retry_hours_gives_up_at_the_first_failure(chatbot, settings) -> None:
+    settings.CALLBACK_RETRY_HOURS = 0
     job = claimed_one(chatbot)
     callbacks_record([(job, "HTTP 500")])
     delivery = CallbackDelivery.objects.get()
@@ -195,3 +253,116 @@ def test_an_outcome_for_an_attempt_that_was_claimed_again_is_dropped(chatbot) ->
     assert (delivery.state, delivery.attempts) == ("pending", 2)
     callbacks_record([(fresh, "")])
     assert CallbackDelivery.objects.get().state == "delivered"
+
+
+# --- What each POST carries: event, attempt, time, signatures (callback_send) ---------------
+
+
+class _Hook(BaseHTTPRequestHandler):
+    heard: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    status = 204
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.heard.append((dict(self.headers), body))
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    """A chatbot's endpoint on this machine; what it heard is in _Hook.heard."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.heard, _Hook.status = [], 204
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def posted(chatbot, url: str) -> tuple[dict[str, str], bytes]:
+    """Claim the one due delivery, POST it, record the outcome; what the endpoint heard."""
+    (job,) = callbacks_claim_batch(limit=10)
+    callbacks_record([(job, callback_send(job))])
+    return _Hook.heard[-1]
+
+
+def test_each_post_names_its_event_its_attempt_and_when_the_change_happened(
+    chatbot, hook: str
+) -> None:
+    # given: a paid order whose endpoint refuses the first POST
+    order = moved(
+        place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=hook), S.RESERVED, S.PAID
+    )
+    _Hook.status = 503
+    first, _ = posted(chatbot, hook)
+    # when: it is tried again and accepted
+    _Hook.status = 204
+    CallbackDelivery.objects.filter(state="pending").update(next_attempt_at=timezone.now())
+    second, body = posted(chatbot, hook)
+    # then: the same event, a new attempt, the move's time
+    delivery = CallbackDelivery.objects.get(order_status="paid")
+    assert (delivery.state, delivery.attempts) == ("delivered", 2)
+    assert first["X-Event-Id"] == second["X-Event-Id"] == f"evt_{delivery.pk}"
+    assert first["X-Delivery-Id"] != second["X-Delivery-Id"]
+    assert second["X-Event-Time"] == delivery.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert datetime.fromisoformat(second["X-Event-Time"]) == delivery.created_at
+    assert json.loads(body)["id"] == str(order.public_id)
+    # and another status change of the order is another event
+    moved(order, S.REFUNDED)
+    third, _ = posted(chatbot, hook)
+    assert third["X-Event-Id"] == f"evt_{CallbackDelivery.objects.latest('id').pk}"
+    assert third["X-Event-Id"] != second["X-Event-Id"]
+
+
+def v1_entries(header: str) -> list[str]:
+    return [part.split("=", 1)[1] for part in header.split(",") if part.startswith("v1=")]
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends(
+    chatbot, hook: str
+) -> None:
+    # given: the secret rotated with an hour's overlap
+    old = chatbot.webhook_secret
+    rotated = webhook_secret_rotate(client_id=chatbot.pk, overlap=timedelta(hours=1), actor="t")
+    new = rotated.webhook_secret
+    assert new != old
+    order = moved(
+        place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=hook), S.RESERVED, S.PAID
+    )
+    # when
+    headers, body = posted(chatbot, hook)
+    # then: two entries, the old first; a receiver holding either secret accepts the POST
+    signed = headers["X-Signature"]
+    assert len(v1_entries(signed)) == 2
+    assert signed == signature(
+        secret=new, body=body, timestamp=int(signed[2:].split(",")[0]), previous_secret=old
+    )
+    assert signature_verify(secret=old, body=body, header=signed)
+    assert signature_verify(secret=new, body=body, header=signed)
+    assert not signature_verify(secret="whsec-other", body=body, header=signed)
+    # when: the overlap has ended
+    ApiClient.objects.filter(pk=chatbot.pk).update(
+        webhook_secret_previous_until=timezone.now() - timedelta(seconds=1)
+    )
+    moved(order, S.REFUNDED)
+    headers, body = posted(chatbot, hook)
+    # then: the new secret alone signs
+    assert len(v1_entries(headers["X-Signature"])) == 1
+    assert signature_verify(secret=new, body=body, header=headers["X-Signature"])
+    assert not signature_verify(secret=old, body=body, header=headers["X-Signature"])
+
+
+def test_a_leaked_secret_replaced_with_no_overlap_stops_signing_at_once(chatbot, hook: str) -> None:
+    old = chatbot.webhook_secret
+    new = webhook_secret_rotate(client_id=chatbot.pk, overlap=timedelta(0), actor="t")
+    moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=hook), S.RESERVED, S.PAID)
+    headers, body = posted(chatbot, hook)
+    assert len(v1_entries(headers["X-Signature"])) == 1
+    assert signature_verify(secret=new.webhook_secret, body=body, header=headers["X-Signature"])
+    assert not signature_verify(secret=old, body=body, header=headers["X-Signature"])
+    entry = AuditEntry.objects.get(action="api_client.webhook_secret_rotate")
+    assert (entry.actor, entry.after) == ("t", {"previous_valid_until": None})
+    assert old not in json.dumps([entry.before, entry.after])

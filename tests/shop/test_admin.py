@@ -4,16 +4,18 @@ and that only superusers reach API clients and keys."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from shop import services
 from shop.admin import ProductAdmin
-from shop.models import ApiClient, ApiKey, Product
+from shop.models import ApiClient, ApiKey, AuditEntry, Product
 from tests.factories.shop import ApiClientFactory, ProductFactory, StoreFactory
 
 if TYPE_CHECKING:
@@ -176,6 +178,38 @@ def test_issued_key_is_shown_once_and_authenticates(admin_client: Client) -> Non
     assert key.startswith(issued.prefix)
     assert issued.label == "issued in admin by admin"
     assert campaigns_with(key) == 200
+
+
+def test_rotating_the_webhook_secret_keeps_the_old_one_for_the_overlap(
+    admin_client: Client, settings
+) -> None:
+    # given
+    settings.WEBHOOK_SECRET_OVERLAP_HOURS = 24
+    bot = ApiClientFactory()
+    old = bot.webhook_secret
+    # when
+    response = action(admin_client, "/admin/shop/apiclient/", "rotate_webhook_secret", bot.pk)
+    # then: a new secret; the old one valid beside it for a day, and the page says until when
+    bot.refresh_from_db()
+    assert bot.webhook_secret != old
+    assert bot.webhook_secret_previous == old
+    overlap = bot.webhook_secret_previous_until - timezone.now()
+    assert timedelta(hours=23, minutes=59) < overlap <= timedelta(hours=24)
+    [message] = messages_of(response)
+    assert f"the old one signs too until {bot.webhook_secret_previous_until:%Y-%m-%d}" in message
+    assert old not in message
+    assert AuditEntry.objects.filter(
+        action="api_client.webhook_secret_rotate", target_id=str(bot.pk), actor="staff:admin"
+    ).exists()
+
+
+def test_replacing_a_leaked_webhook_secret_ends_the_old_one_at_once(admin_client: Client) -> None:
+    bot = ApiClientFactory()
+    old = bot.webhook_secret
+    action(admin_client, "/admin/shop/apiclient/", "replace_webhook_secret_now", bot.pk)
+    bot.refresh_from_db()
+    assert bot.webhook_secret != old
+    assert (bot.webhook_secret_previous, bot.webhook_secret_previous_until) == ("", None)
 
 
 def test_revoked_key_is_refused(admin_client: Client, chatbot: ApiClient) -> None:
