@@ -196,12 +196,16 @@ _SUPERSEDED = CallbackDelivery.State.SUPERSEDED.value
 # Of the orders with a delivery due, each pending delivery of a passing status that a newer
 # pending one follows: whether it is due itself, or still waiting out its delay
 # (CALLBACK_PASSING_DELAY_SECONDS) while its successor is due and must not wait behind it.
+# The orders with a delivery due are read once, as an array, and their deliveries looked up by
+# order_id: as a join, the planner (which expects few pending rows) rescanned the due orders
+# for every pending delivery, a cost that grows with the square of the pending deliveries,
+# which is what a chatbot's outage leaves behind.
 _COALESCE_SQL = f"""
 UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
   last_error = 'superseded by a newer status of the order'
-FROM (SELECT DISTINCT order_id FROM {_T}
-      WHERE state = '{_PENDING}' AND next_attempt_at <= %s) due
-WHERE d.order_id = due.order_id AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
+WHERE d.order_id = ANY(ARRAY(
+        SELECT order_id FROM {_T} WHERE state = '{_PENDING}' AND next_attempt_at <= %s))
+  AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
   AND EXISTS (
     SELECT 1 FROM {_T} newer
     WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
