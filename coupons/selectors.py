@@ -102,48 +102,50 @@ def coupon_terms(*, code: str) -> CouponTerms | None:
     return CouponTerms(*rows[0]) if rows else None
 
 
+# Per-process copies for the request path (config/memo.py): every change staff make through
+# coupons.services (a pause, a resume, the terms, limits and totals) reaches them in every
+# process within CACHE_VERSION_CHECK_SECONDS; the counters every hold or claim moves (budget
+# held and spent, coupons issued) may be INTAKE_CACHE_SECONDS old.
 campaign_cache: TtlCache[int, Campaign] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
-
-
-def campaign_terms(*, campaign_id: int) -> Campaign:
-    """The campaign as intake judges it (window, status, budget left, backlog ceiling): a
-    per-process copy at most INTAKE_CACHE_SECONDS old; the reservation worker checks the
-    campaign again under its lock, so an order let in a moment late is rejected there."""
-    hit = campaign_cache.get_many([campaign_id])
-    if hit:
-        return hit[campaign_id]
-    campaign = Campaign.objects.get(pk=campaign_id)
-    campaign_cache.put_many({campaign_id: campaign})
-    return campaign
-
-
 campaign_by_slug_cache: TtlCache[str, Campaign] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
 sold_out_cache: TtlCache[int, bool] = TtlCache(lambda: settings.INTAKE_CACHE_SECONDS)
 
 
+def campaign_terms(*, campaign_id: int) -> Campaign:
+    """The campaign as intake judges it (window, status, budget left, backlog ceiling), from
+    this process's copy; the reservation worker checks the campaign again under its lock, so
+    an order let in with a budget a moment old is rejected there."""
+    found = campaign_cache.lookup(
+        [campaign_id], lambda ids: {c.pk: c for c in Campaign.objects.filter(pk__in=ids)}
+    )
+    if campaign_id not in found:
+        raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
+    return found[campaign_id]
+
+
 def campaign_terms_by_slug(*, slug: str) -> Campaign:
-    """The campaign as a claim first judges it (its id, window, status): a per-process copy
-    at most INTAKE_CACHE_SECONDS old; the claim's statement checks the campaign row again.
-    Raises NotFound. Without `coupons_issued`: stock is counted in the slices."""
-    hit = campaign_by_slug_cache.get_many([slug])
-    if hit:
-        return hit[slug]
-    campaign = Campaign.objects.filter(slug=slug).first()
-    if campaign is None:
+    """The campaign as a claim first judges it (its id, window, status), from this process's
+    copy; the claim's statement checks the campaign row again. Raises NotFound. Without
+    `coupons_issued`: stock is counted in the slices."""
+    found = campaign_by_slug_cache.lookup(
+        [slug], lambda slugs: {c.slug: c for c in Campaign.objects.filter(slug__in=slugs)}
+    )
+    if slug not in found:
         raise NotFound(f"No campaign {slug!r}.")
-    campaign_by_slug_cache.put_many({slug: campaign})
-    return campaign
+    return found[slug]
 
 
 def campaign_sold_out_seen(campaign_id: int) -> bool:
-    """Whether this process found the campaign sold out less than INTAKE_CACHE_SECONDS ago:
-    claims then answer sold_out after only the replay check (a raised total is seen that
-    much later)."""
+    """Whether this process found the campaign sold out less than INTAKE_CACHE_SECONDS ago,
+    and staff have not changed it since: claims then answer sold_out after only the replay
+    check."""
     return bool(sold_out_cache.get_many([campaign_id]))
 
 
-def campaign_sold_out_note(campaign_id: int) -> None:
-    sold_out_cache.put_many({campaign_id: True})
+def campaign_sold_out_note(campaign_id: int, *, version: str | None) -> None:
+    """Remember that the campaign was found sold out by a read that began under `version`
+    (`sold_out_cache.version()`, taken before it)."""
+    sold_out_cache.put_many({campaign_id: True}, version=version)
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:

@@ -246,11 +246,12 @@ def stale_received_campaigns(*, before: datetime) -> list[int | None]:
     )
 
 
-def waiting_campaigns() -> list[int | None]:
-    """Lines with orders waiting, except those of paused campaigns (they wait on purpose)."""
+def waiting_campaigns(*, now: datetime) -> list[int | None]:
+    """Lines with orders waiting, except those of paused campaigns whose window is still open
+    (they wait on purpose; once it is over, their orders are rejected)."""
     return list(
         Order.objects.filter(status=Order.Status.RECEIVED)
-        .exclude(campaign__status="paused")
+        .exclude(campaign__status="paused", campaign__ends_at__gt=now)
         .values_list("campaign_id", flat=True)
         .distinct()
     )

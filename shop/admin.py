@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from config.admin import EstimatedCountPaginator, ReadOnlyAdmin, SaveChangedFieldsOnly, yuan
+from config.memo import copies_changed
 from shop import services
 from shop.models import (
     ApiClient,
@@ -80,6 +81,13 @@ class ProductAdmin(SaveChangedFieldsOnly):
         if obj is None:
             return ["created_at", "updated_at"]
         return ["stock", "stock_total", "created_at", "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
+        """An edit (a price, a name) reaches intake's copies in every process within
+        CACHE_VERSION_CHECK_SECONDS of its commit (config/memo.py)."""
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            transaction.on_commit(copies_changed)
 
     @admin.display(description="price (yuan)", ordering="price")
     def price_yuan(self, product: Product) -> str:
@@ -154,7 +162,7 @@ class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
         if change:
             super().save_model(request, obj, form, change)
             if "is_active" in form.changed_data:  # a deactivated client stops everywhere
-                transaction.on_commit(services.api_keys_changed)
+                transaction.on_commit(copies_changed)
             return
         created = services.api_client_create(name=obj.name)
         # The admin goes on to log and redirect to `obj`: make it the row the service wrote.
@@ -238,7 +246,7 @@ class ApiKeyAdmin(SuperuserOnly, SaveChangedFieldsOnly):
 
     @admin.action(description="Revoke", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        """Revoked keys answer 401 in every API process within a second."""
+        """Revoked keys answer 401 in every API process within CACHE_VERSION_CHECK_SECONDS."""
         prefixes = []
         for key in queryset.filter(revoked_at__isnull=True).order_by("pk"):
             services.api_key_revoke(key_id=key.pk)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Iterable
@@ -44,17 +43,11 @@ product_cache: TtlCache[str, Product] = TtlCache(lambda: settings.INTAKE_CACHE_S
 
 
 def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
-    """products_by_sku for the intake path: known SKUs from a per-process copy at most
-    INTAKE_CACHE_SECONDS old (price, id, stock; the reservation worker checks stock again
-    under locks), the rest from the database, so a new product is found at once."""
-    wanted = list(skus)
-    found = product_cache.get_many(wanted)
-    missing = [s for s in wanted if s not in found]
-    if missing:
-        fresh = products_by_sku(missing)
-        product_cache.put_many(fresh)
-        found.update(fresh)
-    return found
+    """products_by_sku for the intake path: known SKUs from a per-process copy (config/memo.py:
+    a change through shop.services reaches it within CACHE_VERSION_CHECK_SECONDS; stock, which
+    every hold moves, may be INTAKE_CACHE_SECONDS old, and the reservation worker checks it
+    again under locks), the rest from the database, so a new product is found at once."""
+    return product_cache.lookup(skus, products_by_sku)
 
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
@@ -74,105 +67,47 @@ def api_key_hash(raw_key: str) -> str:
 
 
 MAX_CACHED_KEYS = 10_000  # bounds memory against floods of made-up keys
-KEYS_VERSION = "cop:apikeys:version"  # changed (to a random token) whenever a key is revoked
+
+# Key hash → client, so the intake path costs no query for auth: good keys for
+# API_KEY_CACHE_SECONDS, failed ones apart for AUTH_NEGATIVE_CACHE_SECONDS (a repeated bad key
+# costs no database lookup), each bounded on its own, so a flood of made-up keys never evicts
+# the good ones. A revoked key, or a client switched off, stops working in every process
+# within CACHE_VERSION_CHECK_SECONDS: the change drops every process's copies (config/memo.py),
+# and while Redis cannot be read nothing cached is trusted (the database answers instead).
+key_cache: TtlCache[str, ApiClient] = TtlCache(
+    lambda: settings.API_KEY_CACHE_SECONDS, max_entries=MAX_CACHED_KEYS
+)
+bad_key_cache: TtlCache[str, bool] = TtlCache(
+    lambda: settings.AUTH_NEGATIVE_CACHE_SECONDS, max_entries=MAX_CACHED_KEYS
+)
 
 
-class _KeyCache:
-    """Per-process cache of key hash → client, so the intake path costs no query for auth.
-
-    Good keys are kept for API_KEY_CACHE_SECONDS, failed ones apart for
-    AUTH_NEGATIVE_CACHE_SECONDS (a repeated bad key costs no database lookup), each bounded on
-    its own, so a flood of made-up keys never evicts the good ones.
-
-    Revocation reaches every process within a second: `api_key_revoke` changes KEYS_VERSION in
-    Redis after its commit, and this cache reads it at most every API_KEY_VERSION_CHECK_SECONDS
-    and drops everything when it changed. Each entry carries the version known when its lookup
-    began, so a lookup that raced a revocation is never trusted once the change is seen. If
-    Redis cannot be read, nothing cached is trusted (the database answers instead).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, str | None, ApiClient]] = {}
-        self._misses: dict[str, float] = {}
-        self._version: str | None = None
-        self._version_read_at = -math.inf
-
-    def version(self) -> str | None:
-        """The keys' version as this process knows it, re-read from Redis when due."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._version_read_at < settings.API_KEY_VERSION_CHECK_SECONDS:
-                return self._version
-        try:
-            current = fast.client().get(KEYS_VERSION)
-        except redis.RedisError:
-            current = f"unknown:{now}"  # never equal to what an entry carries
-        with self._lock:
-            if current != self._version:
-                self._entries.clear()
-                self._misses.clear()
-                self._version = current
-            self._version_read_at = now
-            return self._version
-
-    def get(self, key_hash: str) -> tuple[bool, ApiClient | None]:
-        """(True, client) for a good key, (True, None) for one that failed recently, (False,
-        None) when the database must be asked."""
-        version = self.version()
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key_hash)
-            if hit is not None and hit[0] >= now and hit[1] == version:
-                return True, hit[2]
-            missed_until = self._misses.get(key_hash)
-        if missed_until is not None and missed_until >= now:
-            return True, None
-        return False, None
-
-    def put(self, key_hash: str, client: ApiClient | None, *, version: str | None) -> None:
-        """Remember a lookup's answer; `version` is what `version()` said before it began."""
-        now = time.monotonic()
-        with self._lock:
-            if client is None:
-                ttl = settings.AUTH_NEGATIVE_CACHE_SECONDS
-                if ttl > 0:
-                    if len(self._misses) > MAX_CACHED_KEYS:
-                        self._misses.clear()
-                    self._misses[key_hash] = now + ttl
-                return
-            ttl = settings.API_KEY_CACHE_SECONDS
-            if ttl > 0:
-                if len(self._entries) > MAX_CACHED_KEYS:
-                    self._entries.clear()
-                self._entries[key_hash] = (now + ttl, version, client)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._misses.clear()
-            self._version_read_at = -math.inf
-
-
-key_cache = _KeyCache()
+def api_client_known(raw_key: str) -> ApiClient | None:
+    """The client of a key this process found good lately, without any lookup; else None."""
+    key_hash = api_key_hash(raw_key)
+    return key_cache.get_many([key_hash]).get(key_hash)
 
 
 def api_client_for_key(raw_key: str) -> ApiClient | None:
     """The active client owning this unrevoked key, or None. Lookup is by hash (indexed), so
     no comparison of secrets happens in Python at all."""
     key_hash = api_key_hash(raw_key)
-    found, client = key_cache.get(key_hash)
-    if found:
-        return client
     version = key_cache.version()
+    known = key_cache.get_many([key_hash])
+    if known:
+        return known[key_hash]
+    if bad_key_cache.get_many([key_hash]):
+        return None
     key = (
         ApiKey.objects.select_related("client")
         .filter(key_hash=key_hash, revoked_at__isnull=True, client__is_active=True)
         .first()
     )
-    client = key.client if key else None
-    key_cache.put(key_hash, client, version=version)
-    return client
+    if key is None:
+        bad_key_cache.put_many({key_hash: True}, version=version)
+        return None
+    key_cache.put_many({key_hash: key.client}, version=version)
+    return key.client
 
 
 def auth_blocked_seconds(address: str) -> float:

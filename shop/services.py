@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from config import fast, ratelimit
 from config.errors import InvalidInput
+from config.memo import copies_changed
 from config.ratelimit import Limit
 from shop.errors import OutOfStock
 from shop.models import (
@@ -35,9 +36,7 @@ from shop.models import (
 )
 from shop.selectors import (
     AUTH_BLOCK_PREFIX,
-    KEYS_VERSION,
     api_key_hash,
-    key_cache,
     rate_limit,
     rate_limits_forget,
 )
@@ -71,10 +70,12 @@ def stock_return(*, quantities: Mapping[int, int]) -> None:
 
 
 def stock_add(*, product_id: int, units: int) -> None:
-    """Put more units on sale (staff restock)."""
+    """Put more units on sale (staff restock): once committed, intake's copies in every
+    process learn it (a product they hold sold out is on sale again)."""
     Product.objects.filter(pk=product_id).update(
         stock=F("stock") + units, stock_total=F("stock_total") + units, updated_at=timezone.now()
     )
+    transaction.on_commit(copies_changed)
 
 
 @dataclass(frozen=True)
@@ -129,24 +130,12 @@ def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
 
 
 def api_key_revoke(*, key_id: int) -> None:
-    """Revoke a key. It stops working in every process within a second: after the commit,
-    `api_keys_changed` tells every process's key cache to forget what it holds."""
+    """Revoke a key. It stops working in every process within CACHE_VERSION_CHECK_SECONDS:
+    after the commit, every process's copies are dropped (config/memo.py)."""
     ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), updated_at=timezone.now()
     )
-    transaction.on_commit(api_keys_changed)
-
-
-def api_keys_changed() -> None:
-    """Make every process drop its cached keys (a key revoked, a client deactivated): a new
-    random version in Redis, which each key cache reads at least every
-    API_KEY_VERSION_CHECK_SECONDS. Call after the change is committed. If Redis is away the
-    caches trust nothing anyway (shop.selectors._KeyCache)."""
-    key_cache.clear()
-    try:
-        fast.client().set(KEYS_VERSION, secrets.token_hex(8))
-    except redis.RedisError:
-        log.warning("could not publish the API keys' new version", exc_info=True)
+    transaction.on_commit(copies_changed)
 
 
 def auth_failure_record(*, address: str) -> float:
@@ -279,10 +268,12 @@ def product_put(
     *, sku: str, name: str, store_id: int, price: int, stock_total: int, actor: str
 ) -> Put:
     """Create the product with `stock_total` units on sale, or bring it to what is given:
-    name, store and price change freely (order lines keep the price they were placed at);
-    `stock_total` (units ever put on sale) rises by putting more units on sale, and falls by
-    taking unsold units off sale, never below what orders hold or bought. Raises InvalidInput
-    naming `stock` then. Recorded in the audit log. Takes the product's row lock."""
+    name, store and price change freely (an order is charged the prices its lines were
+    placed at: docs/integrator-guide.md); `stock_total` (units ever put on sale) rises by
+    putting more units on sale, and falls by taking unsold units off sale, never below what
+    orders hold or bought. Raises InvalidInput naming `stock` then. Recorded in the audit log.
+    Takes the product's row lock. A change reaches intake in every process within
+    CACHE_VERSION_CHECK_SECONDS of the commit (config/memo.py)."""
     product = Product.objects.select_for_update(no_key=True).filter(sku=sku).first()
     if product is None:
         product = Product.objects.create(
@@ -306,6 +297,7 @@ def product_put(
     changes = {k: (getattr(product, k), v) for k, v in wanted.items() if getattr(product, k) != v}
     if not changes:
         return Put(created=False, changes={})
+    transaction.on_commit(copies_changed)
     now = timezone.now()
     terms = {k: v for k, (_, v) in changes.items() if k != "stock_total"}
     if terms:

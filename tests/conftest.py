@@ -17,10 +17,11 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from config import fast
+from config.memo import copies_version
 from coupons import selectors as coupons_selectors
 from shop import services as shop_services
 from shop.models import ApiClient
-from shop.selectors import key_cache, product_cache, rate_limits_forget
+from shop.selectors import bad_key_cache, key_cache, product_cache, rate_limits_forget
 from tests import stack
 from tests.factories.shop import ApiClientFactory
 
@@ -37,10 +38,12 @@ def _fresh_fast_state() -> Iterator[None]:
 
 
 def _caches_clear() -> None:
-    key_cache.clear()
+    copies_version.forget()
     rate_limits_forget()
-    product_cache.clear()
     for cache in (
+        key_cache,
+        bad_key_cache,
+        product_cache,
         coupons_selectors.campaign_cache,
         coupons_selectors.campaign_by_slug_cache,
         coupons_selectors.sold_out_cache,

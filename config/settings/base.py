@@ -168,8 +168,17 @@ WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
 
 # How old the intake path's per-process copies of products and campaign terms may be
-# (config/memo.py); the workers check both again under locks.
+# (config/memo.py): this bounds only the counters every hold moves (stock, budget held), which
+# the workers check again under locks; staff's changes reach the copies within
+# CACHE_VERSION_CHECK_SECONDS.
 INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
+# A change staff make (a pause or resume, a campaign's terms, a price, a revoked key) reaches
+# every process within this: each process re-reads one version in Redis at most this often
+# (config/memo.py), one GET however many requests it serves.
+CACHE_VERSION_CHECK_SECONDS = env.float("CACHE_VERSION_CHECK_SECONDS", default=0.15)
+# How long a change keeps trying to publish its new version while Redis refuses it; a process
+# that has not read the version for longer than this trusts none of its copies again.
+CACHE_VERSION_PUBLISH_SECONDS = env.float("CACHE_VERSION_PUBLISH_SECONDS", default=2.0)
 # Rows each campaign's coupon counter is split into (coupons.models.CouponSlice), so that
 # concurrent claims do not queue on one row. Applies to campaigns created from now on.
 COUPON_SLICES = env.int("COUPON_SLICES", default=16)
@@ -323,10 +332,8 @@ CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=False)
 CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=False)
 # A receiver should refuse signatures older than this (replay window; see signature_verify).
 CALLBACK_SIGNATURE_TOLERANCE = env.int("CALLBACK_SIGNATURE_TOLERANCE", default=300)
+# A revoked key still stops working in every process within CACHE_VERSION_CHECK_SECONDS.
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=30.0)
-# A revoked key stops working in every process within this (the key cache re-reads the keys'
-# version in Redis at most this often).
-API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
 # Failed authentication per source address: a burst, then this many a second; past it, 429.
 AUTH_FAILURE_RPS = env.float("AUTH_FAILURE_RPS", default=1.0)
 AUTH_FAILURE_BURST = env.int("AUTH_FAILURE_BURST", default=20)

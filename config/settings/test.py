@@ -19,7 +19,9 @@ CALLBACK_ALLOW_HTTP = True
 CALLBACK_ALLOW_PRIVATE = True  # the tests' receivers listen on 127.0.0.1
 AXES_ENABLED = False  # on in the tests that prove the lockout
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=0.0)
-INTAKE_CACHE_SECONDS = 0.0  # a test that changes a product or campaign sees it at once
+# A test that changes a product or campaign past the services sees it at once; the web
+# processes a test starts may be given production's copies.
+INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=0.0)
 LOGGING = logging_settings(LOG_FORMAT, env("LOG_LEVEL", default="WARNING"))
 
 # Short clocks so that recovery paths (lost nudges, dead workers, expired holds) run in

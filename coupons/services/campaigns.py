@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.errors import InvalidInput, InvalidTransition
+from config.memo import copies_changed
 from coupons import selectors
 from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
@@ -144,9 +145,11 @@ def _slices_respread(slices: list[CouponSlice], coupons_total: int) -> None:
 def campaign_set_status(*, campaign_id: int, status: str, actor: str) -> Campaign:
     """Pause, resume or end a campaign, recorded as a CampaignEvent.
 
-    Paused: new claims and orders get campaign_not_active at once; orders already in line
-    wait (the sweep drains them within seconds of a resume) and orders already holding
-    finish their payment. Ended: orders still in line are rejected campaign_not_active.
+    Paused: new claims and orders get campaign_not_active in every process within
+    CACHE_VERSION_CHECK_SECONDS; orders already in line wait (the sweep drains them within
+    seconds of a resume, or rejects them campaign_not_active once the window is over) and
+    orders already holding finish their payment. Ended: orders still in line are rejected
+    campaign_not_active.
     Setting the status it has already changes nothing. Raises CampaignNotActive for an ended
     campaign, ValueError for an unknown status."""
     campaign = selectors.campaign_for_update(campaign_id=campaign_id)
@@ -161,7 +164,9 @@ def campaign_move(campaign: Campaign, to: str, *, actor: str) -> Campaign:
     """The one way a campaign's status changes: checked against CAMPAIGN_ALLOWED, recorded as
     a CampaignEvent. The caller holds the campaign's lock (`campaign_for_update`) inside its
     atomic block. Raises CampaignNotActive out of a final status (an ended campaign),
-    InvalidTransition for any other move the table refuses."""
+    InvalidTransition for any other move the table refuses. Once committed, every process's
+    copy of the campaign is dropped (config/memo.py): claims and orders meet the new status
+    everywhere within CACHE_VERSION_CHECK_SECONDS."""
     if to not in CAMPAIGN_ALLOWED[campaign.status]:
         if not CAMPAIGN_ALLOWED[campaign.status]:
             raise CampaignNotActive("An ended campaign cannot be reopened.")
@@ -169,6 +174,7 @@ def campaign_move(campaign: Campaign, to: str, *, actor: str) -> Campaign:
     CampaignEvent.objects.create(campaign=campaign, source=campaign.status, target=to, actor=actor)
     campaign.status = to
     campaign.save(update_fields=["status", "updated_at"])
+    transaction.on_commit(copies_changed)
     return campaign
 
 
@@ -224,8 +230,9 @@ def campaign_update(
 
     One UPDATE of only the columns that change, under the campaign's row lock, so the coupons
     claimed and the budget held meanwhile are kept. A new per-customer limit applies to claims
-    and orders from now on (coupons already issued stay valid); a new backlog ceiling to the
-    next order taken in. Raises ValueError for a field staff may not edit and InvalidInput for
+    and orders from now on (coupons already issued stay valid); a new backlog ceiling or
+    window to the orders every process takes in from CACHE_VERSION_CHECK_SECONDS after the
+    commit. Raises ValueError for a field staff may not edit and InvalidInput for
     a limit out of range (per-customer limit at least 1; ceiling empty or at least 1).
     """
     not_editable = sorted(set(changes) - CAMPAIGN_EDITABLE)
@@ -239,6 +246,7 @@ def campaign_update(
         return campaign
     now = timezone.now()
     Campaign.objects.filter(pk=campaign_id).update(**changed, updated_at=now)
+    transaction.on_commit(copies_changed)  # every process's copy of the terms: config/memo.py
     for name, value in changed.items():
         setattr(campaign, name, value)
     campaign.updated_at = now
@@ -389,6 +397,7 @@ def campaign_totals_change(
     Campaign.objects.filter(
         pk=campaign_id, budget_held__lte=wanted["budget_total"] - F("budget_spent")
     ).update(**changed, updated_at=now)
+    transaction.on_commit(copies_changed)  # a raised total ends "sold out" in every process
     shop_services.audit_record(
         actor=actor,
         action="campaign.totals",

@@ -104,7 +104,7 @@ def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key
     """
     campaign = selectors.campaign_terms_by_slug(slug=slug)
     if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
-        # Hopeless by a copy at most INTAKE_CACHE_SECONDS old: a replay still gets its coupon.
+        # Hopeless by this process's copy (coupons.selectors): a replay still gets its coupon.
         replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)
         if replay is not None:
             return _claim_check_same(replay, slug=slug, customer_id=customer_id)
@@ -191,11 +191,12 @@ def _claim_refused(*, client_id: int, slug: str, customer_id: str, key: str) -> 
     replay = _claim_replay(client_id=client_id, idempotency_key=key)
     if replay is not None:
         return _claim_check_same(replay, slug=slug, customer_id=customer_id)
+    version = selectors.sold_out_cache.version()  # before the read the note rests on
     campaign = selectors.campaign_get(slug=slug)
     if not campaign.is_open_at(timezone.now()):
         raise CampaignNotActive()
     if campaign.coupons_remaining <= 0:
-        selectors.campaign_sold_out_note(campaign.pk)
+        selectors.campaign_sold_out_note(campaign.pk, version=version)
         raise SoldOut()
     held = selectors.coupon_count_for_customer(campaign_id=campaign.pk, customer_id=customer_id)
     if held >= campaign.per_customer_limit:

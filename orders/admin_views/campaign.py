@@ -170,8 +170,9 @@ STATUS_CONTROLS: dict[str, tuple[str, str, str]] = {
     "pause": (
         Campaign.Status.PAUSED,
         "Pause",
-        "New claims and orders will be answered campaign_not_active at once. Orders already "
-        "in line wait until it is resumed; orders already holding finish their payment.",
+        "New claims and orders will be answered campaign_not_active by every server within a "
+        "fraction of a second. Orders already in line wait until it is resumed (or are "
+        "rejected once its window ends); orders already holding finish their payment.",
     ),
     "resume": (
         Campaign.Status.ACTIVE,

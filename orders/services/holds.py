@@ -62,8 +62,10 @@ class _Budget:
 
 def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResult:
     """Reserve or reject up to `limit` received orders of one campaign's line, oldest first,
-    in one transaction. While the campaign is paused its line waits (nothing is taken).
-    After commit: the line's positions move up, payments and callbacks are nudged.
+    in one transaction. While the campaign is paused its line waits (nothing is taken),
+    until its window is over: then its orders are rejected campaign_not_active, as an ended
+    campaign's are, so that a line paused and never resumed still comes to an end. After
+    commit: the line's positions move up, payments and callbacks are nudged.
     Safe to run twice or concurrently: each order is taken by one batch. Reserved orders stay
     in the campaign's line (orders.waiting_line) until their payment makes them final."""
     now = timezone.now()
@@ -75,7 +77,11 @@ def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResu
         campaign = (
             coupons_selectors.campaign_for_update(campaign_id=campaign_id) if campaign_id else None
         )
-        if campaign is not None and campaign.status == Campaign.Status.PAUSED:
+        if (
+            campaign is not None
+            and campaign.status == Campaign.Status.PAUSED
+            and now < campaign.ends_at
+        ):
             # Staff paused the campaign: accepted orders wait in line; resuming drains them.
             return result
         lines = selectors.lines_by_order(o.pk for o in orders)

@@ -122,7 +122,7 @@ def pipeline_sweep() -> SweepReport:
             waiting_line.queue_rebuild(campaign_id, last_ticket=last, live=live)
     aside = selectors.lines_aside()
     waiting_line.aside_set({line: aside.get(line, 0) for line in {*live_lines, *aside}})
-    waiting = selectors.waiting_campaigns()
+    waiting = selectors.waiting_campaigns(now=now)
     for campaign_id in waiting:
         nudge_reservations(campaign_id, force=campaign_id in stale)
     payments_due = selectors.payments_due_exist(now=now, stale_before=stale_before)

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 
 from shop import services as shop_services
 from shop.models import ApiClient
-from shop.selectors import api_client_for_key, api_key_hash, auth_blocked_seconds, key_cache
+from shop.selectors import api_client_for_key, api_client_known, auth_blocked_seconds
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -38,7 +38,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError:
             _failed(address, "The API key is not valid.")
-        _, client = key_cache.get(api_key_hash(raw))
+        client = api_client_known(raw)
         if client is None:  # not a key this process knows to be good
             blocked = auth_blocked_seconds(address)
             if blocked > 0:

@@ -91,7 +91,7 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
             lambda: selectors.expired_holds_for_update(now=now, limit=500)
         ),
         "sweep: stale lines": _captured(lambda: selectors.stale_received_campaigns(before=stale)),
-        "sweep: waiting lines": _captured(selectors.waiting_campaigns),
+        "sweep: waiting lines": _captured(lambda: selectors.waiting_campaigns(now=now)),
         "sweep: live lines": _captured(selectors.live_campaigns),
         "sweep: payments due": _captured(
             lambda: selectors.payments_due_exist(now=now, stale_before=stale)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from coupons import services as coupons_services
 from coupons.errors import CampaignNotActive
 from coupons.models import Campaign, Coupon
 from orders import selectors, services
@@ -169,11 +170,47 @@ def test_a_resumed_campaigns_line_is_swept_again(chatbot) -> None:
     campaign = CampaignFactory()
     place(chatbot, "c-1", [(ProductFactory(), 1)], coupon=claim(chatbot, campaign, "c-1"))
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
-    assert campaign.pk not in selectors.waiting_campaigns()
+    assert campaign.pk not in selectors.waiting_campaigns(now=timezone.now())
     # when
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ACTIVE)
     # then
-    assert campaign.pk in selectors.waiting_campaigns()
+    assert campaign.pk in selectors.waiting_campaigns(now=timezone.now())
+
+
+def test_a_paused_campaign_whose_window_ends_drains_its_line(chatbot, gateway) -> None:
+    # given: one order holding and one waiting when staff pause the campaign, as the admin does
+    campaign = CampaignFactory(budget_total=10_000)
+    tea = ProductFactory(price=1800, stock=10)
+    holding = place(chatbot, "c-1", [(tea, 1)], coupon=claim(chatbot, campaign, "c-1"))
+    reserve(campaign)
+    waiting_coupon = claim(chatbot, campaign, "c-2")
+    waiting = place(chatbot, "c-2", [(tea, 2)], coupon=waiting_coupon)
+    coupons_services.campaign_status_change(
+        campaign_id=campaign.pk, status=Campaign.Status.PAUSED, actor="staff:test"
+    )
+    assert reserve(campaign).seen == 0
+    # when: its window ends while it is still paused (the clock moved on)
+    now = timezone.now()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        starts_at=now - timedelta(days=2), ends_at=now - timedelta(seconds=1)
+    )
+    # then: the sweep drives its line again, and the worker rejects what waits there, as for
+    # an ended campaign, with nothing held
+    assert campaign.pk in selectors.waiting_campaigns(now=timezone.now())
+    result = reserve(campaign)
+    waiting.refresh_from_db()
+    waiting_coupon.refresh_from_db()
+    tea.refresh_from_db()
+    assert result.rejected == {R.CAMPAIGN_NOT_ACTIVE: 1}
+    assert (waiting.status, waiting.reason) == (Order.Status.REJECTED, R.CAMPAIGN_NOT_ACTIVE)
+    assert not Reservation.objects.filter(order=waiting).exists()
+    assert waiting_coupon.status == Coupon.Status.ISSUED
+    assert tea.stock == 9
+    assert campaign.pk not in selectors.waiting_campaigns(now=timezone.now())
+    # and the order that held before the pause still completes its payment
+    services.payments_drain()
+    holding.refresh_from_db()
+    assert holding.status == Order.Status.PAID
 
 
 def test_cancel_releases_everything_once(chatbot) -> None:

@@ -20,6 +20,7 @@ from shop.models import RateLimit
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
+from tests.pipeline import ledger
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +109,32 @@ def test_a_prepaid_attempt_spends_the_batchs_token_on_its_first_request(chatbot,
         asked = payment_attempt(client, dataclasses.replace(unknown, ask_first=True), True)
     assert (waited.kind, waited.error) == ("retry", UNSENT)
     assert (asked.kind, asked.error) == ("retry", UNSENT)
+
+
+# --- The price charged -------------------------------------------------------------------------
+
+
+def test_an_order_is_charged_the_prices_it_was_placed_at(chatbot, gateway) -> None:
+    # given: two cups placed at 30 yuan each, with a 25 yuan coupon
+    tea = ProductFactory(price=3000)
+    campaign = CampaignFactory(max_discount=2500)
+    order = place(chatbot, "c-1", [(tea, 2)], coupon=claim(chatbot, campaign, "c-1"))
+    # when: staff raise the price before the worker reserves it, then it is reserved and paid
+    shop_services.product_put(
+        sku=tea.sku,
+        name=tea.name,
+        store_id=tea.store_id,
+        price=4000,
+        stock_total=tea.stock_total,
+        actor="staff:test",
+    )
+    services.reservations_drain(campaign_id=campaign.pk)
+    services.payments_drain()
+    # then: charged what intake answered (docs/integrator-guide.md), not the new price
+    order.refresh_from_db()
+    charges = ledger(gateway)["charges"]
+    assert order.status == Order.Status.PAID
+    assert order.payable == 2 * 3000 - 2500
+    assert [(c["reference"], c["amount"]) for c in charges] == [
+        (str(order.public_id), 2 * 3000 - 2500)
+    ]
