@@ -18,11 +18,13 @@ from django.db.migrations.state import ProjectState
 from django.db.models import NOT_PROVIDED, Field
 
 # Our apps, those in this repository: their migrations are ours to keep to the rule
-# (third-party apps' are not).
+# (third-party apps' are not, even when installed in a virtualenv inside the checkout, as
+# `make` puts it in .venv/).
 APPS = {
     app.label
     for app in django_apps.get_app_configs()
     if Path(app.path).resolve().is_relative_to(settings.BASE_DIR)
+    and "site-packages" not in Path(app.path).parts
 }
 
 # Migrations the rule lets through, each with why. A contraction done right joins them in
