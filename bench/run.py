@@ -247,6 +247,16 @@ def collect(
     }
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def interrupt_on_signals() -> None:
+    """SIGTERM and SIGINT raise Interrupted, so that a run's `finally` stops its stack."""
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = PLANS[args.mode]
@@ -259,11 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     env = stack.stack_env(sandbox_quota_rps=plan.sandbox_quota_rps)
     os.environ.update(env)  # this process's own Django uses the stack's settings
 
-    def interrupted(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
+    interrupt_on_signals()
     load_at_start = os.getloadavg()
     print(
         f"campaign-burst benchmark, {plan.mode} mode; logs in {logs}; load average "

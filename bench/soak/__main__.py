@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -20,7 +19,16 @@ from bench.harness import Interrupted
 from bench.load.generator import RETRY_AFTER_CAP_S
 from bench.phases import Runner
 from bench.plan import QUICK
-from bench.run import RESULTS, RUNS, Session, command, machine, start, versions
+from bench.run import (
+    RESULTS,
+    RUNS,
+    Session,
+    command,
+    interrupt_on_signals,
+    machine,
+    start,
+    versions,
+)
 from bench.soak.minutes import TABLES, merge, sample_minutes
 from bench.soak.text import render
 from bench.soak.verdicts import DRAIN_BOUND_S, verdicts
@@ -147,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     env = soak_env()
     os.environ.update(env)  # this process's own Django uses the stack's settings
 
-    def interrupted(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
+    interrupt_on_signals()
     load_at_start = os.getloadavg()
     print(
         f"soak, {args.minutes} minutes on {args.connections} keep-alive connections; logs in "
