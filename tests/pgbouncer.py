@@ -5,6 +5,7 @@ needs from it are the ones docs/pgbouncer.md lists."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import tempfile
@@ -35,6 +36,7 @@ def require() -> None:
 @dataclass(frozen=True)
 class Pooler:
     port: int
+    user: str
     workers_db: str  # the alias the workers use: no session settings
     web_db: str  # the web's alias: lock_timeout set on each server connection
 
@@ -42,21 +44,31 @@ class Pooler:
     def aliases(self) -> tuple[str, str]:
         return (self.workers_db, self.web_db)
 
-    def url(self, db: str, user: str) -> str:
-        return f"postgres://{user}@127.0.0.1:{self.port}/{db}"
+    def url(self, db: str) -> str:
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{db}"
 
     def admin(self, command: str) -> list[tuple[object, ...]]:
         """A command on PgBouncer's admin console (SHOW POOLS, ...)."""
         # The console speaks the simple query protocol only: a client-side binding cursor.
-        url = self.url("pgbouncer", "postgres")
+        url = self.url("pgbouncer")
         with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
             return conn.execute(command).fetchall()
 
 
 def _ini(
-    *, auth_file: Path, port: int, host: str, pg_port: int, dbname: str, user: str, pool_size: int
+    *,
+    auth_file: Path,
+    port: int,
+    host: str,
+    pg_port: int,
+    dbname: str,
+    user: str,
+    password: str,
+    pool_size: int,
 ) -> str:
     target = f"host={host} port={pg_port} dbname={dbname} user={user}"
+    if password:
+        target += f" password={password}"
     return f"""\
 [databases]
 {dbname}_workers = {target}
@@ -82,6 +94,15 @@ log_disconnections = 0
 """
 
 
+def _unprivileged_user() -> str:
+    """Who PgBouncer runs as when started by root (it refuses to stay root)."""
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "nobody"
+    return "postgres"
+
+
 @contextmanager
 def running(
     *, database: dict, pool_size: int, log_path: Path, port: int | None = None
@@ -99,18 +120,20 @@ def running(
         _ini(
             auth_file=workdir / "userlist.txt",
             port=port,
-            host=database.get("HOST") or "127.0.0.1",
+            # the embedded server of devtools.services listens on a socket directory
+            host=database.get("OPTIONS", {}).get("host") or database.get("HOST") or "127.0.0.1",
             pg_port=int(database.get("PORT") or 5432),
             dbname=database["NAME"],
             user=user,
+            password=database.get("PASSWORD") or "",
             pool_size=pool_size,
         )
     )
     (workdir / "userlist.txt").write_text(f'"{user}" ""\n')
-    command = [PGBOUNCER, *(["-u", "postgres"] if os.geteuid() == 0 else []), str(ini)]
+    command = [PGBOUNCER, *(["-u", _unprivileged_user()] if os.geteuid() == 0 else []), str(ini)]
     process = stack.spawn(command, log_path)
     name = database["NAME"]
-    pooler = Pooler(port=port, workers_db=f"{name}_workers", web_db=f"{name}_web")
+    pooler = Pooler(port=port, user=user, workers_db=f"{name}_workers", web_db=f"{name}_web")
 
     def ready() -> bool:
         try:
@@ -125,14 +148,3 @@ def running(
     finally:
         stack.stop(process, sig=signal.SIGINT)  # SIGINT: at once (SIGTERM waits for clients)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def server_sessions(database: str) -> list[int]:
-    """The pids of PostgreSQL backends PgBouncer opened to `database` (the real name)."""
-    with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{database}") as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-            " AND application_name = ''",
-            [database],
-        ).fetchall()
-    return [pid for (pid,) in rows]

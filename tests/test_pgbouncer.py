@@ -55,7 +55,7 @@ def web(
     env = {
         **worker_env,
         **POOLED,
-        "DATABASE_URL": pooler.url(pooler.web_db, connection.settings_dict["USER"]),
+        "DATABASE_URL": pooler.url(pooler.web_db),
         # Served, not shed: two processes queue on one server connection (tests/test_server.py
         # proves shedding).
         "WEB_QUEUE_TIMEOUT_MS": "10000",
@@ -93,7 +93,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 def left_behind(pooler: pgbouncer.Pooler, alias: str) -> dict[str, object]:
     """What the alias's one server session holds beyond what the pooler itself keeps."""
-    url = pooler.url(alias, connection.settings_dict["USER"])
+    url = pooler.url(alias)
     with psycopg.connect(url, autocommit=True) as conn:
         one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
         return {
@@ -150,9 +150,7 @@ def test_orders_go_claim_to_paid_through_the_pooler_and_leave_no_session_state(
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
     # and the workers, every queue, through the workers' alias
-    start_worker(
-        DATABASE_URL=pooler.url(pooler.workers_db, connection.settings_dict["USER"]), **POOLED
-    )
+    start_worker(DATABASE_URL=pooler.url(pooler.workers_db), **POOLED)
     ids = list(Order.objects.filter(public_id__in=placed).values_list("pk", flat=True))
     wait_for(all_terminal(ids), what="the orders through PgBouncer")
     paid = placed[1:]
