@@ -234,3 +234,20 @@ def test_a_process_on_the_wrong_alias_refuses_its_connection(pooler: pgbouncer.P
         finally:
             wrong.close()
             right.close()
+
+
+def test_a_web_host_on_the_workers_alias_is_not_ready(
+    pooler: pgbouncer.Pooler, worker_env: dict[str, str], log_dir: Path
+) -> None:
+    # given: gunicorn (2 s lock timeout) whose DATABASE_URL names the workers' alias
+    env = {**worker_env, **POOLED, "DATABASE_URL": pooler.url(pooler.workers_db)}
+    url, process = stack.start_web(log_dir / "pgbouncer-gunicorn-wrong.log", env=env)
+    try:
+        # when
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+    finally:
+        stack.stop(process)
+    # then: the load balancer's check keeps it out of rotation, and says why
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["failed"] == ["postgres"]
+    assert "lock_timeout is 0 ms" in ready.json()["checks"]["postgres"]
