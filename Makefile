@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer demo-burst chaos chaos-short
+.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short
 
 # The locks (docs/operations.md, "Installing"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -55,6 +55,11 @@ test: install
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+## systemd-analyze, which verifies deploy/systemd/ in the tests (Debian's systemd; CI runs it).
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; }
 
 ## promtool, which validates deploy/prometheus/ in the tests (Debian's prometheus; CI runs it).
 promtool:
