@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short
 
-# The locks (docs/operations.md, "Installing"): exact versions with hashes, made by `make lock`
+# The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
 # command here runs on; requirements/production.txt (the base dependencies, the same pins) is
 # what deploy/ installs. tests/test_locks.py fails when pyproject.toml and the locks disagree.
