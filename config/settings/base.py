@@ -298,6 +298,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=PIPELINE_SWEEP_SECONDS),
     },
 }
+# Beat runs on every host and one of them schedules, under a lock in the broker's Redis
+# (config/beat.py). Another takes over within the lock's timeout of losing the holder; the
+# waiting ones poll, and the holder extends the lock, every fifth of it.
+CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT_SECONDS", default=25)
+CELERY_BEAT_MAX_LOOP_INTERVAL = max(CELERY_REDBEAT_LOCK_TIMEOUT / 5, 0.5)
+CELERY_REDBEAT_KEY_PREFIX = env("BEAT_KEY_PREFIX", default="redbeat:")
+# RedBeat's own client: the broker's time-outs, and a minute of retries before a call fails.
+CELERY_REDBEAT_REDIS_OPTIONS = {
+    "retry_period": 60,
+    "socket_timeout": 2,
+    "socket_connect_timeout": 1,
+}
 
 # --- The pipeline -------------------------------------------------------------------------
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:8765")
