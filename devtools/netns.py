@@ -78,6 +78,11 @@ class Net:
             return f"{self.prefix}.2"
         return f"{self.prefix}.{10 + int(name.removeprefix('h'))}"
 
+    @property
+    def root_address(self) -> str:
+        """Where the places reach the root namespace (a test's receiver listens there)."""
+        return f"{self.prefix}.1" if self.namespaces else "127.0.0.1"
+
     def veth(self, name: str) -> str:
         return f"c{self.port}{name}"
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -211,3 +212,56 @@ def test_global_limits_hold_across_hosts(cluster: Cluster, fixtures: dict[str, A
         sandbox.post("/_sandbox/config", json={"quota_rps": 0, "quota_burst": 0})
         rate_limit(cluster, "client_requests", None, 1)
         rate_limit(cluster, "gateway", None, 1)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """The chatbot's callback endpoint: notes when each POST arrived, answers 200."""
+
+    arrivals: list[float]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.arrivals.append(time.monotonic())
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_callback_rate_holds_across_hosts(cluster: Cluster, fixtures: dict[str, Any]) -> None:
+    # given: a chatbot's callbacks are limited to 4 a second (a burst of 2), and its receiver
+    # listens where the hosts reach this machine
+    Receiver.arrivals = []
+    server = ThreadingHTTPServer((cluster.net.root_address, 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = f"http://{cluster.net.root_address}:{server.server_address[1]}/hook"
+    rate_limit(cluster, "callbacks", 4.0, 2)
+    try:
+        time.sleep(1)  # every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS
+        # when: 16 orders with that callback URL arrive through HAProxy on both hosts
+        campaign = fixtures["campaigns"]["callbacks"]
+        auth = {"Authorization": f"Bearer {fixtures['api_key']}"}
+        with httpx.Client(base_url=cluster.url, headers=auth, timeout=10) as api:
+            for i in range(16):
+                body = {
+                    "customer_id": f"hook-{i}",
+                    "items": [{"sku": campaign["skus"][i % 2], "quantity": 1}],
+                    "callback_url": hook,
+                }
+                placed = api.post(
+                    "/api/v1/orders/", json=body, headers={"Idempotency-Key": f"h{i}"}
+                )
+                assert placed.status_code == 202, placed.text
+        deadline = time.monotonic() + 40
+        while len(Receiver.arrivals) < 16:  # at least one callback per order
+            assert time.monotonic() < deadline, f"{len(Receiver.arrivals)} callbacks arrived"
+            time.sleep(0.2)
+    finally:
+        rate_limit(cluster, "callbacks", None, 1)
+        server.shutdown()
+    # then: never more than the limit allows in any 2 s, from both hosts' workers together
+    stamps = sorted(Receiver.arrivals)
+    for i, stamp in enumerate(stamps):
+        within = sum(1 for s in stamps[i:] if s - stamp < 2.0)
+        assert within <= 4 * 2 + 2, f"{within} callbacks within 2 s"
