@@ -117,7 +117,6 @@ def layout(*, logs: Path, sandbox_latency_ms: int, sandbox_quota_rps: int) -> La
             "-k",
             os.environ.get("BENCH_WORKER_CLASS", "config.server.ApiWorker"),
         ),
-        beat_schedule=logs.parent / "celerybeat-schedule",
         beat_loglevel="WARNING",
         sandbox=Sandbox(
             host="127.0.0.1",

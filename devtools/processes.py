@@ -5,7 +5,8 @@ and workers"):
 
     sandbox            the sandbox payment gateway (only when no gateway is configured)
     gunicorn           config/gunicorn.conf.py: our threaded ApiWorker
-    beat               Celery beat: the sweeps
+    beat               Celery beat: the sweeps, under a Redis lock (config/beat.py), so
+                       that every host may run one
     worker-<queue>     one Celery worker per queue, one process, prefetch 1, so that a slow
                        gateway never starves reservations
     flower             optional: Celery's monitor
@@ -54,7 +55,6 @@ class Layout:
     """One way of running the stack: what its user sets, everything else is fixed."""
 
     web_bind: str  # host:port of gunicorn
-    beat_schedule: Path
     sandbox: Sandbox | None  # None: a configured gateway is used, no sandbox is started
     web_args: tuple[str, ...] = ()  # e.g. -w/-k for the benchmark, an access log for make run
     queues: tuple[str, ...] = QUEUES
@@ -117,7 +117,8 @@ def flower_argv(address: str, port: int, *extra: str) -> tuple[str, ...]:
 
 def table(layout: Layout) -> dict[str, Process]:
     """Name → process of the whole stack, in start order."""
-    beat = [*CELERY, "beat", "--schedule", str(layout.beat_schedule)]
+    # No schedule file: RedBeat keeps the schedule, and when each entry last ran, in Redis.
+    beat = [*CELERY, "beat"]
     if layout.beat_loglevel is not None:
         beat.append(f"--loglevel={layout.beat_loglevel}")
     argvs: dict[str, tuple[str, ...]] = {}

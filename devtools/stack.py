@@ -113,7 +113,6 @@ def layout(gateway: Gateway, *, flower: bool = False) -> Layout:
     return Layout(
         web_bind=f"{HOST}:{PORT}",
         web_args=("--access-logfile", str(LOGS / "access.log")),
-        beat_schedule=RUN_DIR / "celerybeat-schedule",
         sandbox=Sandbox(port=GATEWAY_PORT, latency_ms=20) if gateway.sandbox else None,
         flower_bind=(HOST, FLOWER_PORT) if flower else None,
         metrics_dir=METRICS_DIR,
