@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short
+.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps
 
 # The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -70,6 +70,16 @@ promtool:
 pgbouncer:
 	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer; }
+
+## HAProxy and iproute2 for `make cluster` and its tests, with PgBouncer (Debian's; CI runs it).
+cluster-deps: pgbouncer
+	@test -x /usr/sbin/haproxy && { test -x /usr/sbin/ip || test -x /usr/bin/ip; } || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy iproute2; }
+
+## Several hosts on one machine behind HAProxy, PgBouncer before a private PostgreSQL, until
+## Ctrl-C (docs/cluster.md; HOSTS=N hosts, default 3; CLUSTER_PORT=P, default 8090).
+cluster: install cluster-deps
+	$(PY) -m devtools.cluster $(if $(HOSTS),--hosts $(HOSTS)) $(if $(CLUSTER_PORT),--port $(CLUSTER_PORT))
 
 ## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
 bench-quick: install

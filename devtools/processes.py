@@ -64,6 +64,7 @@ class Layout:
     flower_bind: tuple[str, int] | None = None  # (address, port) to start Flower
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR/<name> per process group
     worker_metrics_base_port: int = 9101  # worker i serves its pool's metrics on base + i
+    beat: bool = True  # False: no beat in this layout (a cluster runs one, devtools/cluster.py)
 
 
 def sandbox_argv(sandbox: Sandbox) -> tuple[str, ...]:
@@ -124,7 +125,8 @@ def table(layout: Layout) -> dict[str, Process]:
     if layout.sandbox is not None:
         argvs["sandbox"] = sandbox_argv(layout.sandbox)
     argvs["gunicorn"] = gunicorn_argv(layout.web_bind, *layout.web_args)
-    argvs["beat"] = tuple(beat)
+    if layout.beat:
+        argvs["beat"] = tuple(beat)
     for queue in layout.queues:
         argvs[f"worker-{queue}"] = worker_argv(
             queue, node=f"{layout.node_prefix}{queue}", loglevel=layout.worker_loglevel

@@ -147,10 +147,10 @@ class Stop:
             signal.signal(signum, self.request)
 
 
-def start(process: Process, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(process: Process, env: dict[str, str], *, logs: Path = LOGS) -> subprocess.Popen[bytes]:
     """Start one process leading its own session and process group (see the module)."""
     fresh_metrics_dir(process)
-    with (LOGS / f"{process.name}.log").open("ab") as log:
+    with (logs / f"{process.name}.log").open("ab") as log:
         return subprocess.Popen(
             process.argv,
             cwd=ROOT,
