@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short
+.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short cluster cluster-deps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -41,6 +41,16 @@ browser:
 promtool:
 	@command -v promtool >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+## HAProxy, PgBouncer and iproute2 for `make cluster` and its tests (Debian packages; CI runs it).
+cluster-deps:
+	@command -v haproxy >/dev/null && command -v pgbouncer >/dev/null && command -v ip >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy pgbouncer iproute2; }
+
+## Several hosts on one machine behind HAProxy, PgBouncer before a private PostgreSQL, until
+## Ctrl-C (docs/cluster.md; HOSTS=N hosts, default 3; CLUSTER_PORT=P, default 8090).
+cluster: install cluster-deps
+	$(PY) -m devtools.cluster $(if $(HOSTS),--hosts $(HOSTS)) $(if $(CLUSTER_PORT),--port $(CLUSTER_PORT))
 
 BENCH_STAMP := $(VENV)/.bench-installed-stamp
 

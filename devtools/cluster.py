@@ -115,7 +115,7 @@ class Cluster:
         self.net = Net(port, namespaces=not self.why_loopback)
         self.extra_env = env or {}
         self.sandbox_latency_ms = sandbox_latency_ms
-        self.sandbox_key = secrets.token_urlsafe(12)
+        self.sandbox_key = secrets.token_hex(12)  # not token_urlsafe: a leading "-" reads as a flag
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}
 
@@ -291,7 +291,8 @@ pidfile =
             place = self.net.places[host]
             lines.append(f"    server {host} {place.address}:{self.ports(host).web}\n")
         text = HAPROXY_CFG.read_text()
-        marker = next(l for l in text.splitlines(True) if l.strip().startswith(SERVERS_MARKER))
+        lines_of = text.splitlines(True)
+        marker = next(line for line in lines_of if line.strip().startswith(SERVERS_MARKER))
         cfg = self.run_dir / "haproxy.cfg"
         cfg.write_text(text.replace(marker, marker + "".join(lines), 1))
         env = {
@@ -357,7 +358,9 @@ pidfile =
             if ready():  # type: ignore[operator]
                 return
             dead = [
-                n for n, p in self.procs.items() if p.poll() is not None and n.startswith(("db-", "lb-"))
+                n
+                for n, p in self.procs.items()
+                if p.poll() is not None and n.startswith(("db-", "lb-"))
             ]
             if dead:
                 raise RuntimeError(f"{dead[0]} exited; see {self.logs}/{dead[0]}.log")
