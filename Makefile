@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short cluster cluster-deps
+.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -65,6 +65,12 @@ bench-quick: $(BENCH_STAMP)
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: $(BENCH_STAMP)
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
+
+## The benchmark through the cluster (docs/performance.md, Measuring): 1 host, then 3, behind
+## HAProxy; about 15 minutes (QUICK=1: about 4); results in bench/results/cluster-*.json.
+bench-cluster: $(BENCH_STAMP) cluster-deps
+	BENCH_COMMAND="make bench-cluster$(if $(QUICK), QUICK=1)" $(PY) -m bench.cluster \
+		--mode $(if $(QUICK),quick,full) $(if $(BENCH_CLUSTER_PORT),--port $(BENCH_CLUSTER_PORT))
 
 ## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
 ## per-minute figures and verdicts, results in bench/results/ (MINUTES=3: a short one).

@@ -54,9 +54,11 @@ def addresses(cluster: Cluster) -> dict[str, str]:
         "BENCH_CALLBACK_PORT": str(cluster.port + CALLBACK_OFFSET),
         "BENCH_CALLBACK_HOST": callback_host,
     }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.update(addresses(Cluster(hosts=1, port=args.port)))
-    from bench.cluster import run  # noqa: PLC0415  (reads the addresses just set)
+    from bench.cluster import run
 
     return run.main(args)

@@ -20,6 +20,7 @@ import psutil
 from bench import stack
 from bench.measure import Sampler
 from bench.stack import Stack
+
 # The product: what "CPU per paid order" adds up (the harness is the load generator, the
 # sandbox gateway and the orchestrator).
 PRODUCT_KINDS = (

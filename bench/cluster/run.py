@@ -122,8 +122,9 @@ def run_cluster(
         if load is not None:
             load.quit()
         stk.stop_all()
-        cluster.stop()
+        # PostgreSQL stops (SIGTERM: smart shutdown) only once its clients have gone.
         connections.close_all()
+        cluster.stop()
 
 
 def main(args: argparse.Namespace) -> int:
