@@ -104,3 +104,4 @@ def test_overload_is_judged_against_the_single_hosts_targets() -> None:
     assert verdicts["3 hosts: overload 5x: p99 of every answer"] is False  # 250 ms
     assert verdicts["3 hosts: overload 5x: 5xx answers"] is False
     assert verdicts["3 hosts: overload 5x: time-outs"] is True
+    assert judged([], "no door: ") == []
