@@ -29,12 +29,18 @@ STEP_FIELDS = (
 
 
 def step_brief(step: R) -> R:
+    """A step's counts and latencies: from when each request was due (what the targets
+    judge), and from when it was sent (service: without the wait for one of the load
+    generator's connections, which an open loop at a rate beyond them adds)."""
     every, accepted = step.get("latency_all_ms") or {}, step.get("latency_ms") or {}
+    service = step.get("service_ms") or {}
     return {
         **{k: step.get(k) for k in STEP_FIELDS},
         "p50_ms": every.get("p50"),
         "p99_ms": every.get("p99"),
         "p99_accepted_ms": accepted.get("p99"),
+        "service_p50_ms": service.get("p50"),
+        "service_p99_ms": service.get("p99"),
     }
 
 
@@ -143,6 +149,19 @@ def comparison(configs: list[R]) -> R:
         sum(c["e2e"]["cpu_ms_per_paid_order"].get(k, 0.0) for k in ADDED_KINDS) for c in configs
     ]
     sats = [c["intake"]["saturation"]["accepted_per_s"] for c in configs]
+    # Share of the database's active-backend samples spent waiting for a lock in the
+    # end-to-end run (of the top statements kept): a lock that hosts queue on shows here.
+    locks = [
+        round(
+            sum(
+                share
+                for key, share in c["db_waits"].get("e2e", {}).get("top", [])
+                if key.startswith("Lock:")
+            ),
+            3,
+        )
+        for c in configs
+    ]
     spread = {}
     for c in configs:
         total = sum(s["stot"] for s in c["servers"].values())
@@ -162,6 +181,7 @@ def comparison(configs: list[R]) -> R:
         "intake_saturation_per_s": sats,
         "intake_saturation_ratio": ratio(sats[0], sats[-1]),
         "e2e_paid_per_s": [c["e2e"]["paid_per_s"] for c in configs],
+        "e2e_db_lock_wait_share": locks,
         "request_share_by_host": spread,
         "first_last": [first["hosts"], last["hosts"]],
     }
@@ -220,7 +240,8 @@ def render(res: R) -> str:
                 lines.append(
                     f"  {label} {run['factor']:g}x ({run['rate']:.0f}/s): accepted "
                     f"{_f(s['accepted_per_s'])}/s = {_f(run['goodput_vs_saturation'], '.2f')} of "
-                    f"saturation, p99 {_f(s['p99_ms'])} ms, 429 {s['http_429']}, 5xx "
+                    f"saturation, p99 {_f(s['p99_ms'])} ms (sent to answered "
+                    f"{_f(s.get('service_p99_ms'))} ms), 429 {s['http_429']}, 5xx "
                     f"{s['http_5xx']}, time-outs {s['timeouts']}; CPU ms/answer gunicorn "
                     f"{_f(cpu.get('gunicorn'), '.2f')}, haproxy {_f(cpu.get('haproxy'), '.2f')}"
                 )
@@ -249,7 +270,9 @@ def render(res: R) -> str:
             + ", ".join(_f(v, ".3f") for v in cmp["haproxy_pgbouncer_ms_per_paid_order"])
             + " ms per paid order; intake saturation "
             + " -> ".join(_f(v) for v in cmp["intake_saturation_per_s"])
-            + f"/s (x{_f(cmp['intake_saturation_ratio'], '.2f')})"
+            + f"/s (x{_f(cmp['intake_saturation_ratio'], '.2f')}); end-to-end backends "
+            "waiting on a lock "
+            + " -> ".join(_f(v, ".2f") for v in cmp.get("e2e_db_lock_wait_share", []))
         )
     door = [v for c in res["configs"] for v in c.get("door_against_targets", [])]
     lines.append(

@@ -162,7 +162,8 @@ def main(args: argparse.Namespace) -> int:
         return 130
     results = report.results(
         mode=plan.mode,
-        command=os.environ.get("BENCH_COMMAND") or f"python -m bench.cluster {args.mode}",
+        command=(os.environ.get("BENCH_COMMAND") or f"python -m bench.cluster --mode {args.mode}")
+        + f" --hosts {args.hosts} --port {args.port}",
         started_at=datetime.fromtimestamp(began, UTC).isoformat(),
         wall_seconds=time.time() - began,
         plan=plan,
