@@ -51,9 +51,16 @@ def test_host_counts_are_checked_before_anything_starts(hosts: str) -> None:
         parse_args(["--hosts", hosts])
 
 
-def _config(hosts: int, cpu: dict[str, float], stot: list[int], saturation: float) -> dict:
+def _config(
+    hosts: int, cpu: dict[str, float], stot: list[int], saturation: float, lock: float = 0.0
+) -> dict:
+    top = [
+        ["running WITH orders_order", 0.5],
+        ["Lock:transactionid in SELECT coupons_campaign", lock],
+    ]
     return {
         "hosts": hosts,
+        "db_waits": {"e2e": {"top": top}},
         "e2e": {"cpu_ms_per_paid_order": cpu, "paid_per_s": 100.0},
         "intake": {"saturation": {"accepted_per_s": saturation}},
         "servers": {f"h{i + 1}": {"stot": n} for i, n in enumerate(stot)},
@@ -63,7 +70,11 @@ def _config(hosts: int, cpu: dict[str, float], stot: list[int], saturation: floa
 def test_per_order_cost_is_paired_from_one_host_to_three() -> None:
     one = _config(1, {"gunicorn": 4.0, "haproxy": 0.5, "pgbouncer": 1.0, "loadgen": 2.0}, [90], 400)
     three = _config(
-        3, {"gunicorn": 5.0, "haproxy": 0.5, "pgbouncer": 1.5, "loadgen": 2.0}, [30, 30, 40], 380
+        3,
+        {"gunicorn": 5.0, "haproxy": 0.5, "pgbouncer": 1.5, "loadgen": 2.0},
+        [30, 30, 40],
+        380,
+        0.25,
     )
     found = comparison([one, three])
     # The harness (loadgen) is not the product's cost.
@@ -73,6 +84,7 @@ def test_per_order_cost_is_paired_from_one_host_to_three() -> None:
     assert found["haproxy_pgbouncer_ms_per_paid_order"] == [1.5, 2.0]
     assert found["intake_saturation_ratio"] == 0.95
     assert found["request_share_by_host"]["3"] == {"h1": 0.3, "h2": 0.3, "h3": 0.4}
+    assert found["e2e_db_lock_wait_share"] == [0.0, 0.25]
 
 
 def _overload(factor: float, accepted: float, p99: float, **counts: int) -> dict[str, Any]:
