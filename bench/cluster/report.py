@@ -109,6 +109,8 @@ def config_results(
             "paid_in_run": main["paid_in_run"],
             "sustained": main["sustained"],
             "backlog_slope_per_s": main["backlog_slope_per_s"],
+            # Cores used by processes outside the benchmark meanwhile: a noisy machine's mark.
+            "others_share_of_cores": (main.get("machine") or {}).get("others_share_of_cores"),
             "step": step_brief(main["summary"]["steps"][0]),
             "cpu_ms_per_paid_order": {
                 k: round(v, 3) for k, v in main["cpu_ms_per_paid_order"].items()
@@ -231,7 +233,8 @@ def render(res: R) -> str:
             f"{_f(sat['accepted_per_s'])}/s (p99 {_f(sat['p99_ms'])} ms); end to end at "
             f"{e2e['rate']:.0f}/s: paid {e2e['paid_per_s']:.0f}/s, "
             f"{'sustained' if e2e['sustained'] else 'NOT sustained'}, p99 "
-            f"{_f(e2e['step']['p99_ms'])} ms"
+            f"{_f(e2e['step']['p99_ms'])} ms; others used "
+            f"{_f((e2e.get('others_share_of_cores') or 0) * 100)} % of the cores meanwhile"
         )
         for label, runs in (("HAProxy", c["overload"]), ("Python door", c["door"])):
             for run in runs:
