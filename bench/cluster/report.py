@@ -228,13 +228,14 @@ def render(res: R) -> str:
     lines = [f"\ncluster benchmark, {res['mode']} ({res['command']})"]
     for c in res["configs"]:
         sat, e2e = c["intake"]["saturation"], c["e2e"]
+        others = e2e.get("others_share_of_cores")
         lines.append(
             f"\n{c['hosts']} host(s), {c['network']}: intake saturation "
             f"{_f(sat['accepted_per_s'])}/s (p99 {_f(sat['p99_ms'])} ms); end to end at "
             f"{e2e['rate']:.0f}/s: paid {e2e['paid_per_s']:.0f}/s, "
             f"{'sustained' if e2e['sustained'] else 'NOT sustained'}, p99 "
             f"{_f(e2e['step']['p99_ms'])} ms; others used "
-            f"{_f((e2e.get('others_share_of_cores') or 0) * 100)} % of the cores meanwhile"
+            f"{_f(others * 100 if others is not None else None)} % of the cores meanwhile"
         )
         for label, runs in (("HAProxy", c["overload"]), ("Python door", c["door"])):
             for run in runs:
