@@ -474,8 +474,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.cluster")
     parser.add_argument("--hosts", type=int, default=int(os.environ.get("HOSTS", "3")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "8090")))
+    parser.add_argument(
+        "--loopback", action="store_true", help="no namespaces: every host on 127.0.0.1"
+    )
     args = parser.parse_args(argv)
-    cluster = Cluster(hosts=args.hosts, port=args.port)
+    cluster = Cluster(hosts=args.hosts, port=args.port, namespaces=False if args.loopback else None)
     if cluster.why_loopback:
         print(
             f"No network namespaces here ({cluster.why_loopback}): every host runs on "

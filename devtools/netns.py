@@ -143,7 +143,13 @@ def remove(port: int) -> None:
                 os.kill(int(pid), signal.SIGKILL)
         _ip("netns", "del", netns, check=False)
     if shutil.which("ip"):
-        _ip("link", "del", f"cb{port}", check=False)
+        # A namespace outlives `ip netns del` while a killed process in it is still dying,
+        # and so does its veth: delete the run's veths (both ends go) and bridge by name.
+        links = _ip("-o", "link", "show", check=False).stdout.splitlines()
+        names = {line.split(":")[1].strip().split("@")[0] for line in links if ":" in line}
+        for name in sorted(names):
+            if re.fullmatch(rf"c{port}(h\d+|db)p?|cb{port}", name):
+                _ip("link", "del", name, check=False)
     _kill_remembered(port)
 
 

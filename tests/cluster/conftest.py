@@ -31,7 +31,7 @@ CLOCKS = {
     "LOG_REQUESTS": "false",
     "RATE_LIMIT_CACHE_SECONDS": "0.2",
 }
-SHOPPERS = {"host_loss": 120, "rolling": 240, "limits": 40}
+SHOPPERS = {"host_loss": 120, "rolling": 240, "limits": 100}
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,16 @@
 (bench/chaos/shoppers.py: claim, order, replays, cancels, every request retried with its
 Idempotency-Key) through HAProxy while a host is lost, and while an upgrade rolls through;
 then every invariant (bench/invariants.py) against the database, the gateway's ledger and
-what the shoppers were told."""
+what the shoppers were told. And the global limits (a chatbot's bucket, the gateway's rate)
+hold across hosts, measured at HAProxy's clients and at the sandbox gateway."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +21,7 @@ import pytest
 from bench.chaos.shoppers import Record, Shoppers
 from bench.invariants import TERMINAL, check_invariants
 from devtools.cluster import Cluster
+from tests.stack import PROJECT_ROOT
 
 pytestmark = pytest.mark.cluster
 QUIET_SECONDS = 60.0
@@ -146,3 +151,63 @@ def test_rolling_upgrade(cluster: Cluster, fixtures: dict[str, Any]) -> None:
     # then: no 5xx, nothing lost, nothing parked, every invariant holds
     assert record.answers["order 202"] > 0
     judge(cluster, burst, record)
+
+
+def rate_limit(cluster: Cluster, scope: str, per_second: float | None, burst: int) -> None:
+    """shop.services.rate_limit_set, run as an operator would (manage.py shell)."""
+    code = (
+        "from shop import services as s; "
+        f"s.rate_limit_set(scope={scope!r}, per_second={per_second!r}, burst={burst}, actor='t')"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=PROJECT_ROOT,
+        env=cluster.env,
+        check=True,
+    )
+
+
+def test_global_limits_hold_across_hosts(cluster: Cluster, fixtures: dict[str, Any]) -> None:
+    # given: a chatbot may send 20 claims and orders a second (a burst of 10), and the
+    # gateway takes 5 charges a second (a burst of 5), which is also our global gateway limit
+    # (a burst of 2: the two buckets are not in step)
+    sandbox = httpx.Client(
+        base_url=cluster.sandbox_url,
+        headers={"Authorization": f"Bearer {cluster.sandbox_key}"},
+        timeout=10,
+    )
+    sandbox.post("/_sandbox/config", json={"quota_rps": 5, "quota_burst": 5}).raise_for_status()
+    rate_limit(cluster, "client_requests", 20.0, 10)
+    rate_limit(cluster, "gateway", 5.0, 2)
+    try:
+        charges_before = len(sandbox.get("/_sandbox/ledger").json()["charges"])
+        time.sleep(1)  # every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS (0.2)
+
+        # when: the chatbot sends far faster, through HAProxy to both hosts
+        started = time.monotonic()
+        burst = Burst(cluster, fixtures, "limits", rate=60)
+        record = burst.join()
+        took = time.monotonic() - started
+        quiet(cluster, burst.campaign["campaign_id"])
+
+        # then: the chatbot's bucket held across both hosts...
+        # (claims and orders, replays included, count against the bucket; cancels do not)
+        limited = {k: n for k, n in record.answers.items() if not k.startswith("cancel ")}
+        answered = sum(n for kind, n in limited.items() if not kind.endswith(" 429"))
+        refused = sum(n for kind, n in limited.items() if kind.endswith(" 429"))
+        assert refused > 0, record.summary()
+        assert answered <= 20 * took * 1.05 + 10, f"{answered} answered in {took:.1f} s"
+        # ...and so did the gateway's: no 429 from it, and never more than its rate
+        book = sandbox.get("/_sandbox/ledger").json()
+        stamps = sorted(
+            datetime.fromisoformat(str(c["created_at"])) for c in book["charges"][charges_before:]
+        )
+        assert book["stats"]["http_429"] == 0
+        assert len(stamps) >= 10, f"only {len(stamps)} charges"
+        for i, stamp in enumerate(stamps):
+            within = sum(1 for s in stamps[i:] if (s - stamp).total_seconds() < 2.0)
+            assert within <= 5 * 2 + 2, f"{within} charges within 2 s from {stamp}"
+    finally:  # the next test of the module (in any order) runs unlimited
+        sandbox.post("/_sandbox/config", json={"quota_rps": 0, "quota_burst": 0})
+        rate_limit(cluster, "client_requests", None, 1)
+        rate_limit(cluster, "gateway", None, 1)
