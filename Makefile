@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps
+.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
 # The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -88,6 +88,12 @@ bench-quick: install
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: install
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
+
+## The benchmark through the cluster (docs/performance.md, Measuring): 1 host, then 3, behind
+## HAProxy; about 15 minutes (QUICK=1: about 4); results in bench/results/cluster-*.json.
+bench-cluster: install cluster-deps
+	BENCH_COMMAND="make bench-cluster$(if $(QUICK), QUICK=1)" $(PY) -m bench.cluster \
+		--mode $(if $(QUICK),quick,full) $(if $(BENCH_CLUSTER_PORT),--port $(BENCH_CLUSTER_PORT))
 
 ## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
 ## per-minute figures and verdicts, results in bench/results/ (MINUTES=3: a short one).
