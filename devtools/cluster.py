@@ -49,7 +49,7 @@ PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer.ini"
 SERVERS_MARKER = "# @servers"
 START_SECONDS = 90.0
 WEB_PROCESSES = 1  # gunicorn processes per host (two threads each): hosts share the cores
-QUEUE_MS = 200  # HAProxy's queue budget (timeout queue)
+QUEUE_MS = 100  # HAProxy's queue budget (timeout queue, and the wait past which it refuses at once)
 WEB_LOCK_TIMEOUT_MS = 2000  # config/wsgi.py's DB_LOCK_TIMEOUT_MS, set by the web's alias
 
 
