@@ -35,7 +35,7 @@ from config.sql import prepared_count, prepared_rows
 from orders import metrics
 from orders.models import TERMINAL, CallbackDelivery, Order
 from orders.netguard import guarded_pool
-from orders.services.nudges import CALLBACK, drain, nudge_callbacks
+from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
 from shop import selectors as shop_selectors
 from shop.models import ApiClient, RateLimit
 
@@ -307,8 +307,9 @@ def callbacks_record(
     metrics.parked("callback", outcomes["failed"])
 
 
-def callbacks_drain() -> int:
-    """The callback worker's loop: claim, POST concurrently, record. Returns deliveries tried."""
+def callbacks_drain(*, lane: int = 0) -> int:
+    """The callback worker's loop: claim, POST concurrently, record. Returns deliveries tried.
+    A full claim recruits one more worker (nudges.recruit) before its POSTs go out."""
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="callback"
     ) as pool:
@@ -316,6 +317,8 @@ def callbacks_drain() -> int:
         def step() -> int:
             with metrics.batch("callback") as size:
                 jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+                if len(jobs) >= settings.CALLBACK_BATCH_SIZE:
+                    recruit(CALLBACK, "all")
                 if jobs:
                     go, unsent = _within_client_limits(jobs)
                     sent = list(zip(go, pool.map(callback_send, go), strict=True))
@@ -327,9 +330,10 @@ def callbacks_drain() -> int:
             CALLBACK,
             "all",
             step,
-            renudge=partial(nudge_callbacks, force=True),
+            renudge=partial(nudge_callbacks, force=True, lane=lane),
             linger=settings.CALLBACK_LINGER_SECONDS,
             fill=settings.CALLBACK_BATCH_SIZE,
+            lane=lane,
         )
 
 

@@ -37,7 +37,7 @@ from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient, RefundOutcome
 from orders.models import REFUND_ALLOWED, Order, Payment, Refund, Reservation
 from orders.services.holds import holds_clock_start, holds_close
-from orders.services.nudges import PAY, drain, nudge_payments
+from orders.services.nudges import PAY, drain, nudge_payments, recruit
 from orders.services.transitions import PaymentMove, orders_move, payments_move, refund_move
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
@@ -343,8 +343,10 @@ def _refunds_open(
         )
 
 
-def payments_drain() -> int:
-    """The settlement worker's loop: claim, call concurrently, record. Returns orders handled."""
+def payments_drain(*, lane: int = 0) -> int:
+    """The settlement worker's loop: claim, call concurrently, record. Returns orders handled.
+    A full claim recruits one more worker (nudges.recruit) before its calls go out: claims
+    skip each other's rows, and every worker takes its tokens from the one global bucket."""
     client = gateway()
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
@@ -352,7 +354,10 @@ def payments_drain() -> int:
 
         def step() -> int:
             with metrics.batch("settle") as size:
-                claimed = payments_claim_batch(limit=_claim_size())
+                limit = _claim_size()
+                claimed = payments_claim_batch(limit=limit)
+                if claimed.settled_free + len(claimed.jobs) >= limit:
+                    recruit(PAY, "all")
                 if claimed.jobs:
                     granted = _gateway_tokens(len(claimed.jobs))
                     prepaid = [i < granted for i in range(len(claimed.jobs))]
@@ -369,9 +374,10 @@ def payments_drain() -> int:
             PAY,
             "all",
             step,
-            renudge=partial(nudge_payments, force=True),
+            renudge=partial(nudge_payments, force=True, lane=lane),
             linger=settings.SETTLEMENT_LINGER_SECONDS,
             fill=settings.SETTLEMENT_BATCH_SIZE,
+            lane=lane,
         )
 
 
