@@ -1,0 +1,159 @@
+"""Several worker processes drain one stage of one campaign at once (orders.services.nudges'
+lanes): two real Celery workers, one pool process each, against a campaign with four times
+more orders than stock. The interleaving is forced, not hoped for: the test holds the
+campaign's row while the pipeline runs, so every batch that reaches its counters waits there,
+and it goes on only once two batches, from two processes, wait at once."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+
+from bench.invariants import check_invariants
+from coupons.models import Campaign
+from orders import services
+from orders.models import Order
+from shop.models import ApiClient
+from tests.conftest import database_url_of_tests
+from tests.factories.coupons import CampaignFactory
+from tests.factories.orders import claim, place
+from tests.factories.shop import ProductFactory
+from tests.pipeline import all_terminal, ledger, wait_for
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+
+ORDERS, STOCK, BATCH = 160, 40, 30
+# What a batch waiting at its counters is running: the budget's conditional UPDATEs (held by
+# a reservation batch, spent by a payment batch).
+RESERVE_WAITS = "UPDATE coupons_campaign SET budget_held = budget_held +"
+PAY_WAITS = "UPDATE coupons_campaign\nSET budget_held = budget_held -"
+
+
+def campaign_with_line(chatbot: ApiClient, *, price: int) -> tuple[Campaign, list[Order]]:
+    """ORDERS orders of as many customers, each with its coupon, for STOCK units."""
+    campaign = CampaignFactory(coupons_total=ORDERS, max_discount=1000)
+    product = ProductFactory(price=price, stock=STOCK)
+    orders = [
+        place(chatbot, f"c-{n}", [(product, 1)], coupon=claim(chatbot, campaign, f"c-{n}"))
+        for n in range(ORDERS)
+    ]
+    return campaign, orders
+
+
+def hold_row(campaign: Campaign) -> psycopg.Connection:
+    """A transaction of the test's own that holds the campaign's row as a batch would."""
+    holder = psycopg.connect(database_url_of_tests())
+    holder.execute("SELECT 1 FROM coupons_campaign WHERE id = %s FOR NO KEY UPDATE", [campaign.pk])
+    return holder
+
+
+def waiting_at(statement: str) -> Callable[[], set[int]]:
+    """The database backends whose statement starting `statement` waits for a lock."""
+
+    def backends() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND wait_event_type = 'Lock' AND position(%s in query) > 0",
+                [connection.settings_dict["NAME"], statement],
+            )
+            return {pid for (pid,) in cursor.fetchall()}
+
+    return backends
+
+
+def both_waiting(backends: Callable[[], set[int]], *, what: str) -> set[int]:
+    seen: set[int] = set()
+
+    def two() -> bool:
+        seen.update(backends())
+        return len(backends()) >= 2
+
+    # No sweep while the row is held: it could only add nudges to the ones under test.
+    wait_until(two, what=what)
+    return seen
+
+
+def wait_until(done: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def batches(log: Path, stage: str) -> list[int]:
+    """The sizes of the batches one worker logged for `stage`, in its own log."""
+    pattern = re.compile(rf"{stage} batch: .*?(\d+) orders")
+    return [int(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
+
+
+def test_two_reservation_workers_take_one_campaigns_batches_at_once(
+    chatbot, gateway, start_worker, log_dir
+) -> None:
+    # given: a line four times longer than the stock, nudged, and the campaign's row held
+    campaign, orders = campaign_with_line(chatbot, price=3000)
+    holder = hold_row(campaign)
+    env = {"RESERVATION_BATCH_SIZE": str(BATCH), "WORKER_LANES": "2"}
+    logs = [log_dir / f"lanes-reserve-{n}.log" for n in (1, 2)]
+    for log in logs:
+        log.write_text("")
+    # when: two worker processes, one pool process each
+    for n, log in enumerate(logs, 1):
+        start_worker("reservations,payments,callbacks", log=log.name, node=f"lanes{n}", **env)
+    try:
+        waiters = both_waiting(waiting_at(RESERVE_WAITS), what="two batches at the counters")
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(all_terminal(o.pk for o in orders), timeout=60, what="every order final")
+
+    # then: two backends waited at once, and each process logged batches of its own
+    assert len(waiters) >= 2
+    assert all(batches(log, "reservation") for log in logs), [log.read_text() for log in logs]
+    # one of the two decided again under the locks: the other had taken the stock it counted on
+    assert any("decided again under locks" in log.read_text() for log in logs)
+    # every promise kept: stock, coupons, budget, charges, nothing left unfinished
+    accepted = [str(o.public_id) for o in orders]
+    assert check_invariants(connection, ledger(gateway), accepted) == []
+    final = dict(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("pk", "status"))
+    sold = sorted(pk for pk, status in final.items() if status == Order.Status.PAID)
+    assert len(sold) == STOCK
+    # first come, first served up to the batches decided side by side: nobody behind the
+    # first two batches (one per lane) got a unit while one of them was turned away
+    first_two = {o.pk for o in orders[: 2 * BATCH]}
+    assert set(sold) <= first_two
+    assert {final[o.pk] for o in orders[2 * BATCH :]} == {Order.Status.REJECTED}
+
+
+def test_two_payment_workers_record_batches_at_once(
+    chatbot, gateway, start_worker, log_dir
+) -> None:
+    # given: STOCK orders reserved here (their payment nudge is waiting), and the row held
+    campaign, orders = campaign_with_line(chatbot, price=3000)
+    while services.reservations_take_batch(campaign_id=campaign.pk, limit=ORDERS).seen:
+        pass
+    holder = hold_row(campaign)
+    env = {"SETTLEMENT_BATCH_SIZE": str(STOCK // 2 - 5), "WORKER_LANES": "2"}
+    # when: two payment workers, one pool process each
+    for n in (1, 2):
+        start_worker("payments", log=f"lanes-pay-{n}.log", node=f"lanespay{n}", **env)
+    try:
+        waiters = both_waiting(waiting_at(PAY_WAITS), what="two payment batches recording")
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(all_terminal(o.pk for o in orders), timeout=60, what="every order final")
+
+    # then: two processes recorded payments at once, and every promise held
+    assert len(waiters) >= 2
+    accepted = [str(o.public_id) for o in orders]
+    assert check_invariants(connection, ledger(gateway), accepted) == []
+    paid = Order.objects.filter(campaign=campaign, status=Order.Status.PAID).count()
+    assert paid == STOCK
