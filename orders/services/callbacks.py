@@ -162,7 +162,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     the claim sees the superseded rows as committed)."""
     now = timezone.now()
     metrics.callbacks_superseded(_callbacks_coalesce(now))
-    lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
+    lease_until = now + _lease()
     rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now, now])
     return [
         CallbackJob(
@@ -206,6 +206,7 @@ UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
 WHERE d.order_id = ANY(ARRAY(
         SELECT order_id FROM {_T} WHERE state = '{_PENDING}' AND next_attempt_at <= %s))
   AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
+  AND NOT (d.next_attempt_at > %s AND d.next_attempt_at - d.updated_at = %s)
   AND EXISTS (
     SELECT 1 FROM {_T} newer
     WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
@@ -217,8 +218,18 @@ def _callbacks_coalesce(now: datetime) -> int:
     """One POST per order carries its latest state (API.md): a pending delivery of a passing
     status (received, reserved) whose order has a newer one pending is superseded, never
     sent, once either is due. A terminal status is always delivered. Returns how many were
-    superseded."""
-    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL])
+    superseded.
+
+    Never one that another worker has claimed and is POSTing now (its lease runs: the claim
+    set next_attempt_at exactly a lease after updated_at, which a recorded outcome never
+    leaves): superseding it would free its successor to be sent beside it, and the chatbot
+    could hear the two in the wrong order."""
+    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL, now, _lease()])
+
+
+def _lease() -> timedelta:
+    """How long a claimed delivery is left to its worker before it is due again."""
+    return timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
 
 
 def event_id(*, delivery_id: int) -> str:

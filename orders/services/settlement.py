@@ -368,6 +368,8 @@ def payments_drain(*, lane: int = 0) -> int:
                     if counts["unowed"]:
                         refunds_unowed_settle()
                 size.append(claimed.settled_free + len(claimed.jobs))
+            if size[0]:
+                log.info("payment batch: lane %s, %s orders", lane, size[0])
             return size[0]
 
         return drain(
