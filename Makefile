@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick soak browser promtool demo-burst chaos chaos-short
+.PHONY: install run test lint schema clean bench bench-quick bench-stages soak browser promtool demo-burst chaos chaos-short
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -51,6 +51,13 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 ## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
 bench-quick: $(BENCH_STAMP)
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --mode quick
+
+## Each stage's drain rate with 1 and 2 worker processes, the other stages stopped (a few
+## minutes; run it on a quiet machine). PROCESSES=1,2,3 ORDERS=40000 change the runs.
+PROCESSES ?= 1,2
+ORDERS ?= 20000
+bench-stages: $(BENCH_STAMP)
+	$(PY) -m bench.stage_drain --processes $(PROCESSES) --orders $(ORDERS)
 
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: $(BENCH_STAMP)

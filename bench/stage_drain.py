@@ -8,9 +8,10 @@ For each stage and each process count: a fresh line of `--orders` orders of one 
 many Celery workers of the stage only (one pool process each, WORKER_LANES = the count), one
 nudge, and the clock runs until the line is empty. It prints per run the drain rate, the
 CPU per order of the workers and of PostgreSQL, and what sampling pg_stat_activity every
-20 ms saw: the share of samples with two or more of the run's backends active at once
-(overlap), and with one waiting for a lock (and on what); then each count's rate against
-one process's. Every worker logs its batches, so each one's share of the work is counted.
+20 ms saw: the share of samples with two or more of the run's backends inside a transaction
+at once (both in a batch) and running a statement at once, and with one waiting for a lock
+(and the commonest wait events); then each count's rate against one process's. Every
+worker logs its batches, so each one's share of the work is counted.
 
 Its own database and Redis DBs (STAGE_DATABASE_URL, STAGE_REDIS_URL, STAGE_BROKER_URL,
 default campaign_stages and Redis 12/13) and sandbox port (STAGE_SANDBOX_PORT, 8767), so
@@ -176,7 +177,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
     database = connection.settings_dict["NAME"]
     own = connection.cursor().connection.info.backend_pid
     waits: Counter[str] = Counter()
-    samples = overlap = lock_samples = 0
+    samples = overlap = inside = lock_samples = 0
     try:
         cpu0, pg0 = cpu_seconds(pids), postgres_cpu(database)
         began = time.perf_counter()
@@ -195,6 +196,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
             active = [r for r in rows if r[0] == "active"]
             samples += 1
             overlap += len(active) >= BOTH
+            inside += sum(r[0] != "idle" for r in rows) >= BOTH
             locked = [f"{r[1]}:{r[2]}" for r in active if r[1] == "Lock"]
             lock_samples += bool(locked)
             waits.update(f"{r[1]}:{r[2]}" for r in active if r[1])
@@ -219,6 +221,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
         "worker_cpu_ms_per_order": cpu * 1000 / orders,
         "postgres_cpu_ms_per_order": pg * 1000 / orders,
         "overlap": overlap / max(1, samples),
+        "both_in_a_batch": inside / max(1, samples),
         "lock_waits": lock_samples / max(1, samples),
         "waits": dict(waits.most_common(5)),
         "batches_per_worker": per_worker,
@@ -251,8 +254,9 @@ def main() -> None:
                     f"{stage:<8} {run['processes']} proc  {run['rate']:8.0f} orders/s "
                     f"x{run['rate'] / runs[0]['rate']:.2f}  worker CPU "
                     f"{run['worker_cpu_ms_per_order']:.3f} ms/order  PostgreSQL "
-                    f"{run['postgres_cpu_ms_per_order']:.3f} ms/order  overlap "
-                    f"{run['overlap']:.0%}  lock waits {run['lock_waits']:.0%}  "
+                    f"{run['postgres_cpu_ms_per_order']:.3f} ms/order  both in a batch "
+                    f"{run['both_in_a_batch']:.0%}  both in a statement {run['overlap']:.0%}  "
+                    f"lock waits {run['lock_waits']:.0%}  "
                     f"batches per worker {run['batches_per_worker']}  waits {run['waits']}",
                     flush=True,
                 )

@@ -141,9 +141,12 @@ def test_two_payment_workers_record_batches_at_once(
         pass
     holder = hold_row(campaign)
     env = {"SETTLEMENT_BATCH_SIZE": str(STOCK // 2 - 5), "WORKER_LANES": "2"}
+    logs = [log_dir / f"lanes-pay-{n}.log" for n in (1, 2)]
+    for log in logs:
+        log.write_text("")
     # when: two payment workers, one pool process each
-    for n in (1, 2):
-        start_worker("payments", log=f"lanes-pay-{n}.log", node=f"lanespay{n}", **env)
+    for n, log in enumerate(logs, 1):
+        start_worker("payments", log=log.name, node=f"lanespay{n}", **env)
     try:
         waiters = both_waiting(waiting_at(PAY_WAITS), what="two payment batches recording")
     finally:
@@ -151,8 +154,9 @@ def test_two_payment_workers_record_batches_at_once(
         holder.close()
     wait_for(all_terminal(o.pk for o in orders), timeout=60, what="every order final")
 
-    # then: two processes recorded payments at once, and every promise held
+    # then: two processes recorded payments at once, each its own batches, every promise held
     assert len(waiters) >= 2
+    assert all(batches(log, "payment") for log in logs), [log.read_text() for log in logs]
     accepted = [str(o.public_id) for o in orders]
     assert check_invariants(connection, ledger(gateway), accepted) == []
     paid = Order.objects.filter(campaign=campaign, status=Order.Status.PAID).count()
