@@ -55,6 +55,7 @@ ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 os.environ.update(ENV)
+os.environ["LOG_LEVEL"] = "WARNING"  # this process reserves `pay`'s orders: not a line each
 QUEUE = {"reserve": "reservations", "pay": "payments"}
 BATCH_LINE = {"reserve": "reservation batch:", "pay": "payment batch:"}
 SAMPLE_SECONDS = 0.02

@@ -14,7 +14,10 @@ No charge without its order: a charge that succeeded for an order no longer wait
 Refunds follow the same pattern, with the key `refund-<order id>` (staff refunds of paid
 orders too: orders.services.controls).
 
-# lock order: order → campaign → coupon → product → payment
+# lock order: order → campaign → coupon → product → payment. `payments_record` writes its
+# payment rows before the holds' campaign and products: a payment row is only ever reached
+# under its order's lock, so no two transactions hold it apart, and the rows every worker
+# shares are taken last, held from there to the commit only.
 """
 
 from __future__ import annotations
@@ -295,9 +298,7 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 payment.last_error = (outcome.error or outcome.kind)[:2000]
                 target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
                 moves.append(PaymentMove(payment, target, {"error": outcome.error}))
-        holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
         orders_move(paid, Order.Status.PAID, actor=actor, now=now)
-        holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
         payments_move(
             moves,
@@ -311,6 +312,10 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             actor=actor,
             now=now,
         )
+        # The holds last: they write the campaign's budget (and a released hold's stock), rows
+        # every payment worker's batch shares, so they are held only from here to the commit.
+        holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
+        holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         counts["unowed"] = len(unowed)
     return counts
 
