@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import random
 import time
 import uuid
@@ -38,6 +39,8 @@ from orders.netguard import guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
 from shop import selectors as shop_selectors
 from shop.models import ApiClient, RateLimit
+
+log = logging.getLogger(__name__)
 
 _UNSENT = "not sent: waiting for the client's callback rate limit"
 
@@ -335,6 +338,8 @@ def callbacks_drain(*, lane: int = 0) -> int:
                     sent = list(zip(go, pool.map(callback_send, go), strict=True))
                     callbacks_record(sent, unsent=unsent)
                 size.append(len(jobs))
+            if size[0]:
+                log.info("callback batch: lane %s, %s deliveries", lane, size[0])
             return size[0]
 
         return drain(

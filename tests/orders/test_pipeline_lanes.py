@@ -7,18 +7,23 @@ and it goes on only once two batches, from two processes, wait at once."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
 from bench.invariants import check_invariants
 from coupons.models import Campaign
 from orders import services
-from orders.models import Order
+from orders.models import CallbackDelivery, Order
+from orders.services.transitions import order_move
 from shop.models import ApiClient
 from tests.conftest import database_url_of_tests
 from tests.factories.coupons import CampaignFactory
@@ -90,7 +95,7 @@ def wait_until(done: Callable[[], bool], *, what: str, timeout: float = 30.0) ->
 
 def batches(log: Path, stage: str) -> list[int]:
     """The sizes of the batches one worker logged for `stage`, in its own log."""
-    pattern = re.compile(rf"{stage} batch: .*?(\d+) orders")
+    pattern = re.compile(rf"{stage} batch: .*?(\d+) (orders|deliveries)")
     return [int(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
 
 
@@ -161,3 +166,65 @@ def test_two_payment_workers_record_batches_at_once(
     assert check_invariants(connection, ledger(gateway), accepted) == []
     paid = Order.objects.filter(campaign=campaign, status=Order.Status.PAID).count()
     assert paid == STOCK
+
+
+class _Meeting(BaseHTTPRequestHandler):
+    """A chatbot whose first POST waits (up to 20 s) for a second one to arrive beside it:
+    it answers once two are in flight at once, and counts the most it ever saw."""
+
+    lock = threading.Condition()
+    in_flight = most = 0
+    heard: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most = max(cls.most, cls.in_flight)
+            cls.lock.notify_all()
+            cls.lock.wait_for(lambda: cls.most >= 2, timeout=20)
+            cls.in_flight -= 1
+            cls.heard.append(self.headers["X-Event-Id"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_two_callback_workers_post_at_once(chatbot, gateway, start_worker, log_dir) -> None:
+    # given: orders told their final status, each owing one POST to a chatbot that answers
+    # only once two POSTs are in flight together
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Meeting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Meeting.in_flight = _Meeting.most = 0
+    _Meeting.heard = []
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    product = ProductFactory(price=1800, stock=100)
+    orders = [place(chatbot, f"c-{n}", [(product, 1)], callback_url=url) for n in range(24)]
+    for order in orders:
+        with transaction.atomic():
+            locked = Order.objects.select_for_update().get(pk=order.pk)
+            order_move(locked, Order.Status.CANCELLED, actor="test", now=timezone.now())
+    # one POST at a time per worker: two in flight at once are two processes'
+    env = {"CALLBACK_BATCH_SIZE": "6", "WORKER_LANES": "2", "PAYMENT_CONCURRENCY": "1"}
+    logs = [log_dir / f"lanes-callback-{n}.log" for n in (1, 2)]
+    for log in logs:
+        log.write_text("")
+    # when
+    for n, log in enumerate(logs, 1):
+        start_worker("callbacks", log=log.name, node=f"lanescb{n}", **env)
+    owed = CallbackDelivery.objects.filter(order_status=Order.Status.CANCELLED)
+
+    def delivered() -> bool:
+        return not owed.exclude(state=CallbackDelivery.State.DELIVERED).exists()
+
+    wait_until(delivered, what="every callback delivered", timeout=60)
+    server.shutdown()
+
+    # then: two POSTs were in flight at once, each worker sent batches, each status once
+    assert _Meeting.most >= 2
+    assert all(batches(log, "callback") for log in logs), [log.read_text() for log in logs]
+    sent = {f"evt_{pk}" for pk in owed.values_list("pk", flat=True)}
+    assert sorted(e for e in _Meeting.heard if e in sent) == sorted(sent)
