@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bench.invariants import check_invariants
+from config import fast
 from coupons.models import Campaign
 from orders import services
 from orders.models import CallbackDelivery, Order
@@ -135,6 +136,11 @@ def test_two_reservation_workers_take_one_campaigns_batches_at_once(
     first_two = {o.pk for o in orders[: 2 * BATCH]}
     assert set(sold) <= first_two
     assert {final[o.pk] for o in orders[2 * BATCH :]} == {Order.Status.REJECTED}
+    # the line's counters: every ticket given has left the line, each exactly once
+    given, left = fast.client().mget(
+        fast.key("q", campaign.pk, "in"), fast.key("q", campaign.pk, "out")
+    )
+    assert int(given) == int(left) == ORDERS
 
 
 def test_two_payment_workers_record_batches_at_once(
