@@ -11,8 +11,9 @@ them back (released) or keeping them (sold) exactly once.
 # order: budget (a conditional UPDATE that also checks the campaign's terms it read), coupons
 # (issued → reserved), stock (stock >= units). Batches so queue only for those few
 # statements and the commit. If any counter refuses (another batch took the last units or
-# budget meanwhile, or staff changed the campaign), the batch rolls back and is decided
-# again the old way, under the campaign's, coupons' and products' locks from the start. The
+# budget meanwhile, or staff changed the campaign), the batch rolls back to a savepoint taken
+# after its orders' and customers' locks, and decides the same orders again the old way,
+# under the campaign's, coupons' and products' locks from the start. The
 # database constraints (stock >= 0, budget within total, one open hold per coupon) stop
 # anything the Python misses.
 # Every lock is FOR NO KEY UPDATE: it excludes other workers just the same, but not the
@@ -91,17 +92,6 @@ def reservations_take_batch(
     counters (see the lock order note above). A full batch calls `recruit` (another worker
     for the line) before its work. Reserved orders stay in the campaign's line
     (orders.waiting_line) until their payment makes them final."""
-    try:
-        return _take_batch(campaign_id, limit, recruit=recruit, locked=False)
-    except _Contended as contended:
-        log.info("reservation batch of %s decided again under locks: %s", campaign_id, contended)
-        return _take_batch(campaign_id, limit, recruit=None, locked=True)
-
-
-def _take_batch(
-    campaign_id: int | None, limit: int, *, recruit: Callable[[], object] | None, locked: bool
-) -> BatchResult:
-    now = timezone.now()
     result = BatchResult()
     with transaction.atomic():
         orders = selectors.received_orders_for_update(campaign_id=campaign_id, limit=limit)
@@ -115,54 +105,77 @@ def _take_batch(
             if not orders:
                 result.deferred = locked_orders
                 return result
-        campaign, lines, coupons, products = _batch_reads(campaign_id, orders, locked=locked)
-        if (
-            campaign is not None
-            and campaign.status == Campaign.Status.PAUSED
-            and now < campaign.ends_at
-        ):
-            # Staff paused the campaign: accepted orders wait in line; resuming drains them.
-            return result
-        tally = _Budget(
-            stock={pid: p.stock for pid, p in products.items()},
-            budget_left=campaign.budget_remaining if campaign else 0,
-            orders_per_customer=_orders_per_customer(campaign, orders),
-        )
-        reserved: list[Order] = []
-        rejected: dict[str, list[Order]] = defaultdict(list)
-        for order in orders:
-            reason = _verdict(
-                order, lines[order.pk], campaign=campaign, coupons=coupons, tally=tally, now=now
-            )
-            if reason:
-                rejected[reason].append(order)
-            else:
-                reserved.append(order)
-
-        _reservations_insert(reserved, now)
-        orders_move(reserved, Order.Status.RESERVED, actor="worker:reserve", now=now, lines=lines)
-        for reason, group in rejected.items():
-            orders_move(
-                group,
-                Order.Status.REJECTED,
-                actor="worker:reserve",
-                now=now,
-                reason=reason,
-                lines=lines,
-            )
-        # The counters last: from here to the commit is all that batches of one campaign wait
-        # for each other.
+        # The same orders either way: a batch that lost a race for the counters keeps its
+        # place in line (its orders' and customers' locks were taken before the savepoint).
+        # What the first try moved in memory is put back (its rows and its after-commit
+        # work went with the savepoint).
+        before = [(o.status, o.reason, o.updated_at) for o in orders]
         try:
-            _counters_take(reserved, lines, campaign, checked=not locked)
-        except (BudgetExhausted, CouponNotHeld, OutOfStock) as exc:
-            if locked:
-                raise
-            raise _Contended(type(exc).__name__) from exc
+            with transaction.atomic():
+                return _decide(campaign_id, orders, locked=False)
+        except _Contended as contended:
+            log.info(
+                "reservation batch of %s decided again under locks: %s", campaign_id, contended
+            )
+            for order, (status, reason, updated_at) in zip(orders, before, strict=True):
+                order.status, order.reason, order.updated_at = status, reason, updated_at
+            return _decide(campaign_id, orders, locked=True)
 
-        result.reserved = len(reserved)
-        result.rejected = {reason: len(group) for reason, group in rejected.items()}
-        if reserved:
-            transaction.on_commit(nudge_payments)
+
+def _decide(campaign_id: int | None, orders: list[Order], *, locked: bool) -> BatchResult:
+    """Reserve or reject the batch's `orders` (locked by the caller), reading the campaign,
+    coupons and stock unlocked and checking them at the counters, or (`locked`) locking them
+    first. Raises _Contended when a counter refuses an unlocked decision."""
+    now = timezone.now()
+    result = BatchResult()
+    campaign, lines, coupons, products = _batch_reads(campaign_id, orders, locked=locked)
+    if (
+        campaign is not None
+        and campaign.status == Campaign.Status.PAUSED
+        and now < campaign.ends_at
+    ):
+        # Staff paused the campaign: accepted orders wait in line; resuming drains them.
+        return result
+    tally = _Budget(
+        stock={pid: p.stock for pid, p in products.items()},
+        budget_left=campaign.budget_remaining if campaign else 0,
+        orders_per_customer=_orders_per_customer(campaign, orders),
+    )
+    reserved: list[Order] = []
+    rejected: dict[str, list[Order]] = defaultdict(list)
+    for order in orders:
+        reason = _verdict(
+            order, lines[order.pk], campaign=campaign, coupons=coupons, tally=tally, now=now
+        )
+        if reason:
+            rejected[reason].append(order)
+        else:
+            reserved.append(order)
+
+    _reservations_insert(reserved, now)
+    orders_move(reserved, Order.Status.RESERVED, actor="worker:reserve", now=now, lines=lines)
+    for reason, group in rejected.items():
+        orders_move(
+            group,
+            Order.Status.REJECTED,
+            actor="worker:reserve",
+            now=now,
+            reason=reason,
+            lines=lines,
+        )
+    # The counters last: from here to the commit is all that batches of one campaign wait
+    # for each other.
+    try:
+        _counters_take(reserved, lines, campaign, checked=not locked)
+    except (BudgetExhausted, CouponNotHeld, OutOfStock) as exc:
+        if locked:
+            raise
+        raise _Contended(type(exc).__name__) from exc
+
+    result.reserved = len(reserved)
+    result.rejected = {reason: len(group) for reason, group in rejected.items()}
+    if reserved:
+        transaction.on_commit(nudge_payments)
     return result
 
 

@@ -78,8 +78,9 @@ def both_waiting(backends: Callable[[], set[int]], *, what: str) -> set[int]:
     seen: set[int] = set()
 
     def two() -> bool:
-        seen.update(backends())
-        return len(backends()) >= 2
+        now = backends()
+        seen.update(now)
+        return len(now) >= 2
 
     # No sweep while the row is held: it could only add nudges to the ones under test.
     wait_until(two, what=what)
@@ -131,11 +132,12 @@ def test_two_reservation_workers_take_one_campaigns_batches_at_once(
     final = dict(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("pk", "status"))
     sold = sorted(pk for pk, status in final.items() if status == Order.Status.PAID)
     assert len(sold) == STOCK
-    # first come, first served up to the batches decided side by side: nobody behind the
-    # first two batches (one per lane) got a unit while one of them was turned away
-    first_two = {o.pk for o in orders[: 2 * BATCH]}
-    assert set(sold) <= first_two
-    assert {final[o.pk] for o in orders[2 * BATCH :]} == {Order.Status.REJECTED}
+    # first come, first served up to the batches decided side by side (docs/architecture.md):
+    # the first batch can lose its units to the second, decided beside it, and to the third,
+    # decided while it is decided again; nobody further back got a unit
+    passing = {o.pk for o in orders[: 3 * BATCH]}
+    assert set(sold) <= passing
+    assert {final[o.pk] for o in orders[3 * BATCH :]} == {Order.Status.REJECTED}
     # the line's counters: every ticket given has left the line, each exactly once
     given, left = fast.client().mget(
         fast.key("q", campaign.pk, "in"), fast.key("q", campaign.pk, "out")
