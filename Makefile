@@ -4,16 +4,35 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean bench bench-quick bench-stages soak browser promtool demo-burst chaos chaos-short
+.PHONY: install lock run test lint schema clean bench bench-quick bench-stages soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
-$(STAMP): pyproject.toml
+# The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
+# from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
+# command here runs on; requirements/production.txt (the base dependencies, the same pins) is
+# what deploy/ installs. tests/test_locks.py fails when pyproject.toml and the locks disagree.
+DEV_LOCK := requirements/dev.txt
+PROD_LOCK := requirements/production.txt
+
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,local]'
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The platform is fixed so that the locks do not depend on who runs this; pins already in a
+# lock are kept unless UPGRADE=1 asks for the newest versions pyproject.toml allows.
+LOCK := $(PY) -m uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
+
+## Regenerate requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed versions).
+lock: install
+	$(LOCK) -o $(PROD_LOCK)
+	$(LOCK) --extra dev --extra local --extra bench -c $(PROD_LOCK) -o $(DEV_LOCK)
 
 # PostgreSQL and Redis: configured (DATABASE_URL, REDIS_URL), else running on the default
 # local ports, else started from pip-installed binaries for as long as the command runs.
@@ -37,35 +56,55 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
+## systemd-analyze, which verifies deploy/systemd/ in the tests (Debian's systemd; CI runs it).
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; }
+
 ## promtool, which validates deploy/prometheus/ in the tests (Debian's prometheus; CI runs it).
 promtool:
 	@command -v promtool >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-BENCH_STAMP := $(VENV)/.bench-installed-stamp
+## PgBouncer, which the tests put before PostgreSQL in transaction pooling (Debian's; CI runs it).
+pgbouncer:
+	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer; }
 
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	@touch $(BENCH_STAMP)
+## HAProxy and iproute2 for `make cluster` and its tests, with PgBouncer (Debian's; CI runs it).
+cluster-deps: pgbouncer
+	@test -x /usr/sbin/haproxy && { test -x /usr/sbin/ip || test -x /usr/bin/ip; } || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy iproute2; }
+
+## Several hosts on one machine behind HAProxy, PgBouncer before a private PostgreSQL, until
+## Ctrl-C (docs/cluster.md; HOSTS=N hosts, default 3; CLUSTER_PORT=P, default 8090).
+cluster: install cluster-deps
+	$(PY) -m devtools.cluster $(if $(HOSTS),--hosts $(HOSTS)) $(if $(CLUSTER_PORT),--port $(CLUSTER_PORT))
 
 ## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
-bench-quick: $(BENCH_STAMP)
+bench-quick: install
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --mode quick
 
 ## Each stage's drain rate with 1 and 2 worker processes, the other stages stopped (a few
 ## minutes; run it on a quiet machine). PROCESSES=1,2,3 ORDERS=40000 change the runs.
 PROCESSES ?= 1,2
 ORDERS ?= 20000
-bench-stages: $(BENCH_STAMP)
+bench-stages: install
 	$(PY) -m bench.stage_drain --processes $(PROCESSES) --orders $(ORDERS)
 
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
-bench: $(BENCH_STAMP)
+bench: install
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
+
+## The benchmark through the cluster (docs/performance.md, Measuring): 1 host, then 3, behind
+## HAProxy; about 15 minutes (QUICK=1: about 4); results in bench/results/cluster-*.json.
+bench-cluster: install cluster-deps
+	BENCH_COMMAND="make bench-cluster$(if $(QUICK), QUICK=1)" $(PY) -m bench.cluster \
+		--mode $(if $(QUICK),quick,full) $(if $(BENCH_CLUSTER_PORT),--port $(BENCH_CLUSTER_PORT))
 
 ## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
 ## per-minute figures and verdicts, results in bench/results/ (MINUTES=3: a short one).
-soak: $(BENCH_STAMP)
+soak: install
 	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
 ## The chaos suite (README, Reliability): faults injected into the whole stack on private

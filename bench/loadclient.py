@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench.stack import CALLBACK_PORT, ROOT, WEB_URL, Stack
+from bench.stack import CALLBACK_HOST, CALLBACK_PORT, ROOT, WEB_URL, Stack
 
 
 class LoadClient:
@@ -28,6 +28,8 @@ class LoadClient:
                 str(CALLBACK_PORT),
                 "--slug",
                 slug,
+                "--callback-host",
+                CALLBACK_HOST,
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,

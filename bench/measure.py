@@ -25,9 +25,17 @@ import psutil
 import psycopg
 import redis
 
-from bench.stack import BROKER_URL, FLOOR_QUEUE, PRODUCT_QUEUES, REDIS_URL, Stack, accept_queue
+from bench.stack import (
+    BROKER_URL,
+    DATABASE_URL,
+    FLOOR_QUEUE,
+    PRODUCT_QUEUES,
+    REDIS_URL,
+    Stack,
+    accept_queue,
+)
 
-BENCH_DB = "campaign_bench"
+BENCH_DB = DATABASE_URL.rsplit("/", 1)[-1]  # campaign_bench; the cluster's own: campaign
 Snapshot = dict[str, float]
 
 

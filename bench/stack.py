@@ -26,14 +26,20 @@ import psutil
 from devtools import processes
 from devtools.processes import QUEUES, ROOT, Layout, Process, Sandbox
 
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/campaign_bench"
-REDIS_URL = "redis://127.0.0.1:6379/8"
-BROKER_URL = "redis://127.0.0.1:6379/9"
+# The cluster benchmark (bench/cluster/) points the same modules at a cluster's own servers
+# with BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_BROKER_URL, BENCH_SANDBOX_URL and
+# BENCH_CALLBACK_HOST (where its hosts reach the load generator's callback receiver).
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/campaign_bench"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 # Ports can be moved when something else holds them (BENCH_*_PORT); the report shows them.
 WEB_HOST = "127.0.0.1"
 WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8100"))
 SANDBOX_PORT = int(os.environ.get("BENCH_SANDBOX_PORT", "8766"))
 CALLBACK_PORT = int(os.environ.get("BENCH_CALLBACK_PORT", "8101"))
+CALLBACK_HOST = os.environ.get("BENCH_CALLBACK_HOST", "127.0.0.1")
 PORT_VARIABLES = {
     "BENCH_WEB_PORT": WEB_PORT,
     "BENCH_SANDBOX_PORT": SANDBOX_PORT,
@@ -42,7 +48,7 @@ PORT_VARIABLES = {
 SANDBOX_KEY = "bench-sandbox-key"
 SANDBOX_AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 WEB_URL = f"http://{WEB_HOST}:{WEB_PORT}"
-SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
+SANDBOX_URL = os.environ.get("BENCH_SANDBOX_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
 GUNICORN_WORKERS = 2  # one per core; ARCHITECTURE.md: more processes than cores lost throughput
 PRODUCT_QUEUES = QUEUES
 FLOOR_QUEUE = "bench"
@@ -117,7 +123,6 @@ def layout(*, logs: Path, sandbox_latency_ms: int, sandbox_quota_rps: int) -> La
             "-k",
             os.environ.get("BENCH_WORKER_CLASS", "config.server.ApiWorker"),
         ),
-        beat_schedule=logs.parent / "celerybeat-schedule",
         beat_loglevel="WARNING",
         sandbox=Sandbox(
             host="127.0.0.1",

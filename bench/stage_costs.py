@@ -33,7 +33,9 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/campai
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 os.environ["DEBUG"] = "false"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ["PAYMENT_GATEWAY_URL"] = "http://127.0.0.1:18799"
+# Its own sandbox gateway, on STAGE_COSTS_SANDBOX_PORT where another run holds 18799.
+SANDBOX_PORT = os.environ.get("STAGE_COSTS_SANDBOX_PORT", "18799")
+os.environ["PAYMENT_GATEWAY_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
 # Every order asks for callbacks, as the benchmark's do: each move writes its callback row.
 # Nothing here delivers them (that is the callbacks worker's stage, measured by bench/).
 CALLBACK_URL = "http://127.0.0.1:9/callback"
@@ -182,7 +184,15 @@ def main() -> None:
 
     fast.client().flushdb()
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "orders.gateway.sandbox", "--port", "18799", "--latency-ms", "0"],
+        [
+            sys.executable,
+            "-m",
+            "orders.gateway.sandbox",
+            "--port",
+            SANDBOX_PORT,
+            "--latency-ms",
+            "0",
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

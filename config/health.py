@@ -10,12 +10,16 @@ dictionary look-up here.
   otherwise 503 with the ones that did not. Each engine is asked on a thread of its own that
   keeps its connection, so a poll every second costs three round trips, not three connects;
   an engine that hangs holds only its own thread, and its later polls fail fast.
+  While the file named by READY_DRAIN_FILE exists (an operator's `touch`), 503
+  `{"status": "draining"}` without asking the engines: the load balancer sends the process
+  no new request, so it can be restarted without refusing one (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -104,7 +108,19 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return _json(200, {"status": "alive"})
 
 
+# Read from the environment, not the settings, so that one host's processes can be given
+# their own file (devtools/cluster.py). Empty: no drain switch.
+DRAIN_FILE = os.environ.get("READY_DRAIN_FILE", "")
+
+
+def draining() -> bool:
+    """An operator asked this process to drain (one stat call per poll)."""
+    return bool(DRAIN_FILE) and os.path.exists(DRAIN_FILE)
+
+
 def readyz(request: HttpRequest) -> HttpResponse:
+    if draining():
+        return _json(503, {"status": "draining"})
     checks = readiness()
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connection, migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import DEFERRED
@@ -280,6 +281,28 @@ def read_timestamps_in_c(*, connection: BaseDatabaseWrapper, **_: Any) -> None:
         and connection.connection.info.parameter_status("TimeZone") == "UTC"
     ):
         connection.connection.adapters.register_loader("timestamptz", _UtcTimestamptzLoader)
+
+
+def session_settings_check(*, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    """For the connection_created signal, behind a transaction pooler (DB_POOLER): the server
+    session has the lock_timeout this process expects (DB_LOCK_TIMEOUT_MS). The app sends no
+    session settings there (a SET would stay on a server connection other clients get next),
+    so the pooler sets it: the web's database alias runs `SET lock_timeout` when it opens a
+    server connection (docs/pgbouncer.md). A web tier pointed at the workers' alias would
+    wait on locks for ever, a worker pointed at the web's would fail its batches: refused,
+    and the connection closed, so the next request checks again. One query per connection."""
+    if connection.vendor != "postgresql" or not settings.DB_POOLER:
+        return
+    with connection.connection.cursor() as cursor:
+        cursor.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'")
+        (found,) = cursor.fetchone() or ("",)
+    if found != str(settings.DB_LOCK_TIMEOUT_MS):
+        connection.close()
+        raise ImproperlyConfigured(
+            f"lock_timeout is {found} ms through the pooler, DB_LOCK_TIMEOUT_MS is "
+            f"{settings.DB_LOCK_TIMEOUT_MS}: point DATABASE_URL at the pooler's database alias "
+            "that sets it (docs/pgbouncer.md)"
+        )
 
 
 # Autovacuum after this many changed rows of a table whose rows churn (orders move through

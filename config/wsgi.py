@@ -9,6 +9,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 # A web request never waits long for a row lock: behind a stuck batch it answers 429 (see
 # DB_LOCK_TIMEOUT_MS in settings). Workers keep waiting; their task time limits bound them.
+# Behind PgBouncer (DB_POOLER) the web's database alias sets it instead (docs/pgbouncer.md).
 os.environ.setdefault("DB_LOCK_TIMEOUT_MS", "2000")
 # No `SELECT 1` before each request's first query (pg_stat_statements: one per order): a
 # connection PostgreSQL dropped fails one request, answered 429, and is then replaced.

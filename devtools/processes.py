@@ -5,7 +5,8 @@ and workers"):
 
     sandbox            the sandbox payment gateway (only when no gateway is configured)
     gunicorn           config/gunicorn.conf.py: our threaded ApiWorker
-    beat               Celery beat: the sweeps
+    beat               Celery beat: the sweeps, under a Redis lock (config/beat.py), so
+                       that every host may run one
     worker-<queue>     one Celery worker per queue, one process, prefetch 1, so that a slow
                        gateway never starves reservations
     flower             optional: Celery's monitor
@@ -54,7 +55,6 @@ class Layout:
     """One way of running the stack: what its user sets, everything else is fixed."""
 
     web_bind: str  # host:port of gunicorn
-    beat_schedule: Path
     sandbox: Sandbox | None  # None: a configured gateway is used, no sandbox is started
     web_args: tuple[str, ...] = ()  # e.g. -w/-k for the benchmark, an access log for make run
     queues: tuple[str, ...] = QUEUES
@@ -64,6 +64,7 @@ class Layout:
     flower_bind: tuple[str, int] | None = None  # (address, port) to start Flower
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR/<name> per process group
     worker_metrics_base_port: int = 9101  # worker i serves its pool's metrics on base + i
+    beat: bool = True  # False: no beat in this layout (a cluster runs one, devtools/cluster.py)
 
 
 def sandbox_argv(sandbox: Sandbox) -> tuple[str, ...]:
@@ -116,14 +117,16 @@ def flower_argv(address: str, port: int, *extra: str) -> tuple[str, ...]:
 
 def table(layout: Layout) -> dict[str, Process]:
     """Name → process of the whole stack, in start order."""
-    beat = [*CELERY, "beat", "--schedule", str(layout.beat_schedule)]
+    # No schedule file: RedBeat keeps the schedule, and when each entry last ran, in Redis.
+    beat = [*CELERY, "beat"]
     if layout.beat_loglevel is not None:
         beat.append(f"--loglevel={layout.beat_loglevel}")
     argvs: dict[str, tuple[str, ...]] = {}
     if layout.sandbox is not None:
         argvs["sandbox"] = sandbox_argv(layout.sandbox)
     argvs["gunicorn"] = gunicorn_argv(layout.web_bind, *layout.web_args)
-    argvs["beat"] = tuple(beat)
+    if layout.beat:
+        argvs["beat"] = tuple(beat)
     for queue in layout.queues:
         argvs[f"worker-{queue}"] = worker_argv(
             queue, node=f"{layout.node_prefix}{queue}", loglevel=layout.worker_loglevel

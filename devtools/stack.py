@@ -113,7 +113,6 @@ def layout(gateway: Gateway, *, flower: bool = False) -> Layout:
     return Layout(
         web_bind=f"{HOST}:{PORT}",
         web_args=("--access-logfile", str(LOGS / "access.log")),
-        beat_schedule=RUN_DIR / "celerybeat-schedule",
         sandbox=Sandbox(port=GATEWAY_PORT, latency_ms=20) if gateway.sandbox else None,
         flower_bind=(HOST, FLOWER_PORT) if flower else None,
         metrics_dir=METRICS_DIR,
@@ -148,10 +147,10 @@ class Stop:
             signal.signal(signum, self.request)
 
 
-def start(process: Process, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(process: Process, env: dict[str, str], *, logs: Path = LOGS) -> subprocess.Popen[bytes]:
     """Start one process leading its own session and process group (see the module)."""
     fresh_metrics_dir(process)
-    with (LOGS / f"{process.name}.log").open("ab") as log:
+    with (logs / f"{process.name}.log").open("ab") as log:
         return subprocess.Popen(
             process.argv,
             cwd=ROOT,

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -263,7 +264,12 @@ def test_a_repeated_orm_statement_is_bound_server_side_and_prepared() -> None:
 )
 def test_the_binding_and_preparing_switches(monkeypatch, env, expected) -> None:
     # given
-    for name in ("DB_PREPARED_STATEMENTS", "DB_SERVER_SIDE_BINDING", "DB_LOCK_TIMEOUT_MS"):
+    for name in (
+        "DB_PREPARED_STATEMENTS",
+        "DB_SERVER_SIDE_BINDING",
+        "DB_LOCK_TIMEOUT_MS",
+        "DB_POOLER",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -271,6 +277,36 @@ def test_the_binding_and_preparing_switches(monkeypatch, env, expected) -> None:
     options = database_settings({"NAME": "x"})["OPTIONS"]
     # then
     assert {k: v for k, v in options.items() if k != "options"} == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"server_side_binding": True}),
+        # PgBouncer 1.22+ with max_prepared_statements keeps them: the operator may say so
+        ({"DB_PREPARED_STATEMENTS": "true"}, {"prepare_threshold": 5, "server_side_binding": True}),
+    ],
+)
+def test_a_transaction_pooler_gets_no_session_state(monkeypatch, env, expected) -> None:
+    # given: the web's lock timeout, behind PgBouncer in transaction pooling
+    for name in ("DB_PREPARED_STATEMENTS", "DB_SERVER_SIDE_BINDING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DB_POOLER", "pgbouncer-transaction")
+    monkeypatch.setenv("DB_LOCK_TIMEOUT_MS", "2000")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # when
+    found = database_settings({"NAME": "x"})
+    # then: no startup options (PgBouncer 1.18 refuses them; the pooler sets lock_timeout),
+    # no prepared statements unless asked, no WITH HOLD cursors
+    assert found["OPTIONS"] == expected
+    assert found["DISABLE_SERVER_SIDE_CURSORS"] is True
+
+
+def test_an_unknown_pooler_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("DB_POOLER", "pgbouncer-statement")
+    with pytest.raises(ImproperlyConfigured, match="DB_POOLER"):
+        database_settings({"NAME": "x"})
 
 
 def test_the_churning_tables_are_vacuumed_after_a_fixed_number_of_changes() -> None:

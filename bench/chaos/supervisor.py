@@ -31,7 +31,6 @@ def layout(*, web_port: int, sandbox_port: int, sandbox_key: str, run_dir: Path)
     return Layout(
         web_bind=f"127.0.0.1:{web_port}",
         web_args=("--graceful-timeout", "10"),
-        beat_schedule=run_dir / "celerybeat-schedule",
         beat_loglevel="WARNING",
         sandbox=Sandbox(port=sandbox_port, latency_ms=20, key=sandbox_key),
         node_prefix="chaos-",

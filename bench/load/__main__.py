@@ -19,14 +19,14 @@ async def serve(args: argparse.Namespace) -> None:
     gen = LoadGenerator(
         base_url=args.base_url,
         api_key=args.api_key,
-        callback_url=f"http://127.0.0.1:{args.callback_port}/cb",
+        callback_url=f"http://{args.callback_host}:{args.callback_port}/cb",
         slug=args.slug,
     )
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post("/cb", gen.on_callback)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.callback_port, backlog=2048).start()
+    await web.TCPSite(runner, args.callback_host, args.callback_port, backlog=2048).start()
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     gen.session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
     loop = asyncio.get_running_loop()
@@ -59,6 +59,12 @@ def main() -> None:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--callback-port", type=int, required=True)
     parser.add_argument("--slug", required=True)
+    parser.add_argument(
+        "--callback-host",
+        default="127.0.0.1",
+        help="the receiver's address, bound and sent in each order (a cluster's hosts in "
+        "their own network namespaces reach it on their bridge's address)",
+    )
     args = parser.parse_args()
     try:
         import uvloop

@@ -318,12 +318,18 @@ class LoadGenerator(Figures):
         if spec["kind"] == "orders":
             self.skus = tuple(spec.get("skus") or self.skus)
         self.decline_every = int(spec.get("decline_every", self.decline_every))
-        if spec["mode"] == "open":
-            await self.run_open(spec)
-        elif spec["mode"] == "keepalive":
-            await self.run_keepalive(spec)
-        else:
-            await self.run_closed(spec)
+        base_url = self.base_url
+        # `base_url` in a spec: this run only, elsewhere (one host of a cluster, past HAProxy).
+        self.base_url = spec.get("base_url") or base_url
+        try:
+            if spec["mode"] == "open":
+                await self.run_open(spec)
+            elif spec["mode"] == "keepalive":
+                await self.run_keepalive(spec)
+            else:
+                await self.run_closed(spec)
+        finally:
+            self.base_url = base_url
         return self.summary(spec["phase"], spec, time.time() - wall, time.process_time() - cpu)
 
     async def handle(self, command: JsonDict) -> JsonDict:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.schema_text import API_DESCRIPTION
 
@@ -89,31 +90,52 @@ TEMPLATES = [
 # How long a statement may wait for a row lock before it fails (0 = for ever). The web server
 # sets 2 s (config/wsgi.py): a request stuck behind a slow batch's locks answers 429 with
 # Retry-After (config/api.py) instead of holding one of the few sync workers for as long.
+# Sent at connect (`-c lock_timeout`); behind a transaction pooler the pooler sets it instead.
 DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=0)
+DB_POOLER = env("DB_POOLER", default="")
+
+
+# The connection pooler between the processes and PostgreSQL: "" (none: each process keeps
+# its own connections) or "pgbouncer-transaction" (PgBouncer in transaction pooling, where each
+# transaction may run on another server connection, shared with other processes). The latter
+# implies everything such a pooler needs (docs/pgbouncer.md): no prepared statements (unless
+# DB_PREPARED_STATEMENTS=true, for PgBouncer 1.22+ with max_prepared_statements), no
+# server-side cursors, and no session settings sent at connect: DB_LOCK_TIMEOUT_MS is then
+# the pooler's to set (connect_query on the web's database alias), and each new connection
+# checks that it was (config.sql.session_settings_check).
+DB_POOLERS = ("", "pgbouncer-transaction")
 
 
 def database_settings(url_config: dict) -> dict:
     """DATABASES["default"] from a parsed DATABASE_URL: persistent connections (without them
     the intake path halves, ARCHITECTURE.md budget), checked before reuse, lock timeout."""
+    pooler = env("DB_POOLER", default="")
+    if pooler not in DB_POOLERS:
+        raise ImproperlyConfigured(f"DB_POOLER={pooler!r}: one of {DB_POOLERS}")
     url_config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
     # A health check is a `SELECT 1` round trip before the first query of every request;
     # the web turns it off (config/wsgi.py): a connection PostgreSQL dropped fails one request
     # with 429 (config.api) and is replaced, which costs less than a ping on every order.
     url_config["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+    # Django's .iterator() outside a transaction declares a WITH HOLD cursor, which lives in
+    # the server session: behind a transaction pooler the next FETCH may reach another one.
+    url_config["DISABLE_SERVER_SIDE_CURSORS"] = bool(pooler)
     # Server-side binding: parameters travel apart from the SQL text (psycopg's own Cursor)
     # instead of being quoted into it in Python, and a statement text a connection has run 5
     # times is prepared there: PostgreSQL stops parsing and planning the workers' and the
-    # API's repeated ORM statements. Off behind a pooler that cannot keep prepared statements
-    # (PgBouncer before 1.21 in transaction mode): DB_PREPARED_STATEMENTS=false, which also
-    # leaves config.sql.prepared_rows unprepared. DB_SERVER_SIDE_BINDING=false goes back to
-    # Django's default client-side binding.
+    # API's repeated ORM statements. Off behind a transaction pooler (DB_POOLER), or with
+    # DB_PREPARED_STATEMENTS=false: psycopg then prepares nothing, not even
+    # config.sql.prepared_rows' statements, and never sends DEALLOCATE ALL after a rollback.
+    # Unnamed statements (server-side binding) last one round trip and need no session.
+    # DB_SERVER_SIDE_BINDING=false goes back to Django's default client-side binding.
     options = url_config.setdefault("OPTIONS", {})
-    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+    if env.bool("DB_PREPARED_STATEMENTS", default=not pooler):
         options["prepare_threshold"] = 5  # psycopg's default
     if env.bool("DB_SERVER_SIDE_BINDING", default=True):
         options["server_side_binding"] = True
-    if DB_LOCK_TIMEOUT_MS:
-        options["options"] = f"{options.get('options', '')} -c lock_timeout={DB_LOCK_TIMEOUT_MS}"
+    lock_timeout_ms = env.int("DB_LOCK_TIMEOUT_MS", default=0)
+    if lock_timeout_ms and not pooler:
+        options["options"] = f"{options.get('options', '')} -c lock_timeout={lock_timeout_ms}"
     return url_config
 
 
@@ -275,6 +297,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.sweep",
         "schedule": timedelta(seconds=PIPELINE_SWEEP_SECONDS),
     },
+}
+# Beat runs on every host and one of them schedules, under a lock in the broker's Redis
+# (config/beat.py). Another takes over within the lock's timeout of losing the holder; the
+# waiting ones poll, and the holder extends the lock, every fifth of it.
+CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT_SECONDS", default=25)
+CELERY_BEAT_MAX_LOOP_INTERVAL = max(CELERY_REDBEAT_LOCK_TIMEOUT / 5, 0.5)
+CELERY_REDBEAT_KEY_PREFIX = env("BEAT_KEY_PREFIX", default="redbeat:")
+# RedBeat's own client: the broker's time-outs, and a minute of retries before a call fails.
+CELERY_REDBEAT_REDIS_OPTIONS = {
+    "retry_period": 60,
+    "socket_timeout": 2,
+    "socket_connect_timeout": 1,
 }
 
 # --- The pipeline -------------------------------------------------------------------------

@@ -1,0 +1,7 @@
+"""`python -m bench.cluster`: see the package's docstring."""
+
+import sys
+
+from bench.cluster.cli import main
+
+sys.exit(main())
