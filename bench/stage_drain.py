@@ -7,7 +7,8 @@ For each stage and each process count: a fresh line of `--orders` orders of one 
 (bulk-inserted waiting, as bench/seed.py does; for `pay`, reserved here first), then that
 many Celery workers of the stage only (one pool process each, WORKER_LANES = the count), one
 nudge, and the clock runs until the line is empty. It prints per run the drain rate, the
-CPU per order of the workers and of PostgreSQL, and what sampling pg_stat_activity every
+CPU per order of the workers, of PostgreSQL and of the sandbox gateway (one process: for
+`pay` it may be the limit), and what sampling pg_stat_activity every
 20 ms saw: the share of samples with two or more of the run's backends inside a transaction
 at once (both in a batch) and running a statement at once, and with one waiting for a lock
 (and the commonest wait events); then each count's rate against one process's. Every
@@ -167,7 +168,7 @@ def postgres_cpu(database: str) -> float:
     return total
 
 
-def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
+def one_run(stage: str, processes: int, orders: int, sandbox: int) -> dict[str, Any]:
     from django.db import connection
 
     from orders.services import nudges
@@ -180,7 +181,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
     waits: Counter[str] = Counter()
     samples = overlap = inside = lock_samples = 0
     try:
-        cpu0, pg0 = cpu_seconds(pids), postgres_cpu(database)
+        cpu0, pg0, gw0 = cpu_seconds(pids), postgres_cpu(database), cpu_seconds([sandbox])
         began = time.perf_counter()
         if stage == "reserve":
             nudges.nudge_reservations(campaign_id, force=True)
@@ -204,6 +205,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
             time.sleep(SAMPLE_SECONDS)
         seconds = time.perf_counter() - began
         cpu, pg = cpu_seconds(pids) - cpu0, postgres_cpu(database) - pg0
+        gateway = cpu_seconds([sandbox]) - gw0
     finally:
         for process, _ in workers:
             os.killpg(process.pid, 15)
@@ -221,6 +223,7 @@ def one_run(stage: str, processes: int, orders: int) -> dict[str, Any]:
         "rate": orders / seconds,
         "worker_cpu_ms_per_order": cpu * 1000 / orders,
         "postgres_cpu_ms_per_order": pg * 1000 / orders,
+        "sandbox_cpu_ms_per_order": gateway * 1000 / orders,
         "overlap": overlap / max(1, samples),
         "both_in_a_batch": inside / max(1, samples),
         "lock_waits": lock_samples / max(1, samples),
@@ -249,13 +252,16 @@ def main() -> None:
     try:
         time.sleep(1.5)
         for stage in args.stages.split(","):
-            runs = [one_run(stage, int(n), args.orders) for n in args.processes.split(",")]
+            runs = [
+                one_run(stage, int(n), args.orders, sandbox.pid) for n in args.processes.split(",")
+            ]
             for run in runs:
                 print(
                     f"{stage:<8} {run['processes']} proc  {run['rate']:8.0f} orders/s "
                     f"x{run['rate'] / runs[0]['rate']:.2f}  worker CPU "
                     f"{run['worker_cpu_ms_per_order']:.3f} ms/order  PostgreSQL "
-                    f"{run['postgres_cpu_ms_per_order']:.3f} ms/order  both in a batch "
+                    f"{run['postgres_cpu_ms_per_order']:.3f} ms/order  sandbox gateway "
+                    f"{run['sandbox_cpu_ms_per_order']:.3f} ms/order  both in a batch "
                     f"{run['both_in_a_batch']:.0%}  both in a statement {run['overlap']:.0%}  "
                     f"lock waits {run['lock_waits']:.0%}  "
                     f"batches per worker {run['batches_per_worker']}  waits {run['waits']}",
