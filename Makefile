@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema clean bench bench-quick soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
+.PHONY: install lock run test lint schema clean bench bench-quick bench-stages soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
 # The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -84,6 +84,13 @@ cluster: install cluster-deps
 ## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
 bench-quick: install
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --mode quick
+
+## Each stage's drain rate with 1 and 2 worker processes, the other stages stopped (a few
+## minutes; run it on a quiet machine). PROCESSES=1,2,3 ORDERS=40000 change the runs.
+PROCESSES ?= 1,2
+ORDERS ?= 20000
+bench-stages: install
+	$(PY) -m bench.stage_drain --processes $(PROCESSES) --orders $(ORDERS)
 
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
 bench: install

@@ -67,6 +67,24 @@ _COUPONS_FOR_UPDATE = (
 )
 
 
+# The same reads without a lock, for a reservation batch that checks what it read when it
+# writes its counters (orders.services.holds: batches of one campaign run side by side).
+_CAMPAIGN_READ = f"SELECT {columns(Campaign)} FROM coupons_campaign WHERE id = %s"  # noqa: S608
+_COUPONS_READ = f"SELECT {columns(Coupon)} FROM coupons_coupon WHERE id = ANY(%s)"  # noqa: S608
+
+
+def campaign_read(*, campaign_id: int) -> Campaign:
+    """The campaign row as committed now, unlocked (`campaign_for_update` locks it)."""
+    for campaign in prepared_objects(Campaign, _CAMPAIGN_READ, [campaign_id]):
+        return campaign
+    raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
+
+
+def coupons_read(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
+    """Coupons as committed now, unlocked (`coupons_for_update` locks them)."""
+    return {c.pk: c for c in prepared_objects(Coupon, _COUPONS_READ, [list(coupon_ids)])}
+
+
 def campaign_for_update(*, campaign_id: int) -> Campaign:
     """Lock the campaign row (lock order: order → campaign → coupon → product)."""
     for campaign in prepared_objects(Campaign, _CAMPAIGN_FOR_UPDATE, [campaign_id]):

@@ -196,6 +196,41 @@ def queue_known(campaign_id: int | None) -> bool:
         return True  # cannot tell; do not rebuild blind
 
 
+def nudge_mark(kind: str, name: str, lane: int = 0) -> str:
+    """The mark of one lane of a line of work. Lane 0's is the line's own mark, the one intake
+    claims (in the admission script); lanes 1.. are claimed by workers recruiting help."""
+    return key("nudge", kind, name) if lane == 0 else key("nudge", kind, name, lane)
+
+
+# The first lane whose mark is free, claimed: one round trip for a worker that wants help.
+_RECRUIT_LUA = """
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], 1, 'NX', 'EX', tonumber(ARGV[1])) then return i - 1 end
+end
+return -1
+"""
+
+
+@cache
+def _recruit_script() -> Script:
+    return client().register_script(_RECRUIT_LUA)
+
+
+def nudge_recruit(kind: str, name: str, lanes: int) -> int | None:
+    """Claim the first free lane of this line (of `lanes`): the caller publishes a nudge for
+    it, so one more process drains the line. None when every lane is draining already (or
+    Redis cannot tell: a worker that cannot recruit just goes on alone)."""
+    try:
+        lane = int(
+            _recruit_script()(
+                keys=[nudge_mark(kind, name, i) for i in range(lanes)], args=[NUDGE_TTL_SECONDS]
+            )
+        )
+    except redis.RedisError:
+        return None
+    return lane if lane >= 0 else None
+
+
 def nudge_claim(kind: str, name: str) -> bool:
     """True when the caller should publish a nudge: nobody has announced this work yet.
 
@@ -208,18 +243,18 @@ def nudge_claim(kind: str, name: str) -> bool:
         return True
 
 
-def nudge_release(kind: str, name: str) -> None:
+def nudge_release(kind: str, name: str, lane: int = 0) -> None:
     """A worker about to look for work one last time drops the mark, so that anything committed
     after this moment publishes a fresh nudge (no lost wake-up)."""
     try:
-        client().delete(key("nudge", kind, name))
+        client().delete(nudge_mark(kind, name, lane))
     except redis.RedisError:
         log.warning("could not release nudge %s:%s", kind, name, exc_info=True)
 
 
-def nudge_hold(kind: str, name: str) -> None:
+def nudge_hold(kind: str, name: str, lane: int = 0) -> None:
     try:
-        client().set(key("nudge", kind, name), 1, ex=NUDGE_TTL_SECONDS)
+        client().set(nudge_mark(kind, name, lane), 1, ex=NUDGE_TTL_SECONDS)
     except redis.RedisError:
         log.warning("could not hold nudge %s:%s", kind, name, exc_info=True)
 

@@ -56,6 +56,14 @@ def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
     return {p.pk: p for p in rows}
 
 
+def products_read(product_ids: Iterable[int]) -> dict[int, Product]:
+    """Products' stock as committed now, unlocked: for a batch that takes its units with a
+    conditional UPDATE (`services.stock_take`), which checks them again."""
+    rows = prepared_objects(Product, _PRODUCTS_READ, [list(product_ids)])
+    return {p.pk: p for p in rows}
+
+
+_PRODUCTS_READ = "SELECT id, sku, stock FROM shop_product WHERE id = ANY(%s)"
 # A fixed text, prepared once per connection (the reservation worker runs it every batch).
 _PRODUCTS_FOR_UPDATE = (
     "SELECT id, sku, stock FROM shop_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"

@@ -144,9 +144,18 @@ def start_worker(
     # The test's own workers start from an empty broker: nudges left by earlier tests are noise.
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
-    def start(queues: str = ALL_QUEUES, **env: str) -> subprocess.Popen[bytes]:
-        log = log_dir / "own-workers.log"
-        process = stack.start_worker(log, queues=queues, env={**worker_env, **env})
+    def start(
+        queues: str = ALL_QUEUES, *, log: str = "own-workers.log", node: str = "", **env: str
+    ) -> subprocess.Popen[bytes]:
+        """`log` and `node` set one worker apart from others the test starts (its own log to
+        count its work in, its own Celery node name); with `node`, one pool process."""
+        process = stack.start_worker(
+            log_dir / log,
+            queues=queues,
+            env={**worker_env, **env},
+            node=node,
+            concurrency=1 if node else 2,
+        )
         started.append(process)
         return process
 

@@ -96,11 +96,20 @@ def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subproce
 
 
 def start_worker(
-    log_path: Path, *, queues: str, env: dict[str, str], concurrency: int = 2
+    log_path: Path,
+    *,
+    queues: str,
+    env: dict[str, str],
+    concurrency: int = 2,
+    node: str = "",
 ) -> subprocess.Popen[bytes]:
-    """A real `celery -A config worker`, prefork, consuming `queues`; ready once it logs so."""
+    """A real `celery -A config worker`, prefork, consuming `queues`; ready once it logs so.
+    `node` names it apart from other workers on the same queues (default: by its queues)."""
     command = processes.worker_argv(
-        queues, node=f"test-{queues}", concurrency=concurrency, extra=("--without-heartbeat",)
+        queues,
+        node=node or f"test-{queues}",
+        concurrency=concurrency,
+        extra=("--without-heartbeat",),
     )
     start = log_path.stat().st_size if log_path.exists() else 0
     process = spawn(list(command), log_path, env)

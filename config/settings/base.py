@@ -337,6 +337,11 @@ CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 # order's next status, if it comes within that time, is the one POST (API.md: one callback
 # carries the latest state; every terminal status is delivered, and at once).
 CALLBACK_PASSING_DELAY_SECONDS = env.float("CALLBACK_PASSING_DELAY_SECONDS", default=1.0)
+# How many processes may drain one line of work (a campaign's reservations, the payments, the
+# callbacks) at once: one nudge mark per lane (orders.services.nudges). A worker whose batch
+# came back full recruits the next free lane, so a backlog spreads over up to this many
+# processes, on one host or several; a line that keeps up stays on one.
+WORKER_LANES = env.int("WORKER_LANES", default=4)
 # How long a worker keeps draining before it hands over to a fresh message (fairness, restarts).
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=10.0)
 # How long a hold may wait for its payment, from the first payment attempt (a gateway that

@@ -25,6 +25,7 @@ from coupons.services.campaigns import (
 from coupons.services.claims import Claim, coupon_claim
 from coupons.services.holds import (
     budget_hold,
+    budget_hold_as_read,
     budget_refund,
     budget_release,
     budget_spend,
@@ -41,6 +42,7 @@ __all__ = [
     "CAMPAIGN_TERMS",
     "Claim",
     "budget_hold",
+    "budget_hold_as_read",
     "budget_refund",
     "budget_release",
     "budget_spend",

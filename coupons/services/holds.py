@@ -83,6 +83,26 @@ def budget_hold(*, campaign_id: int, amount: int) -> None:
         raise BudgetExhausted()
 
 
+# The same hold, taken only while the campaign still has the terms a batch read without a
+# lock; amount 0 still writes the row, so the check and the row's lock happen either way.
+_BUDGET_HOLD_AS_READ_SQL = """
+UPDATE coupons_campaign SET budget_held = budget_held + %s, updated_at = %s
+WHERE id = %s AND budget_held <= budget_total - budget_spent - %s
+  AND status = %s AND starts_at = %s AND ends_at = %s AND per_customer_limit = %s
+"""
+
+
+def budget_hold_as_read(*, campaign: Campaign, amount: int) -> None:
+    """Hold `amount` fen (0: none) of the campaign's budget, provided its status, window and
+    per-customer limit are still those of `campaign` (read unlocked by the caller, whose
+    decisions rest on them); or raise BudgetExhausted, for either reason (the caller rolls
+    back and decides again under the campaign's lock). Locks the campaign row till commit."""
+    params = [amount, timezone.now(), campaign.pk, amount, campaign.status]
+    params += [campaign.starts_at, campaign.ends_at, campaign.per_customer_limit]
+    if prepared_count(_BUDGET_HOLD_AS_READ_SQL, params) == 0:
+        raise BudgetExhausted()
+
+
 def budget_release(*, campaign_id: int, amount: int) -> None:
     """Give held budget back. The caller releases each hold once (it closes the hold's row)."""
     if amount > 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import random
 import time
 import uuid
@@ -35,9 +36,11 @@ from config.sql import prepared_count, prepared_rows
 from orders import metrics
 from orders.models import TERMINAL, CallbackDelivery, Order
 from orders.netguard import guarded_pool
-from orders.services.nudges import CALLBACK, drain, nudge_callbacks
+from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
 from shop import selectors as shop_selectors
 from shop.models import ApiClient, RateLimit
+
+log = logging.getLogger(__name__)
 
 _UNSENT = "not sent: waiting for the client's callback rate limit"
 
@@ -162,7 +165,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     the claim sees the superseded rows as committed)."""
     now = timezone.now()
     metrics.callbacks_superseded(_callbacks_coalesce(now))
-    lease_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
+    lease_until = now + _lease()
     rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now, now])
     return [
         CallbackJob(
@@ -206,6 +209,7 @@ UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
 WHERE d.order_id = ANY(ARRAY(
         SELECT order_id FROM {_T} WHERE state = '{_PENDING}' AND next_attempt_at <= %s))
   AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
+  AND NOT (d.next_attempt_at > %s AND d.next_attempt_at - d.updated_at = %s)
   AND EXISTS (
     SELECT 1 FROM {_T} newer
     WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
@@ -217,8 +221,18 @@ def _callbacks_coalesce(now: datetime) -> int:
     """One POST per order carries its latest state (API.md): a pending delivery of a passing
     status (received, reserved) whose order has a newer one pending is superseded, never
     sent, once either is due. A terminal status is always delivered. Returns how many were
-    superseded."""
-    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL])
+    superseded.
+
+    Never one that another worker has claimed and is POSTing now (its lease runs: the claim
+    set next_attempt_at exactly a lease after updated_at, which a recorded outcome never
+    leaves): superseding it would free its successor to be sent beside it, and the chatbot
+    could hear the two in the wrong order."""
+    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL, now, _lease()])
+
+
+def _lease() -> timedelta:
+    """How long a claimed delivery is left to its worker before it is due again."""
+    return timedelta(seconds=settings.CALLBACK_TIMEOUT * 2 + 5)
 
 
 def event_id(*, delivery_id: int) -> str:
@@ -307,8 +321,9 @@ def callbacks_record(
     metrics.parked("callback", outcomes["failed"])
 
 
-def callbacks_drain() -> int:
-    """The callback worker's loop: claim, POST concurrently, record. Returns deliveries tried."""
+def callbacks_drain(*, lane: int = 0) -> int:
+    """The callback worker's loop: claim, POST concurrently, record. Returns deliveries tried.
+    A full claim recruits one more worker (nudges.recruit) before its POSTs go out."""
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="callback"
     ) as pool:
@@ -316,20 +331,25 @@ def callbacks_drain() -> int:
         def step() -> int:
             with metrics.batch("callback") as size:
                 jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
+                if len(jobs) >= settings.CALLBACK_BATCH_SIZE:
+                    recruit(CALLBACK, "all")
                 if jobs:
                     go, unsent = _within_client_limits(jobs)
                     sent = list(zip(go, pool.map(callback_send, go), strict=True))
                     callbacks_record(sent, unsent=unsent)
                 size.append(len(jobs))
+            if size[0]:
+                log.info("callback batch: lane %s, %s deliveries", lane, size[0])
             return size[0]
 
         return drain(
             CALLBACK,
             "all",
             step,
-            renudge=partial(nudge_callbacks, force=True),
+            renudge=partial(nudge_callbacks, force=True, lane=lane),
             linger=settings.CALLBACK_LINGER_SECONDS,
             fill=settings.CALLBACK_BATCH_SIZE,
+            lane=lane,
         )
 
 

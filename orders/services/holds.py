@@ -1,10 +1,21 @@
 """Holds: reserving stock, coupon and budget for received orders in batches, and giving
 them back (released) or keeping them (sold) exactly once.
 
-# lock order: order → campaign → coupon → product → payment. A batch locks its orders
-# (SKIP LOCKED), then the campaign row, which serialises every batch of one campaign: the
-# Python checks below run under that lock, and the database constraints (stock >= 0,
-# budget within total, one open hold per coupon) stop anything they miss.
+# lock order: order → campaign → coupon → product → payment. Several batches of one campaign
+# run at once (one per worker lane, orders.services.nudges), so a batch does not lock the
+# campaign, coupons or products while it works. It locks its orders (SKIP LOCKED) and takes
+# a transaction-scoped advisory lock per customer (try, never wait: the orders of a customer
+# another batch holds stay in line for the next batch), so no two batches judge one
+# customer's limit or coupon at once. It reads campaign, coupons and stock unlocked, decides,
+# writes the orders' moves, and only then moves the counters, as its last statements, in lock
+# order: budget (a conditional UPDATE that also checks the campaign's terms it read), coupons
+# (issued → reserved), stock (stock >= units). Batches so queue only for those few
+# statements and the commit. If any counter refuses (another batch took the last units or
+# budget meanwhile, or staff changed the campaign), the batch rolls back to a savepoint taken
+# after its orders' and customers' locks, and decides the same orders again the old way,
+# under the campaign's, coupons' and products' locks from the start. The
+# database constraints (stock >= 0, budget within total, one open hold per coupon) stop
+# anything the Python misses.
 # Every lock is FOR NO KEY UPDATE: it excludes other workers just the same, but not the
 # FOR KEY SHARE that each intake INSERT takes on the campaign, coupon and products it
 # references, so taking orders in never waits for a batch to commit.
@@ -14,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,13 +39,16 @@ from django.utils import timezone
 from config.sql import prepared_count, prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
+from coupons.errors import BudgetExhausted, CouponNotHeld
 from coupons.models import Campaign, Coupon
 from orders import metrics, selectors, waiting_line
 from orders.models import PARKED, PARKING_ALLOWED, Order, OrderLine, Reservation, parking_state
-from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations
+from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations, recruit
 from orders.services.transitions import orders_move, orders_park
 from shop import selectors as shop_selectors
 from shop import services as shop_services
+from shop.errors import OutOfStock
+from shop.models import Product
 
 R = Order.Reason
 log = logging.getLogger(__name__)
@@ -44,6 +58,7 @@ log = logging.getLogger(__name__)
 class BatchResult:
     reserved: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0  # locked, but every customer's orders were another batch's to decide
 
     @property
     def seen(self) -> int:
@@ -60,70 +75,145 @@ class _Budget:
     orders_per_customer: dict[str, int] = field(default_factory=dict)
 
 
-def reservations_take_batch(*, campaign_id: int | None, limit: int) -> BatchResult:
+class _Contended(Exception):
+    """A counter refused what an unlocked batch decided: decide again under the locks."""
+
+
+def reservations_take_batch(
+    *, campaign_id: int | None, limit: int, recruit: Callable[[], object] | None = None
+) -> BatchResult:
     """Reserve or reject up to `limit` received orders of one campaign's line, oldest first,
     in one transaction. While the campaign is paused its line waits (nothing is taken),
     until its window is over: then its orders are rejected campaign_not_active, as an ended
     campaign's are, so that a line paused and never resumed still comes to an end. After
     commit: the line's positions move up, payments and callbacks are nudged.
-    Safe to run twice or concurrently: each order is taken by one batch. Reserved orders stay
-    in the campaign's line (orders.waiting_line) until their payment makes them final."""
-    now = timezone.now()
+    Safe to run twice or concurrently: each order is taken by one batch, each customer's
+    orders by one batch at a time; batches of one campaign overlap and queue only for their
+    counters (see the lock order note above). A full batch calls `recruit` (another worker
+    for the line) before its work. Reserved orders stay in the campaign's line
+    (orders.waiting_line) until their payment makes them final."""
     result = BatchResult()
     with transaction.atomic():
         orders = selectors.received_orders_for_update(campaign_id=campaign_id, limit=limit)
         if not orders:
             return result
-        campaign = (
-            coupons_selectors.campaign_for_update(campaign_id=campaign_id) if campaign_id else None
-        )
-        if (
-            campaign is not None
-            and campaign.status == Campaign.Status.PAUSED
-            and now < campaign.ends_at
-        ):
-            # Staff paused the campaign: accepted orders wait in line; resuming drains them.
-            return result
-        lines = selectors.lines_by_order(o.pk for o in orders)
-        coupons = coupons_selectors.coupons_for_update(
-            coupon_ids={o.coupon_id for o in orders if o.coupon_id}
-        )
-        products = shop_selectors.products_for_update(
-            {line.product_id for order_lines in lines.values() for line in order_lines}
-        )
-        tally = _Budget(
-            stock={pid: p.stock for pid, p in products.items()},
-            budget_left=campaign.budget_remaining if campaign else 0,
-            orders_per_customer=_orders_per_customer(campaign, orders),
-        )
-        reserved: list[Order] = []
-        rejected: dict[str, list[Order]] = defaultdict(list)
-        for order in orders:
-            reason = _verdict(
-                order, lines[order.pk], campaign=campaign, coupons=coupons, tally=tally, now=now
+        if recruit is not None and len(orders) >= limit:
+            recruit()
+        if campaign_id is not None:
+            locked_orders = len(orders)
+            orders = _customers_ours(campaign_id, orders)
+            if not orders:
+                result.deferred = locked_orders
+                return result
+        # The same orders either way: a batch that lost a race for the counters keeps its
+        # place in line (its orders' and customers' locks were taken before the savepoint).
+        # What the first try moved in memory is put back (its rows and its after-commit
+        # work went with the savepoint).
+        before = [(o.status, o.reason, o.updated_at) for o in orders]
+        try:
+            with transaction.atomic():
+                return _decide(campaign_id, orders, locked=False)
+        except _Contended as contended:
+            log.info(
+                "reservation batch of %s decided again under locks: %s", campaign_id, contended
             )
-            if reason:
-                rejected[reason].append(order)
-            else:
-                reserved.append(order)
+            for order, (status, reason, updated_at) in zip(orders, before, strict=True):
+                order.status, order.reason, order.updated_at = status, reason, updated_at
+            return _decide(campaign_id, orders, locked=True)
 
-        _holds_take(reserved, lines, campaign, now)
-        orders_move(reserved, Order.Status.RESERVED, actor="worker:reserve", now=now, lines=lines)
-        for reason, group in rejected.items():
-            orders_move(
-                group,
-                Order.Status.REJECTED,
-                actor="worker:reserve",
-                now=now,
-                reason=reason,
-                lines=lines,
-            )
 
-        result.reserved = len(reserved)
-        result.rejected = {reason: len(group) for reason, group in rejected.items()}
-        if reserved:
-            transaction.on_commit(nudge_payments)
+def _decide(campaign_id: int | None, orders: list[Order], *, locked: bool) -> BatchResult:
+    """Reserve or reject the batch's `orders` (locked by the caller), reading the campaign,
+    coupons and stock unlocked and checking them at the counters, or (`locked`) locking them
+    first. Raises _Contended when a counter refuses an unlocked decision."""
+    now = timezone.now()
+    result = BatchResult()
+    campaign, lines, coupons, products = _batch_reads(campaign_id, orders, locked=locked)
+    if (
+        campaign is not None
+        and campaign.status == Campaign.Status.PAUSED
+        and now < campaign.ends_at
+    ):
+        # Staff paused the campaign: accepted orders wait in line; resuming drains them.
+        return result
+    tally = _Budget(
+        stock={pid: p.stock for pid, p in products.items()},
+        budget_left=campaign.budget_remaining if campaign else 0,
+        orders_per_customer=_orders_per_customer(campaign, orders),
+    )
+    reserved: list[Order] = []
+    rejected: dict[str, list[Order]] = defaultdict(list)
+    for order in orders:
+        reason = _verdict(
+            order, lines[order.pk], campaign=campaign, coupons=coupons, tally=tally, now=now
+        )
+        if reason:
+            rejected[reason].append(order)
+        else:
+            reserved.append(order)
+
+    _reservations_insert(reserved, now)
+    orders_move(reserved, Order.Status.RESERVED, actor="worker:reserve", now=now, lines=lines)
+    for reason, group in rejected.items():
+        orders_move(
+            group,
+            Order.Status.REJECTED,
+            actor="worker:reserve",
+            now=now,
+            reason=reason,
+            lines=lines,
+        )
+    # The counters last: from here to the commit is all that batches of one campaign wait
+    # for each other.
+    try:
+        _counters_take(reserved, lines, campaign, checked=not locked)
+    except (BudgetExhausted, CouponNotHeld, OutOfStock) as exc:
+        if locked:
+            raise
+        raise _Contended(type(exc).__name__) from exc
+
+    result.reserved = len(reserved)
+    result.rejected = {reason: len(group) for reason, group in rejected.items()}
+    if reserved:
+        transaction.on_commit(nudge_payments)
     return result
+
+
+def _batch_reads(
+    campaign_id: int | None, orders: Sequence[Order], *, locked: bool
+) -> tuple[Campaign | None, dict[int, list[OrderLine]], dict[int, Coupon], dict[int, Product]]:
+    """What a batch decides on: its campaign, lines, coupons and products, locked in lock
+    order (`locked`) or read as committed now."""
+    campaign = None
+    if campaign_id is not None and locked:
+        campaign = coupons_selectors.campaign_for_update(campaign_id=campaign_id)
+    elif campaign_id is not None:
+        campaign = coupons_selectors.campaign_read(campaign_id=campaign_id)
+    lines = selectors.lines_by_order(o.pk for o in orders)
+    coupon_ids = {o.coupon_id for o in orders if o.coupon_id}
+    product_ids = {line.product_id for order_lines in lines.values() for line in order_lines}
+    if locked:
+        coupons = coupons_selectors.coupons_for_update(coupon_ids=coupon_ids)
+        products = shop_selectors.products_for_update(product_ids)
+    else:
+        coupons = coupons_selectors.coupons_read(coupon_ids=coupon_ids)
+        products = shop_selectors.products_read(product_ids)
+    return campaign, lines, coupons, products
+
+
+def _customers_ours(campaign_id: int, orders: list[Order]) -> list[Order]:
+    """The orders whose customer this transaction could take the advisory lock of (try, never
+    wait); the others stay received, for a batch after the one that holds their customer."""
+    customers = sorted({o.customer_id for o in orders})
+    ours = {row[0] for row in prepared_rows(_CUSTOMERS_LOCK_SQL, [customers, campaign_id])}
+    return [o for o in orders if o.customer_id in ours]
+
+
+# Transaction-scoped advisory locks keyed (campaign, hash of the customer): a collision only
+# defers an order by one batch.
+_CUSTOMERS_LOCK_SQL = """
+SELECT c FROM unnest(%s::text[]) AS c WHERE pg_try_advisory_xact_lock(%s, hashtext(c))
+"""
 
 
 def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> dict[str, int]:
@@ -210,20 +300,33 @@ def _stock_problem(lines: list[OrderLine], tally: _Budget) -> str:
     return ""
 
 
-def _holds_take(
+def _counters_take(
     orders: Sequence[Order],
     lines: dict[int, list[OrderLine]],
     campaign: Campaign | None,
-    now: datetime,
+    *,
+    checked: bool,
 ) -> None:
+    """Budget, coupons and stock for the reserved `orders`, in lock order. `checked`: the
+    campaign was read unlocked, so its row is written (and its terms checked) even when no
+    order was reserved. Raises BudgetExhausted, CouponNotHeld or OutOfStock."""
+    if campaign is not None and checked:
+        amount = sum(o.discount for o in orders)
+        coupons_services.budget_hold_as_read(campaign=campaign, amount=amount)
     if not orders:
         return
     if campaign is not None:
-        coupons_services.budget_hold(
-            campaign_id=campaign.pk, amount=sum(o.discount for o in orders)
-        )
+        if not checked:
+            coupons_services.budget_hold(
+                campaign_id=campaign.pk, amount=sum(o.discount for o in orders)
+            )
         coupons_services.coupons_hold(coupon_ids=[o.coupon_id for o in orders if o.coupon_id])
     shop_services.stock_take(quantities=_units_by_product(orders, lines))
+
+
+def _reservations_insert(orders: Sequence[Order], now: datetime) -> None:
+    if not orders:
+        return
     # No deadline yet: the hold's clock starts at the first payment attempt (holds_clock_start).
     Reservation.objects.bulk_create(
         Reservation(
@@ -312,30 +415,42 @@ RETURNING order_id, campaign_id, coupon_id, discount
 """
 
 
-def reservations_drain(*, campaign_id: int | None) -> int:
-    """The reservation worker's loop over one campaign's line. Returns orders seen."""
+def reservations_drain(*, campaign_id: int | None, lane: int = 0) -> int:
+    """The reservation worker's loop over one campaign's line, holding the nudge mark of
+    `lane`. Returns orders seen. Its batches log their size at INFO, with the lane."""
+    name = waiting_line.queue_name(campaign_id)
+    helper = partial(recruit, RESERVE, name, campaign_id)
 
     def step() -> int:
         with metrics.batch("reserve") as size:
-            size.append(_take_isolating_poison(campaign_id, settings.RESERVATION_BATCH_SIZE))
+            size.append(
+                _take_isolating_poison(campaign_id, settings.RESERVATION_BATCH_SIZE, helper)
+            )
+        if size[0]:
+            log.info("reservation batch: campaign %s lane %s, %s orders", name, lane, size[0])
         return size[0]
 
     return drain(
         RESERVE,
-        waiting_line.queue_name(campaign_id),
+        name,
         step,
-        renudge=partial(nudge_reservations, campaign_id, force=True),
+        renudge=partial(nudge_reservations, campaign_id, force=True, lane=lane),
         linger=settings.RESERVATION_LINGER_SECONDS,
         fill=settings.RESERVATION_BATCH_SIZE,
+        lane=lane,
     )
 
 
-def _take_isolating_poison(campaign_id: int | None, limit: int) -> int:
+def _take_isolating_poison(
+    campaign_id: int | None, limit: int, helper: Callable[[], object] | None = None
+) -> int:
     """Take a batch; if it fails for a reason other than the database being unreachable, try
     ever smaller batches from the head of the line until the one order that fails alone is
-    found, and park it. A poison order never blocks its campaign's line."""
+    found, and park it. A poison order never blocks its campaign's line. Orders deferred (their
+    customers held by another batch) count as seen, so the loop looks again at once."""
     try:
-        return reservations_take_batch(campaign_id=campaign_id, limit=limit).seen
+        taken = reservations_take_batch(campaign_id=campaign_id, limit=limit, recruit=helper)
+        return taken.seen + taken.deferred
     except (OperationalError, InterfaceError):
         raise  # the database is unreachable: nothing to blame on an order
     except SoftTimeLimitExceeded:

@@ -14,7 +14,10 @@ No charge without its order: a charge that succeeded for an order no longer wait
 Refunds follow the same pattern, with the key `refund-<order id>` (staff refunds of paid
 orders too: orders.services.controls).
 
-# lock order: order → campaign → coupon → product → payment
+# lock order: order → campaign → coupon → product → payment. `payments_record` writes its
+# payment rows before the holds' campaign and products: a payment row is only ever reached
+# under its order's lock, so no two transactions hold it apart, and the rows every worker
+# shares are taken last, held from there to the commit only.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient, RefundOutcome
 from orders.models import REFUND_ALLOWED, Order, Payment, Refund, Reservation
 from orders.services.holds import holds_clock_start, holds_close
-from orders.services.nudges import PAY, drain, nudge_payments
+from orders.services.nudges import PAY, drain, nudge_payments, recruit
 from orders.services.transitions import PaymentMove, orders_move, payments_move, refund_move
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
@@ -295,9 +298,7 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
                 payment.last_error = (outcome.error or outcome.kind)[:2000]
                 target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
                 moves.append(PaymentMove(payment, target, {"error": outcome.error}))
-        holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
         orders_move(paid, Order.Status.PAID, actor=actor, now=now)
-        holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
         payments_move(
             moves,
@@ -311,6 +312,10 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
             actor=actor,
             now=now,
         )
+        # The holds last: they write the campaign's budget (and a released hold's stock), rows
+        # every payment worker's batch shares, so they are held only from here to the commit.
+        holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
+        holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
         counts["unowed"] = len(unowed)
     return counts
 
@@ -343,8 +348,10 @@ def _refunds_open(
         )
 
 
-def payments_drain() -> int:
-    """The settlement worker's loop: claim, call concurrently, record. Returns orders handled."""
+def payments_drain(*, lane: int = 0) -> int:
+    """The settlement worker's loop: claim, call concurrently, record. Returns orders handled.
+    A full claim recruits one more worker (nudges.recruit) before its calls go out: claims
+    skip each other's rows, and every worker takes its tokens from the one global bucket."""
     client = gateway()
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
@@ -352,7 +359,10 @@ def payments_drain() -> int:
 
         def step() -> int:
             with metrics.batch("settle") as size:
-                claimed = payments_claim_batch(limit=_claim_size())
+                limit = _claim_size()
+                claimed = payments_claim_batch(limit=limit)
+                if claimed.settled_free + len(claimed.jobs) >= limit:
+                    recruit(PAY, "all")
                 if claimed.jobs:
                     granted = _gateway_tokens(len(claimed.jobs))
                     prepaid = [i < granted for i in range(len(claimed.jobs))]
@@ -363,15 +373,18 @@ def payments_drain() -> int:
                     if counts["unowed"]:
                         refunds_unowed_settle()
                 size.append(claimed.settled_free + len(claimed.jobs))
+            if size[0]:
+                log.info("payment batch: lane %s, %s orders", lane, size[0])
             return size[0]
 
         return drain(
             PAY,
             "all",
             step,
-            renudge=partial(nudge_payments, force=True),
+            renudge=partial(nudge_payments, force=True, lane=lane),
             linger=settings.SETTLEMENT_LINGER_SECONDS,
             fill=settings.SETTLEMENT_BATCH_SIZE,
+            lane=lane,
         )
 
 

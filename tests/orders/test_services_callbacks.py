@@ -114,6 +114,21 @@ def test_the_delay_is_a_setting(chatbot, settings) -> None:
     assert sent_statuses() == ["reserved"]
 
 
+def test_a_status_being_posted_by_another_worker_is_not_superseded(chatbot) -> None:
+    # given: one worker claimed reserved and is POSTing it when the order is paid
+    order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
+    delay_ran_out()
+    (in_flight,) = callbacks_claim_batch(limit=10)
+    moved(order, S.PAID)
+    # when: a second worker claims
+    beside = sent_statuses()
+    # then: paid waits until reserved is recorded, then goes out after it
+    assert beside == []
+    assert CallbackDelivery.objects.get(order_status="reserved").state == "pending"
+    callbacks_record([(in_flight, "")])
+    assert sent_statuses() == ["paid"]
+
+
 def test_a_terminal_status_is_never_superseded(chatbot) -> None:
     # given: paid and then refunded, both pending
     order = moved(place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=HOOK), S.RESERVED)
