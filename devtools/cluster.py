@@ -283,6 +283,9 @@ pidfile =
             # sets its lock_timeout (start_host)
             "DATABASE_URL": f"postgres://postgres@{db}:{p.pgbouncer}/{DATABASE}",
             "DB_POOLER": "pgbouncer-transaction",
+            # Workers, beat and migrate wait for locks (the web's alias and env say 2 s), even
+            # when the caller's environment carries the web's value (config/wsgi.py sets it).
+            "DB_LOCK_TIMEOUT_MS": "0",
             "REDIS_URL": f"redis://{db}:{p.redis}/0",
             "CELERY_BROKER_URL": f"redis://{db}:{p.broker}/0",
             "PAYMENT_GATEWAY_URL": self.sandbox_url,
@@ -341,7 +344,10 @@ pidfile =
             "READY_DRAIN_FILE": str(self.drain_file(host)),
             "WORKER_METRICS_ADDR": place.address,
         }
-        web = {"DATABASE_URL": f"{self.env['DATABASE_URL']}_web"}
+        web = {
+            "DATABASE_URL": f"{self.env['DATABASE_URL']}_web",
+            "DB_LOCK_TIMEOUT_MS": str(WEB_LOCK_TIMEOUT_MS),
+        }
         for name, process in self.host_processes(host).items():
             self._spawn(place, process, {**env, **web} if name == "gunicorn" else env)
         if wait:

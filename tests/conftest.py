@@ -118,9 +118,6 @@ def worker_env(django_db_setup: None) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url_of_tests(),
         "PYTHONUNBUFFERED": "1",
-        # Workers wait for row locks as in production (config/wsgi.py sets the web's limit);
-        # a test that imported config.wsgi has put the web's 2 s into this process's env.
-        "DB_LOCK_TIMEOUT_MS": "0",
     }
 
 

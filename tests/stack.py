@@ -112,7 +112,9 @@ def start_worker(
         extra=("--without-heartbeat",),
     )
     start = log_path.stat().st_size if log_path.exists() else 0
-    process = spawn(list(command), log_path, env)
+    # Workers wait for row locks as production's do (config/wsgi.py sets only the web's
+    # limit), whatever a test that imported config.wsgi put into this process's environment.
+    process = spawn(list(command), log_path, {"DB_LOCK_TIMEOUT_MS": "0", **env})
 
     def ready() -> bool:
         with log_path.open("rb") as log:

@@ -84,7 +84,7 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
         "reservations: per customer": [(holds._PER_CUSTOMER_SQL, [campaign.pk, customers])],
         "payments: due": [(selectors._ORDERS_DUE_FOR_PAYMENT, [now, 200])],
         "callbacks: coalesce": [
-            (callbacks._COALESCE_SQL, [now, now, callbacks._TERMINAL]),
+            (callbacks._COALESCE_SQL, [now, now, callbacks._TERMINAL, now, callbacks._lease()]),
         ],
         "callbacks: claim": [(callbacks._CLAIM_SQL, [now, 200, now, now, now])],
         "sweep: expired holds": _captured(
