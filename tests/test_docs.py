@@ -41,3 +41,13 @@ def test_readme_links_the_three_guides() -> None:
 
 def test_the_runbook_keeps_a_section_for_alerts() -> None:
     assert "\n## Alerts\n" in (ROOT / "docs" / "operations.md").read_text()
+
+
+# A newcomer reads a doc whole: past this a doc is split (as performance-history.md was).
+DOC_MAX_LINES = 600
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_no_doc_is_longer_than_a_reader_reads_at_once(doc: Path) -> None:
+    lines = doc.read_text().count("\n")
+    assert lines <= DOC_MAX_LINES, f"{doc.name}: {lines} lines"
