@@ -94,8 +94,12 @@ log_disconnections = 0
 """
 
 
-def _unprivileged_user() -> str:
-    """Who PgBouncer runs as when started by root (it refuses to stay root)."""
+def _unprivileged_user(host: str) -> str:
+    """Who PgBouncer runs as when started by root (it refuses to stay root): the owner of the
+    server's socket directory when the database is reached by a socket (the embedded server
+    of devtools.services keeps it in its own 0700 data directory), else postgres."""
+    if host.startswith("/"):
+        return pwd.getpwuid(Path(host).stat().st_uid).pw_name
     try:
         pwd.getpwnam("postgres")
     except KeyError:
@@ -116,12 +120,13 @@ def running(
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-test-"))
     workdir.chmod(0o755)  # PgBouncer drops root for postgres, and re-reads its files as such
     ini = workdir / "pgbouncer.ini"
+    # the embedded server of devtools.services listens on a socket directory
+    host = database.get("OPTIONS", {}).get("host") or database.get("HOST") or "127.0.0.1"
     ini.write_text(
         _ini(
             auth_file=workdir / "userlist.txt",
             port=port,
-            # the embedded server of devtools.services listens on a socket directory
-            host=database.get("OPTIONS", {}).get("host") or database.get("HOST") or "127.0.0.1",
+            host=host,
             pg_port=int(database.get("PORT") or 5432),
             dbname=database["NAME"],
             user=user,
@@ -130,7 +135,8 @@ def running(
         )
     )
     (workdir / "userlist.txt").write_text(f'"{user}" ""\n')
-    command = [PGBOUNCER, *(["-u", _unprivileged_user()] if os.geteuid() == 0 else []), str(ini)]
+    as_user = ["-u", _unprivileged_user(host)] if os.geteuid() == 0 else []
+    command = [PGBOUNCER, *as_user, str(ini)]
     process = stack.spawn(command, log_path)
     name = database["NAME"]
     pooler = Pooler(port=port, user=user, workers_db=f"{name}_workers", web_db=f"{name}_web")
