@@ -142,31 +142,29 @@ def test_every_variable_of_the_template_is_one_the_code_or_the_units_read():
     assert set(template(commented=True)) - read == set()
 
 
+def _django_setup(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A process that loads the settings `env` names, and nothing else."""
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_production_settings_start_from_the_template_alone():
     # given nothing but the template's values in the environment
     env = {"PATH": os.environ.get("PATH", ""), **template(commented=False)}
 
     # when a process loads production's settings
-    done = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _django_setup(env)
 
     # then they load; without one required variable they refuse
     assert done.returncode == 0, done.stderr[-2000:]
     del env["PAYMENT_GATEWAY_KEY"]
-    refused = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    refused = _django_setup(env)
     assert "PAYMENT_GATEWAY_KEY" in refused.stderr
 
 

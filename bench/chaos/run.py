@@ -50,6 +50,18 @@ RUN_DIR = ROOT / ".run" / "chaos"
 RESULTS = ROOT / "bench" / "results"
 SANDBOX_KEY = "chaos-sandbox-key"
 TIME_LIMIT = 10  # seconds: the stack's hard task time limit (soft at 8)
+# The pipeline's short clocks, so that recovery fits in a run: the sweep every 2 s, an
+# untouched order re-nudged after 8 s, a worker hands over after 3 s, a gateway call times
+# out after 1.2 s. The cluster's tests (tests/cluster/) run on the same.
+CLOCKS = {
+    "PIPELINE_SWEEP_SECONDS": "2",
+    "STALE_AFTER_SECONDS": "8",
+    "WORKER_DRAIN_SECONDS": "3",
+    "PAYMENT_GATEWAY_TIMEOUT": "1.2",
+    "PAYMENT_RETRY_BASE_SECONDS": "0.5",
+    "CELERY_TASK_SOFT_TIME_LIMIT": str(TIME_LIMIT - 2),
+    "CELERY_TASK_TIME_LIMIT": str(TIME_LIMIT),
+}
 
 
 @dataclass(frozen=True)
@@ -108,13 +120,7 @@ def stack_env(*, pg: PrivatePostgres, rds: PrivateRedis, sandbox_url: str) -> di
         "SECRET_KEY": "chaos-only-not-secret",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DEBUG": "false",
-        "PIPELINE_SWEEP_SECONDS": "2",
-        "STALE_AFTER_SECONDS": "8",
-        "WORKER_DRAIN_SECONDS": "3",
-        "PAYMENT_GATEWAY_TIMEOUT": "1.2",
-        "PAYMENT_RETRY_BASE_SECONDS": "0.5",
-        "CELERY_TASK_SOFT_TIME_LIMIT": str(TIME_LIMIT - 2),
-        "CELERY_TASK_TIME_LIMIT": str(TIME_LIMIT),
+        **CLOCKS,
         "GATEWAY_RPS": "1000",
         "PYTHONUNBUFFERED": "1",
     }

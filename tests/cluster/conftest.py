@@ -14,20 +14,14 @@ from typing import Any
 
 import pytest
 
+from bench.chaos import run as chaos_run
 from devtools.cluster import Cluster
 from tests.stack import PROJECT_ROOT, free_port
 
-# The chaos suite's clocks (bench/chaos/run.py): the sweep every 2 s, an untouched order
-# re-nudged after 8 s, a worker hands over after 3 s, a gateway call times out after 1.2 s.
+# The chaos suite's clocks (bench/chaos/run.py), so that recovery fits in a test.
 CLOCKS = {
+    **chaos_run.CLOCKS,
     "DEBUG": "false",
-    "PIPELINE_SWEEP_SECONDS": "2",
-    "STALE_AFTER_SECONDS": "8",
-    "WORKER_DRAIN_SECONDS": "3",
-    "PAYMENT_GATEWAY_TIMEOUT": "1.2",
-    "PAYMENT_RETRY_BASE_SECONDS": "0.5",
-    "CELERY_TASK_SOFT_TIME_LIMIT": "8",
-    "CELERY_TASK_TIME_LIMIT": "10",
     "LOG_REQUESTS": "false",
     "RATE_LIMIT_CACHE_SECONDS": "0.2",
 }

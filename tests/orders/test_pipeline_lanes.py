@@ -101,24 +101,42 @@ def batches(log: Path, stage: str) -> list[int]:
     return [int(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
 
 
+def two_workers_wait(
+    start_worker, log_dir, holder, *, name, queues, env, waits, what
+) -> tuple[list, list]:
+    """Start two workers of `queues` (one pool process each, a log each), wait until both
+    wait at once at `waits` behind the row `holder` holds, then let the row go: their logs
+    and the backends seen waiting."""
+    logs = [log_dir / f"lanes-{name}-{n}.log" for n in (1, 2)]
+    for log in logs:
+        log.write_text("")
+    for n, log in enumerate(logs, 1):
+        start_worker(queues, log=log.name, node=f"lanes{name}{n}", **env)
+    try:
+        waiters = both_waiting(waiting_at(waits), what=what)
+    finally:
+        holder.rollback()
+        holder.close()
+    return logs, waiters
+
+
 def test_two_reservation_workers_take_one_campaigns_batches_at_once(
     chatbot, gateway, start_worker, log_dir
 ) -> None:
     # given: a line four times longer than the stock, nudged, and the campaign's row held
     campaign, orders = campaign_with_line(chatbot, price=3000)
     holder = hold_row(campaign)
-    env = {"RESERVATION_BATCH_SIZE": str(BATCH), "WORKER_LANES": "2"}
-    logs = [log_dir / f"lanes-reserve-{n}.log" for n in (1, 2)]
-    for log in logs:
-        log.write_text("")
     # when: two worker processes, one pool process each
-    for n, log in enumerate(logs, 1):
-        start_worker("reservations,payments,callbacks", log=log.name, node=f"lanes{n}", **env)
-    try:
-        waiters = both_waiting(waiting_at(RESERVE_WAITS), what="two batches at the counters")
-    finally:
-        holder.rollback()
-        holder.close()
+    logs, waiters = two_workers_wait(
+        start_worker,
+        log_dir,
+        holder,
+        name="reserve",
+        queues="reservations,payments,callbacks",
+        env={"RESERVATION_BATCH_SIZE": str(BATCH), "WORKER_LANES": "2"},
+        waits=RESERVE_WAITS,
+        what="two batches at the counters",
+    )
     wait_for(all_terminal(o.pk for o in orders), timeout=60, what="every order final")
 
     # then: two backends waited at once, and each process logged batches of its own
@@ -153,18 +171,17 @@ def test_two_payment_workers_record_batches_at_once(
     while services.reservations_take_batch(campaign_id=campaign.pk, limit=ORDERS).seen:
         pass
     holder = hold_row(campaign)
-    env = {"SETTLEMENT_BATCH_SIZE": str(STOCK // 2 - 5), "WORKER_LANES": "2"}
-    logs = [log_dir / f"lanes-pay-{n}.log" for n in (1, 2)]
-    for log in logs:
-        log.write_text("")
     # when: two payment workers, one pool process each
-    for n, log in enumerate(logs, 1):
-        start_worker("payments", log=log.name, node=f"lanespay{n}", **env)
-    try:
-        waiters = both_waiting(waiting_at(PAY_WAITS), what="two payment batches recording")
-    finally:
-        holder.rollback()
-        holder.close()
+    logs, waiters = two_workers_wait(
+        start_worker,
+        log_dir,
+        holder,
+        name="pay",
+        queues="payments",
+        env={"SETTLEMENT_BATCH_SIZE": str(STOCK // 2 - 5), "WORKER_LANES": "2"},
+        waits=PAY_WAITS,
+        what="two payment batches recording",
+    )
     wait_for(all_terminal(o.pk for o in orders), timeout=60, what="every order final")
 
     # then: two processes recorded payments at once, each its own batches, every promise held
