@@ -104,7 +104,7 @@ def _pages() -> list[tuple[str, str]]:
 
 def _wait_for_history(campaign_id: int, limit_seconds: float = 120.0) -> float:
     """Seconds until the background filler of the campaign's minute history finished."""
-    from config import fast
+    from infra import fast
 
     began = time.monotonic()
     key = f"cop:admin:minutes:{campaign_id}:filling"
@@ -129,8 +129,8 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
 
-    from config import fast
     from coupons import selectors as coupons_selectors
+    from infra import fast
     from orders.models import Order
 
     user, _ = get_user_model().objects.get_or_create(

@@ -1,6 +1,6 @@
 """What psycopg costs to send a batch's arrays, in its text and its binary format: the ten
 callback rows (order document as JSONB, URL, times, a null column) that a reservation or
-settlement batch writes through config.sql.rows_insert. Python only, no database traffic.
+settlement batch writes through infra.sql.rows_insert. Python only, no database traffic.
 
 Usage: .venv/bin/python -m bench.array_dump [rows] [repeats]
 """

@@ -28,14 +28,14 @@ from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from django.urls import resolve  # noqa: E402
 
-from config.health import OperationsMiddleware  # noqa: E402
-from config.logs import (  # noqa: E402
+from infra.health import OperationsMiddleware  # noqa: E402
+from infra.logs import (  # noqa: E402
     ContextFilter,
     JsonFormatter,
     RequestIdMiddleware,
     ShopperLanguageMiddleware,
 )
-from config.metrics import RequestMetricsMiddleware  # noqa: E402
+from infra.metrics import RequestMetricsMiddleware  # noqa: E402
 
 ROUNDS = 20_000
 PATH = "/api/v1/orders/"

@@ -217,7 +217,7 @@ def collect(
         "versions": versions(),
         "stack": {
             "gunicorn": f"{stack.GUNICORN_WORKERS} processes of "
-            f"{os.environ.get('BENCH_WORKER_CLASS', 'config.server.ApiWorker')}, "
+            f"{os.environ.get('BENCH_WORKER_CLASS', 'infra.server.ApiWorker')}, "
             f"{os.environ.get('WEB_THREADS', '2')} threads each, on {stack.WEB_URL} "
             "(config/gunicorn.conf.py)",
             "celery": "one worker per queue (-c 1, prefetch 1): "

@@ -121,7 +121,7 @@ def layout(*, logs: Path, sandbox_latency_ms: int, sandbox_quota_rps: int) -> La
             "-w",
             str(GUNICORN_WORKERS),
             "-k",
-            os.environ.get("BENCH_WORKER_CLASS", "config.server.ApiWorker"),
+            os.environ.get("BENCH_WORKER_CLASS", "infra.server.ApiWorker"),
         ),
         beat_loglevel="WARNING",
         sandbox=Sandbox(

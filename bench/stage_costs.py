@@ -176,8 +176,8 @@ def main() -> None:
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
-    from config import fast
     from coupons import services as coupons_services
+    from infra import fast
     from orders import services
     from shop import services as shop_services
     from shop.models import Product, Store

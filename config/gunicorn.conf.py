@@ -1,6 +1,6 @@
 """gunicorn's settings for the API: `gunicorn config.wsgi -c config/gunicorn.conf.py -b ADDR`.
 
-The worker class is ours (config.server.ApiWorker: gunicorn's threaded worker with load
+The worker class is ours (infra.server.ApiWorker: gunicorn's threaded worker with load
 shedding and JSON answers for the server's own errors). The process and thread counts were
 chosen by measurement on a 2-core machine (docs/performance.md): one process per core, and
 two threads per process, enough to overlap the waits on PostgreSQL and Redis; with four, the
@@ -11,7 +11,7 @@ same CPU per paid order).
 
 import os
 
-worker_class = "config.server.ApiWorker"
+worker_class = "infra.server.ApiWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "2"))
 # Connections a worker holds open at once (waiting, being served, kept alive); past this it

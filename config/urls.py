@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.api import api_not_found
+from infra.api import api_not_found
 
 v1 = [
     path("", include("shop.api.urls")),
@@ -21,7 +21,7 @@ urlpatterns = [
     path("admin", RedirectView.as_view(url="/admin/")),  # APPEND_SLASH is off (API bodies)
 ]
 
-handler400 = "config.api.handler400"
-handler403 = "config.api.handler403"
-handler404 = "config.api.handler404"
-handler500 = "config.api.handler500"
+handler400 = "infra.api.handler400"
+handler403 = "infra.api.handler403"
+handler404 = "infra.api.handler404"
+handler500 = "infra.api.handler500"

@@ -10,16 +10,16 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from config.admin import (
+from coupons import selectors, services
+from coupons.models import Campaign, CampaignEvent, Coupon
+from infra.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReadOnlyInline,
     SaveChangedFieldsOnly,
     yuan,
 )
-from config.errors import DomainError
-from coupons import selectors, services
-from coupons.models import Campaign, CampaignEvent, Coupon
+from infra.errors import DomainError
 
 if TYPE_CHECKING:
     from django.forms import ModelForm

@@ -21,10 +21,6 @@ import rest_framework.views  # noqa: F401  (see below)
 import yaml
 from rest_framework import serializers
 
-# config.api is normally first imported by DRF's own settings, while rest_framework.views
-# loads; imported first from here (a management command), it would be asked for its parser
-# before it is defined. Loading DRF's views above keeps the usual order.
-from config.api import StrictCharField, StrictIntegerField, StrictSerializer
 from coupons.campaign_spec import (
     CampaignFile,
     CampaignFileError,
@@ -32,6 +28,11 @@ from coupons.campaign_spec import (
     ProductSpec,
     StoreSpec,
 )
+
+# infra.api is normally first imported by DRF's own settings, while rest_framework.views
+# loads; imported first from here (a management command), it would be asked for its parser
+# before it is defined. Loading DRF's views above keeps the usual order.
+from infra.api import StrictCharField, StrictIntegerField, StrictSerializer
 
 
 class AwareDateTimeField(serializers.DateTimeField):

@@ -1,4 +1,4 @@
-from config.errors import DomainError
+from infra.errors import DomainError
 
 
 class CampaignNotActive(DomainError):

@@ -9,10 +9,10 @@ from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from config.errors import NotFound
-from config.memo import TtlCache
-from config.sql import columns, prepared_objects, prepared_rows
 from coupons.models import Campaign, Coupon, CouponSlice
+from infra.errors import NotFound
+from infra.memo import TtlCache
+from infra.sql import columns, prepared_objects, prepared_rows
 
 
 def campaigns_with_issued(queryset: QuerySet[Campaign] | None = None) -> QuerySet[Campaign]:
@@ -56,7 +56,7 @@ def campaign_get(*, slug: str) -> Campaign:
 
 # The reservation worker's locking reads, fixed texts prepared once per connection (the ORM
 # compiled them again for every batch, and its IN (...) made a text per batch size). They name
-# their columns (config.sql.columns): a column a migration adds is not read.
+# their columns (infra.sql.columns): a column a migration adds is not read.
 _CAMPAIGN_FOR_UPDATE = (
     f"SELECT {columns(Campaign)} FROM coupons_campaign "  # noqa: S608 (the model's names)
     "WHERE id = %s FOR NO KEY UPDATE"
@@ -120,7 +120,7 @@ def coupon_terms(*, code: str) -> CouponTerms | None:
     return CouponTerms(*rows[0]) if rows else None
 
 
-# Per-process copies for the request path (config/memo.py): every change staff make through
+# Per-process copies for the request path (infra/memo.py): every change staff make through
 # coupons.services (a pause, a resume, the terms, limits and totals) reaches them in every
 # process within CACHE_VERSION_CHECK_SECONDS; the counters every hold or claim moves (budget
 # held and spent, coupons issued) may be INTAKE_CACHE_SECONDS old.

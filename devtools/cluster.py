@@ -40,7 +40,7 @@ from devtools.processes import PY, ROOT, Layout, Process, Sandbox, sandbox_argv,
 from devtools.stack import Stop, answering, stop_all, wait_gone
 from devtools.stack import start as start_process
 
-# Where beat runs. Beat is RedBeat under a Redis lock (config/beat.py), safe on every host:
+# Where beat runs. Beat is RedBeat under a Redis lock (infra/beat.py), safe on every host:
 # one schedules, another takes over when it is lost. True puts it on h1 alone.
 BEAT_ON_FIRST_HOST_ONLY = False
 DATABASE = "campaign"

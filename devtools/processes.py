@@ -5,7 +5,7 @@ and workers"):
 
     sandbox            the sandbox payment gateway (only when no gateway is configured)
     gunicorn           config/gunicorn.conf.py: our threaded ApiWorker
-    beat               Celery beat: the sweeps, under a Redis lock (config/beat.py), so
+    beat               Celery beat: the sweeps, under a Redis lock (infra/beat.py), so
                        that every host may run one
     worker-<queue>     one Celery worker per queue, one process, prefetch 1, so that a slow
                        gateway never starves reservations

@@ -22,10 +22,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from config.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
-from config.errors import DomainError
 from coupons.admin import CampaignAdmin
 from coupons.models import Campaign
+from infra.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
+from infra.errors import DomainError
 from orders import admin_views, selectors, services
 from orders.models import (
     REFUNDABLE,

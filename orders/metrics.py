@@ -1,4 +1,4 @@
-"""The pipeline's Prometheus metrics (see config/metrics.py for the mode and the exposition).
+"""The pipeline's Prometheus metrics (see infra/metrics.py for the mode and the exposition).
 
 Counted where the work is done, once per batch where a batch is the unit: a transition of
 500 orders is one `inc(500)`. Recorded after commit, so that a rolled-back batch counts
@@ -21,7 +21,7 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from config.metrics import scrape_collector
+from infra.metrics import scrape_collector
 
 if TYPE_CHECKING:
     from orders.models import Order

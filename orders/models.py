@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.logs import current_request_id
+from infra.logs import current_request_id
 
 
 class Order(models.Model):
@@ -71,7 +71,7 @@ class Order(models.Model):
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
     queue_ticket = models.BigIntegerField(null=True, blank=True)
-    # The X-Request-ID of the request that placed it (config.logs), so that one order can be
+    # The X-Request-ID of the request that placed it (infra.logs), so that one order can be
     # followed from the chatbot's POST through the workers' log lines to its callbacks.
     # db_default: rows inserted in SQL, not through the ORM (bulk seeding), get "".
     request_id = models.CharField(

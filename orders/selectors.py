@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
-from config.errors import NotFound
-from config.sql import columns, prepared_objects
+from infra.errors import NotFound
+from infra.sql import columns, prepared_objects
 from orders import waiting_line
 from orders.models import (
     CallbackDelivery,
@@ -35,7 +35,7 @@ def order_get(*, client_id: int, public_id: str) -> Order:
 
 # A replayed order POST reads its first answer back by the key: one prepared statement (the
 # ORM's query compiler cost more than the look-up, at one request in twenty in the benchmark).
-# Every read names its columns (config.sql.columns), so a column a migration adds is not read.
+# Every read names its columns (infra.sql.columns), so a column a migration adds is not read.
 _ORDER_COLUMNS = columns(Order)
 _ORDER_BY_KEY = (
     f"SELECT {_ORDER_COLUMNS} FROM orders_order "  # noqa: S608 (no value but the model's names)
@@ -60,7 +60,7 @@ def order_list(*, client_id: int, customer_id: str | None = None) -> QuerySet[Or
 # batch (a fifth of the settlement worker's time went to building and compiling these
 # queries), and its `IN (%s, %s, ...)` gives each batch size a statement text of its own,
 # which PostgreSQL must parse and plan anew; `= ANY(%s)` takes the batch as one array, so each
-# read is one prepared statement per connection (config.sql.prepared_objects). Rows come back
+# read is one prepared statement per connection (infra.sql.prepared_objects). Rows come back
 # as model objects, as from the ORM.
 # No value but the model's own names and constants is written into these texts (S608).
 _LINES_BY_ORDER = (

@@ -31,7 +31,7 @@ import redis
 from django.conf import settings
 from redis.commands.core import Script
 
-from config.fast import client, key
+from infra.fast import client, key
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def nudge_hold(kind: str, name: str, lane: int = 0) -> None:
 
 # --- Intake in one round trip ------------------------------------------------------------------
 # Everything an order needs from Redis on its way in, in one atomic script: the client's and
-# the customer's token buckets (config.ratelimit's algorithm), the place in the campaign's line
+# the customer's token buckets (infra.ratelimit's algorithm), the place in the campaign's line
 # and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
 # Every check comes before the first write (a Lua error keeps the writes already made).
 # A ticket is taken only in a line Redis still knows: after a restart the line is first

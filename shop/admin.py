@@ -10,8 +10,8 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
-from config.admin import EstimatedCountPaginator, ReadOnlyAdmin, SaveChangedFieldsOnly, yuan
-from config.memo import copies_changed
+from infra.admin import EstimatedCountPaginator, ReadOnlyAdmin, SaveChangedFieldsOnly, yuan
+from infra.memo import copies_changed
 from shop import services
 from shop.models import (
     ApiClient,
@@ -84,7 +84,7 @@ class ProductAdmin(SaveChangedFieldsOnly):
 
     def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
         """An edit (a price, a name) reaches intake's copies in every process within
-        CACHE_VERSION_CHECK_SECONDS of its commit (config/memo.py)."""
+        CACHE_VERSION_CHECK_SECONDS of its commit (infra/memo.py)."""
         super().save_model(request, obj, form, change)
         if change and form.changed_data:
             transaction.on_commit(copies_changed)

@@ -13,10 +13,10 @@ import redis
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from config import fast
-from config.memo import TtlCache
-from config.ratelimit import Limit
-from config.sql import prepared_objects
+from infra import fast
+from infra.memo import TtlCache
+from infra.ratelimit import Limit
+from infra.sql import prepared_objects
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
@@ -43,7 +43,7 @@ product_cache: TtlCache[str, Product] = TtlCache(lambda: settings.INTAKE_CACHE_S
 
 
 def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
-    """products_by_sku for the intake path: known SKUs from a per-process copy (config/memo.py:
+    """products_by_sku for the intake path: known SKUs from a per-process copy (infra/memo.py:
     a change through shop.services reaches it within CACHE_VERSION_CHECK_SECONDS; stock, which
     every hold moves, may be INTAKE_CACHE_SECONDS old, and the reservation worker checks it
     again under locks), the rest from the database, so a new product is found at once."""
@@ -80,7 +80,7 @@ MAX_CACHED_KEYS = 10_000  # bounds memory against floods of made-up keys
 # API_KEY_CACHE_SECONDS, failed ones apart for AUTH_NEGATIVE_CACHE_SECONDS (a repeated bad key
 # costs no database lookup), each bounded on its own, so a flood of made-up keys never evicts
 # the good ones. A revoked key, or a client switched off, stops working in every process
-# within CACHE_VERSION_CHECK_SECONDS: the change drops every process's copies (config/memo.py),
+# within CACHE_VERSION_CHECK_SECONDS: the change drops every process's copies (infra/memo.py),
 # and while Redis cannot be read nothing cached is trusted (the database answers instead).
 key_cache: TtlCache[str, ApiClient] = TtlCache(
     lambda: settings.API_KEY_CACHE_SECONDS, max_entries=MAX_CACHED_KEYS

@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config import fast, ratelimit
-from config.errors import InvalidInput
-from config.memo import copies_changed
-from config.ratelimit import Limit
+from infra import fast, ratelimit
+from infra.errors import InvalidInput
+from infra.memo import copies_changed
+from infra.ratelimit import Limit
 from shop.errors import OutOfStock
 from shop.models import (
     ApiClient,
@@ -131,7 +131,7 @@ def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
 
 def api_key_revoke(*, key_id: int) -> None:
     """Revoke a key. It stops working in every process within CACHE_VERSION_CHECK_SECONDS:
-    after the commit, every process's copies are dropped (config/memo.py)."""
+    after the commit, every process's copies are dropped (infra/memo.py)."""
     ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), updated_at=timezone.now()
     )
@@ -273,7 +273,7 @@ def product_put(
     putting more units on sale, and falls by taking unsold units off sale, never below what
     orders hold or bought. Raises InvalidInput naming `stock` then. Recorded in the audit log.
     Takes the product's row lock. A change reaches intake in every process within
-    CACHE_VERSION_CHECK_SECONDS of the commit (config/memo.py)."""
+    CACHE_VERSION_CHECK_SECONDS of the commit (infra/memo.py)."""
     product = Product.objects.select_for_update(no_key=True).filter(sku=sku).first()
     if product is None:
         product = Product.objects.create(

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
-from config import fast
-from config.memo import copies_version
 from coupons import selectors as coupons_selectors
+from infra import fast
+from infra.memo import copies_version
 from shop import services as shop_services
 from shop.models import ApiClient
 from shop.selectors import bad_key_cache, key_cache, product_cache, rate_limits_forget

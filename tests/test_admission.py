@@ -15,8 +15,8 @@ from pytest_django.fixtures import Settings
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 
-from config import fast
 from coupons.models import Campaign, Coupon, CouponSlice
+from infra import fast
 from orders import waiting_line
 from orders.models import Order
 from orders.services import ItemIn, order_place

@@ -1,5 +1,5 @@
 """Bad input that every body-taking endpoint of the chatbot API refuses the same way (the
-API's glue in config/api.py: body parsing, size, content type, Idempotency-Key, unknown URLs
+API's glue in infra/api.py: body parsing, size, content type, Idempotency-Key, unknown URLs
 and methods, cursors) answers a 4xx JSON envelope `{"error": "<code>", "detail": "<sentence>"}`:
 never a 5xx, never HTML (API.md, conventions). Each app's own refusals are in
 tests/<app>/test_api_errors.py."""

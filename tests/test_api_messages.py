@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 import coupons.errors
 import orders.errors
 import shop.errors
-from config import errors
-from config.messages import DETAILS, detail_translate
+from infra import errors
+from infra.messages import DETAILS, detail_translate
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ProductFactory
 

@@ -1,7 +1,7 @@
 """Beat on two hosts: one sends the sweeps, and the other takes over when the first is lost.
 
 Two real `celery beat` processes, with the process table's command line (devtools/processes.py)
-and the scheduler the settings name (config/beat.py, RedBeat), share the test broker. Each
+and the scheduler the settings name (infra/beat.py, RedBeat), share the test broker. Each
 sweep they send is a message in the maintenance queue whose `origin` header names the process
 that published it, so the sweeps are counted per process. No worker consumes the queue during
 the test, and the test removes its own messages afterwards.

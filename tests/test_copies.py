@@ -1,4 +1,4 @@
-"""Per-process copies and the one version that drops them (config/memo.py): a refused write
+"""Per-process copies and the one version that drops them (infra/memo.py): a refused write
 of the version is tried again until it lands, nothing cached is trusted while the version
 cannot be read or went unread too long, and the process that makes a change drops its own
 copies at once. Two processes: tests/test_copies_processes.py."""
@@ -16,10 +16,10 @@ import pytest
 import redis
 from pytest_django.fixtures import Settings
 
-from config import fast
-from config.memo import COPIES_VERSION, copies_version
 from coupons import services as coupons_services
 from coupons.selectors import campaign_terms
+from infra import fast
+from infra.memo import COPIES_VERSION, copies_version
 from shop import services as shop_services
 from shop.selectors import products_by_sku_cached
 from tests import stack

@@ -1,6 +1,6 @@
 """A change staff make through the services (the admin's Pause, a price put by
 campaign_load) reaches intake in every web process within a bound, with two real gunicorn
-processes that keep their copies far longer than that (config/memo.py)."""
+processes that keep their copies far longer than that (infra/memo.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The front door's admission rule (config.server.FrontDoor), on a clock the test moves: the
+"""The front door's admission rule (infra.server.FrontDoor), on a clock the test moves: the
 budget a request may wait depends on whether a queue is standing and on how much of the last
 second the door already refused. The server itself is tested in tests/test_server.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.server import FrontDoor
+from infra.server import FrontDoor
 
 MS = 0.001
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
-from config import metrics
+from infra import metrics
 from tests.factories.coupons import CampaignFactory
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from config import metrics as web_metrics
+from infra import metrics as web_metrics
 from orders import metrics as pipeline_metrics
 from tests.stack import PROJECT_ROOT
 

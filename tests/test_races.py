@@ -14,11 +14,11 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
-from config.errors import DomainError
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign, Coupon, CouponSlice
 from coupons.selectors import campaign_coupons_issued
+from infra.errors import DomainError
 from orders import services
 from orders.models import Order, Reservation
 from shop import selectors as shop_selectors

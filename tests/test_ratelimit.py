@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from config import fast, ratelimit
-from config.ratelimit import Limit
+from infra import fast, ratelimit
+from infra.ratelimit import Limit
 
 RATE, BURST, SECONDS, PROCESSES = 50.0, 10, 3.0, 4
 

@@ -1,4 +1,4 @@
-"""config.sql: rows_update (many rows, each with its own values, in one statement) and
+"""infra.sql: rows_update (many rows, each with its own values, in one statement) and
 prepared_rows (a hot statement prepared once per connection), and the ORM's binding settings."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.settings.base import database_settings
-from config.sql import (
+from infra.sql import (
     CHURN_ROWS,
     PlanChanged,
     prepared_count,
@@ -349,7 +349,7 @@ def test_timestamps_read_as_django_reads_them_through_the_c_loader(chatbot) -> N
         cursor.execute(f"SELECT updated_at FROM {table} WHERE id = %s", [order.pk])  # noqa: S608
         by_cursor = cursor.fetchone()[0]
     # then: the same instant in UTC, stamped with datetime.UTC as Django's own loader does,
-    # and the loader is the C one's wrapper (config.sql.read_timestamps_in_c)
+    # and the loader is the C one's wrapper (infra.sql.read_timestamps_in_c)
     for got in (by_orm, by_prepared[0][0], by_cursor):
         assert got == shanghai
         assert got.tzinfo is UTC

@@ -2,7 +2,7 @@
 
 `make run`'s runner (devtools/stack.py), stopped as a terminal's Ctrl-C stops it (SIGINT to
 its process group), leaves no process of the stack behind and frees the web port, every time;
-and our gunicorn worker (config/server.py) does nothing with a quit that arrives while it is
+and our gunicorn worker (infra/server.py) does nothing with a quit that arrives while it is
 already stopping, instead of re-entering its executor's shutdown and hanging.
 
 The stack is started and stopped STACK_STOP_REPEATS times (3 in the everyday suite, about
@@ -135,7 +135,7 @@ DOUBLE_QUIT = textwrap.dedent(
     import os, signal, threading
     from gunicorn.config import Config
     from gunicorn.glogging import Logger
-    from config.server import ApiWorker
+    from infra.server import ApiWorker
 
     cfg = Config()
     worker = ApiWorker(0, os.getppid(), [], None, 30, cfg, Logger(cfg))

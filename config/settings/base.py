@@ -9,7 +9,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.schema_text import API_DESCRIPTION
+from infra.schema_text import API_DESCRIPTION
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "infra",
     "shop",
     "coupons",
     "orders",
@@ -37,15 +38,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: /healthz, /readyz and /metrics, before host checks, redirects and sessions.
-    "config.health.OperationsMiddleware",
+    "infra.health.OperationsMiddleware",
     # Then the request id and log context, then request metrics, so both see the whole answer.
-    "config.logs.RequestIdMiddleware",
-    "config.metrics.RequestMetricsMiddleware",
+    "infra.logs.RequestIdMiddleware",
+    "infra.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Picks the language of error details from Accept-Language (English, Simplified Chinese).
-    "config.logs.ShopperLanguageMiddleware",
+    "infra.logs.ShopperLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -89,7 +90,7 @@ TEMPLATES = [
 
 # How long a statement may wait for a row lock before it fails (0 = for ever). The web server
 # sets 2 s (config/wsgi.py): a request stuck behind a slow batch's locks answers 429 with
-# Retry-After (config/api.py) instead of holding one of the few sync workers for as long.
+# Retry-After (infra/api.py) instead of holding one of the few sync workers for as long.
 # Sent at connect (`-c lock_timeout`); behind a transaction pooler the pooler sets it instead.
 DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=0)
 DB_POOLER = env("DB_POOLER", default="")
@@ -102,7 +103,7 @@ DB_POOLER = env("DB_POOLER", default="")
 # DB_PREPARED_STATEMENTS=true, for PgBouncer 1.22+ with max_prepared_statements), no
 # server-side cursors, and no session settings sent at connect: DB_LOCK_TIMEOUT_MS is then
 # the pooler's to set (connect_query on the web's database alias), and each new connection
-# checks that it was (config.sql.session_settings_check).
+# checks that it was (infra.sql.session_settings_check).
 DB_POOLERS = ("", "pgbouncer-transaction")
 
 
@@ -115,7 +116,7 @@ def database_settings(url_config: dict) -> dict:
     url_config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
     # A health check is a `SELECT 1` round trip before the first query of every request;
     # the web turns it off (config/wsgi.py): a connection PostgreSQL dropped fails one request
-    # with 429 (config.api) and is replaced, which costs less than a ping on every order.
+    # with 429 (infra.api) and is replaced, which costs less than a ping on every order.
     url_config["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
     # Django's .iterator() outside a transaction declares a WITH HOLD cursor, which lives in
     # the server session: behind a transaction pooler the next FETCH may reach another one.
@@ -125,7 +126,7 @@ def database_settings(url_config: dict) -> dict:
     # times is prepared there: PostgreSQL stops parsing and planning the workers' and the
     # API's repeated ORM statements. Off behind a transaction pooler (DB_POOLER), or with
     # DB_PREPARED_STATEMENTS=false: psycopg then prepares nothing, not even
-    # config.sql.prepared_rows' statements, and never sends DEALLOCATE ALL after a rollback.
+    # infra.sql.prepared_rows' statements, and never sends DEALLOCATE ALL after a rollback.
     # Unnamed statements (server-side binding) last one round trip and need no session.
     # DB_SERVER_SIDE_BINDING=false goes back to Django's default client-side binding.
     options = url_config.setdefault("OPTIONS", {})
@@ -167,7 +168,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en"
 # The languages an error's `detail` is written in (chosen by Accept-Language; codes unchanged).
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
-LOCALE_PATHS = [BASE_DIR / "config" / "locale"]
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
@@ -176,7 +176,7 @@ STATIC_URL = "static/"
 # Served by WhiteNoise from the apps' own folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
-# The web worker's front door (config/server.py): an API request that waited in a worker's
+# The web worker's front door (infra/server.py): an API request that waited in a worker's
 # queue longer than WEB_QUEUE_TIMEOUT_MS, or WEB_QUEUE_TIMEOUT_BUSY_MS once the queue has not
 # been empty for WEB_QUEUE_INTERVAL_MS (WEB_QUEUE_TIMEOUT_SHEDDING_MS while over
 # WEB_SHED_HEAVY_SHARE of the last second's requests were refused), or that finds
@@ -190,13 +190,13 @@ WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
 
 # How old the intake path's per-process copies of products and campaign terms may be
-# (config/memo.py): this bounds only the counters every hold moves (stock, budget held), which
+# (infra/memo.py): this bounds only the counters every hold moves (stock, budget held), which
 # the workers check again under locks; staff's changes reach the copies within
 # CACHE_VERSION_CHECK_SECONDS.
 INTAKE_CACHE_SECONDS = env.float("INTAKE_CACHE_SECONDS", default=1.0)
 # A change staff make (a pause or resume, a campaign's terms, a price, a revoked key) reaches
 # every process within this: each process re-reads one version in Redis at most this often
-# (config/memo.py), one GET however many requests it serves.
+# (infra/memo.py), one GET however many requests it serves.
 CACHE_VERSION_CHECK_SECONDS = env.float("CACHE_VERSION_CHECK_SECONDS", default=0.15)
 # How long a change keeps trying to publish its new version while Redis refuses it; a process
 # that has not read the version for longer than this trusts none of its copies again.
@@ -215,11 +215,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["shop.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["infra.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_VERSIONING_CLASS": "config.versioning.ApiVersioning",
+    "DEFAULT_VERSIONING_CLASS": "infra.versioning.ApiVersioning",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "infra.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["shop.api.throttling.ChatbotAdmission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, except that an unreadable message is dropped, not fatal.
-CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", default="config.broker:Transport")
+CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", default="infra.broker:Transport")
 CELERY_TASK_IGNORE_RESULT = True  # results are read from our own tables
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -299,9 +299,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Beat runs on every host and one of them schedules, under a lock in the broker's Redis
-# (config/beat.py). Another takes over within the lock's timeout of losing the holder; the
+# (infra/beat.py). Another takes over within the lock's timeout of losing the holder; the
 # waiting ones poll, and the holder extends the lock, every fifth of it.
-CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
+CELERY_BEAT_SCHEDULER = "infra.beat:Scheduler"
 CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT_SECONDS", default=25)
 CELERY_BEAT_MAX_LOOP_INTERVAL = max(CELERY_REDBEAT_LOCK_TIMEOUT / 5, 0.5)
 CELERY_REDBEAT_KEY_PREFIX = env("BEAT_KEY_PREFIX", default="redbeat:")
@@ -438,10 +438,10 @@ def logging_settings(log_format: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "config.logs.ContextFilter"}},
+        "filters": {"context": {"()": "infra.logs.ContextFilter"}},
         "formatters": {
-            "plain": {"()": "config.logs.PlainFormatter"},
-            "json": {"()": "config.logs.JsonFormatter"},
+            "plain": {"()": "infra.logs.PlainFormatter"},
+            "json": {"()": "infra.logs.JsonFormatter"},
         },
         "handlers": {
             "console": {

@@ -2,9 +2,9 @@
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest
 
-from config.contract import CUSTOMER_ID_HELP
-from config.schema import FIX, TELL, Code, common_errors, error_response, ok_response
 from coupons.api.serializers import CampaignOut, CouponClaimIn, CouponListOut, CouponOut
+from infra.contract import CUSTOMER_ID_HELP
+from infra.schema import FIX, TELL, Code, common_errors, error_response, ok_response
 
 CAMPAIGN_EXAMPLE = {
     "slug": "spring-free-order",

@@ -1,9 +1,9 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from config.api import StrictSerializer, customer_id_field
-from config.schema import QueueOut
 from coupons.models import Campaign, Coupon
+from infra.api import StrictSerializer, customer_id_field
+from infra.schema import QueueOut
 
 
 class CouponTermsOut(serializers.Serializer):

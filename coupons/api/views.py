@@ -6,16 +6,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (
+from coupons import selectors, services
+from coupons.api import docs
+from coupons.api.serializers import CouponClaimIn, coupon_document
+from infra.api import (
     CUSTOMER_ID_HELP,
     CUSTOMER_ID_RE,
     client_id,
     parse,
     require_idempotency_key,
 )
-from coupons import selectors, services
-from coupons.api import docs
-from coupons.api.serializers import CouponClaimIn, coupon_document
 
 
 class CouponClaimApi(APIView):

@@ -3,7 +3,7 @@ analyzed after a fixed number of changes, as orders.migrations.0007 explains."""
 
 from django.db import migrations
 
-from config.sql import vacuumed_often
+from infra.sql import vacuumed_often
 
 
 class Migration(migrations.Migration):

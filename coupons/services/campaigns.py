@@ -17,8 +17,6 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import InvalidInput, InvalidTransition
-from config.memo import copies_changed
 from coupons import selectors
 from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
@@ -31,6 +29,8 @@ from coupons.models import (
     CampaignEvent,
     CouponSlice,
 )
+from infra.errors import InvalidInput, InvalidTransition
+from infra.memo import copies_changed
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 
@@ -165,7 +165,7 @@ def campaign_move(campaign: Campaign, to: str, *, actor: str) -> Campaign:
     a CampaignEvent. The caller holds the campaign's lock (`campaign_for_update`) inside its
     atomic block. Raises CampaignNotActive out of a final status (an ended campaign),
     InvalidTransition for any other move the table refuses. Once committed, every process's
-    copy of the campaign is dropped (config/memo.py): claims and orders meet the new status
+    copy of the campaign is dropped (infra/memo.py): claims and orders meet the new status
     everywhere within CACHE_VERSION_CHECK_SECONDS."""
     if to not in CAMPAIGN_ALLOWED[campaign.status]:
         if not CAMPAIGN_ALLOWED[campaign.status]:
@@ -246,7 +246,7 @@ def campaign_update(
         return campaign
     now = timezone.now()
     Campaign.objects.filter(pk=campaign_id).update(**changed, updated_at=now)
-    transaction.on_commit(copies_changed)  # every process's copy of the terms: config/memo.py
+    transaction.on_commit(copies_changed)  # every process's copy of the terms: infra/memo.py
     for name, value in changed.items():
         setattr(campaign, name, value)
     campaign.updated_at = now

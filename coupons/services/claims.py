@@ -16,7 +16,6 @@ from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from config.errors import IdempotencyKeyReused
 from coupons import selectors
 from coupons.errors import (
     CampaignNotActive,
@@ -27,6 +26,7 @@ from coupons.models import (
     Campaign,
     Coupon,
 )
+from infra.errors import IdempotencyKeyReused
 
 # Unambiguous alphabet for codes a shopper may read out to a chatbot.
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

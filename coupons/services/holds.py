@@ -14,8 +14,6 @@ from datetime import datetime
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import InvalidTransition
-from config.sql import prepared_count
 from coupons.errors import (
     BudgetExhausted,
     BudgetNotSpent,
@@ -26,6 +24,8 @@ from coupons.models import (
     Campaign,
     Coupon,
 )
+from infra.errors import InvalidTransition
+from infra.sql import prepared_count
 
 # --- The coupon and budget side of an order's hold ----------------------------------------
 # Called by orders' services inside their transaction, after they locked the orders.

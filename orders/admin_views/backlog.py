@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from config import fast
+from infra import fast
 from orders import dashboard, selectors, services
 from orders.admin_views.common import (
     CONTROL_ORDERS,

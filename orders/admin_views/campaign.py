@@ -14,11 +14,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from config.admin import yuan
-from config.errors import DomainError, NotFound
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign
+from infra.admin import yuan
+from infra.errors import DomainError, NotFound
 from orders import dashboard
 from orders.admin_views.charts import throughput_charts
 from orders.admin_views.common import (

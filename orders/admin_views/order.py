@@ -8,8 +8,8 @@ from django.contrib import messages
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
 
-from config.admin import yuan
-from config.errors import DomainError, NotFound
+from infra.admin import yuan
+from infra.errors import DomainError, NotFound
 from orders import selectors, services
 from orders.admin_views.common import (
     CONTROL_ORDERS,

@@ -2,7 +2,7 @@
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest
 
-from config.schema import FIX, TELL, Code, common_errors, error_response, ok_response
+from infra.schema import FIX, TELL, Code, common_errors, error_response, ok_response
 from orders.api.serializers import OrderOut, OrderPageOut, OrderPlaceIn
 
 ORDER_ID = "0b6c7c6e-5d0c-4f55-9a37-9d1f4a0d8a11"

@@ -6,9 +6,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
-from config.api import StrictCharField, StrictIntegerField, StrictSerializer, customer_id_field
-from config.contract import CUSTOMER_ID_RE
-from config.schema import QueueOut
+from infra.api import StrictCharField, StrictIntegerField, StrictSerializer, customer_id_field
+from infra.contract import CUSTOMER_ID_RE
+from infra.schema import QueueOut
 from orders.models import Order
 from orders.netguard import host_is_private
 

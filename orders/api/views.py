@@ -5,15 +5,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (
+from coupons import selectors as coupons_selectors
+from coupons.api import docs as coupons_docs
+from coupons.api.serializers import campaign_document
+from infra.api import (
     StrictCursorPagination,
     client_id,
     parse,
     require_idempotency_key,
 )
-from coupons import selectors as coupons_selectors
-from coupons.api import docs as coupons_docs
-from coupons.api.serializers import campaign_document
 from orders import selectors, services
 from orders.api import docs
 from orders.api.serializers import OrderListIn, OrderPlaceIn, order_place_plain

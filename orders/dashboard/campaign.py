@@ -31,9 +31,9 @@ from django.core.cache import cache as django_cache
 from django.db import connection
 from django.utils import timezone
 
-from config import fast
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
+from infra import fast
 from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import Order

@@ -19,9 +19,9 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.utils import timezone
 
-from config import fast
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
+from infra import fast
 from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import CallbackDelivery, Order, Payment
@@ -252,7 +252,7 @@ def _message_age(raw: bytes) -> tuple[float | None, bool]:
 
 
 def _bucket_tokens(bucket: str) -> float | None:
-    """Tokens left in a global bucket (config.ratelimit), as of its last use."""
+    """Tokens left in a global bucket (infra.ratelimit), as of its last use."""
     try:
         tokens = fast.client().hget(f"cop:bucket:{bucket}", "tokens")
     except redis.RedisError:
@@ -291,7 +291,7 @@ def workers_alive() -> WorkersSeen:
 
 def workers_ask() -> dict[str, list[str]]:
     """Ask every worker which queues it consumes; cache the answer. Returns it."""
-    from config.celery import app  # noqa: PLC0415  (the Celery app imports Django settings)
+    from celery import current_app as app  # noqa: PLC0415  (the app config/celery.py made)
 
     workers: dict[str, list[str]] = {}
     error = ""

@@ -13,7 +13,7 @@ second. Needs autovacuum on (PostgreSQL's default; docs/production.md).
 
 from django.db import migrations
 
-from config.sql import vacuumed_often
+from infra.sql import vacuumed_often
 
 TABLES = ["orders_order", "orders_payment", "orders_reservation", "orders_callbackdelivery"]
 

@@ -31,8 +31,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from urllib3.exceptions import HTTPError as TransportError
 
-from config import ratelimit
-from config.sql import prepared_count, prepared_rows
+from infra import ratelimit
+from infra.sql import prepared_count, prepared_rows
 from orders import metrics
 from orders.models import TERMINAL, CallbackDelivery, Order
 from orders.netguard import guarded_pool

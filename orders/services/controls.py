@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import NotFound
 from coupons import services as coupons_services
+from infra.errors import NotFound
 from orders import selectors
 from orders.errors import NotRefundable, RefundRefused, RefundUnknown
 from orders.gateway.client import RefundOutcome

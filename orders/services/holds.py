@@ -36,11 +36,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from config.sql import prepared_count, prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.errors import BudgetExhausted, CouponNotHeld
 from coupons.models import Campaign, Coupon
+from infra.sql import prepared_count, prepared_rows
 from orders import metrics, selectors, waiting_line
 from orders.models import PARKED, PARKING_ALLOWED, Order, OrderLine, Reservation, parking_state
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations, recruit

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import IdempotencyKeyReused, InvalidInput, Overloaded
-from config.sql import prepared_rows
 from coupons import selectors as coupons_selectors
 from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
+from infra.errors import IdempotencyKeyReused, InvalidInput, Overloaded
+from infra.sql import prepared_rows
 from orders import selectors, waiting_line
 from orders.errors import LineFull
 from orders.models import Order, OrderLine

@@ -18,10 +18,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from celery import current_app as app  # the app config/celery.py made
 from django.conf import settings
 
-from config.celery import app
-from config.sql import replanned
+from infra.sql import replanned
 from orders import waiting_line
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def drain(
     try:
         while time.monotonic() < deadline:
             # A batch that a migration's change aborted runs again, its statements prepared
-            # afresh (config.sql.PlanChanged).
+            # afresh (infra.sql.PlanChanged).
             done = replanned(step)
             if not done:
                 waiting_line.nudge_release(kind, name, lane)

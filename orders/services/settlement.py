@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config import ratelimit
+from infra import ratelimit
 from orders import metrics, selectors
 from orders.gateway.client import ChargeOutcome, GatewayClient, RefundOutcome
 from orders.models import REFUND_ALLOWED, Order, Payment, Refund, Reservation

@@ -24,8 +24,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import transaction
 
-from config.errors import InvalidTransition
-from config.sql import prepared_count, rows_insert, rows_update
+from infra.errors import InvalidTransition
+from infra.sql import prepared_count, rows_insert, rows_update
 from orders import metrics, selectors, waiting_line
 from orders.documents import order_document
 from orders.models import (
@@ -256,7 +256,7 @@ CALLBACK_FIELDS = (
 
 def _events_write(events: Iterable[tuple[object, ...]]) -> None:
     """One OrderEvent row per (order id, source, target, actor, data, created_at), in one
-    statement (config.sql.rows_insert)."""
+    statement (infra.sql.rows_insert)."""
     rows_insert(OrderEvent, EVENT_FIELDS, list(events))
 
 

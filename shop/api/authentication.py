@@ -1,6 +1,6 @@
 """API-key authentication for the chatbot API.
 
-Kept apart from config.api: DRF imports authentication classes while rest_framework.views is
+Kept apart from infra.api: DRF imports authentication classes while rest_framework.views is
 still loading, so this module must not import it.
 
 Failed authentication is limited per source address (AUTH_FAILURE_BURST at once, then

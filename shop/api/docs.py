@@ -4,7 +4,7 @@ describes the chatbot's API-key authentication (shop.api.authentication)."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
-from config.schema import common_errors, ok_response
+from infra.schema import common_errors, ok_response
 from shop.api.serializers import ProductOut
 
 

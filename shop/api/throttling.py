@@ -1,5 +1,5 @@
 """Admission control for the chatbot API: per-client and per-customer limits on POSTs
-(claims, orders, cancels), atomic in Redis (config.ratelimit), answered 429 with Retry-After.
+(claims, orders, cancels), atomic in Redis (infra.ratelimit), answered 429 with Retry-After.
 
 These protect capacity and stop one shopper's retry storm from crowding out the rest; they
 are not business limits (the per-customer coupon limit is enforced in the database).
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from rest_framework.throttling import BaseThrottle
 
-from config import ratelimit
-from config.contract import CUSTOMER_ID_RE
+from infra import ratelimit
+from infra.contract import CUSTOMER_ID_RE
 from shop.models import RateLimit
 from shop.selectors import rate_limit
 

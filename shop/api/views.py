@@ -4,7 +4,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import StrictCursorPagination, parse
+from infra.api import StrictCursorPagination, parse
 from shop import selectors
 from shop.api import docs
 from shop.api.serializers import ProductListIn, ProductOut

@@ -251,7 +251,7 @@ def test_the_fragment_is_the_refreshed_part(viewer: Client, db: None) -> None:
 
 def test_requests_shed_by_the_web_front_door_are_shown(viewer: Client, scene: Scene) -> None:
     # given: the web workers reported refusals twice this minute
-    from config import fast  # noqa: PLC0415
+    from infra import fast  # noqa: PLC0415
 
     fast.shed_record(7)
     fast.shed_record(5)

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from config.admin import EstimatedCountPaginator
 from coupons.models import Campaign, Coupon
 from coupons.selectors import campaign_coupons_issued
+from infra.admin import EstimatedCountPaginator
 from orders.models import Order, OrderEvent, Payment, Reservation
 from shop.models import Product
 from tests.admin.conftest import Scene, ensure_roles, figures, login, number

@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from config import fast
 from coupons.models import Campaign, Coupon
 from coupons.selectors import campaign_coupons_issued
+from infra import fast
 from orders import dashboard
 from orders.models import Order, OrderEvent
 from shop.models import Product

@@ -1,6 +1,6 @@
 """deploy/haproxy.cfg, its 429 answer and deploy/pgbouncer.ini, as the cluster runs them
 (devtools/cluster.py): HAProxy accepts the rendered file, its refusal is the API's own
-`429 overloaded` (config/server.py, API.md), and PgBouncer pools per transaction without
+`429 overloaded` (infra/server.py, API.md), and PgBouncer pools per transaction without
 ignoring a connect-time option (docs/pgbouncer.md)."""
 
 from __future__ import annotations

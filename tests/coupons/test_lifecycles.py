@@ -13,10 +13,10 @@ import itertools
 import pytest
 from django.db import transaction
 
-from config.errors import DomainError
 from coupons import selectors, services
 from coupons.models import CAMPAIGN_ALLOWED, COUPON_ALLOWED, Campaign, CampaignEvent, Coupon
 from coupons.services import holds as coupon_holds
+from infra.errors import DomainError
 from shop.models import ApiClient
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim

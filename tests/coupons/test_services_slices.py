@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from config.errors import IdempotencyKeyReused, InvalidInput
 from coupons import services
 from coupons.errors import SoldOut
 from coupons.models import Campaign, Coupon, CouponSlice
 from coupons.selectors import campaign_coupons_issued, campaigns_with_issued
+from infra.errors import IdempotencyKeyReused, InvalidInput
 from shop.models import ApiClient, AuditEntry
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim

@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from config.admin import EstimatedCountPaginator
 from coupons.models import Campaign, Coupon
+from infra.admin import EstimatedCountPaginator
 from orders import admin as orders_admin
 from orders import services
 from orders.gateway.client import ChargeOutcome

@@ -11,7 +11,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import config.urls  # noqa: F401  (loads the API as Django does; config.api before DRF's views)
+import config.urls  # noqa: F401  (loads the API as Django does; infra.api before DRF's views)
 from orders.api.serializers import OrderPlaceIn, order_place_plain
 
 texts = st.one_of(

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.errors import InvalidTransition
+from infra.errors import InvalidTransition
 from orders import selectors, services
 from orders.models import (
     CANCELLABLE,

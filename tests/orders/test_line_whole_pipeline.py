@@ -11,9 +11,9 @@ import time
 import pytest
 from pytest_django.fixtures import Settings
 
-from config import fast
-from config.errors import DomainError
 from coupons.models import Campaign
+from infra import fast
+from infra.errors import DomainError
 from orders import selectors, services, waiting_line
 from orders.errors import LineFull
 from orders.gateway.client import ChargeOutcome

@@ -20,8 +20,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bench.invariants import check_invariants
-from config import fast
 from coupons.models import Campaign
+from infra import fast
 from orders import services
 from orders.models import CallbackDelivery, Order
 from orders.services.transitions import order_move

@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config import fast
+from infra import fast
 from shop import services as shop_services
 from shop.models import ApiKey
 from shop.selectors import AUTH_BLOCK_PREFIX

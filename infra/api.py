@@ -24,11 +24,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config import metrics
-from config.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
-from config.errors import DomainError
-from config.messages import detail_translate
-from config.parsers import too_large
+from infra import metrics
+from infra.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
+from infra.errors import DomainError
+from infra.messages import detail_translate
+from infra.parsers import too_large
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ _DRF_CODES = {
 
 def error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
     """The contract's envelope; `detail` in the language the request asked for (chosen from
-    Accept-Language by config.logs.ShopperLanguageMiddleware), the code as it is."""
+    Accept-Language by infra.logs.ShopperLanguageMiddleware), the code as it is."""
     return {"error": code, "detail": detail_translate(detail), **extra}
 
 

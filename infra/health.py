@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
-from config import metrics
+from infra import metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _broker() -> None:
     if url.startswith(("redis://", "rediss://", "unix://")):
         _redis_client(url).ping()
         return
-    from config.celery import app  # noqa: PLC0415  (another transport: ask kombu)
+    from celery import current_app as app  # noqa: PLC0415  (another transport: ask kombu)
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.READY_TIMEOUT_SECONDS)

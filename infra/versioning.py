@@ -1,5 +1,5 @@
 """API versioning. Its own module: DRF resolves DEFAULT_VERSIONING_CLASS while
-rest_framework.views is still loading, so this must not import that (config.api does)."""
+rest_framework.views is still loading, so this must not import that (infra.api does)."""
 
 from rest_framework.versioning import NamespaceVersioning
 

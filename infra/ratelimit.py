@@ -17,7 +17,7 @@ from functools import cache
 import redis
 from redis.commands.core import Script
 
-from config import fast
+from infra import fast
 
 log = logging.getLogger(__name__)
 

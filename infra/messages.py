@@ -1,5 +1,5 @@
 """Every `detail` the API can answer, as gettext message ids, so that a shopper reads it in
-their language (Accept-Language: English or Simplified Chinese; config/locale/). The error
+their language (Accept-Language: English or Simplified Chinese; infra/locale/). The error
 codes never change; only the sentence does.
 
 Details are written in English where the rule is (domain errors, some with values in them:
@@ -20,7 +20,7 @@ from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_noop as _
 
 DETAILS: list[str] = [
-    # config/errors.py
+    # infra/errors.py
     _("The request could not be completed."),
     _("Not found."),
     _("%(entity)s cannot move from %(current)s to %(target)s."),
@@ -57,7 +57,7 @@ DETAILS: list[str] = [
         "The gateway gave no definite answer; the refund may have happened. Try again: "
         "the same idempotency key is sent, so the charge is never refunded twice."
     ),
-    # config/api.py and shop/api/authentication.py
+    # infra/api.py and shop/api/authentication.py
     _("Something went wrong on our side."),
     _("Too many requests; retry later."),
     _("The service cannot take this request right now; retry shortly."),

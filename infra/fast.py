@@ -34,7 +34,7 @@ def key(*parts: object) -> str:
     return ":".join(["cop", *(str(p) for p in parts)])
 
 
-# --- Requests shed by the web workers' front door (config/server.py) ------------------------
+# --- Requests shed by the web workers' front door (infra/server.py) ------------------------
 # Each worker process adds its count once a second, into per-minute keys kept for a day.
 SHED_KEEP_SECONDS = 86_400
 

@@ -1,5 +1,5 @@
 """The API's request parser. Its own module: DRF resolves DEFAULT_PARSER_CLASSES while
-rest_framework.views is still loading, so this must not import that (config.api does)."""
+rest_framework.views is still loading, so this must not import that (infra.api does)."""
 
 from __future__ import annotations
 

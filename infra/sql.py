@@ -143,7 +143,7 @@ class PlanChanged(OperationalError):
     rollback has dropped the connection's prepared statements (psycopg clears them on every
     rollback), so the next run prepares afresh. An OperationalError: nothing an order or a
     request did, so no batch blames an order for it (orders.services.holds) and the API
-    answers it as the database being unavailable for a moment (config.api)."""
+    answers it as the database being unavailable for a moment (infra.api)."""
 
 
 # PostgreSQL keeps the plan of a prepared statement and plans it again when a table it reads

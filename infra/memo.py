@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 import redis
 from django.conf import settings
 
-from config import fast
+from infra import fast
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ messages behind it wait until someone restarts it. Whatever put such a message i
 popped, and it could never have run. What Celery itself can judge (an unknown task name,
 arguments a task cannot take) still reaches Celery, which rejects it.
 
-Selected with CELERY_BROKER_TRANSPORT = "config.broker:Transport"; the URL stays redis://.
+Selected with CELERY_BROKER_TRANSPORT = "infra.broker:Transport"; the URL stays redis://.
 """
 
 from __future__ import annotations

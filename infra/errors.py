@@ -1,4 +1,4 @@
-"""Domain errors: plain Python, no DRF. `config.api` renders them as the contract's envelope."""
+"""Domain errors: plain Python, no DRF. `infra.api` renders them as the contract's envelope."""
 
 from typing import ClassVar
 

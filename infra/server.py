@@ -47,7 +47,7 @@ from typing import Any
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from config import metrics
+from infra import metrics
 
 SHED_PREFIX = "/api/"
 FLUSH_SECONDS = 1.0
@@ -273,7 +273,7 @@ class ApiWorker(ThreadWorker):
             self._flushed_at = now
             count = self.door.take_unflushed()
             if count:
-                from config import fast  # noqa: PLC0415  (Django is loaded by now)
+                from infra import fast  # noqa: PLC0415  (Django is loaded by now)
 
                 fast.shed_record(count)
 
