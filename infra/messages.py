@@ -1,72 +1,41 @@
 """Every `detail` the API can answer, as gettext message ids, so that a shopper reads it in
-their language (Accept-Language: English or Simplified Chinese; infra/locale/). The error
-codes never change; only the sentence does.
+their language (Accept-Language: English or Simplified Chinese). The error codes never
+change; only the sentence does. Each app keeps its own catalogue: its sentences in its
+messages.py (DETAILS, below for the API's own) and their translations in its locale/;
+`details()` gathers them from every installed app.
 
 Details are written in English where the rule is (domain errors, some with values in them:
 "Only 3 of TM-TEA left."). `detail_translate` finds the message id a sentence was made from,
 exactly or by its %(name)s template, and answers the translation with the same values. So
 the code that raises stays plain and fast, and translating happens only when an error is
-rendered, in the exception handler. A new sentence is added to DETAILS (a test fails for a
-domain error whose default is missing), then `manage.py makemessages -l zh_Hans` and
-`compilemessages`; the compiled .mo files are committed.
+rendered, in the exception handler. A new sentence is added to its app's DETAILS (a test fails
+for a domain error whose default is missing), then `manage.py makemessages -l zh_Hans` in
+that app's folder and `compilemessages`; the compiled .mo files are committed.
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
+from importlib import import_module
 
+from django.apps import apps
+from django.utils.module_loading import module_has_submodule
 from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_noop as _
 
 DETAILS: list[str] = [
-    # infra/errors.py
     _("The request could not be completed."),
     _("Not found."),
     _("%(entity)s cannot move from %(current)s to %(target)s."),
     _("This Idempotency-Key was already used with a different request body."),
     _("The request is not valid."),
-    # coupons
-    _("The campaign is not taking claims or orders now."),
-    _("All coupons of this campaign have been issued."),
-    _("The customer already holds as many coupons of this campaign as allowed."),
-    _("The campaign's budget is spent."),
-    _("The campaign has not spent that much budget."),
-    _("%(count)s coupon(s) were not %(state)s."),
-    _("An ended campaign cannot be reopened."),
-    _("A limit is out of range."),
-    _("No campaign '%(slug)s'."),
-    _("No campaign %(id)s."),
-    # shop
-    _("Not enough stock."),
-    _("This product is sold out."),
-    _("%(sku)s is sold out."),
-    _("Only %(left)s of %(sku)s left."),
-    _("Product %(id)s has fewer than %(units)s units left."),
-    # orders
-    _("The order can no longer be cancelled."),
-    _("The order is %(status)s."),
-    _("A payment for this order is in progress."),
-    _("Too many orders are waiting for this campaign; retry later."),
-    _("No such order."),
-    _("Only a paid order can be refunded."),
-    _("The order has no settled charge to refund."),
-    _("The gateway refused the refund; nothing was refunded."),
-    _("The gateway refused the refund: %(error)s"),
-    _(
-        "The gateway gave no definite answer; the refund may have happened. Try again: "
-        "the same idempotency key is sent, so the charge is never refunded twice."
-    ),
-    # infra/api.py and shop/api/authentication.py
     _("Something went wrong on our side."),
     _("Too many requests; retry later."),
     _("The service cannot take this request right now; retry shortly."),
     _("No such endpoint."),
     _("The request could not be understood."),
     _("Forbidden."),
-    _("Use 'Authorization: Bearer <api key>'."),
-    _("The API key is not valid."),
-    _("The API key is not valid or was revoked."),
 ]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -81,9 +50,19 @@ def _template(msgid: str) -> re.Pattern[str]:
 
 
 @cache
+def details() -> tuple[str, ...]:
+    """Every app's sentences: this module's DETAILS and each installed app's messages.DETAILS."""
+    found = list(DETAILS)
+    for app in apps.get_app_configs():
+        if app.name != __package__ and module_has_submodule(app.module, "messages"):
+            found.extend(import_module(f"{app.name}.messages").DETAILS)
+    return tuple(found)
+
+
+@cache
 def _catalogue() -> tuple[frozenset[str], tuple[tuple[re.Pattern[str], str], ...]]:
-    exact = frozenset(d for d in DETAILS if "%(" not in d)
-    templates = tuple((_template(d), d) for d in DETAILS if "%(" in d)
+    exact = frozenset(d for d in details() if "%(" not in d)
+    templates = tuple((_template(d), d) for d in details() if "%(" in d)
     return exact, templates
 
 

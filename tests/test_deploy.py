@@ -131,8 +131,10 @@ def test_the_template_sets_every_variable_production_requires():
 
 
 def test_every_variable_of_the_template_is_one_the_code_or_the_units_read():
-    # given every variable name the settings, gunicorn's config and wsgi read, and the units'
+    # given every variable name the settings (config's and each app's conf.py), gunicorn's
+    # config and wsgi read, and the units'
     code = "\n".join(p.read_text() for p in (ROOT / "config").rglob("*.py"))
+    code += "\n".join(p.read_text() for p in ROOT.glob("*/conf.py"))
     code += "\n".join(p.read_text() for p in SYSTEMD.iterdir())
     read = set(re.findall(r"""env(?:\.\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""", code))
     read |= set(re.findall(r"""os\.environ\.\w+\(\s*["']([A-Z][A-Z0-9_]*)["']""", code))
