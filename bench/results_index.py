@@ -190,9 +190,14 @@ def runs_named(index: Path = INDEX) -> set[str]:
 
 def keep_latest_full(files: list[Path], *, results: Path = RESULTS) -> list[Path]:
     """Copy a plain full run's JSON and chart into bench/results/, in place of the previous
-    full run's; the index line for the new run is marked kept. Returns the copies."""
+    full run's, whose index line loses its *kept* mark (the caller appends the new run's line,
+    marked kept). Returns the copies."""
+    index = results / INDEX.name
     for old in results.glob("full-*"):
         old.unlink()
+        if index.exists():
+            mark = f"| {old.stem} *kept* |"
+            index.write_text(index.read_text().replace(mark, f"| {old.stem} |"))
     results.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(f, results / f.name)) for f in files]
 

@@ -96,14 +96,21 @@ def test_a_plain_full_run_replaces_the_previous_one(tmp_path: Path) -> None:
     run.mkdir(parents=True)
     for name in ("full-1.json", "full-1.png", "quick-1.json"):
         (results / name).write_text("old")
+    (results / "INDEX.md").write_text("| full-1 *kept* | x |\n| quick-1 *kept* | y |\n")
     new = [run / "full-2.json", run / "full-2.png"]
     for path in new:
         path.write_text("new")
     # when
     copies = results_index.keep_latest_full(new, results=results)
     # then
-    assert sorted(p.name for p in results.iterdir()) == ["full-2.json", "full-2.png", "quick-1.json"]
+    assert sorted(p.name for p in results.iterdir()) == [
+        "INDEX.md",
+        "full-2.json",
+        "full-2.png",
+        "quick-1.json",
+    ]
     assert [p.read_text() for p in copies] == ["new", "new"]
+    assert (results / "INDEX.md").read_text() == "| full-1 | x |\n| quick-1 *kept* | y |\n"
 
 
 def test_the_share_command_packs_the_run_folder_and_the_logs_beside_it() -> None:
