@@ -34,10 +34,11 @@ started, and its headline figures. Every runner appends its line (bench/results_
 Kept in this folder: this index, the latest `make bench` run's JSON and chart, and the few
 runs the docs cite as current evidence (the lines marked *kept*). Every other run's files are
 in `bench/runs/<run>/` on the machine that ran it (ignored by git; the runner prints a `tar`
-command to share them), and the runs listed here from before 2026-12-06 are in git history:
-`git show d8c23c6:bench/results/<run>.json`. The experiments in sub-folders kept a README
-each (backlog-estimate/, front-door-busy-budget/, front-door-graded/, worker-choice/), and
-profiles/ held the py-spy profiles: `git show d8c23c6:bench/results/<folder>/README.md`.
+command to share them); the files of the runs indexed when this folder was emptied
+(2026-12-06, issue 28) are in git history: `git show d8c23c6:bench/results/<run>.json`.
+The experiments in sub-folders kept a README each (backlog-estimate/,
+front-door-busy-budget/, front-door-graded/, worker-choice/), and profiles/ held the py-spy
+profiles and theirs: `git show d8c23c6:bench/results/<folder>/README.md`.
 
 | run | started | commit | command | headline |
 |---|---|---|---|---|

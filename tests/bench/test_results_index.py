@@ -5,6 +5,7 @@ run found."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,10 @@ def test_every_file_kept_is_a_run_the_index_marks_kept() -> None:
     }
     strays = [p.relative_to(RESULTS) for p in _kept() if p.parent != RESULTS or p.stem not in kept]
     assert strays == []
+
+
+def test_the_index_opens_with_the_header_new_indexes_get() -> None:
+    assert INDEX.read_text().startswith(results_index.HEADER)
 
 
 def test_one_full_run_is_kept_with_its_chart() -> None:
@@ -125,3 +130,18 @@ def test_the_share_command_packs_the_run_folder_and_the_logs_beside_it() -> None
 def test_the_runs_folder_is_ignored_by_git() -> None:
     ignored = (results_index.ROOT / ".gitignore").read_text().splitlines()
     assert "bench/runs/" in ignored
+
+
+# A file under bench/results/ named in a doc, unless the doc reads it from history (`git show`).
+CITED = re.compile(r"(?<!:)bench/results/([\w./-]+\.(?:json|png|md))")
+
+
+def test_the_docs_cite_only_runs_the_folder_keeps() -> None:
+    docs = [results_index.ROOT / "README.md", *(results_index.ROOT / "docs").glob("*.md")]
+    missing = [
+        f"{doc.name}: {name}"
+        for doc in docs
+        for name in CITED.findall(doc.read_text())
+        if not (RESULTS / name).exists()
+    ]
+    assert missing == []
