@@ -180,6 +180,12 @@ def append(res: dict[str, Any], run: str, *, index: Path = INDEX, kept: bool = F
         out.write(line(res, run, kept=kept))
 
 
+def append_written(path: Path, *, index: Path = INDEX, kept: bool = False) -> None:
+    """Add the line of the run whose JSON is at `path`, read back from what was written (the
+    report adds its targets as it writes)."""
+    append(json.loads(path.read_text()), path.stem, index=index, kept=kept)
+
+
 def runs_named(index: Path = INDEX) -> set[str]:
     """The runs the index has a line for."""
     names = set()
@@ -233,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(__doc__ + "\n")
         return 2
     for path in paths:
-        res = json.loads(path.read_text())
-        run = path.stem
-        if path.resolve().parent.parent == RESULTS:
-            run = f"{path.parent.name}/{run}"  # the sub-folders of before 2026-12-06
-        append(res, run, kept=path.resolve().parent == RESULTS)
+        append_written(path, kept=path.resolve().parent == RESULTS)
     return 0
 
 

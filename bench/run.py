@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     # comparison at a fixed rate.
     plain = plan.mode == "full" and not (skip or args.profile or args.e2e_rate is not None)
     kept = results_index.keep_latest_full(paths) if plain else []
-    results_index.append(results, paths[0].stem, kept=bool(kept))
+    results_index.append_written(paths[0], kept=bool(kept))
     print(report.render(results))
     print()
     print(results_index.recorded(run_dir, kept=kept))

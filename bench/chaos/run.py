@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {**result, "command": command(), "commit": commit}
         path = folder / f"{folder.name}.json"
         path.write_text(json.dumps(result, indent=1))
-        results_index.append(result, path.stem)
+        results_index.append_written(path)
         print(results_index.recorded(folder, logs=run_dir / "logs"))
     failed = [r.scenario for r in rows if not r.passed]
     passed = len(rows) - len(failed)

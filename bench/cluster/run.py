@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     )
     results["commit"] = commit
     path = report.write(results, run_dir, stamp)
-    results_index.append(results, path.stem)
+    results_index.append_written(path)
     print(report.render(results))
     print()
     print(results_index.recorded(run_dir))

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     res["commit"] = commit
     path = run_dir / f"soak-{stamp}.json"
     path.write_text(json.dumps(res, indent=1, default=str) + "\n")
-    results_index.append(res, path.stem)
+    results_index.append_written(path)
     print(render(res))
     print()
     print(results_index.recorded(run_dir))
