@@ -81,7 +81,9 @@ cluster-deps: pgbouncer
 cluster: install cluster-deps
 	$(PY) -m devtools.cluster $(if $(HOSTS),--hosts $(HOSTS)) $(if $(CLUSTER_PORT),--port $(CLUSTER_PORT))
 
-## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
+## The campaign-burst benchmark (README, Performance): under 3 minutes. Each runner writes its
+## files to bench/runs/<run>/ (ignored by git), appends a line to bench/results/INDEX.md and
+## prints a tar command to share them (docs/performance.md, Measuring).
 bench-quick: install
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --mode quick
 
@@ -93,17 +95,18 @@ bench-stages: install
 	$(PY) -m bench.stage_drain --processes $(PROCESSES) --orders $(ORDERS)
 
 ## The full benchmark (about 20 minutes, loads both cores): 5-minute end-to-end run, 1 M backlog.
+## Its JSON and chart also replace the previous full run's in bench/results/.
 bench: install
 	BENCH_COMMAND="make bench" $(PY) -m bench.run --mode full
 
 ## The benchmark through the cluster (docs/performance.md, Measuring): 1 host, then 3, behind
-## HAProxy; about 15 minutes (QUICK=1: about 4); results in bench/results/cluster-*.json.
+## HAProxy; about 15 minutes (QUICK=1: about 4); results in bench/runs/cluster-*/.
 bench-cluster: install cluster-deps
 	BENCH_COMMAND="make bench-cluster$(if $(QUICK), QUICK=1)" $(PY) -m bench.cluster \
 		--mode $(if $(QUICK),quick,full) $(if $(BENCH_CLUSTER_PORT),--port $(BENCH_CLUSTER_PORT))
 
 ## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
-## per-minute figures and verdicts, results in bench/results/ (MINUTES=3: a short one).
+## per-minute figures and verdicts, results in bench/runs/soak-*/ (MINUTES=3: a short one).
 soak: install
 	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
@@ -111,10 +114,10 @@ soak: install
 ## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs
 ## the short form (about 2.5 minutes).
 chaos: install
-	$(PY) -m bench.chaos --mode full
+	BENCH_COMMAND="make chaos" $(PY) -m bench.chaos --mode full
 
 chaos-short: install
-	$(PY) -m bench.chaos --mode short
+	BENCH_COMMAND="make chaos-short" $(PY) -m bench.chaos --mode short
 
 ## With `make run` going in another terminal: a few thousand chatbot orders, with progress.
 demo-burst: install

@@ -10,8 +10,9 @@ make bench). Phases, in order, all against one stack started here:
    mode first searches the highest rate whose backlog stays flat, then holds it 5 minutes;
 5. overload: 2 x and 5 x the intake saturation; then the invariants, once all is terminal;
 6. the scale probe (bench/scale.py).
-Results: a table on stdout, bench/results/<mode>-<time>.json and .png (each run once; the
-newest of a mode is the last name in sort order).
+Results: a table on stdout; the JSON, the chart (.png), the logs and any profiles in
+bench/runs/<mode>-<time>/ (ignored by git); one line in bench/results/INDEX.md; a plain full
+run's JSON and chart also replace the previous ones in bench/results/ (bench/results_index.py).
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ from typing import Any
 
 import redis
 
-from bench import report, seed, stack
+from bench import report, results_index, seed, stack
 from bench.harness import Interrupted
 from bench.loadclient import LoadClient
 from bench.measure import Sampler, WaitSampler
 from bench.phases import PHASES, Runner
 from bench.plan import PLANS, Plan
-from bench.stack import ROOT, Stack
-
-RESULTS = ROOT / "bench" / "results"
-RUNS = ROOT / ".run" / "bench"
+from bench.results_index import RUNS
+from bench.stack import Stack
 
 
 def machine() -> dict[str, Any]:
@@ -262,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS[args.mode]
     skip = {s for s in args.skip.split(",") if s}
     began = time.time()
+    commit = results_index.commit()  # before the run, whose index line changes the tree
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = RUNS / f"{plan.mode}-{stamp}"
     logs = run_dir / "logs"
@@ -295,9 +295,16 @@ def main(argv: list[str] | None = None) -> int:
         if session.autovacuum_turned_on
         else "on (the server's own setting)"
     )
-    paths = report.write(results, RESULTS, stamp)
+    results["commit"] = commit
+    paths = report.write(results, run_dir, stamp)
+    # Only the benchmark itself is the latest full run: not a part of it, a profiled one or a
+    # comparison at a fixed rate.
+    plain = plan.mode == "full" and not (skip or args.profile or args.e2e_rate is not None)
+    kept = results_index.keep_latest_full(paths) if plain else []
+    results_index.append_written(paths[0], kept=bool(kept))
     print(report.render(results))
-    print(f"\nwritten: {', '.join(str(p.relative_to(ROOT)) for p in paths)}")
+    print()
+    print(results_index.recorded(run_dir, kept=kept))
     print(f"wall time: {results['wall_seconds']:.0f} s")
     return 0
 

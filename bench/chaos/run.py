@@ -7,8 +7,9 @@ the chatbot API (bench/chaos/shoppers.py) while one fault, or all of them, is in
 (bench/chaos/faults.py); heals; waits for the system to go quiet; and checks every
 invariant from the database and the sandbox gateway's ledger (bench/invariants.py) against
 what the shoppers were told. It prints a table, one row per scenario, writes
-bench/results/chaos-<mode>-<time>.json (the newest run of a mode is the last name in sort
-order) and exits 1 if any scenario broke a promise.
+bench/runs/chaos-<mode>-<time>/chaos-<mode>-<time>.json (ignored by git; logs stay in
+.run/chaos/<mode>/logs/ until the next run), appends its line to bench/results/INDEX.md
+(bench/results_index.py) and exits 1 if any scenario broke a promise.
 
 Columns: accepted (orders the chatbot was told 2xx), terminal (of those), lost (accepted,
 not terminal or not in the database, plus any order in the database still live after the
@@ -39,15 +40,16 @@ from typing import Any
 
 import httpx
 
+from bench import results_index
 from bench.chaos.engines import PrivatePostgres, PrivateRedis, free_port
 from bench.chaos.faults import HEALTHY_GATEWAY, SCENARIOS, Chaos, Timing
 from bench.chaos.shoppers import Record, Shoppers
 from bench.chaos.supervisor import Supervisor, layout
 from bench.invariants import TERMINAL, check_invariants
+from bench.results_index import RUNS
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "chaos"
-RESULTS = ROOT / "bench" / "results"
 SANDBOX_KEY = "chaos-sandbox-key"
 TIME_LIMIT = 10  # seconds: the stack's hard task time limit (soft at 8)
 # The pipeline's short clocks, so that recovery fits in a run: the sweep every 2 s, an
@@ -440,6 +442,11 @@ def details(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def command() -> str:
+    """How this run was started (`BENCH_COMMAND`, as the Makefile sets it, or the argv)."""
+    return os.environ.get("BENCH_COMMAND") or " ".join(["python -m bench.chaos", *sys.argv[1:]])
+
+
 def say(text: str) -> None:
     print(f"chaos: {text}", flush=True)
 
@@ -458,7 +465,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only this scenario (repeatable); default: all, in the documented order",
     )
     parser.add_argument(
-        "--json", type=Path, help="write the results here (default: bench/results/chaos-*.json)"
+        "--json",
+        type=Path,
+        help="write the results here, and nowhere else (default: bench/runs/chaos-*/, "
+        "with a line in bench/results/INDEX.md)",
     )
     return parser.parse_args(argv)
 
@@ -470,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = RUN_DIR / args.mode
     shutil.rmtree(run_dir / "logs", ignore_errors=True)
     run = Run(mode, run_dir=run_dir)
+    commit = results_index.commit()  # before the run, whose index line changes the tree
     began = time.monotonic()
     rows: list[Row] = []
     try:
@@ -493,14 +504,18 @@ def main(argv: list[str] | None = None) -> int:
         "passed": all(r.passed for r in rows),
     }
     if args.json is not None:
-        targets = [args.json]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+        say(f"results in {args.json}")
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        targets = [RESULTS / f"chaos-{args.mode}-{stamp}.json"]
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = RUNS / f"chaos-{args.mode}-{stamp}"
+        folder.mkdir(parents=True, exist_ok=True)
+        result = {**result, "command": command(), "commit": commit}
+        path = folder / f"{folder.name}.json"
         path.write_text(json.dumps(result, indent=1))
-        say(f"results in {path}")
+        results_index.append_written(path)
+        print(results_index.recorded(folder, logs=run_dir / "logs"))
     failed = [r.scenario for r in rows if not r.passed]
     passed = len(rows) - len(failed)
     print(f"\nchaos {args.mode}: {passed} passed, {len(failed)} failed in {elapsed} s")

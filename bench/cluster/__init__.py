@@ -11,6 +11,7 @@ The 1-host cluster also takes the same overload straight at its gunicorn (the Py
 no HAProxy in front): the before and after of the load balancer's queue.
 
 Modules: plan (the two forms), place (the cluster as the phases' stack and sampler), run
-(the CLI, one cluster's phases), report (verdicts, ratios, text). Results: bench/results/
-cluster-<mode>-<time>.json (small: no profiles, no time series) and the text on stdout.
+(the CLI, one cluster's phases), report (verdicts, ratios, text). Results: the text on stdout,
+bench/runs/cluster-<mode>-<time>/ (the JSON, small: no profiles, no time series; each host
+count's logs) and one line in bench/results/INDEX.md (bench/results_index.py).
 """

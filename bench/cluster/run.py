@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import seed, stack
+from bench import results_index, seed, stack
 from bench.cluster import report
 from bench.cluster.place import ClusterSampler, ClusterStack, app_env
 from bench.cluster.plan import PLANS, RUNS
@@ -20,8 +20,8 @@ from bench.loadclient import LoadClient
 from bench.measure import WaitSampler
 from bench.phases import PHASES, Runner
 from bench.plan import Plan
-from bench.run import RESULTS, interrupt_on_signals, machine, versions
-from bench.run import RUNS as RUN_DIRS
+from bench.results_index import RUNS as RUN_DIRS
+from bench.run import interrupt_on_signals, machine, versions
 from devtools.cluster import Cluster
 
 SERVER_FIELDS = ("stot", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "qmax", "qtime", "ttime")
@@ -132,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
 
     plan = PLANS[args.mode]
     began = time.time()
+    commit = results_index.commit()  # before the run, whose index line changes the tree
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = RUN_DIRS / f"{plan.mode}-{stamp}"
     os.environ.update(stack.stack_env(sandbox_quota_rps=plan.sandbox_quota_rps))
@@ -170,7 +171,11 @@ def main(args: argparse.Namespace) -> int:
         configs=configs,
         machine={**machine(), "loadavg_at_start": load_at_start},
     )
-    path = report.write(results, RESULTS, stamp)
+    results["commit"] = commit
+    path = report.write(results, run_dir, stamp)
+    results_index.append_written(path)
     print(report.render(results))
-    print(f"\nwritten: {path.relative_to(stack.ROOT)}; wall time {results['wall_seconds']:.0f} s")
+    print()
+    print(results_index.recorded(run_dir))
+    print(f"wall time {results['wall_seconds']:.0f} s")
     return 0

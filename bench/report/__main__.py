@@ -1,4 +1,4 @@
-"""`python -m bench.report bench/results/<run>.json`."""
+"""`python -m bench.report bench/runs/<run>/<run>.json` (or bench/results/<run>.json)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.report.verdicts import verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.report bench/results/<run>.json`: print a run's report again and
+    """`python -m bench.report <run>.json`: print a run's report again and
     rewrite its derived parts (the targets in the JSON, the chart) from its measurements,
     which are left as they were; the re-rendering is recorded in the JSON."""
     import argparse

@@ -1,5 +1,6 @@
-"""The run's files: the JSON written to bench/results/ and the PNG chart of rate, latency and
-backlog over time."""
+"""The run's files: the JSON written to the run's folder (bench/runs/<mode>-<time>/; where
+they go after, bench/results_index.py) and the PNG chart of rate, latency and backlog over
+time."""
 
 from __future__ import annotations
 

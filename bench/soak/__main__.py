@@ -1,5 +1,6 @@
 """`python -m bench.soak [--minutes N] [--connections N]`: the soak (package docstring).
-Results: a table on stdout and bench/results/soak-<time>.json; logs under .run/bench/."""
+Results: a table on stdout; the JSON and the logs in bench/runs/soak-<time>/ (ignored by
+git); one line in bench/results/INDEX.md (bench/results_index.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from typing import Any
 
 import httpx
 
-from bench import stack
+from bench import results_index, stack
 from bench.harness import Interrupted
 from bench.load.generator import RETRY_AFTER_CAP_S
 from bench.phases import Runner
 from bench.plan import QUICK
+from bench.results_index import RUNS
 from bench.run import (
-    RESULTS,
-    RUNS,
     Session,
     command,
     interrupt_on_signals,
@@ -149,8 +149,10 @@ def soak(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.time()
+    commit = results_index.commit()  # before the run, whose index line changes the tree
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    logs = RUNS / f"soak-{stamp}" / "logs"
+    run_dir = RUNS / f"soak-{stamp}"
+    logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = soak_env()
     os.environ.update(env)  # this process's own Django uses the stack's settings
@@ -206,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         **res,
     }
     res["verdicts"] = [v.as_dict() for v in verdicts(res)]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"soak-{stamp}.json"
+    res["commit"] = commit
+    path = run_dir / f"soak-{stamp}.json"
     path.write_text(json.dumps(res, indent=1, default=str) + "\n")
+    results_index.append_written(path)
     print(render(res))
-    print(f"\nwritten: {path.relative_to(stack.ROOT)}")
+    print()
+    print(results_index.recorded(run_dir))
     print(f"wall time: {res['wall_seconds']:.0f} s")
     return 0
 

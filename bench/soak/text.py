@@ -1,6 +1,6 @@
 """The soak's report on stdout: the run, the per-minute tables (orders, waits, the database,
-memory) and the verdicts. `python -m bench.soak.text bench/results/soak-<time>.json` prints a
-stored run again."""
+memory) and the verdicts. `python -m bench.soak.text bench/runs/soak-<time>/soak-<time>.json`
+prints a stored run again."""
 
 from __future__ import annotations
 
