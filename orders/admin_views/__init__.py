@@ -10,14 +10,10 @@ orders.admin (OrderAdmin.get_urls, and CampaignPage.urls on coupons' campaign ad
 """
 
 from orders.admin_views.backlog import backlog_page, replay
-from orders.admin_views.campaign import campaign_limits, campaign_page, campaign_status
 from orders.admin_views.order import order_control
 
 __all__ = [
     "backlog_page",
-    "campaign_limits",
-    "campaign_page",
-    "campaign_status",
     "order_control",
     "replay",
 ]

@@ -8,15 +8,6 @@ kept per minute) and `queues` (the backlog page: lines, queue depths, workers, p
 (set `common.BACKGROUND`, not a copy of it).
 """
 
-from orders.dashboard.campaign import (
-    CampaignFigures,
-    MinuteHistory,
-    Point,
-    Throughput,
-    campaign_figures,
-    campaign_throughput,
-    percentile,
-)
 from orders.dashboard.common import LIVE_SECONDS
 from orders.dashboard.queues import (
     BacklogFigures,
@@ -34,18 +25,11 @@ from orders.dashboard.queues import (
 __all__ = [
     "LIVE_SECONDS",
     "BacklogFigures",
-    "CampaignFigures",
     "LineFigures",
-    "MinuteHistory",
-    "Point",
     "QueueFigures",
-    "Throughput",
     "WorkerFigures",
     "WorkersSeen",
     "backlog_figures",
-    "campaign_figures",
-    "campaign_throughput",
-    "percentile",
     "queue_names",
     "queues_figures",
     "workers_alive",
