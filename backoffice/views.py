@@ -1,5 +1,7 @@
 """A campaign's page (figures and charts, refreshed every few seconds) and its controls: pause
-and resume, and its limits."""
+and resume, and its limits. Mounted by backoffice.admin (CampaignPageAdmin.get_urls); the
+permissions, figures and confirmation page are those of orders' own pages
+(orders.admin_views.common), so every staff page looks and asks alike."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "shop",
     "coupons",
     "orders",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
