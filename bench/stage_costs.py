@@ -187,7 +187,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "orders.gateway.sandbox",
+            "sandbox_gateway",
             "--port",
             SANDBOX_PORT,
             "--latency-ms",

@@ -8,6 +8,7 @@ from infra.api import api_not_found
 v1 = [
     path("", include("shop.api.urls")),
     path("", include("coupons.api.urls")),
+    path("", include("backoffice.api.urls")),
     path("", include("orders.api.urls")),
 ]
 

@@ -1,10 +1,11 @@
 """Admin for campaigns and coupons. Counters, money and status are read-only here: they move
-only through coupons.services (claims, holds, `campaign_set_status`)."""
+only through coupons.services (claims, holds, `campaign_set_status`). The campaign page, which
+shows the campaign's orders and line, is the layer above's: backoffice.admin registers a
+subclass of CampaignAdmin with it in this one's place."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
@@ -24,7 +25,6 @@ from infra.errors import DomainError
 if TYPE_CHECKING:
     from django.forms import ModelForm
     from django.http import HttpRequest
-    from django.urls import URLPattern
 
 
 class PublicStatusFilter(admin.SimpleListFilter):
@@ -66,25 +66,8 @@ _COUNTERS = ["status", "coupons_issued", "budget_held", "budget_spent", "created
 _TERMS = ["coupon_kind", "max_discount", "currency", "coupons_total", "budget_total"]
 
 
-class CampaignOperations(Protocol):
-    """What orders adds to the campaign admin: the campaign page (figures, charts and controls
-    over the campaign's orders and queues), mounted under this admin's URLs and linked from the
-    list and the change form, and the backlog of the campaign's line. Coupons may not import
-    orders (orders → coupons → shop), so orders.admin hands its part over as
-    `CampaignAdmin.operations`; coupons registers its own admin either way."""
-
-    change_form_template: str
-
-    def urls(self, admin_view: Callable[..., Any]) -> list[URLPattern]: ...
-
-    def link(self, campaign: Campaign) -> str: ...
-
-    def backlog(self, campaign: Campaign) -> str: ...
-
-
 @admin.register(Campaign)
 class CampaignAdmin(SaveChangedFieldsOnly):
-    operations: ClassVar[CampaignOperations | None] = None  # set by orders.admin
     list_display = [
         "slug",
         "name",
@@ -93,7 +76,6 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         "coupons",
         "budget",
         "per_customer_limit",
-        "page_link",
     ]
     list_filter = [PublicStatusFilter, "status"]
     search_fields = ["slug", "name"]
@@ -105,7 +87,7 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         js = ["shop/admin/confirm_actions.js"]  # pause, resume and end ask before they act
 
     fieldsets = [
-        (None, {"fields": ["slug", "name", "status", "backlog"]}),
+        (None, {"fields": ["slug", "name", "status"]}),
         ("Window", {"fields": ["starts_at", "ends_at", "coupon_valid_until"]}),
         ("Coupons", {"fields": ["coupon_kind", "max_discount", "currency"]}),
         ("Limits", {"fields": ["per_customer_limit", "backlog_ceiling"]}),
@@ -117,17 +99,8 @@ class CampaignAdmin(SaveChangedFieldsOnly):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return selectors.campaigns_with_issued(super().get_queryset(request))
 
-    @property
-    def change_form_template(self) -> str | None:  # type: ignore[override]
-        return self.operations.change_form_template if self.operations else None
-
-    def get_urls(self) -> list[URLPattern]:
-        """The campaign page and its controls (orders'), ahead of the change view's catch-all."""
-        pages = self.operations.urls(self.admin_site.admin_view) if self.operations else []
-        return [*pages, *super().get_urls()]
-
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> list[str]:
-        return [*_COUNTERS, "backlog"] if obj is None else [*_COUNTERS, *_TERMS, "backlog"]
+        return list(_COUNTERS) if obj is None else [*_COUNTERS, *_TERMS]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # coupons and orders PROTECT it; "End" is how a campaign stops
@@ -180,17 +153,6 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         return " / ".join(
             yuan(v) for v in (campaign.budget_held, campaign.budget_spent, campaign.budget_total)
         )
-
-    @admin.display(description="backlog")
-    def backlog(self, campaign: Campaign) -> str:
-        """On the change page only: it asks Redis (or counts), which a list must not do per row."""
-        if campaign.pk is None or self.operations is None:
-            return "-"
-        return self.operations.backlog(campaign)
-
-    @admin.display(description="live")
-    def page_link(self, campaign: Campaign) -> str:
-        return self.operations.link(campaign) if self.operations else "-"
 
     def _set_status(
         self, request: HttpRequest, queryset: QuerySet[Campaign], status: str, verb: str

@@ -68,7 +68,7 @@ class Layout:
 
 
 def sandbox_argv(sandbox: Sandbox) -> tuple[str, ...]:
-    argv = [PY, "-m", "orders.gateway.sandbox"]
+    argv = [PY, "-m", "sandbox_gateway"]
     if sandbox.host is not None:
         argv += ["--host", sandbox.host]
     argv += ["--port", str(sandbox.port), "--latency-ms", str(sandbox.latency_ms)]

@@ -1,8 +1,8 @@
 """Admin for orders and their pipeline: read-only windows onto state, sized for tables of
 millions of rows. Staff never write an order, hold, payment or event by hand; they use the
 controls (cancel, refund, replay of dead work), which call `orders.services` and are recorded
-in the audit log. The campaign and backlog pages and the controls' confirmation pages are in
-`orders.admin_views`, mounted here.
+in the audit log. The backlog page and the controls' confirmation pages are in
+`orders.admin_views`, mounted here; the campaign page is backoffice's (backoffice.admin).
 
 Big tables: no full-table counts (`show_full_result_count = False`, an estimated count for
 unfiltered lists, a capped one for filtered lists), no per-row queries (`list_select_related`,
@@ -13,17 +13,13 @@ primary key.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.urls import path
 from django.utils.text import Truncator
 
-from coupons.admin import CampaignAdmin
-from coupons.models import Campaign
 from infra.admin import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline
 from infra.errors import DomainError
 from orders import admin_views, selectors, services
@@ -420,49 +416,3 @@ class ReservationAdmin(BigTableAdmin):
     search_fields = ["order__public_id"]
     search_help_text = "An exact order id."
     raw_id_fields = ["order", "campaign", "coupon"]
-
-
-# --- The campaign's operations page ---------------------------------------------------------
-# The campaign admin is coupons', but its page shows the campaign's orders and queues, which
-# coupons may not import (orders → coupons → shop): coupons' admin takes orders' part here.
-
-
-class CampaignPage:
-    """Orders' part of coupons' campaign admin (coupons.admin.CampaignOperations)."""
-
-    change_form_template = "orders/admin/campaign_change_form.html"
-
-    def urls(self, admin_view: Callable[..., Any]) -> list[URLPattern]:
-        return [
-            path(
-                "<int:campaign_id>/dashboard/",
-                admin_view(admin_views.campaign_page),
-                name="coupons_campaign_dashboard",
-            ),
-            path(
-                "<int:campaign_id>/limits/",
-                admin_view(admin_views.campaign_limits),
-                name="coupons_campaign_limits",
-            ),
-            path(
-                "<int:campaign_id>/status/<str:verb>/",
-                admin_view(admin_views.campaign_status),
-                name="coupons_campaign_status",
-            ),
-        ]
-
-    def link(self, campaign: Campaign) -> str:
-        url = reverse("admin:coupons_campaign_dashboard", args=[campaign.pk])
-        return format_html('<a href="{}">Campaign page</a>', url)
-
-    def backlog(self, campaign: Campaign) -> str:
-        spot = selectors.campaign_backlog(campaign_id=campaign.pk)
-        return (
-            f"{spot['orders_waiting']:,} orders waiting, "
-            f"about {spot['estimated_wait_seconds']} s to clear"
-        )
-
-
-CampaignAdmin.operations = CampaignPage()
-# The front page links the operations pages (campaign pages, backlog, audit log).
-admin.site.index_template = "orders/admin/index.html"

@@ -17,7 +17,7 @@ def test_a_configured_gateway_is_used_and_no_sandbox_is_started() -> None:
     assert gateway.url == "https://pay.test.example/"
     assert not gateway.sandbox
     assert "sandbox" not in procs
-    assert not any("orders.gateway.sandbox" in part for p in procs.values() for part in p.argv)
+    assert not any("sandbox_gateway" in part for p in procs.values() for part in p.argv)
     assert "configured: https://pay.test.example/" in gateway.describe()
     assert "PAYMENT_GATEWAY_KEY set" in gateway.describe()
 
@@ -29,7 +29,7 @@ def test_without_a_configured_gateway_the_sandbox_is_started_and_named() -> None
     # then
     assert gateway.sandbox
     assert gateway.url == f"http://127.0.0.1:{stack.GATEWAY_PORT}"
-    assert procs["sandbox"].argv[2] == "orders.gateway.sandbox"
+    assert procs["sandbox"].argv[2] == "sandbox_gateway"
     assert str(stack.GATEWAY_PORT) in procs["sandbox"].argv
     assert gateway.describe().startswith("sandbox at ")
 

@@ -1,6 +1,8 @@
 """The import graph keeps its shape: config, the shell, sits on top and wires the apps;
-below it dependencies point one way (orders → coupons → shop → infra, so infra, the ground
-every app stands on, imports no app), and no package imports its own modules in a loop.
+below it backoffice (the campaign as a whole, joining the three apps), then dependencies point
+one way (orders → coupons → shop → infra, so infra, the ground every app stands on, imports no
+app), and no package imports its own modules in a loop. The sandbox gateway plays another
+company's service: it imports no app (and no Django).
 The contracts are pyproject.toml's [tool.importlinter]; import-linter reads the imports from
 the source, so an import inside a function or under TYPE_CHECKING counts as well.
 
@@ -19,7 +21,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ["config", "infra", "devtools", "shop", "coupons", "orders", "bench"]
+PACKAGES = [
+    "config",
+    "infra",
+    "devtools",
+    "shop",
+    "coupons",
+    "orders",
+    "backoffice",
+    "sandbox_gateway",
+    "bench",
+]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -60,6 +72,28 @@ def test_the_import_contracts_are_kept() -> None:
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from orders import models",
             "coupons is not allowed to import orders",
         ),
+        # the layer that joins the apps is above them all: an app may not reach up into it
+        (
+            "orders/selectors.py",
+            "from backoffice import dashboard",
+            "orders is not allowed to import backoffice",
+        ),
+        (
+            "coupons/admin.py",
+            "from backoffice import admin",
+            "coupons is not allowed to import backoffice",
+        ),
+        # the sandbox gateway is another company's service: it knows none of our code
+        (
+            "sandbox_gateway/ledger.py",
+            "from orders.gateway import client",
+            "sandbox_gateway is not allowed to import orders",
+        ),
+        (
+            "sandbox_gateway/handlers.py",
+            "from infra import fast",
+            "sandbox_gateway is not allowed to import infra",
+        ),
         # the circle that was: the nudges importing the tasks, which call the services
         ("orders/services/nudges.py", "from orders import tasks", "No cycles are allowed"),
         # a circle between two services, inside a function
@@ -76,6 +110,10 @@ def test_the_import_contracts_are_kept() -> None:
         "orders-config",
         "infra-devtools",
         "coupons-orders",
+        "orders-backoffice",
+        "coupons-backoffice",
+        "sandbox-orders",
+        "sandbox-infra",
         "nudges-tasks",
         "services-circle",
     ],
@@ -106,6 +144,7 @@ def test_the_contracts_break_on_a_bad_import(
         "shop.api.throttling",
         "shop.api.views",
         "orders.api.views",
+        "backoffice.api.views",
         "rest_framework.views",
     ],
 )
@@ -122,3 +161,25 @@ def test_a_module_drf_loads_can_be_imported_first(module: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_sandbox_gateway_runs_without_django() -> None:
+    """It starts in a fraction of a second beside the stack, and stands for a service that
+    shares nothing with ours (sandbox_gateway/__init__.py)."""
+    code = (
+        "import sys, sandbox_gateway, sandbox_gateway.app; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'rest_framework', "
+        "'celery', 'config', 'infra', 'devtools', 'shop', 'coupons', 'orders', 'backoffice', "
+        "'bench'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "shop",
     "coupons",
     "orders",
+    "backoffice",
 ]
 
 MIDDLEWARE = [

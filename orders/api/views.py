@@ -5,9 +5,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from coupons import selectors as coupons_selectors
-from coupons.api import docs as coupons_docs
-from coupons.api.serializers import campaign_document
 from infra.api import (
     StrictCursorPagination,
     client_id,
@@ -84,28 +81,3 @@ class OrderCancelApi(APIView):
             client_id=client_id(request), public_id=order_id, actor="client"
         )
         return Response(order_document(order, lines=order.lines.order_by("id")))
-
-
-# --- Campaigns as the chatbot sees them ------------------------------------------------------
-# A campaign's document is coupons' (terms, stock, budget) with the backlog of its line, which
-# is orders': so orders serves it (orders → coupons → shop: coupons may not read the line).
-
-
-class CampaignListApi(APIView):
-    @extend_schema(**coupons_docs.CAMPAIGN_LIST)
-    def get(self, request: Request) -> Response:
-        return Response(
-            [
-                campaign_document(c, backlog=selectors.campaign_backlog(campaign_id=c.pk))
-                for c in coupons_selectors.campaign_list()[:100]
-            ]
-        )
-
-
-class CampaignDetailApi(APIView):
-    @extend_schema(**coupons_docs.CAMPAIGN_DETAIL)
-    def get(self, request: Request, slug: str) -> Response:
-        campaign = coupons_selectors.campaign_get(slug=slug)
-        return Response(
-            campaign_document(campaign, backlog=selectors.campaign_backlog(campaign_id=campaign.pk))
-        )

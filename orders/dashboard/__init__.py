@@ -1,22 +1,11 @@
-"""What the staff admin's campaign and backlog pages show (README, Staff admin), read fast
-enough to answer within half a second with millions of orders.
+"""What the staff admin's backlog page and /metrics show of the pipeline (README, Staff
+admin), read fast enough to answer within half a second with millions of orders.
 
-The figures come from the selectors; these modules put them together and decide what may be
-a few seconds old: `campaign` (counters, orders by status, throughput and accept-to-paid times
-kept per minute) and `queues` (the backlog page: lines, queue depths, workers, parked work).
-`common` holds what both share: the refresh period and the switch for background threads
-(set `common.BACKGROUND`, not a copy of it).
-"""
+The figures come from the selectors; `queues` puts them together (lines, queue depths,
+workers, parked work) and decides what may be a few seconds old. `common` holds what this
+and the campaign page (backoffice.dashboard) share: the refresh period and the switch for
+background threads (set `common.BACKGROUND`, not a copy of it)."""
 
-from orders.dashboard.campaign import (
-    CampaignFigures,
-    MinuteHistory,
-    Point,
-    Throughput,
-    campaign_figures,
-    campaign_throughput,
-    percentile,
-)
 from orders.dashboard.common import LIVE_SECONDS
 from orders.dashboard.queues import (
     BacklogFigures,
@@ -34,18 +23,11 @@ from orders.dashboard.queues import (
 __all__ = [
     "LIVE_SECONDS",
     "BacklogFigures",
-    "CampaignFigures",
     "LineFigures",
-    "MinuteHistory",
-    "Point",
     "QueueFigures",
-    "Throughput",
     "WorkerFigures",
     "WorkersSeen",
     "backlog_figures",
-    "campaign_figures",
-    "campaign_throughput",
-    "percentile",
     "queue_names",
     "queues_figures",
     "workers_alive",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 from django.contrib.auth.models import Group
 
+from backoffice import dashboard
 from coupons.models import Campaign
-from orders import dashboard
 from tests.admin.conftest import OPERATOR, build_scene, ensure_roles
 
 if TYPE_CHECKING:

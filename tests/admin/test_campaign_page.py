@@ -13,10 +13,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from backoffice import dashboard
 from coupons.models import Campaign, Coupon
 from coupons.selectors import campaign_coupons_issued
 from infra import fast
-from orders import dashboard
 from orders.models import Order, OrderEvent
 from shop.models import Product
 from tests.admin.conftest import Scene, figures, number

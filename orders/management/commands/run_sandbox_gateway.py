@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from orders.gateway import sandbox
+import sandbox_gateway as sandbox
 
 if TYPE_CHECKING:
     from argparse import ArgumentParser
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         "Run the sandbox payment gateway (API.md section 2: /v1/charges, /v1/refunds) with "
         "settable latency, decline and error rates, dropped answers and a requests-per-second "
         "quota; it runs until SIGTERM or Ctrl-C. Same options as "
-        "`python -m orders.gateway.sandbox`. The key defaults to settings.PAYMENT_GATEWAY_KEY, "
+        "`python -m sandbox_gateway`. The key defaults to settings.PAYMENT_GATEWAY_KEY, "
         "so the settlement worker can talk to it unchanged."
     )
 

@@ -58,6 +58,8 @@ HISTORY_CHUNK_ORDERS = 10_000  # orders per history query (about 0.05 s)
 HISTORY_AFTER_END = timedelta(hours=1)  # payments may settle after the campaign closed
 RECENT_MINUTES = 15
 WHOLE_CAMPAIGN_BINS = 120  # points of the whole-campaign charts
+# How often the page refreshes itself: the backlog page's period (orders.dashboard.common).
+LIVE_SECONDS = common.LIVE_SECONDS
 
 
 @dataclass(frozen=True)

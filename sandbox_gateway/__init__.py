@@ -1,6 +1,6 @@
 """Sandbox payment gateway: an in-memory provider that speaks API.md section 2.
 
-Run it with ``python -m orders.gateway.sandbox`` or ``manage.py run_sandbox_gateway``.
+Run it with ``python -m sandbox_gateway`` or ``manage.py run_sandbox_gateway``.
 The package imports no Django, so it starts in a fraction of a second and can run
 beside the stack in tests and benchmarks.
 
@@ -31,7 +31,7 @@ the fault settings, show the ledger and reset it.
 # write path shared by charges and refunds, faults, control routes, middleware) and app
 # (routes, serving, the command line).
 
-from orders.gateway.sandbox.app import (
+from sandbox_gateway.app import (
     DEFAULT_HOST,
     DEFAULT_KEY,
     DEFAULT_PORT,
@@ -42,8 +42,8 @@ from orders.gateway.sandbox.app import (
     run,
     serve,
 )
-from orders.gateway.sandbox.handlers import SandboxGateway, TokenBucket
-from orders.gateway.sandbox.ledger import InvalidInputError, Ledger, SandboxConfig, config_update
+from sandbox_gateway.handlers import SandboxGateway, TokenBucket
+from sandbox_gateway.ledger import InvalidInputError, Ledger, SandboxConfig, config_update
 
 __all__ = [
     "DEFAULT_HOST",

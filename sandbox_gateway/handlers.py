@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 
-from orders.gateway.sandbox.ledger import (
+from sandbox_gateway.ledger import (
     Answer,
     ChargeIn,
     InvalidInputError,
@@ -35,7 +35,7 @@ from orders.gateway.sandbox.ledger import (
     parse_reset,
 )
 
-logger = logging.getLogger("orders.gateway.sandbox")
+logger = logging.getLogger("sandbox_gateway")
 
 MAX_KEY_LENGTH: Final = 255
 DECLINE_PREFIX: Final = "decline"

@@ -17,15 +17,15 @@ from typing import Final
 
 from aiohttp import web
 
-from orders.gateway.sandbox.handlers import Handler, SandboxGateway
-from orders.gateway.sandbox.ledger import (
+from sandbox_gateway.handlers import Handler, SandboxGateway
+from sandbox_gateway.ledger import (
     CONFIG_FIELDS,
     InvalidInputError,
     SandboxConfig,
     config_update,
 )
 
-logger = logging.getLogger("orders.gateway.sandbox")
+logger = logging.getLogger("sandbox_gateway")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8765
@@ -177,11 +177,11 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m orders.gateway.sandbox --help``."""
+    """Command-line entry point: ``python -m sandbox_gateway --help``."""
     parser = argparse.ArgumentParser(
-        prog="python -m orders.gateway.sandbox",
+        prog="python -m sandbox_gateway",
         # The package's docstring, which says what the sandbox does, is the --help text.
-        description=sys.modules["orders.gateway.sandbox"].__doc__,
+        description=sys.modules["sandbox_gateway"].__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

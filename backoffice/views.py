@@ -1,5 +1,7 @@
 """A campaign's page (figures and charts, refreshed every few seconds) and its controls: pause
-and resume, and its limits."""
+and resume, and its limits. Mounted by backoffice.admin (CampaignPageAdmin.get_urls); the
+permissions, figures and confirmation page are those of orders' own pages
+(orders.admin_views.common), so every staff page looks and asks alike."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from backoffice import dashboard
+from backoffice.charts import throughput_charts
 from coupons import selectors as coupons_selectors
 from coupons import services as coupons_services
 from coupons.models import Campaign
 from infra.admin import yuan
 from infra.errors import DomainError, NotFound
-from orders import dashboard
-from orders.admin_views.charts import throughput_charts
 from orders.admin_views.common import (
     CONTROL_CAMPAIGN,
     CONTROL_RATE_LIMITS,
@@ -70,12 +72,12 @@ def campaign_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "read_at": as_time(figures.read_at),
     }
     if request.GET.get("fragment"):
-        return TemplateResponse(request, "orders/admin/campaign_live.html", context)
+        return TemplateResponse(request, "backoffice/admin/campaign_live.html", context)
     context.update(
         can_control=request.user.has_perm(CONTROL_CAMPAIGN),
         audit=list(shop_selectors.audit_list_for_campaign(campaign_id=campaign.pk)[:15]),
     )
-    return page(request, "orders/admin/campaign_page.html", str(campaign), **context)
+    return page(request, "backoffice/admin/campaign_page.html", str(campaign), **context)
 
 
 def _campaign_panels(f: dashboard.CampaignFigures) -> list[tuple[str, list[Figure]]]:
@@ -278,7 +280,7 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
         form = LimitsForm(initial=initial, rate_limits=rate_limits)
         return page(
             request,
-            "orders/admin/limits.html",
+            "backoffice/admin/limits.html",
             f"Limits of {campaign.name}",
             campaign=campaign,
             form=form,
@@ -288,7 +290,7 @@ def campaign_limits(request: HttpRequest, campaign_id: int) -> HttpResponse:
     if not form.is_valid():
         return page(
             request,
-            "orders/admin/limits.html",
+            "backoffice/admin/limits.html",
             f"Limits of {campaign.name}",
             campaign=campaign,
             form=form,

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from orders import dashboard
+from backoffice import dashboard
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
