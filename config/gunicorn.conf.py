@@ -23,7 +23,8 @@ keepalive = 5
 # How often a thread holding the GIL is asked to let another run (Python's default: 5 ms).
 # A request thread back from PostgreSQL or Redis, and the main thread that accepts and
 # refuses, wait up to this long for the GIL; at 1 ms the quick benchmark's intake saturation
-# went from 58 to 92 orders/s and p99 at 100/s from 267 to 127 ms (bench/results/worker-choice).
+# went from 58 to 92 orders/s and p99 at 100/s from 267 to 127 ms (bench/results/INDEX.md, the
+# worker-choice/ runs of 2026-11-29).
 switch_interval = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1")) / 1000
 
 
