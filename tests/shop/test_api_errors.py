@@ -1,5 +1,5 @@
 """Shop's refusals on the chatbot API (API keys, the catalogue's filters) answer a 4xx JSON
-envelope; the rules every endpoint shares are in tests/test_api_errors.py."""
+envelope; the rules every endpoint shares are in tests/infra/test_api_errors.py."""
 
 from __future__ import annotations
 

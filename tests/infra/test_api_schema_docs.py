@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.test_api_schema import as_json_schema, fetch_schema
+from tests.infra.test_api_schema import as_json_schema, fetch_schema
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """Per-process copies and the one version that drops them (infra/memo.py): a refused write
 of the version is tried again until it lands, nothing cached is trusted while the version
 cannot be read or went unread too long, and the process that makes a change drops its own
-copies at once. Two processes: tests/test_copies_processes.py."""
+copies at once. Two processes: tests/infra/test_copies_processes.py."""
 
 from __future__ import annotations
 
