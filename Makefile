@@ -81,7 +81,7 @@ cluster-deps: pgbouncer
 cluster: install cluster-deps
 	$(PY) -m devtools.cluster $(if $(HOSTS),--hosts $(HOSTS)) $(if $(CLUSTER_PORT),--port $(CLUSTER_PORT))
 
-## The campaign-burst benchmark (README, Performance): under 3 minutes, results in bench/results/.
+## The campaign-burst benchmark (docs/performance.md): under 3 minutes, results in bench/results/.
 bench-quick: install
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --mode quick
 
@@ -107,7 +107,7 @@ bench-cluster: install cluster-deps
 soak: install
 	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
-## The chaos suite (README, Reliability): faults injected into the whole stack on private
+## The chaos suite (docs/reliability.md): faults injected into the whole stack on private
 ## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs
 ## the short form (about 2.5 minutes).
 chaos: install

@@ -1,4 +1,4 @@
-"""What the staff admin's campaign and backlog pages show (README, Staff admin), read fast
+"""What the staff admin's campaign and backlog pages show (docs/admin.md), read fast
 enough to answer within half a second with millions of orders.
 
 The figures come from the selectors; these modules put them together and decide what may be

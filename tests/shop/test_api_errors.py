@@ -28,7 +28,7 @@ def _catalogue(db: None) -> None:
     catalogue()
 
 
-# Every endpoint of API.md section 1, as (method, path).
+# Every endpoint of docs/integrator-guide.md (Endpoints), as (method, path).
 ENDPOINTS = [
     ("get", "/api/v1/campaigns/"),
     ("get", f"/api/v1/campaigns/{SLUG}/"),
