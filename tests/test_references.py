@@ -101,6 +101,18 @@ def _candidates(text: str, top: set[str]) -> Iterator[str]:
         yield match.group(1)
 
 
+def unwrapped(lines: list[str]) -> list[str]:
+    """The lines with a path that wraps after a slash (`bench/results/` at a line's end, the
+    rest on the next) put back together on the first line, so that it is read whole."""
+    out = list(lines)
+    for i in range(len(out) - 1):
+        rest = re.match(r"\s*([\w.-][^\s`)\],;:]*)", out[i + 1])
+        if out[i].rstrip().endswith("/") and rest:
+            out[i] = out[i].rstrip() + rest.group(1)
+            out[i + 1] = out[i + 1][rest.end() :]
+    return out
+
+
 def missing_references(root: Path, files: Iterable[str]) -> list[str]:
     """'<file>:<line>: <path>' for each path cited in `files` (relative to `root`) that is
     neither one of `files` nor a folder holding one."""
@@ -116,13 +128,15 @@ def missing_references(root: Path, files: Iterable[str]) -> list[str]:
             continue
         text = (root / name).read_text(encoding="utf-8")
         if name.endswith(".py"):
-            pieces = list(python_prose(text))
+            pieces = [
+                (line, "\n".join(unwrapped(p.splitlines()))) for line, p in python_prose(text)
+            ]
         else:
-            pieces = list(enumerate(text.splitlines(), start=1))
+            pieces = list(enumerate(unwrapped(text.splitlines()), start=1))
         here = PurePosixPath(name).parent
         for line, piece in pieces:
             for path in _candidates(piece, top):
-                if path.startswith(RUNTIME):
+                if path.startswith(RUNTIME) or f"{path}/" in RUNTIME:
                     continue
                 if path.endswith(("-", "_")):
                     exists = any(f.startswith(path) for f in files)  # a family of names
@@ -159,7 +173,8 @@ def test_the_check_fails_on_a_file_that_does_not_exist(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "docs" / "guide.md").write_text(
         "See [the other](other.md), app/models.py, API.md and docs/gone.md.\n"
-        "Logs go to .run/app.log; the unit reads /etc/app/app.env.\n"
+        "Logs go to .run/app.log and bench/runs; the unit reads /etc/app/app.env.\n"
+        "A path wrapped at its slash is read whole: docs/\nother.md, docs/\nlost.md.\n"
     )
     (tmp_path / "docs" / "other.md").write_text("Back to [the guide](guide.md), read/write.\n")
     (tmp_path / "app" / "models.py").write_text(
@@ -176,4 +191,5 @@ def test_the_check_fails_on_a_file_that_does_not_exist(tmp_path: Path) -> None:
         "app/models.py:2: test_models.py",
         "docs/guide.md:1: docs/gone.md",
         "docs/guide.md:1: API.md",
+        "docs/guide.md:4: docs/lost.md",
     ]
