@@ -110,7 +110,7 @@ bench-cluster: install cluster-deps
 soak: install
 	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
-## The chaos suite (README, Reliability): faults injected into the whole stack on private
+## The chaos suite (docs/reliability.md): faults injected into the whole stack on private
 ## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs
 ## the short form (about 2.5 minutes).
 chaos: install

@@ -1,4 +1,4 @@
-"""The figures of the staff admin's campaign page (README, Staff admin), read fast enough to
+"""The figures of the staff admin's campaign page (docs/admin.md), read fast enough to
 answer within half a second with millions of orders:
 
 - Coupon, budget and stock counters are read from their rows on every request.

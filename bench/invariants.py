@@ -1,6 +1,6 @@
-"""The invariants every benchmark run checks afterwards (ARCHITECTURE.md), as plain SQL over a
-database connection plus the gateway's ledger, so a test can plant each breach in a test
-database and see it reported.
+"""The invariants every benchmark run checks afterwards (docs/architecture.md, Invariants),
+as plain SQL over a database connection plus the gateway's ledger, so a test can plant each
+breach in a test database and see it reported.
 
 `check_invariants(connection, ledger, accepted_ids)` returns a list of Violation; empty means
 everything held:

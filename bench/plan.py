@@ -59,7 +59,7 @@ class Plan:
     wait_intake: float
     wait_e2e: float
     wait_overload: float
-    connections: int = 64  # open-loop connections; the floors use 32 like ARCHITECTURE.md's wrk
+    connections: int = 64  # open loop; the floors use 32 (docs/performance.md, Measuring)
     closed_connections: int = 32
     request_timeout: float = 10.0  # a chatbot gives up after this; counted, never retried
     replay_share: float = 0.05

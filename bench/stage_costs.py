@@ -1,6 +1,6 @@
 """What each pipeline stage costs per order, measured in one process against the real
 PostgreSQL, Redis and the sandbox gateway (latency 0). Not the campaign benchmark (that is
-`bench/` proper, issue 7): a quick per-stage figure for README.
+`bench/` proper, issue 7): a quick per-stage figure (docs/performance.md, Measuring).
 
 Usage: DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_bench \
        .venv/bin/python -m bench.stage_costs [orders] [--batch N] [--profile STAGE]

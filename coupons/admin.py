@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 class PublicStatusFilter(admin.SimpleListFilter):
-    """The status the chatbot sees (API.md): staff's setting bounded by the time window, as
-    `Campaign.status_at` computes it, in SQL."""
+    """The status the chatbot sees (docs/integrator-guide.md, Campaigns): staff's setting
+    bounded by the time window, as `Campaign.status_at` computes it, in SQL."""
 
     title = "public status"
     parameter_name = "public_status"

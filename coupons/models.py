@@ -70,7 +70,8 @@ class Campaign(models.Model):
         return self.name
 
     def status_at(self, now: datetime) -> str:
-        """The public status (API.md): staff's setting, bounded by the time window."""
+        """The public status (docs/integrator-guide.md, Campaigns): staff's setting, bounded
+        by the time window."""
         if self.status == self.Status.ENDED or now >= self.ends_at:
             return self.PublicStatus.ENDED
         if self.status == self.Status.PAUSED:

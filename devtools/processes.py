@@ -1,7 +1,7 @@
 """The stack's processes, defined once: `make run` (devtools/stack.py), the benchmark
 (bench/stack.py), the chaos suite (bench/chaos/supervisor.py) and the tests (tests/stack.py)
-all start them from here, the way production lays them out on one machine (README, "Queues
-and workers"):
+all start them from here, the way production lays them out on one machine (docs/configuration.md,
+"Queues and workers"):
 
     sandbox            the sandbox payment gateway (only when no gateway is configured)
     gunicorn           config/gunicorn.conf.py: our threaded ApiWorker

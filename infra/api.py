@@ -1,6 +1,6 @@
 """API glue shared by every app: API-key authentication, the error envelope, strict input.
 
-Every answer under /api/ is JSON in the contract's envelope (API.md):
+Every answer under /api/ is JSON in the contract's envelope (docs/integrator-guide.md, Conventions):
 `{"error": "<code>", "detail": "<sentence>", ...}`; never HTML, never a trace.
 """
 
@@ -76,7 +76,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, RequestDataTooBig):
         exc = exceptions.ValidationError({"body": [too_large()]})
     if isinstance(exc, exceptions.ParseError):
-        # API.md: anything malformed is 400 `invalid` with `fields`.
+        # Anything malformed is 400 `invalid` with `fields` (docs/integrator-guide.md,
+        # Errors and what to do).
         exc = exceptions.ValidationError({"body": [f"Malformed JSON: {exc.detail}"]})
     if isinstance(exc, exceptions.ValidationError):
         return Response(
@@ -102,8 +103,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 # PostgreSQL or Redis unreachable for a moment (a restart, a failover, a terminated
-# connection) or a row lock not granted in time: nothing the client did. API.md: overload is
-# a 429 with Retry-After, never a 5xx. A retry with the same Idempotency-Key is always safe.
+# connection) or a row lock not granted in time: nothing the client did. Overload is a 429
+# with Retry-After, never a 5xx (docs/integrator-guide.md, Rate limits and 429). A retry
+# with the same Idempotency-Key is always safe.
 UNAVAILABLE = (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)
 UNAVAILABLE_RETRY_AFTER = 1
 
@@ -165,7 +167,8 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer, nothing else: "2", 2.0 and true are type errors (API.md), not coerced."""
+    """A JSON integer, nothing else: "2", 2.0 and true are type errors, not coerced
+    (docs/integrator-guide.md, Conventions)."""
 
     default_error_messages = {"type": "Must be a JSON integer."}
 
@@ -208,7 +211,8 @@ class FullMatchValidator(RegexValidator):
 
 
 def customer_id_field(**kwargs: Any) -> StrictCharField:
-    # No trimming: " c-42" is not a customer id (API.md), not something to tidy up.
+    # No trimming: " c-42" is not a customer id (docs/integrator-guide.md, Conventions), not
+    # something to tidy up.
     return StrictCharField(
         max_length=64,
         trim_whitespace=False,

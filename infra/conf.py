@@ -28,7 +28,7 @@ DB_POOLERS = ("", "pgbouncer-transaction")
 
 def database_settings(url_config: dict) -> dict:
     """DATABASES["default"] from a parsed DATABASE_URL: persistent connections (without them
-    the intake path halves, ARCHITECTURE.md budget), checked before reuse, lock timeout."""
+    the intake path's throughput halves), checked before reuse, lock timeout."""
     pooler = env("DB_POOLER", default="")
     if pooler not in DB_POOLERS:
         raise ImproperlyConfigured(f"DB_POOLER={pooler!r}: one of {DB_POOLERS}")

@@ -1,5 +1,6 @@
-"""Facts of the external contract (API.md) that several modules check. No imports of DRF
-here: the authentication and throttle classes load while DRF itself is loading."""
+"""Facts of the external contract (docs/integrator-guide.md, the OpenAPI schema) that
+several modules check. No imports of DRF here: the authentication and throttle classes load
+while DRF itself is loading."""
 
 import re
 

@@ -4,7 +4,8 @@ from typing import ClassVar
 
 
 class DomainError(Exception):
-    """A business rule said no. `code` and `status` are part of the public contract (API.md)."""
+    """A business rule said no. `code` and `status` are part of the public contract
+    (docs/integrator-guide.md, Errors and what to do)."""
 
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400

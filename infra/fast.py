@@ -3,7 +3,8 @@ count of shed requests.
 
 PostgreSQL is the truth. Everything kept in Redis can vanish (a Redis restart keeps nothing)
 and is rebuilt from the database; every caller survives a RedisError. The orders' waiting
-line (tickets, drain rate, nudge marks, intake's admission script) is orders': orders/line.py.
+line (tickets, drain rate, nudge marks, intake's admission script) is orders':
+orders/waiting_line.py.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ class QueueOut(serializers.Serializer):
 
 # --- What each answer means and what the chatbot should do -----------------------------------
 # Every operation's @extend_schema takes its summary, description, examples and responses from
-# its app's `api/docs.py`, built with these helpers, so the Swagger page (/api/docs/) is a guide
-# an integrator can work from. tests/test_api_schema_docs.py fails if one lacks them.
+# `<app>/api/docs.py`, built with these helpers, so the Swagger page (/api/docs/) is a guide
+# an integrator can work from. tests/infra/test_api_schema_docs.py fails if one lacks them.
 
 RETRY = "Retry later with the same Idempotency-Key and body (after `Retry-After` seconds)."
 TELL = "Tell the shopper; the same request gets the same answer."

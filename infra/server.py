@@ -24,9 +24,9 @@ worker accepts every connection at once, so each request's wait is visible to us
   Redis once a second, for the admin's backlog page).
 - **Answers its own errors in the contract's JSON**: a request line or header over gunicorn's
   limits is a JSON 400/431, and a body announced larger than API_MAX_BODY_BYTES is a JSON 400
-  (`invalid`, as API.md has it) sent before the body is read, then the body is read and
-  dropped for a moment (a "lingering close"), so that the client, still sending, sees the
-  answer instead of a reset.
+  (`invalid`, as docs/integrator-guide.md has it) sent before the body is read, then the
+  body is read and dropped for a moment (a "lingering close"), so that the client, still
+  sending, sees the answer instead of a reset.
 
 Only API requests are shed: the admin, health checks and static files are always served.
 """
@@ -303,8 +303,8 @@ class ApiWorker(ThreadWorker):
         return True
 
     def _refuse_large_body(self, conn: Any) -> None:
-        # API.md: an oversized body is malformed input, 400 `invalid` with `fields`, as Django's
-        # own check answers bodies that do not announce their length.
+        # docs/integrator-guide.md: an oversized body is malformed input, 400 `invalid` with
+        # `fields`, as Django's own check answers bodies that do not announce their length.
         too_large = f"The body is larger than {self.max_body} bytes."
         body = {
             "error": "invalid",

@@ -31,8 +31,9 @@ RESERVATION_LINGER_SECONDS = env.float("RESERVATION_LINGER_SECONDS", default=0.1
 SETTLEMENT_LINGER_SECONDS = env.float("SETTLEMENT_LINGER_SECONDS", default=0.1)
 CALLBACK_LINGER_SECONDS = env.float("CALLBACK_LINGER_SECONDS", default=0.2)
 # A callback of a passing status (reserved) is due this long after the move, so that the
-# order's next status, if it comes within that time, is the one POST (API.md: one callback
-# carries the latest state; every terminal status is delivered, and at once).
+# order's next status, if it comes within that time, is the one POST
+# (docs/integrator-guide.md, Callbacks: one callback carries the latest state; every
+# terminal status is delivered, and at once).
 CALLBACK_PASSING_DELAY_SECONDS = env.float("CALLBACK_PASSING_DELAY_SECONDS", default=1.0)
 # How many processes may drain one line of work (a campaign's reservations, the payments, the
 # callbacks) at once: one nudge mark per lane (orders.services.nudges). A worker whose batch
@@ -54,7 +55,8 @@ CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
 # (orders.services.callbacks.retry_delays): the n-th retry waits CALLBACK_RETRY_BASE_SECONDS
 # * 2**(n-1), at most CALLBACK_RETRY_MAX_DELAY_SECONDS, drawn between 3/4 of that and all
 # of it. It is given up (failed, for staff to resend) once its retries' shortest waits add
-# up to CALLBACK_RETRY_HOURS: a chatbot down for a day still hears every status (API.md).
+# up to CALLBACK_RETRY_HOURS: a chatbot down for a day still hears every status
+# (docs/integrator-guide.md, Callbacks).
 # With the defaults that is 43 attempts over 24 to 32 hours; tests compress all three.
 CALLBACK_RETRY_HOURS = env.float("CALLBACK_RETRY_HOURS", default=24.0)
 CALLBACK_RETRY_BASE_SECONDS = env.float("CALLBACK_RETRY_BASE_SECONDS", default=2.0)

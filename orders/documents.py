@@ -1,4 +1,5 @@
-"""The order as the contract shows it (API.md), for API answers and for callbacks alike.
+"""The order as the contract shows it (docs/integrator-guide.md, Placing an order), for API
+answers and for callbacks alike.
 
 A plain function, not a DRF serializer: it runs for every callback of every batch, and the
 API's OpenAPI component (`orders.api.serializers.OrderOut`) describes exactly this shape.

@@ -356,7 +356,8 @@ class CallbackDelivery(models.Model):
         DELIVERED = "delivered"
         FAILED = "failed"  # given up after CALLBACK_RETRY_HOURS of retries
         # Never sent: a newer status of the same order was pending at once, and one POST
-        # carries the latest (API.md). Terminal statuses are never superseded.
+        # carries the latest (docs/integrator-guide.md, Callbacks). Terminal statuses are
+        # never superseded.
         SUPERSEDED = "superseded"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="callbacks")

@@ -1,4 +1,5 @@
-"""Sandbox payment gateway: an in-memory provider that speaks API.md section 2.
+"""Sandbox payment gateway: an in-memory provider that speaks the payment gateway's API
+(/v1/charges, /v1/refunds) as the settlement worker's gateway client calls it.
 
 Run it with ``python -m sandbox_gateway`` or ``manage.py run_sandbox_gateway``.
 The package imports no Django, so it starts in a fraction of a second and can run

@@ -54,7 +54,8 @@ class InvalidInputError(Exception):
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    """True for a finite JSON number; booleans are not numbers here (API.md conventions)."""
+    """True for a finite JSON number; booleans are not numbers here (as in
+    docs/integrator-guide.md, Conventions)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

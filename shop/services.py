@@ -91,11 +91,12 @@ def api_client_create(*, name: str) -> ApiClient:
 @transaction.atomic
 def webhook_secret_rotate(*, client_id: int, overlap: timedelta, actor: str) -> ApiClient:
     """A new webhook secret for the client. The one it replaces keeps signing callbacks
-    beside it (two v1 entries in X-Signature, API.md) until `overlap` has passed, so the
-    chatbot can deploy the new secret without a callback it cannot verify; a zero overlap
-    (a leaked secret) ends the old one at once. Rotating again within an overlap ends the
-    secret before the current one at once: only two are ever valid. Recorded in the audit
-    log (times, never secrets). Every claim of a callback reads the secrets afresh."""
+    beside it (two v1 entries in X-Signature, docs/integrator-guide.md, Callbacks) until
+    `overlap` has passed, so the chatbot can deploy the new secret without a callback it
+    cannot verify; a zero overlap (a leaked secret) ends the old one at once. Rotating again
+    within an overlap ends the secret before the current one at once: only two are ever
+    valid. Recorded in the audit log (times, never secrets). Every claim of a callback reads
+    the secrets afresh."""
     if overlap < timedelta(0):
         raise ValueError("overlap must not be negative")
     client = ApiClient.objects.select_for_update(no_key=True).get(pk=client_id)

@@ -1,7 +1,8 @@
-"""What the API error tests share (tests/test_api_errors.py for the rules every endpoint
+"""What the API error tests share (tests/infra/test_api_errors.py for the rules every endpoint
 keeps, and test_api_errors.py under tests/shop, tests/coupons and tests/orders for each app's
 own endpoints): the paths, the request builders, and the envelope every refusal answers in,
-`{"error": "<code>", "detail": "<sentence>"}`: never a 5xx, never HTML (API.md, conventions)."""
+`{"error": "<code>", "detail": "<sentence>"}`: never a 5xx, never HTML
+(docs/integrator-guide.md, Conventions)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -10,19 +9,21 @@ import httpx
 
 from orders import services
 from orders.models import TERMINAL, Order
+from tests.waiting import wait_until
 
 
 def wait_for(
     done: Callable[[], bool], *, timeout: float = 30.0, what: str = "the pipeline"
 ) -> None:
     """Poll until `done()`, running the periodic sweep as beat would (it finds lost work)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def done_or_sweep() -> bool:
         if done():
-            return
+            return True
         services.pipeline_sweep()
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return False
+
+    wait_until(done_or_sweep, what=what, timeout=timeout, interval=0.3)
 
 
 def all_terminal(order_ids: Iterable[int]) -> Callable[[], bool]:

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 
 from devtools import processes
 from devtools.processes import Sandbox
+from tests import waiting
 
 PROJECT_ROOT = processes.ROOT
 SANDBOX_KEY = "test-sandbox-key"
@@ -47,18 +47,22 @@ def spawn(
 def wait_until(
     ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, what: str
 ) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+    """Until `ready()`; fails with the end of the process's log if it exits first or is not
+    ready within START_TIMEOUT_SECONDS."""
+
+    def ready_while_running() -> bool:
         if process.poll() is not None:
             raise RuntimeError(
                 f"{what} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
             )
-        if ready():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"{what} not ready within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}"
-    )
+        return ready()
+
+    try:
+        waiting.wait_until(
+            ready_while_running, what=what, timeout=START_TIMEOUT_SECONDS, interval=0.1
+        )
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{log_path.read_text()[-4000:]}") from None
 
 
 def stop(

@@ -1,2 +1,2 @@
 """The chaos suite: the real stack under faults, every invariant checked afterwards.
-See bench/chaos/run.py, and README's Reliability section."""
+See bench/chaos/run.py, and docs/reliability.md."""

@@ -29,7 +29,8 @@ class CouponClaimApi(APIView):
             customer_id=data["customer_id"],
             idempotency_key=key,
         )
-        # A replay answers exactly as the first request did (API.md): 201 again.
+        # A replay answers exactly as the first request did: 201 again
+        # (docs/integrator-guide.md, Idempotency).
         return Response(coupon_document(claim.coupon, campaign_slug=slug), status=201)
 
 

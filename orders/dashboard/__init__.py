@@ -1,5 +1,5 @@
-"""What the staff admin's backlog page and /metrics show of the pipeline (README, Staff
-admin), read fast enough to answer within half a second with millions of orders.
+"""What the staff admin's backlog page and /metrics show of the pipeline (docs/admin.md),
+read fast enough to answer within half a second with millions of orders.
 
 The figures come from the selectors; `queues` puts them together (lines, queue depths,
 workers, parked work) and decides what may be a few seconds old. `common` holds what this

@@ -8,7 +8,7 @@ VACUUM removes them: in bench/stage_costs.py a settlement batch's PostgreSQL CPU
 was 1.57 ms with its own run's dead entries in place and 0.80 ms after a VACUUM. With the
 default 20 % scale factor a table of ten million orders is vacuumed after two million
 changes, hours at campaign rates; with these settings, about once a minute at 309 orders a
-second. Needs autovacuum on (PostgreSQL's default; docs/production.md).
+second. Needs autovacuum on (PostgreSQL's default; docs/operations.md, Starting).
 """
 
 from django.db import migrations

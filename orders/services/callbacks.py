@@ -2,11 +2,12 @@
 retried with exponential backoff and jitter for at least CALLBACK_RETRY_HOURS, in order per
 order.
 
-Signature (API.md): `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
-keyed with the client's webhook secret; while a secret is being rotated, one v1 entry per
-valid secret, the old one first. Each POST also names its event (`X-Event-Id`: the delivery
-row, one per status change, repeated by every redelivery), its attempt (`X-Delivery-Id`)
-and when the change happened (`X-Event-Time`, the row's creation: the move's time).
+Signature (docs/integrator-guide.md, Callbacks): `X-Signature: t=<unix seconds>,v1=<hex
+HMAC-SHA256 of "<t>.<body>">` keyed with the client's webhook secret; while a secret is
+being rotated, one v1 entry per valid secret, the old one first. Each POST also names its
+event (`X-Event-Id`: the delivery row, one per status change, repeated by every redelivery),
+its attempt (`X-Delivery-Id`) and when the change happened (`X-Event-Time`, the row's
+creation: the move's time).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def retry_delays() -> list[float]:
     """The nominal wait before each retry, the first first: CALLBACK_RETRY_BASE_SECONDS
     doubling up to CALLBACK_RETRY_MAX_DELAY_SECONDS, for as many retries as it takes their
     shortest jittered waits (`_JITTER_FLOOR` of each) to cover CALLBACK_RETRY_HOURS. So a
-    delivery is tried for at least that long (API.md), and given up after its last entry."""
+    delivery is tried for at least that long (docs/integrator-guide.md, Callbacks), and
+    given up after its last entry."""
     window = settings.CALLBACK_RETRY_HOURS * 3600
     base = settings.CALLBACK_RETRY_BASE_SECONDS
     cap = settings.CALLBACK_RETRY_MAX_DELAY_SECONDS
@@ -218,10 +220,10 @@ _TERMINAL = sorted(TERMINAL)
 
 
 def _callbacks_coalesce(now: datetime) -> int:
-    """One POST per order carries its latest state (API.md): a pending delivery of a passing
-    status (received, reserved) whose order has a newer one pending is superseded, never
-    sent, once either is due. A terminal status is always delivered. Returns how many were
-    superseded.
+    """One POST per order carries its latest state (docs/integrator-guide.md, Callbacks): a
+    pending delivery of a passing status (received, reserved) whose order has a newer one
+    pending is superseded, never sent, once either is due. A terminal status is always
+    delivered. Returns how many were superseded.
 
     Never one that another worker has claimed and is POSTing now (its lease runs: the claim
     set next_attempt_at exactly a lease after updated_at, which a recorded outcome never

@@ -73,7 +73,8 @@ def staff_order_cancel(*, order_id: int, actor: str) -> Order:
 
 def order_refund(*, order_id: int, actor: str) -> Order:
     """Refund a paid order: the charge refunded at the gateway, the discount returned to the
-    campaign's budget, the coupon not given back (API.md, `refunded`).
+    campaign's budget, the coupon not given back (docs/integrator-guide.md, Order statuses:
+    `refunded`).
 
     As settlement does it: (a) a short transaction checks the order is paid and moves its
     Refund row to `pending` (created at the first ask, with the key); (b) the gateway is

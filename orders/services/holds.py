@@ -247,7 +247,8 @@ def _verdict(
     now: datetime,
 ) -> str:
     """The rejection reason for this order, or "" when it can be held; on "" the tallies
-    are charged for it. Checked in the order API.md's reasons are most useful to a shopper."""
+    are charged for it. Checked in the order the reasons are most useful to a shopper
+    (docs/integrator-guide.md, Order statuses)."""
     coupon = coupons.get(order.coupon_id) if order.coupon_id else None
     if order.coupon_code and coupon is None:
         return R.COUPON_INVALID

@@ -50,7 +50,8 @@ class Placed:
 def request_fingerprint(
     *, customer_id: str, items: list[ItemIn], coupon_code: str, callback_url: str
 ) -> str:
-    """What makes two requests "the same body" for an Idempotency-Key (API.md)."""
+    """What makes two requests "the same body" for an Idempotency-Key
+    (docs/integrator-guide.md, Idempotency)."""
     canonical = json.dumps(
         [customer_id, [[i.sku, i.quantity] for i in items], coupon_code, callback_url],
         separators=(",", ":"),
@@ -95,7 +96,8 @@ def order_place(
     try:
         terms = _terms(client_id, customer_id, items, coupon_code)
     except (ProductSoldOut, OutOfStock, CampaignNotActive, BudgetExhausted, InvalidInput):
-        # A replay is answered with its order whatever has changed since (API.md).
+        # A replay is answered with its order whatever has changed since
+        # (docs/integrator-guide.md, Idempotency).
         replay = _replay(client_id, idempotency_key, fingerprint)
         if replay is None:
             raise

@@ -28,6 +28,7 @@ from shop import services as shop_services
 from tests.admin.conftest import Scene, charge, figures
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from django.test import Client
@@ -220,22 +221,19 @@ def test_workers_alive_and_the_queues_they_consume(
 
 def test_workers_are_asked_in_the_background(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # given
-    asked: list[float] = []
-
     class Inspect:
         def active_queues(self) -> dict[str, list[dict[str, str]]]:
-            asked.append(time.time())
             return {"callbacks@box": [{"name": "callbacks"}]}
 
     monkeypatch.setattr(app.control, "inspect", lambda timeout: Inspect())
     monkeypatch.setattr(dashboard_common, "BACKGROUND", True)
     # when
     first = dashboard.workers_alive()
-    for _ in range(50):
-        if asked:
-            break
-        time.sleep(0.05)
-    time.sleep(0.1)
+    wait_until(
+        lambda: dashboard.workers_alive().asked_at is not None,
+        timeout=5,
+        what="the background ask to keep the workers' answer",
+    )
     second = dashboard.workers_alive()
     # then
     assert first.asked_at is None  # the page did not wait for the workers

@@ -1,4 +1,4 @@
-"""The chaos suite's short form (bench/chaos, README "Reliability"), run by `make test`: the
+"""The chaos suite's short form (bench/chaos, docs/reliability.md), run by `make test`: the
 real stack on a private PostgreSQL and Redis, a burst of shoppers through the API in each of
 nine fault scenarios, then every invariant checked against the database, the gateway's
 ledger and what the shoppers were told. About two and a half minutes on two cores.

@@ -23,6 +23,7 @@ from bench.chaos.shoppers import Record, Shoppers
 from bench.invariants import TERMINAL, check_invariants
 from devtools.cluster import Cluster
 from tests.stack import PROJECT_ROOT
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 QUIET_SECONDS = 60.0
@@ -56,18 +57,25 @@ class Burst:
 
 def quiet(cluster: Cluster, campaign_id: int) -> None:
     """Until every order of the campaign is terminal."""
-    deadline = time.monotonic() + QUIET_SECONDS
-    while True:
+
+    def none_live() -> bool:
         with psycopg.connect(cluster.postgres_url) as conn:
             (live,) = conn.execute(
                 "SELECT count(*) FROM orders_order"
                 " WHERE campaign_id = %s AND NOT (status = ANY(%s))",
                 [campaign_id, list(TERMINAL)],
             ).fetchone()
-        if live == 0:
-            return
-        assert time.monotonic() < deadline, f"{live} orders still live after {QUIET_SECONDS} s"
-        time.sleep(0.5)
+        return live == 0
+
+    wait_until(none_live, timeout=QUIET_SECONDS, interval=0.5, what="every order to be terminal")
+
+
+def orders_placed(cluster: Cluster, campaign_id: int) -> int:
+    with psycopg.connect(cluster.postgres_url) as conn:
+        (placed,) = conn.execute(
+            "SELECT count(*) FROM orders_order WHERE campaign_id = %s", [campaign_id]
+        ).fetchone()
+    return placed
 
 
 def judge(cluster: Cluster, burst: Burst, record: Record) -> None:
@@ -108,10 +116,12 @@ def judge(cluster: Cluster, burst: Burst, record: Record) -> None:
 def test_host_loss(cluster: Cluster, fixtures: dict[str, Any]) -> None:
     # given: a burst through HAProxy, both hosts serving
     burst = Burst(cluster, fixtures, "host_loss", rate=12)
-    deadline = time.monotonic() + 10
-    while int(cluster.stats()["h2"]["stot"]) < 20:  # h2 is serving its share
-        assert time.monotonic() < deadline, "h2 got nothing before it was lost"
-        time.sleep(0.1)
+    wait_until(
+        lambda: int(cluster.stats()["h2"]["stot"]) >= 20,
+        timeout=10,
+        interval=0.1,
+        what="h2 to serve its share before it is lost",
+    )
 
     # when: h2 is lost (every process SIGKILLed, its link cut)
     lost_at = time.monotonic()
@@ -119,7 +129,7 @@ def test_host_loss(cluster: Cluster, fixtures: dict[str, Any]) -> None:
     cluster.wait_servers(down={"h2"}, seconds=15)
     out_after = time.monotonic() - lost_at
     sent_when_out = int(cluster.stats()["h2"]["stot"])
-    time.sleep(3)  # the burst goes on against h1 alone
+    time.sleep(3)  # the burst goes on against h1 alone: time while out is what is proved
     sent_later = int(cluster.stats()["h2"]["stot"])
     cluster.revive_host("h2")
     cluster.wait_servers(up={"h1", "h2"})
@@ -134,7 +144,8 @@ def test_host_loss(cluster: Cluster, fixtures: dict[str, Any]) -> None:
 def test_rolling_upgrade(cluster: Cluster, fixtures: dict[str, Any]) -> None:
     # given: a burst through HAProxy
     burst = Burst(cluster, fixtures, "rolling", rate=8)
-    time.sleep(1)  # the burst is under way
+    campaign_id = burst.campaign["campaign_id"]
+    wait_until(lambda: orders_placed(cluster, campaign_id), timeout=10, what="the burst's orders")
 
     # when: an expand migration is applied while serving (a nullable column, as the expand
     # step of docs/operations.md "Changing the schema" adds one), then each host is drained
@@ -182,7 +193,9 @@ def test_global_limits_hold_across_hosts(cluster: Cluster, fixtures: dict[str, A
     rate_limit(cluster, "gateway", 5.0, 2)
     try:
         charges_before = len(sandbox.get("/_sandbox/ledger").json()["charges"])
-        time.sleep(1)  # every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS (0.2)
+        # Every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS (0.2): no process
+        # tells when it did, so the bound's time passing is the condition.
+        time.sleep(1)
 
         # when: the chatbot sends far faster, through HAProxy to both hosts
         started = time.monotonic()
@@ -238,7 +251,9 @@ def test_callback_rate_holds_across_hosts(cluster: Cluster, fixtures: dict[str, 
     hook = f"http://{cluster.net.root_address}:{server.server_address[1]}/hook"
     rate_limit(cluster, "callbacks", 4.0, 2)
     try:
-        time.sleep(1)  # every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS
+        # Every process re-reads its limits within RATE_LIMIT_CACHE_SECONDS: no process tells
+        # when it did, so the bound's time passing is the condition.
+        time.sleep(1)
         # when: 16 orders with that callback URL arrive through HAProxy on both hosts
         campaign = fixtures["campaigns"]["callbacks"]
         auth = {"Authorization": f"Bearer {fixtures['api_key']}"}
@@ -253,10 +268,12 @@ def test_callback_rate_holds_across_hosts(cluster: Cluster, fixtures: dict[str, 
                     "/api/v1/orders/", json=body, headers={"Idempotency-Key": f"h{i}"}
                 )
                 assert placed.status_code == 202, placed.text
-        deadline = time.monotonic() + 40
-        while len(Receiver.arrivals) < 16:  # at least one callback per order
-            assert time.monotonic() < deadline, f"{len(Receiver.arrivals)} callbacks arrived"
-            time.sleep(0.2)
+        wait_until(
+            lambda: len(Receiver.arrivals) >= 16,  # at least one callback per order
+            timeout=40,
+            interval=0.2,
+            what="a callback for each of the 16 orders",
+        )
     finally:
         rate_limit(cluster, "callbacks", None, 1)
         server.shutdown()

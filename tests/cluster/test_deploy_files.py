@@ -1,7 +1,8 @@
 """deploy/haproxy.cfg, its 429 answer and deploy/pgbouncer.ini, as the cluster runs them
 (devtools/cluster.py): HAProxy accepts the rendered file, its refusal is the API's own
-`429 overloaded` (infra/server.py, API.md), and PgBouncer pools per transaction without
-ignoring a connect-time option (docs/pgbouncer.md)."""
+`429 overloaded` (infra/server.py; docs/integrator-guide.md, Rate limits and 429), and
+PgBouncer pools per transaction without ignoring a connect-time option
+(docs/pgbouncer.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import httpx
 
 from devtools.cluster import HAPROXY_CFG, PGBOUNCER_INI, SERVERS_MARKER
 from tests.stack import free_port
+from tests.waiting import wait_until
 
 ERRORFILE = HAPROXY_CFG.parent / "haproxy-429.http"
 
@@ -125,14 +127,15 @@ def test_haproxy_refuses_at_once_what_would_wait_past_the_queue_budget(tmp_path:
     haproxy = _haproxy_before(tmp_path, host.server_address[1], port)
     url = f"http://127.0.0.1:{port}/api/v1/x"
     try:
-        deadline = time.monotonic() + 10
-        while True:  # up, with the host checked healthy and a second of requests served
+
+        def serving() -> bool:
             try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
+                return httpx.get(url, timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.05)  # poll until it listens
-            assert time.monotonic() < deadline, "HAProxy did not serve"
+                return False  # not listening yet
+
+        # up, with the host checked healthy and a second of requests served
+        wait_until(serving, timeout=10, what="HAProxy to serve")
         for _ in range(40):
             httpx.get(url, timeout=2)
 

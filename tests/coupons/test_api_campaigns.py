@@ -1,4 +1,5 @@
-"""GET /api/v1/campaigns/ and /api/v1/campaigns/{slug}/ (API.md section 1, Campaigns)."""
+"""GET /api/v1/campaigns/ and /api/v1/campaigns/{slug}/
+(docs/integrator-guide.md, Campaigns)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """POST /api/v1/campaigns/{slug}/claims/ and GET /api/v1/customers/{id}/coupons/
-(API.md section 1, Coupons)."""
+(docs/integrator-guide.md, Claiming a coupon)."""
 
 from __future__ import annotations
 

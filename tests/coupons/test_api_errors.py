@@ -1,6 +1,6 @@
 """Coupons' refusals on the chatbot API (claims, a customer's coupons) answer a 4xx JSON
 envelope, and a claim held up by a lock answers an honest 429; the rules every endpoint shares
-are in tests/test_api_errors.py."""
+are in tests/infra/test_api_errors.py."""
 
 from __future__ import annotations
 

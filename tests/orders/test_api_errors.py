@@ -1,6 +1,6 @@
 """Orders' refusals on the chatbot API (order bodies, callbacks, the orders list, unknown
 orders) answer a 4xx JSON envelope; the rules every endpoint shares are in
-tests/test_api_errors.py."""
+tests/infra/test_api_errors.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """POST/GET /api/v1/orders/, GET /api/v1/orders/{id}/, POST /api/v1/orders/{id}/cancel/
-(API.md section 1, Orders)."""
+(docs/integrator-guide.md, Placing an order)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/orders/"
 
-# API.md section 1, the order.
+# docs/integrator-guide.md, Placing an order: the order.
 ORDER_FIELDS = {
     "id",
     "status",

@@ -230,7 +230,8 @@ def test_refund_moves(chatbot: ApiClient, source: str, target: str) -> None:
     ("status", "payment"), itertools.product(ORDER_STATES, [None, *Payment.Status.values])
 )
 def test_can_this_order_be_cancelled(status: str, payment: str | None) -> None:
-    # given: the rule as API.md and the admin state it, spelled out
+    # given: the rule as docs/integrator-guide.md (Order statuses) and the admin state it,
+    # spelled out
     unpaid = status in ("received", "reserved")
     money_at_stake = payment in ("pending", "unknown", "succeeded", "parked")
     # when

@@ -1,7 +1,7 @@
 """A chatbot's endpoint down for a long outage (the retry schedule compressed by settings to
 seconds) loses nothing: through a real worker process, every final status arrives once it
 is back, in order for each order, each POST naming its event, its attempt and when the
-change happened (API.md, Callbacks)."""
+change happened (docs/integrator-guide.md, Callbacks)."""
 
 from __future__ import annotations
 

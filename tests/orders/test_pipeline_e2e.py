@@ -243,7 +243,8 @@ def test_status_changes_reach_the_callback_url_signed_and_in_order(gateway) -> N
     server.shutdown()
     # then
     statuses = [json.loads(body)["status"] for _, body in _Receiver.received]
-    # Both, in order; or only the latest, when reserved was still pending beside it (API.md)
+    # Both, in order; or only the latest, when reserved was still pending beside it, as
+    # docs/integrator-guide.md's Callbacks section allows
     assert statuses in (["reserved", "paid"], ["paid"])
     placed_by = Order.objects.get(public_id=placed["id"]).request_id  # the POST's request id
     assert placed_by

@@ -4,14 +4,15 @@ holds whose gateway keeps refusing the charge. Each test starts its own worker p
 from __future__ import annotations
 
 import signal
-import time
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from coupons.models import Campaign
 from orders import services as orders_services
-from orders.models import Order, Payment
+from orders.models import Order, Payment, Reservation
 from shop import services as shop_services
 from shop.models import Product, RateLimit
 from tests import stack
@@ -19,6 +20,7 @@ from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ApiClientFactory, ProductFactory
 from tests.pipeline import all_terminal, succeeded_charges_by_reference, wait_for
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -90,8 +92,10 @@ def test_a_hold_waits_for_its_first_attempt_and_expires_only_when_the_gateway_ke
     wait_for(lambda: Order.objects.get(pk=order.pk).status == "reserved", what="the hold")
     assert Product.objects.get(pk=tea.pk).stock == 8
     # when: more than a hold's time passes while it waits in our own payment line, and the
-    # sweep runs (proving that nothing happens takes waiting)
-    time.sleep(1.5)
+    # sweep runs (proving that nothing happens takes waiting: here elapsed time is the point,
+    # so the condition is the sweep's own clock past a hold's time since the hold was made)
+    held_until = Reservation.objects.get(order=order).created_at + timedelta(seconds=1)
+    wait_until(lambda: timezone.now() > held_until, timeout=5, what="a hold's time to pass")
     expired = orders_services.pipeline_sweep().expired
     # then: it is still held: our slowness never expires an order
     assert expired == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ProductFactory
 from tests.pipeline import all_terminal, ledger, wait_for
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -85,14 +85,6 @@ def both_waiting(backends: Callable[[], set[int]], *, what: str) -> set[int]:
     # No sweep while the row is held: it could only add nudges to the ones under test.
     wait_until(two, what=what)
     return seen
-
-
-def wait_until(done: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def batches(log: Path, stage: str) -> list[int]:

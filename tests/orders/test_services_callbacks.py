@@ -1,4 +1,5 @@
-"""One POST per order carries its latest state when several are pending (API.md), and every
+"""One POST per order carries its latest state when several are pending
+(docs/integrator-guide.md, Callbacks), and every
 terminal status is still delivered, in the order it happened; a failed POST is retried on
 a schedule that covers a day; every POST names its event, its attempt and the change's
 time, and is signed with each valid secret while one is rotated."""
@@ -191,7 +192,8 @@ def test_a_failed_post_is_retried_later_with_backoff(chatbot) -> None:
 
 
 def test_the_retry_schedule_covers_a_day_with_the_wait_capped_at_an_hour() -> None:
-    # given: the default settings (API.md: retried for at least 24 hours)
+    # given: the default settings (docs/integrator-guide.md, Callbacks: retried for at least
+    # 24 hours)
     delays = retry_delays()
     # then: doubling from 2 s, never more than an hour apart
     assert delays[:4] == [2.0, 4.0, 8.0, 16.0]

@@ -1,5 +1,5 @@
 """Shop's refusals on the chatbot API (API keys, the catalogue's filters) answer a 4xx JSON
-envelope; the rules every endpoint shares are in tests/test_api_errors.py."""
+envelope; the rules every endpoint shares are in tests/infra/test_api_errors.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _catalogue(db: None) -> None:
     catalogue()
 
 
-# Every endpoint of API.md section 1, as (method, path).
+# Every endpoint of docs/integrator-guide.md (Endpoints), as (method, path).
 ENDPOINTS = [
     ("get", "/api/v1/campaigns/"),
     ("get", f"/api/v1/campaigns/{SLUG}/"),

@@ -1,4 +1,5 @@
-"""GET /api/v1/products/ (API.md section 1, Catalogue): search, store filter, cursor pages."""
+"""GET /api/v1/products/ (docs/integrator-guide.md, The catalogue): search, store filter,
+cursor pages."""
 
 from __future__ import annotations
 

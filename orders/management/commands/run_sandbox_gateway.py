@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class Command(BaseCommand):
     help = (
-        "Run the sandbox payment gateway (API.md section 2: /v1/charges, /v1/refunds) with "
+        "Run the sandbox payment gateway (/v1/charges, /v1/refunds) with "
         "settable latency, decline and error rates, dropped answers and a requests-per-second "
         "quota; it runs until SIGTERM or Ctrl-C. Same options as "
         "`python -m sandbox_gateway`. The key defaults to settings.PAYMENT_GATEWAY_KEY, "

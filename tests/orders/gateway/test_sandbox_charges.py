@@ -4,7 +4,6 @@ of its faults (conftest.py runs the sandbox)."""
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from orders.gateway.client import ChargeOutcome, GatewayClient
 from tests import stack
 from tests.orders.gateway import sandbox
 from tests.orders.gateway.sandbox import SANDBOX_KEY
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     pass
@@ -311,9 +311,9 @@ def test_client_time_out_is_unknown_while_the_gateway_still_charges(
     assert outcome.kind == "unknown"
     assert outcome.error is not None
     assert "Timeout" in outcome.error
-    deadline = time.monotonic() + 3
-    while not sandbox.ledger(control)["charges"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(
+        lambda: sandbox.ledger(control)["charges"], timeout=3, what="the charge in the ledger"
+    )
     [charge] = sandbox.ledger(control)["charges"]
     assert charge["reference"] == reference
 

@@ -60,7 +60,7 @@ def web(
         "LOG_LEVEL": "INFO",
         # The burst below must be served, not shed: on a slow machine (embedded engines) four
         # simultaneous shoppers on two threads per process can wait past the front door's
-        # budget. Shedding has its own tests (tests/test_server.py).
+        # budget. Shedding has its own tests (tests/infra/test_server.py).
         "WEB_QUEUE_TIMEOUT_MS": "5000",
         "WEB_QUEUE_TIMEOUT_BUSY_MS": "5000",
         "WEB_QUEUE_TIMEOUT_SHEDDING_MS": "5000",

@@ -23,7 +23,7 @@ def _draw(bucket: str, results: multiprocessing.Queue) -> None:
     while time.monotonic() < deadline:
         grant = ratelimit.take(bucket, Limit(per_second=RATE, burst=BURST))
         taken += grant.granted
-        if not grant.granted:
+        if not grant.granted:  # back off as a client would: tokens per second is the point
             time.sleep(min(grant.retry_after, 0.01))
     results.put(taken)
 

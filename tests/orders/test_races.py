@@ -4,7 +4,6 @@ requests than there is stock, coupons or budget."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from shop.models import Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ApiClientFactory, ProductFactory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,6 +50,17 @@ def race(calls: list[Callable[[], object]]) -> list[object]:
         futures = [pool.submit(run, call) for call in calls]
         gate.set()
         return [f.result() for f in futures]
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether a backend of this database waits for a lock (another holds the row it wants)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return waiting > 0
 
 
 def drain_concurrently(campaign_id: int | None, *, batch: int = 7) -> None:
@@ -189,7 +200,7 @@ def test_a_claim_whose_only_free_slice_is_locked_waits_for_it() -> None:
     # when: a claim comes while it is held, and the holder lets go without taking it
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(lambda: claim(client, campaign, "patient"))
-        time.sleep(0.5)
+        wait_until(waiting_for_a_lock, timeout=10, what="the claim to wait on slice 9's lock")
         waited = not pending.done()
         release.set()
         coupon = pending.result(timeout=10)

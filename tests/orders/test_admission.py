@@ -26,7 +26,7 @@ from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.orders import claim, place
 from tests.factories.shop import ApiClientFactory, ProductFactory
-from tests.test_races import race
+from tests.orders.test_races import race
 
 pytestmark = pytest.mark.django_db
 

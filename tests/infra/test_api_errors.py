@@ -1,7 +1,7 @@
 """Bad input that every body-taking endpoint of the chatbot API refuses the same way (the
 API's glue in infra/api.py: body parsing, size, content type, Idempotency-Key, unknown URLs
 and methods, cursors) answers a 4xx JSON envelope `{"error": "<code>", "detail": "<sentence>"}`:
-never a 5xx, never HTML (API.md, conventions). Each app's own refusals are in
+never a 5xx, never HTML (docs/integrator-guide.md, Conventions). Each app's own refusals are in
 tests/<app>/test_api_errors.py."""
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ MALFORMED = {
 def test_malformed_json_is_invalid(api: APIClient, path: str, body: bytes) -> None:
     # given / when
     response = post_raw(api, path, body)
-    # then: API.md, "400 invalid with fields for anything malformed"
+    # then: 400 `invalid`, `fields` naming each problem (docs/integrator-guide.md, Errors
+    # and what to do)
     assert_envelope(response, 400, "invalid")
     assert "body" in response.json()["fields"]
     nothing_written()
@@ -154,7 +155,7 @@ def test_a_body_over_16_kib_is_invalid(api: APIClient, path: str) -> None:
     body = json.dumps({"customer_id": "c-42", "pad": "x" * (16 * 1024)})
     # when
     response = post_raw(api, path, body)
-    # then: API.md lists an oversized body under 400 `invalid` with `fields`
+    # then: docs/integrator-guide.md lists a body too large under 400 `invalid` with `fields`
     assert_envelope(response, 400, "invalid")
     assert "body" in response.json()["fields"]
     nothing_written()

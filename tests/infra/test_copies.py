@@ -1,7 +1,7 @@
 """Per-process copies and the one version that drops them (infra/memo.py): a refused write
 of the version is tried again until it lands, nothing cached is trusted while the version
 cannot be read or went unread too long, and the process that makes a change drops its own
-copies at once. Two processes: tests/test_copies_processes.py."""
+copies at once. Two processes: tests/infra/test_copies_processes.py."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from shop.selectors import products_by_sku_cached
 from tests import stack
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
+from tests.waiting import wait_until
 
 # --- Publishing the version -------------------------------------------------------------------
 
@@ -54,11 +55,15 @@ def allow_writes_once_refused(
     admin: redis.Redis, name: str, refusals: list[dict[str, object]]
 ) -> None:
     """Wait until Redis has refused `name` a write (its ACL LOG says so), then allow it."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not refusals:
+
+    def refused() -> bool:
         refusals.extend(e for e in admin.acl_log(count=128) if e.get("username") == name)
-        time.sleep(0.005)
-    admin.execute_command("ACL", "SETUSER", name, "+@write")
+        return bool(refusals)
+
+    try:
+        wait_until(refused, timeout=30, interval=0.005, what="Redis to refuse the write")
+    finally:
+        admin.execute_command("ACL", "SETUSER", name, "+@write")
 
 
 @pytest.mark.django_db
@@ -118,7 +123,8 @@ def test_a_process_that_did_not_read_the_version_for_long_trusts_nothing_it_held
     products_by_sku_cached([tea.sku])
     with django_assert_num_queries(0):
         products_by_sku_cached([tea.sku])
-    # when: longer than a change tries to publish its version goes by without a read
+    # when: longer than a change tries to publish its version goes by without a read (elapsed
+    # time is what this test is about: nothing else tells the process it may have missed one)
     time.sleep(1.1)
     # then: a change may have gone by unseen, so the copy is read again
     with django_assert_num_queries(1):

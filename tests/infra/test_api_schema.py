@@ -1,5 +1,6 @@
-"""The published OpenAPI schema (/api/schema/) and its docs page: every path of API.md section 1
-is in it, and the real answers of the API validate against what it declares."""
+"""The published OpenAPI schema (/api/schema/) and its docs page: every path of
+docs/integrator-guide.md (Endpoints) is in it, and the real answers of the API validate
+against what it declares."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 OPENAPI_JSON = "application/vnd.oai.openapi+json"
 
-# API.md section 1: path -> methods.
+# docs/integrator-guide.md, Endpoints: path -> methods.
 CONTRACT_PATHS = {
     "/api/v1/campaigns/": {"get"},
     "/api/v1/campaigns/{slug}/": {"get"},

@@ -45,7 +45,7 @@ SHOPPERS = 24
 @pytest.fixture
 def web(worker_env: dict[str, str], sandbox: httpx.Client, log_dir: Path) -> Iterator[str]:
     """gunicorn with two workers, serving the burst rather than shedding it (shedding has its
-    own tests, tests/test_server.py)."""
+    own tests, tests/infra/test_server.py)."""
     env = {
         **worker_env,
         "WEB_QUEUE_TIMEOUT_MS": "5000",

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.test_api_schema import as_json_schema, fetch_schema
+from tests.infra.test_api_schema import as_json_schema, fetch_schema
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_every_error_status_names_its_codes_and_what_to_do() -> None:
 
 
 def test_the_hopeless_answers_of_the_contract_are_documented_where_they_happen() -> None:
-    # given: API.md's error codes per operation
+    # given: the error codes per operation (docs/integrator-guide.md, Errors and what to do)
     expected = {
         ("POST", "/api/v1/campaigns/{slug}/claims/"): {
             "409": {"limit_reached", "campaign_not_active"},

@@ -260,7 +260,8 @@ def test_an_unexpected_failure_answers_a_bare_envelope(api: APIClient) -> None:
 
 
 def test_during_a_rotation_a_signature_with_either_secret_verifies() -> None:
-    # given: a POST signed with the old secret and the new one (API.md: one v1 per secret)
+    # given: a POST signed with the old secret and the new one (docs/integrator-guide.md, Callbacks:
+    # one v1 per secret)
     body, now = b'{"id":"o-1","status":"paid"}', time.time()
     header = signature(secret="whsec-new", body=body, timestamp=int(now), previous_secret="old")
     stamp, old_entry, new_entry = header.split(",")

@@ -24,6 +24,7 @@ from django.conf import settings
 
 from devtools.processes import Layout, table
 from tests import stack
+from tests.waiting import wait_until
 
 LOCK_SECONDS = 5  # BEAT_LOCK_TIMEOUT_SECONDS: the waiting beat polls every fifth of it
 POLL_SECONDS = LOCK_SECONDS / 5
@@ -44,11 +45,8 @@ def sweeps(broker: redis.Redis) -> Counter[int]:
 def poll(done: Callable[[], bool], what: str, timeout: float) -> float:
     """Seconds until `done()`; fails after `timeout`."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if done():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    pytest.fail(f"{what}: not within {timeout} s")
+    wait_until(done, what=what, timeout=timeout)
+    return time.monotonic() - start
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The front door's admission rule (infra.server.FrontDoor), on a clock the test moves: the
 budget a request may wait depends on whether a queue is standing and on how much of the last
-second the door already refused. The server itself is tested in tests/test_server.py."""
+second the door already refused. The server itself is tested in tests/infra/test_server.py."""
 
 from __future__ import annotations
 

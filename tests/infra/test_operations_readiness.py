@@ -13,6 +13,7 @@ import pytest
 
 from bench.chaos.engines import PrivateRedis
 from tests import stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pipeline]
 
@@ -39,12 +40,11 @@ def web(worker_env: dict[str, str], private_redis: PrivateRedis, log_dir: Path) 
 
 
 def poll_until(url: str, status: int, timeout: float = 15.0) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
+    def answered() -> httpx.Response | None:
         response = httpx.get(url, timeout=5)
-        if response.status_code == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+        return response if response.status_code == status else None
+
+    return wait_until(answered, timeout=timeout, interval=0.2, what=f"{status} from {url}")
 
 
 def test_readiness_follows_redis_down_and_back(web: str, private_redis: PrivateRedis) -> None:

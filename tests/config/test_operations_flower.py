@@ -3,7 +3,6 @@ flower`): it sees a real worker, the queue it consumes, and a task it ran (task 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from config.celery import app
 from tests import stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.pipeline]
 
@@ -23,15 +23,6 @@ def flower(worker_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     process = stack.start_flower(port, log_dir / "flower.log", env=env)
     yield f"http://127.0.0.1:{port}"
     stack.stop(process)
-
-
-def eventually(check: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -53,12 +44,12 @@ def test_flower_sees_workers_queues_and_tasks(
     app.send_task("orders.sweep")
 
     # then
-    seen = eventually(consumers)
+    seen = wait_until(consumers, timeout=20, interval=0.5, what="Flower to see the worker")
     assert any(queues == ["maintenance"] for queues in seen.values()), seen  # type: ignore[union-attr]
 
     def swept() -> list[dict]:
         tasks = api.get("/api/tasks").json().values()
         return [t for t in tasks if t["name"] == "orders.sweep" and t["state"] == "SUCCESS"]
 
-    assert eventually(swept)
+    assert wait_until(swept, timeout=20, interval=0.5, what="Flower to see the sweep done")
     assert api.get("/broker").status_code == 200  # queue lengths from the broker

@@ -200,7 +200,8 @@ def test_a_5_mb_body_is_refused_before_it_is_read_and_the_client_sees_why(
         },
         timeout=10,
     )
-    # then: API.md, an oversized body is `invalid` (400), answered with the connection closed
+    # then: an oversized body is `invalid` (400; docs/integrator-guide.md), answered with
+    # the connection closed
     assert answer.status_code == 400
     assert answer.headers["Connection"] == "close"
     assert answer.json()["error"] == "invalid"

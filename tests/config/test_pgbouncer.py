@@ -56,7 +56,7 @@ def web(
         **worker_env,
         **POOLED,
         "DATABASE_URL": pooler.url(pooler.web_db),
-        # Served, not shed: two processes queue on one server connection (tests/test_server.py
+        # Served, not shed: two processes queue on one server connection (tests/infra/test_server.py
         # proves shedding).
         "WEB_QUEUE_TIMEOUT_MS": "10000",
         "WEB_QUEUE_TIMEOUT_BUSY_MS": "10000",
