@@ -1,4 +1,4 @@
-"""Client for the payment gateway (/v1/charges, /v1/refunds), as the settlement worker uses it.
+"""Client for the payment gateway of docs/gateway-protocol.md, as the settlement worker uses it.
 
 Every call returns an outcome and never raises for a network or protocol problem,
 because the caller must record *something* for each attempt. The outcome kinds say
