@@ -36,6 +36,8 @@ from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
 from tests.pipeline import wait_for
 
+CLIENT_README = Path(__file__).resolve().parents[2] / "clients" / "python" / "README.md"
+
 pytestmark = [
     pytest.mark.pipeline,
     pytest.mark.django_db(transaction=True),
@@ -225,3 +227,33 @@ def test_errors_are_mapped_to_the_packages_exceptions(web: str) -> None:
         with pytest.raises(Unauthorized) as unauthorized:
             stranger.list_campaigns()
         assert (unauthorized.value.status, unauthorized.value.error) == (401, "unauthorized")
+
+
+def test_the_readme_quick_start_works_as_written(
+    web: str, gateway: httpx.Client, receiver: str
+) -> None:
+    # given: the demo's campaign and product, and the quick start with this stack's address,
+    # key, callback URL and secret in place of its placeholders
+    chatbot = ApiClientFactory()
+    CampaignFactory(slug="spring-free-order")
+    ProductFactory(sku="TM-MILKTEA-L", price=1800)
+    readme = CLIENT_README.read_text("utf-8")
+    quick_start = readme.split("```python\n", 1)[1].split("```\n", 1)[0]
+    for placeholder, value in (
+        ("http://127.0.0.1:8000", web),
+        ("cop_...", shop_services.api_key_issue(client_id=chatbot.pk).raw),
+        ("https://bot.example.com/hooks/orders", receiver),
+        ("whsec-...", chatbot.webhook_secret),
+    ):
+        assert placeholder in quick_start
+        quick_start = quick_start.replace(placeholder, value)
+    scope: dict[str, object] = {}
+    exec(compile(quick_start, "clients/python/README.md", "exec"), scope)  # noqa: S102
+    # when
+    said = scope["free_milk_tea"]("c-99")
+    wait_for(lambda: any(b'"paid"' in body for _, body in _Receiver.heard), what="a callback")
+    headers, body = next((h, b) for h, b in _Receiver.heard if b'"paid"' in b)
+    scope["on_callback"](body, headers)
+    # then
+    assert said.strip() == "paid"
+    scope["api"].close()
