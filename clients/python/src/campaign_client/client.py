@@ -232,10 +232,10 @@ class CampaignClient:
             else:
                 if response.status_code < 400:  # noqa: PLR2004
                     return response
-                failure = _api_error(response)
+                answered = _api_error(response)
                 if response.status_code not in policy.statuses:
-                    raise failure
-                retry_after = failure.retry_after
+                    raise answered
+                failure, retry_after = answered, answered.retry_after
             if attempt >= policy.max_attempts:
                 raise failure
             wait = policy.delay(attempt, retry_after, self._rng)
