@@ -7,6 +7,7 @@ secret is rotated (docs/integrator-guide.md, the whole of it)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,10 +28,10 @@ from campaign_client import (
     verify_webhook,
 )
 
-from orders.models import Payment
+from orders.models import Order, Payment
 from orders.services.settlement import gateway as gateway_client
 from shop import services as shop_services
-from shop.models import ApiClient
+from shop.models import ApiClient, RateLimit
 from tests import stack
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
@@ -191,6 +192,29 @@ def test_the_cancel_path(web: str, gateway: httpx.Client) -> None:
     assert again.status == "cancelled"
     assert paid.status == "paid"
     assert (refused.value.status, refused.value.error) == (409, "not_cancellable")
+
+
+def test_a_429_from_the_service_is_waited_out_and_retried_with_the_same_key(
+    web: str, gateway: httpx.Client
+) -> None:
+    # given: one claim or order a second per shopper, no burst (in force in every process
+    # within RATE_LIMIT_CACHE_SECONDS)
+    shop_services.rate_limit_set(
+        scope=RateLimit.Scope.CUSTOMER_REQUESTS, per_second=1, burst=1, actor="staff:test"
+    )
+    time.sleep(0.5)
+    tea = ProductFactory(price=1800)
+    with bot(web, ApiClientFactory()) as client:
+        first = client.place_order("c-5", [(tea.sku, 1)])
+        # when: a second order at once is refused 429 with Retry-After, and retried
+        started = time.monotonic()
+        second = client.place_order("c-5", [(tea.sku, 2)])
+        waited = time.monotonic() - started
+    # then: it waited at least the second asked, and made one order, not two
+    assert waited >= 1
+    assert (second.replayed, second.items[0].quantity) == (False, 2)
+    assert Order.objects.filter(customer_id="c-5").count() == 2
+    assert first.id != second.id
 
 
 def test_errors_are_mapped_to_the_packages_exceptions(web: str) -> None:
