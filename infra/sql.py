@@ -99,16 +99,16 @@ class _Names:
         if not spec:
             self._used.add((self._meta.db_table, ""))
             return self._meta.db_table
-        if spec == "*" or spec.endswith(".*"):
-            prefix = spec[:-1]
-            return ", ".join(prefix + self._column(f) for f in self._meta.concrete_fields)
+        if spec == "*" or spec.endswith(".*"):  # whatever columns the model has
+            self._used.add((self._meta.db_table, "*"))
+            return ", ".join(spec[:-1] + f.column for f in self._meta.concrete_fields)
         raise ValueError(f"unknown format {spec!r} for a model in a statement")
 
 
 @dataclass(frozen=True)
 class Statement:
     """A statement as written (template, names) and as built (text, the columns it names:
-    (table, column) pairs, column "" for the table itself)."""
+    (table, column) pairs, column "" for the table itself and "*" for all its columns)."""
 
     module: str
     template: str
