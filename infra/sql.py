@@ -54,18 +54,6 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def columns(model: type[models.Model], *, alias: str = "") -> str:
-    """The model's columns (its concrete fields'), quoted and comma-separated, each after
-    `alias.` when given: the select list of a hand-written read, never `*`. A migration adds
-    a column before the code that knows it serves (docs/operations.md, "Changing the schema");
-    a read that names its columns neither hands the running code a column its model lacks
-    nor changes its result type under a prepared statement. Call it once, at import: each
-    statement stays one text per process, prepared once per connection."""
-    quote = connection.ops.quote_name
-    prefix = f"{quote(alias)}." if alias else ""
-    return ", ".join(prefix + quote(f.column) for f in model._meta.concrete_fields)
-
-
 # --- Hand-written statements --------------------------------------------------------------
 # Each app keeps its hand-written SQL in its own sql.py, written with `statement`: a template
 # that names every table and column through the models' metadata, so a statement cannot drift
@@ -80,7 +68,11 @@ class UnknownColumn(LookupError):
 
 class _Names:
     """One model in a template: `{o}` is its table, `{o.status}` the column of its field (by
-    name or attname) `status`, `{o:*}` all its columns and `{o:x.*}` the same after `x.`."""
+    name or attname) `status`, `{o:*}` all its columns and `{o:x.*}` the same after `x.`: the
+    select list of a read, never `*`. A migration adds a column before the code that knows
+    it serves (docs/operations.md, "Changing the schema"); a read that names its columns
+    neither hands the running code a column its model lacks nor changes its result type
+    under a prepared statement."""
 
     def __init__(self, model: Any, meta: Any, used: set[tuple[str, str]]) -> None:
         self._model, self._meta, self._used = model, meta, used
