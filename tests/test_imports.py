@@ -1,6 +1,7 @@
 """The import graph keeps its shape: config, the shell, sits on top and wires the apps;
 below it dependencies point one way (orders → coupons → shop → infra, so infra, the ground
-every app stands on, imports no app), and no package imports its own modules in a loop. The contracts are pyproject.toml's [tool.importlinter]; import-linter reads the imports
+every app stands on, imports no app), and no package imports its own modules in a loop. The
+contracts are pyproject.toml's [tool.importlinter]; import-linter reads the imports
 from the source, so an import inside a function or under TYPE_CHECKING counts as well.
 
 Also: each module that DRF loads by its dotted path from settings can be imported first, in a
