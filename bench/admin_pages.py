@@ -1,7 +1,7 @@
 """Time the staff admin's pages against a database of campaign volume.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
-        .venv/bin/python manage.py seed_volume --orders 1000000 --coupons 1000000
+        .venv/bin/python -m bench.seed_volume --orders 1000000 --coupons 1000000
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
         .venv/bin/python -m bench.admin_pages
 
@@ -58,7 +58,7 @@ def _pages() -> list[tuple[str, str]]:
 
     campaign = coupons_selectors.campaigns_with_issued().order_by("-coupons_issued").first()
     if campaign is None:
-        sys.exit("No campaign: run manage.py seed_volume into this database first.")
+        sys.exit("No campaign: run python -m bench.seed_volume into this database first.")
     order = Order.objects.filter(status="paid").order_by("-id").first()
     waiting = Order.objects.filter(status="received").order_by("-id").first()
     coupon = Coupon.objects.order_by("-id").first()

@@ -9,10 +9,11 @@ from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
+from coupons import sql
 from coupons.models import Campaign, Coupon, CouponSlice
 from infra.errors import NotFound
 from infra.memo import TtlCache
-from infra.sql import columns, prepared_objects, prepared_rows
+from infra.sql import prepared_objects, prepared_rows
 
 
 def campaigns_with_issued(queryset: QuerySet[Campaign] | None = None) -> QuerySet[Campaign]:
@@ -54,40 +55,21 @@ def campaign_get(*, slug: str) -> Campaign:
     return campaign
 
 
-# The reservation worker's locking reads, fixed texts prepared once per connection (the ORM
-# compiled them again for every batch, and its IN (...) made a text per batch size). They name
-# their columns (infra.sql.columns): a column a migration adds is not read.
-_CAMPAIGN_FOR_UPDATE = (
-    f"SELECT {columns(Campaign)} FROM coupons_campaign "  # noqa: S608 (the model's names)
-    "WHERE id = %s FOR NO KEY UPDATE"
-)
-_COUPONS_FOR_UPDATE = (
-    f"SELECT {columns(Coupon)} FROM coupons_coupon "  # noqa: S608 (the model's names)
-    "WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
-)
-
-
-# The same reads without a lock, for a reservation batch that checks what it read when it
-# writes its counters (orders.services.holds: batches of one campaign run side by side).
-_CAMPAIGN_READ = f"SELECT {columns(Campaign)} FROM coupons_campaign WHERE id = %s"  # noqa: S608
-_COUPONS_READ = f"SELECT {columns(Coupon)} FROM coupons_coupon WHERE id = ANY(%s)"  # noqa: S608
-
-
 def campaign_read(*, campaign_id: int) -> Campaign:
     """The campaign row as committed now, unlocked (`campaign_for_update` locks it)."""
-    for campaign in prepared_objects(Campaign, _CAMPAIGN_READ, [campaign_id]):
+    for campaign in prepared_objects(Campaign, sql.CAMPAIGN_READ, [campaign_id]):
         return campaign
     raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
 
 
 def coupons_read(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
     """Coupons as committed now, unlocked (`coupons_for_update` locks them)."""
-    return {c.pk: c for c in prepared_objects(Coupon, _COUPONS_READ, [list(coupon_ids)])}
+    return {c.pk: c for c in prepared_objects(Coupon, sql.COUPONS_READ, [list(coupon_ids)])}
 
 
 def campaign_for_update(*, campaign_id: int) -> Campaign:
     """Lock the campaign row (lock order: order → campaign → coupon → product)."""
-    for campaign in prepared_objects(Campaign, _CAMPAIGN_FOR_UPDATE, [campaign_id]):
+    for campaign in prepared_objects(Campaign, sql.CAMPAIGN_FOR_UPDATE, [campaign_id]):
         return campaign
     raise Campaign.DoesNotExist(f"No campaign {campaign_id}.")
 
@@ -107,16 +89,10 @@ class CouponTerms:
     max_discount: int
 
 
-_COUPON_TERMS_SQL = (
-    "SELECT id, client_id, customer_id, campaign_id, max_discount "  # noqa: S608 (constant)
-    f"FROM {Coupon._meta.db_table} WHERE code = %s"
-)
-
-
 def coupon_terms(*, code: str) -> CouponTerms | None:
     """One prepared statement: intake runs it for every order that names a coupon, and the
     ORM's compiler and PostgreSQL's planner cost more than the lookup itself."""
-    rows = prepared_rows(_COUPON_TERMS_SQL, [code])
+    rows = prepared_rows(sql.COUPON_TERMS, [code])
     return CouponTerms(*rows[0]) if rows else None
 
 
@@ -167,7 +143,7 @@ def campaign_sold_out_note(campaign_id: int, *, version: str | None) -> None:
 
 
 def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
-    return {c.pk: c for c in prepared_objects(Coupon, _COUPONS_FOR_UPDATE, [list(coupon_ids)])}
+    return {c.pk: c for c in prepared_objects(Coupon, sql.COUPONS_FOR_UPDATE, [list(coupon_ids)])}
 
 
 def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Coupon]:

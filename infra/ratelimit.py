@@ -21,39 +21,55 @@ from infra import fast
 
 log = logging.getLogger(__name__)
 
+UNLIMITED_WAIT = 0.0
+STOPPED_WAIT = 5.0  # a rate of 0 stops the work; look again this often
+
+# The bucket itself, as Lua functions that a script puts before its own body: `take` below
+# and the intake's admission script (orders.waiting_line, which checks two buckets before it
+# takes from either) are both written with them. A bucket is a hash of its tokens and the
+# moment they were counted (`ts`, Redis's clock); it refills at `rate` tokens a second up to
+# `burst`, and a bucket never seen (or expired, once full again) is full.
+BUCKET_LUA = f"""
+local BUCKET_STOPPED_WAIT = {STOPPED_WAIT!r}
+local function bucket_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function bucket_level(key, rate, burst, now)
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil then return burst, now end
+  if now > ts then return math.min(burst, tokens + (now - ts) * rate), now end
+  return tokens, ts
+end
+local function bucket_wait(tokens, rate)
+  if tokens >= 1 then return 0 end
+  return (1 - tokens) / rate
+end
+local function bucket_store(key, rate, burst, tokens, ts)
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(ts))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+"""
+
 # KEYS[1]: the bucket. ARGV: rate (tokens/s, > 0), burst (max tokens), want.
 # Returns {granted, seconds until the next token as a string}.
-_TAKE_LUA = """
+_TAKE_LUA = (
+    BUCKET_LUA
+    + """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate)
-  ts = now
-end
+local tokens, ts = bucket_level(KEYS[1], rate, burst, bucket_now())
 local granted = math.min(want, math.floor(tokens))
 tokens = tokens - granted
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+bucket_store(KEYS[1], rate, burst, tokens, ts)
 local wait = 0
-if granted < want then
-  wait = (1 - tokens) / rate
-  if wait < 0 then wait = 0 end
-end
+if granted < want then wait = bucket_wait(tokens, rate) end
 return {granted, tostring(wait)}
 """
-
-UNLIMITED_WAIT = 0.0
-STOPPED_WAIT = 5.0  # a rate of 0 stops the work; look again this often
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,11 @@ class Grant:
     retry_after: float  # seconds until a token is likely (0 when all were granted)
 
 
+def bucket_key(bucket: str) -> str:
+    """The Redis key of the bucket named `bucket`."""
+    return f"cop:bucket:{bucket}"
+
+
 @cache
 def _script() -> Script:
     return fast.client().register_script(_TAKE_LUA)
@@ -83,9 +104,7 @@ def take(bucket: str, limit: Limit, want: int = 1) -> Grant:
         return Grant(granted=0, retry_after=STOPPED_WAIT)
     burst = max(1, limit.burst)
     try:
-        granted, wait = _script()(
-            keys=[f"cop:bucket:{bucket}"], args=[limit.per_second, burst, want]
-        )
+        granted, wait = _script()(keys=[bucket_key(bucket)], args=[limit.per_second, burst, want])
     except redis.RedisError:
         log.warning("rate limiter unavailable for %s; failing open", bucket, exc_info=True)
         return Grant(granted=want, retry_after=UNLIMITED_WAIT)

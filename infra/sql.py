@@ -19,6 +19,7 @@ payload is an order document full of quotes. Ten callback rows: 90 µs to dump i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,16 +54,107 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def columns(model: type[models.Model], *, alias: str = "") -> str:
-    """The model's columns (its concrete fields'), quoted and comma-separated, each after
-    `alias.` when given: the select list of a hand-written read, never `*`. A migration adds
-    a column before the code that knows it serves (docs/operations.md, "Changing the schema");
-    a read that names its columns neither hands the running code a column its model lacks
-    nor changes its result type under a prepared statement. Call it once, at import: each
-    statement stays one text per process, prepared once per connection."""
-    quote = connection.ops.quote_name
-    prefix = f"{quote(alias)}." if alias else ""
-    return ", ".join(prefix + quote(f.column) for f in model._meta.concrete_fields)
+# --- Hand-written statements --------------------------------------------------------------
+# Each app keeps its hand-written SQL in its own sql.py, written with `statement`: a template
+# that names every table and column through the models' metadata, so a statement cannot drift
+# from the models (tests/test_sql_columns.py checks every one against them and against the
+# database). Built once, at import: a statement is one fixed text per process, prepared once
+# per connection.
+
+
+class UnknownColumn(LookupError):
+    """A template names a field its model does not have (or one with no column)."""
+
+
+class _Names:
+    """One model in a template: `{o}` is its table, `{o.status}` the column of its field (by
+    name or attname) `status`, `{o:*}` all its columns and `{o:x.*}` the same after `x.`: the
+    select list of a read, never `*`. A migration adds a column before the code that knows
+    it serves (docs/operations.md, "Changing the schema"); a read that names its columns
+    neither hands the running code a column its model lacks nor changes its result type
+    under a prepared statement."""
+
+    def __init__(self, model: Any, meta: Any, used: set[tuple[str, str]]) -> None:
+        self._model, self._meta, self._used = model, meta, used
+
+    def _column(self, field: Any) -> str:
+        self._used.add((self._meta.db_table, field.column))
+        return field.column
+
+    def __getattr__(self, name: str) -> str:
+        for field in self._meta.concrete_fields:
+            if name in (field.name, field.attname):
+                return self._column(field)
+        raise UnknownColumn(f"{self._meta.db_table} has no column for {name!r}")
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            self._used.add((self._meta.db_table, ""))
+            return self._meta.db_table
+        if spec == "*" or spec.endswith(".*"):  # whatever columns the model has
+            self._used.add((self._meta.db_table, "*"))
+            return ", ".join(spec[:-1] + f.column for f in self._meta.concrete_fields)
+        raise ValueError(f"unknown format {spec!r} for a model in a statement")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement as written (template, names) and as built (text, the columns it names:
+    (table, column) pairs, column "" for the table itself and "*" for all its columns)."""
+
+    module: str
+    template: str
+    names: dict[str, Any]
+    text: str
+    used: frozenset[tuple[str, str]]
+
+
+STATEMENTS: list[Statement] = []  # every statement built, for tests/test_sql_columns.py
+
+
+def render(
+    template: str, names: dict[str, Any], *, meta: Callable[[Any], Any] | None = None
+) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The template's text with each model among `names` (`{o}`, `{o.field}`, `{o:*}`) put
+    as its table and columns, read from `meta(model)` (default: the model's _meta), and any
+    other name put as the string it is; and the (table, column) pairs it named. Raises
+    UnknownColumn for a field the model lacks."""
+    used: set[tuple[str, str]] = set()
+    read = meta or (lambda model: model._meta)
+    values = {
+        key: value if isinstance(value, str) else _Names(value, read(value), used)
+        for key, value in names.items()
+    }
+    return template.format(**values), frozenset(used)
+
+
+def matching(name: str, lookups: dict[str, object]) -> str:
+    """A template's condition for a filter of constants, `field=value` and
+    `field__isnull=bool` (what an ORM `.filter(**lookups)` means), on the model named `name`
+    in the template: so one definition serves the ORM and a hand-written statement. The
+    values are the code's own constants, written into the text (a partial index whose
+    predicate names them stays usable by a prepared statement's generic plan)."""
+    terms = []
+    for lookup, value in lookups.items():
+        field, _, op = lookup.partition("__")
+        column = "{%s.%s}" % (name, field)  # noqa: UP031 (a template's placeholder, braces and all)
+        if op == "isnull":
+            terms.append(f"{column} IS {'' if value else 'NOT '}NULL")
+        elif not op and isinstance(value, str):
+            literal = value.replace("'", "''").replace("{", "{{").replace("}", "}}")
+            terms.append(f"{column} = '{literal}'")
+        else:
+            raise ValueError(f"matching() knows field=str and field__isnull, not {lookup!r}")
+    return " AND ".join(terms)
+
+
+def statement(template: str, **names: Any) -> str:
+    """A hand-written statement, built from `template` and the models in `names` (see
+    `render`), and recorded in STATEMENTS. Call it once, at import."""
+    text, used = render(template, names)
+    module = sys._getframe(1).f_globals.get("__name__", "")  # the caller: its app
+    STATEMENTS.append(Statement(module, template, dict(names), text, used))
+    return text
 
 
 def prepared_objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:

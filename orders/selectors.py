@@ -11,9 +11,10 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from infra.errors import NotFound
-from infra.sql import columns, prepared_objects
-from orders import waiting_line
+from infra.sql import prepared_objects
+from orders import sql, waiting_line
 from orders.models import (
+    LINE,
     CallbackDelivery,
     Order,
     OrderEvent,
@@ -33,19 +34,9 @@ def order_get(*, client_id: int, public_id: str) -> Order:
     return order
 
 
-# A replayed order POST reads its first answer back by the key: one prepared statement (the
-# ORM's query compiler cost more than the look-up, at one request in twenty in the benchmark).
-# Every read names its columns (infra.sql.columns), so a column a migration adds is not read.
-_ORDER_COLUMNS = columns(Order)
-_ORDER_BY_KEY = (
-    f"SELECT {_ORDER_COLUMNS} FROM orders_order "  # noqa: S608 (no value but the model's names)
-    "WHERE client_id = %s AND idempotency_key = %s"
-)
-
-
 def order_by_key(*, client_id: int, idempotency_key: str) -> Order | None:
     """The client's order placed with this Idempotency-Key, if any."""
-    found = prepared_objects(Order, _ORDER_BY_KEY, [client_id, idempotency_key])
+    found = prepared_objects(Order, sql.ORDER_BY_KEY, [client_id, idempotency_key])
     return found[0] if found else None
 
 
@@ -56,61 +47,9 @@ def order_list(*, client_id: int, customer_id: str | None = None) -> QuerySet[Or
     return qs.order_by("-id")
 
 
-# The workers' batch reads, in SQL written once: the ORM would compile each again for every
-# batch (a fifth of the settlement worker's time went to building and compiling these
-# queries), and its `IN (%s, %s, ...)` gives each batch size a statement text of its own,
-# which PostgreSQL must parse and plan anew; `= ANY(%s)` takes the batch as one array, so each
-# read is one prepared statement per connection (infra.sql.prepared_objects). Rows come back
-# as model objects, as from the ORM.
-# No value but the model's own names and constants is written into these texts (S608).
-_LINES_BY_ORDER = (
-    f"SELECT {columns(OrderLine)} FROM orders_orderline "  # noqa: S608
-    "WHERE order_id = ANY(%s) ORDER BY order_id, id"
-)
-_ORDERS_FOR_UPDATE = (
-    f"SELECT {_ORDER_COLUMNS} FROM orders_order "  # noqa: S608
-    "WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
-)
-_RESERVATIONS_BY_ORDER = (
-    f"SELECT {columns(Reservation)} FROM orders_reservation WHERE order_id = ANY(%s)"  # noqa: S608
-)
-_PAYMENTS_BY_ORDER = f"SELECT {columns(Payment)} FROM orders_payment WHERE order_id = ANY(%s)"  # noqa: S608
-# Statuses are written into the text, not passed: a prepared statement's generic plan can then
-# use the partial indexes whose predicates name them. The reserved orders are walked in id
-# order through order_settle_idx (reserved only), each one's payment looked up by the unique
-# index on order_id, until the batch is full: a batch costs the orders waiting for payment,
-# never the orders already final. Through the primary key, at 360,000 orders it filtered out
-# 181,886 rows a batch; written as a join, the planner hashed every payment ever made (a
-# sequential scan of orders_payment, 277 ms a batch at a million orders). OFFSET 0 keeps the
-# NOT EXISTS a per-row lookup rather than a join. An order is due when it has no payment yet,
-# or its payment is open and due again (a payment is one per order).
-_ORDERS_DUE_FOR_PAYMENT = f"""
-    SELECT {columns(Order, alias="o")} FROM orders_order o
-    WHERE o.status = '{Order.Status.RESERVED.value}'
-      AND NOT EXISTS (
-        SELECT 1 FROM orders_payment p
-        WHERE p.order_id = o.id
-          AND NOT (p.status IN ('{Payment.Status.PENDING.value}',
-                                '{Payment.Status.UNKNOWN.value}',
-                                '{Payment.Status.RETRY.value}')
-                   AND p.next_attempt_at <= %s)
-        OFFSET 0)
-    ORDER BY o.id LIMIT %s
-    FOR NO KEY UPDATE OF o SKIP LOCKED"""  # noqa: S608 (no value but the model's own constants)
-# The line of `_line` below, locked, as one fixed text.
-_LINE_FOR_UPDATE = f"""
-    SELECT {_ORDER_COLUMNS} FROM orders_order
-    WHERE campaign_id {{campaign}} AND status = '{Order.Status.RECEIVED.value}'
-      AND parked_at IS NULL
-    ORDER BY id LIMIT %s
-    FOR NO KEY UPDATE SKIP LOCKED"""  # noqa: S608 (no value but the model's own constants)
-_CAMPAIGN_LINE_FOR_UPDATE = _LINE_FOR_UPDATE.format(campaign="= %s")
-_NO_CAMPAIGN_LINE_FOR_UPDATE = _LINE_FOR_UPDATE.format(campaign="IS NULL")
-
-
 def lines_by_order(order_ids: Iterable[int]) -> dict[int, list[OrderLine]]:
     grouped: dict[int, list[OrderLine]] = defaultdict(list)
-    for line in prepared_objects(OrderLine, _LINES_BY_ORDER, [list(order_ids)]):
+    for line in prepared_objects(OrderLine, sql.LINES_BY_ORDER, [list(order_ids)]):
         grouped[line.order_id].append(line)
     return grouped
 
@@ -163,27 +102,29 @@ def received_orders_for_update(*, campaign_id: int | None, limit: int) -> list[O
     """The oldest received orders of one campaign's line, locked; rows another worker holds
     are skipped, not waited for."""
     if campaign_id is None:
-        return prepared_objects(Order, _NO_CAMPAIGN_LINE_FOR_UPDATE, [limit])
-    return prepared_objects(Order, _CAMPAIGN_LINE_FOR_UPDATE, [campaign_id, limit])
+        return prepared_objects(Order, sql.NO_CAMPAIGN_LINE_FOR_UPDATE, [limit])
+    return prepared_objects(Order, sql.CAMPAIGN_LINE_FOR_UPDATE, [campaign_id, limit])
 
 
 def orders_due_for_payment_for_update(*, now: datetime, limit: int) -> list[Order]:
     """Reserved orders whose payment has not started, or whose last attempt is due again
     (retry after 429, unknown outcome, or a `pending` lease that ran out: its worker died)."""
-    return prepared_objects(Order, _ORDERS_DUE_FOR_PAYMENT, [now, limit])
+    return prepared_objects(Order, sql.ORDERS_DUE_FOR_PAYMENT, [now, limit])
 
 
 def orders_for_update(*, order_ids: Iterable[int]) -> list[Order]:
-    return prepared_objects(Order, _ORDERS_FOR_UPDATE, [list(order_ids)])
+    return prepared_objects(Order, sql.ORDERS_FOR_UPDATE, [list(order_ids)])
 
 
 def reservations_by_order(order_ids: Iterable[int]) -> dict[int, Reservation]:
-    rows = prepared_objects(Reservation, _RESERVATIONS_BY_ORDER, [list(order_ids)])
+    rows = prepared_objects(Reservation, sql.RESERVATIONS_BY_ORDER, [list(order_ids)])
     return {r.order_id: r for r in rows}
 
 
 def payments_by_order(order_ids: Iterable[int]) -> dict[int, Payment]:
-    return {p.order_id: p for p in prepared_objects(Payment, _PAYMENTS_BY_ORDER, [list(order_ids)])}
+    return {
+        p.order_id: p for p in prepared_objects(Payment, sql.PAYMENTS_BY_ORDER, [list(order_ids)])
+    }
 
 
 # A payment in one of these may have moved money, or may still: its order is not expired.
@@ -337,9 +278,9 @@ def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
 
 
 def _line(campaign_id: int | None) -> QuerySet[Order]:
-    """A campaign's line: its received orders, less the parked ones. The reservation
-    worker's locking read spells the same out in SQL (_LINE_FOR_UPDATE): change both."""
-    return _of_campaign(campaign_id).filter(status=Order.Status.RECEIVED, parked_at__isnull=True)
+    """A campaign's line (orders.models.LINE, which the reservation worker's locking read,
+    orders.sql.CAMPAIGN_LINE_FOR_UPDATE, is written from)."""
+    return _of_campaign(campaign_id).filter(**LINE)
 
 
 # --- For the staff admin's pages -----------------------------------------------------------
@@ -445,33 +386,13 @@ def campaign_minutes(
         cursor.execute("SET LOCAL jit = off")
         if low is not None:
             cursor.execute(
-                """
-                SELECT floor(date_part('epoch', created_at) / 60)::bigint, count(*)
-                FROM orders_order
-                WHERE id >= %s AND id < %s AND campaign_id = %s
-                  AND created_at >= %s AND created_at < %s
-                GROUP BY 1
-                """,
+                sql.MINUTES_ACCEPTED,
                 [low, high if high is not None else 2**62, campaign_id, start, end],
             )
             for minute, count in cursor.fetchall():
                 minutes[minute].accepted = count
-        # OFFSET 0 keeps the lookup of each paid order a nested loop over the primary key:
-        # the window holds few of the table's orders, and a hash join would read them all.
         cursor.execute(
-            """
-            SELECT floor(date_part('epoch', e.created_at) / 60)::bigint,
-                   floor(ln(greatest(date_part('epoch', e.created_at - o.created_at) * 1000, 1))
-                         / ln(%s))::int,
-                   count(*)
-            FROM orders_orderevent e
-            CROSS JOIN LATERAL (
-              SELECT created_at FROM orders_order
-              WHERE id = e.order_id AND campaign_id = %s OFFSET 0
-            ) o
-            WHERE e.target = 'paid' AND e.created_at >= %s AND e.created_at < %s
-            GROUP BY 1, 2
-            """,
+            sql.MINUTES_PAID,
             [LATENCY_BASE, campaign_id, start, end],
         )
         for minute, bucket, count in cursor.fetchall():
@@ -499,22 +420,7 @@ def _first_order_id_from(moment: datetime) -> int | None:
     whatever the table's size."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            WITH RECURSIVE b(lo, hi) AS (
-              SELECT min(id), max(id) FROM orders_order
-              UNION ALL
-              SELECT CASE WHEN p.at >= %(moment)s THEN b.lo ELSE (b.lo + b.hi) / 2 + 1 END,
-                     CASE WHEN p.at >= %(moment)s THEN (b.lo + b.hi) / 2 ELSE b.hi END
-              FROM b CROSS JOIN LATERAL (
-                SELECT created_at AS at FROM orders_order
-                WHERE id >= (b.lo + b.hi) / 2 ORDER BY id LIMIT 1
-              ) p
-              WHERE b.lo < b.hi
-            )
-            SELECT o.id FROM orders_order o
-            WHERE o.id >= (SELECT max(lo) FROM b) AND o.created_at >= %(moment)s
-            ORDER BY o.id LIMIT 1
-            """,
+            sql.FIRST_ORDER_ID_FROM,
             {"moment": moment},
         )
         row = cursor.fetchone()

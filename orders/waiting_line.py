@@ -31,6 +31,7 @@ import redis
 from django.conf import settings
 from redis.commands.core import Script
 
+from infra import ratelimit
 from infra.fast import client, key
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def nudge_hold(kind: str, name: str, lane: int = 0) -> None:
 
 # --- Intake in one round trip ------------------------------------------------------------------
 # Everything an order needs from Redis on its way in, in one atomic script: the client's and
-# the customer's token buckets (infra.ratelimit's algorithm), the place in the campaign's line
+# the customer's token buckets (infra.ratelimit.BUCKET_LUA), the place in the campaign's line
 # and its ceiling, the coalesced nudge mark, and what the position and wait are computed from.
 # Every check comes before the first write (a Lua error keeps the writes already made).
 # A ticket is taken only in a line Redis still knows: after a restart the line is first
@@ -283,28 +284,26 @@ def nudge_hold(kind: str, name: str, lane: int = 0) -> None:
 #       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out + aside, nudge claimed, drained in the
 #       window, seconds of the window since the first drain}. The drain counters are read by names
 #       built here (one Redis server; a cluster would need them passed as KEYS).
-_ADMIT_LUA = """
+_ADMIT_LUA = ratelimit.BUCKET_LUA + (
+    """
 if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return {4} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function bucket(key, rate, burst)
-  if rate < 0 then return nil, 0 end
-  if rate == 0 then return nil, 5 end
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(state[1])
-  local ts = tonumber(state[2])
-  if tokens == nil then tokens = burst; ts = now end
-  if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate) end
-  if tokens < 1 then return nil, (1 - tokens) / rate end
-  return tokens - 1, 0
+local now = bucket_now()
+-- One token of a bucket, not taken yet: tokens left, ts, 0 | nil, nil, seconds to wait
+-- (none for no limit, rate < 0; a rate of 0 stops the requests: ratelimit.STOPPED_WAIT).
+local function peek(key, rate, burst)
+  if rate < 0 then return nil, nil, 0 end
+  if rate == 0 then return nil, nil, BUCKET_STOPPED_WAIT end
+  local tokens, ts = bucket_level(key, rate, burst, now)
+  if tokens < 1 then return nil, nil, bucket_wait(tokens, rate) end
+  return tokens - 1, ts, 0
 end
 local c_rate, c_burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local u_rate, u_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
-local c_left, c_wait = bucket(KEYS[1], c_rate, c_burst)
+local c_left, c_ts, c_wait = peek(KEYS[1], c_rate, c_burst)
 if c_left == nil and c_rate >= 0 then return {0, tostring(c_wait)} end
-local u_left, u_wait = nil, 0
+local u_left, u_ts, u_wait = nil, nil, 0
 if KEYS[2] ~= '' then
-  u_left, u_wait = bucket(KEYS[2], u_rate, u_burst)
+  u_left, u_ts, u_wait = peek(KEYS[2], u_rate, u_burst)
   if u_left == nil and u_rate >= 0 then return {0, tostring(u_wait)} end
 end
 local given = redis.call('GET', KEYS[3])
@@ -329,14 +328,8 @@ if (ceiling > 0 and waiting >= ceiling)
    or (longest > 0 and rate > 0 and (waiting + 1) / rate > longest) then
   return {2, waiting, drained, since}
 end
-if c_left ~= nil then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(c_left), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(c_burst / c_rate * 1000) + 1000)
-end
-if u_left ~= nil then
-  redis.call('HSET', KEYS[2], 'tokens', tostring(u_left), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[2], math.ceil(u_burst / u_rate * 1000) + 1000)
-end
+if c_left ~= nil then bucket_store(KEYS[1], c_rate, c_burst, c_left, c_ts) end
+if u_left ~= nil then bucket_store(KEYS[2], u_rate, u_burst, u_left, u_ts) end
 local ticket = redis.call('INCR', KEYS[3])
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
@@ -344,6 +337,7 @@ if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1
 local aside = tonumber(redis.call('GET', KEYS[7]) or '0')
 return {3, ticket, out + aside, claimed, drained, since}
 """
+)
 ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
 
 
@@ -391,8 +385,8 @@ def admit(
     within `request_key_seconds` is answered ADMIT_REPLAY and takes nothing."""
     name = queue_name(campaign_id)
     keys = [
-        f"cop:bucket:{client_bucket}",
-        f"cop:bucket:{customer_bucket}" if customer_bucket else "",
+        ratelimit.bucket_key(client_bucket),
+        ratelimit.bucket_key(customer_bucket) if customer_bucket else "",
         key("q", name, "in"),
         key("q", name, "out"),
         key("nudge", nudge_kind, name),

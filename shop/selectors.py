@@ -17,6 +17,7 @@ from infra import fast
 from infra.memo import TtlCache
 from infra.ratelimit import Limit
 from infra.sql import prepared_objects
+from shop import sql
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
@@ -52,22 +53,15 @@ def products_by_sku_cached(skus: Iterable[str]) -> dict[str, Product]:
 
 def products_for_update(product_ids: Iterable[int]) -> dict[int, Product]:
     """Lock products in pk order (lock order: ... → coupon → product). Inside an atomic block."""
-    rows = prepared_objects(Product, _PRODUCTS_FOR_UPDATE, [list(product_ids)])
+    rows = prepared_objects(Product, sql.PRODUCTS_FOR_UPDATE, [list(product_ids)])
     return {p.pk: p for p in rows}
 
 
 def products_read(product_ids: Iterable[int]) -> dict[int, Product]:
     """Products' stock as committed now, unlocked: for a batch that takes its units with a
     conditional UPDATE (`services.stock_take`), which checks them again."""
-    rows = prepared_objects(Product, _PRODUCTS_READ, [list(product_ids)])
+    rows = prepared_objects(Product, sql.PRODUCTS_READ, [list(product_ids)])
     return {p.pk: p for p in rows}
-
-
-_PRODUCTS_READ = "SELECT id, sku, stock FROM shop_product WHERE id = ANY(%s)"
-# A fixed text, prepared once per connection (the reservation worker runs it every batch).
-_PRODUCTS_FOR_UPDATE = (
-    "SELECT id, sku, stock FROM shop_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
-)
 
 
 def api_key_hash(raw_key: str) -> str:

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from coupons import selectors
+from coupons import selectors, sql
 from coupons.campaign_spec import CampaignFile, CampaignFileError, CampaignSpec
 from coupons.errors import (
     CampaignNotActive,
@@ -131,11 +131,7 @@ def _slices_respread(slices: list[CouponSlice], coupons_total: int) -> None:
     is not below the coupons issued."""
     rooms = _spread(coupons_total - sum(s.issued for s in slices), len(slices))
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE coupons_couponslice s SET cap = s.issued + r.room"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, room) WHERE s.id = r.id",
-            [[s.pk for s in slices], rooms],
-        )
+        cursor.execute(sql.SLICES_RESPREAD, [[s.pk for s in slices], rooms])
 
 
 # --- Staff controls ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from coupons import selectors
+from coupons import selectors, sql
 from coupons.errors import (
     CampaignNotActive,
     LimitReached,
@@ -42,50 +42,7 @@ class Claim:
     created: bool
 
 
-# Takes one coupon from a slice with room and inserts it, in one statement: a unique
-# violation on the insert (the customer's slot, a replayed key) rolls the slice's increment
-# back with it, and when the campaign is not open, the customer is at the limit or no slice
-# has room, nothing is written at all. The campaign row is only read. A claim first looks for
-# a slice in an order that starts at a random slice (spreading claims over the rows),
-# skipping slices other claims hold locked; only when it found none does it try again
-# waiting, taking slices in slice order (so that two waiters cannot each hold what the other
-# waits for; a statement that may wait never holds a slice picked in another order).
-_CLAIM_SQL = """
-WITH campaign AS (
-    SELECT id, per_customer_limit, max_discount, currency, coupon_valid_until
-    FROM coupons_campaign
-    WHERE id = %(campaign)s AND slug = %(slug)s AND status = %(active)s
-      AND starts_at <= %(now)s AND ends_at > %(now)s
-), open AS (
-    SELECT campaign.*, held.n + 1 AS slot
-    FROM campaign, (SELECT count(*) AS n FROM coupons_coupon
-                    WHERE campaign_id = %(campaign)s AND customer_id = %(customer)s) AS held
-    WHERE held.n < campaign.per_customer_limit
-), pick AS (
-    SELECT s.id FROM coupons_couponslice s
-    WHERE s.campaign_id = %(campaign)s AND s.issued < s.cap AND EXISTS (SELECT FROM open)
-    ORDER BY {order}
-    LIMIT 1 FOR NO KEY UPDATE {skip}
-), taken AS (
-    UPDATE coupons_couponslice s SET issued = s.issued + 1
-    FROM pick WHERE s.id = pick.id AND s.issued < s.cap
-    RETURNING s.id
-)
-INSERT INTO coupons_coupon (code, campaign_id, client_id, customer_id, slot, status,
-                            max_discount, currency, valid_until, idempotency_key,
-                            created_at, updated_at)
-SELECT %(code)s, open.id, %(client)s, %(customer)s, open.slot, %(issued)s,
-       open.max_discount, open.currency, open.coupon_valid_until, %(key)s, %(now)s, %(now)s
-FROM open, taken
-RETURNING {columns}
-"""
-_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]
-_CLAIM_SKIPPING_SQL = _CLAIM_SQL.format(
-    order="s.number < %(start)s, s.number", skip="SKIP LOCKED", columns=", ".join(_COUPON_COLUMNS)
-)
-_CLAIM_WAITING_SQL = _CLAIM_SQL.format(
-    order="s.number", skip="", columns=", ".join(_COUPON_COLUMNS)
-)
+_COUPON_COLUMNS = [f.attname for f in Coupon._meta.concrete_fields]  # sql.CLAIM_*'s RETURNING
 
 # Unique constraints a claim's insert may meet, and what each means.
 _REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
@@ -172,7 +129,7 @@ def _coupon_issue(
     # violation leaves the transaction usable; in autocommit it is its own transaction.
     scope = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
     with scope, db.cursor() as cursor:
-        cursor.execute(_CLAIM_WAITING_SQL if wait else _CLAIM_SKIPPING_SQL, params)
+        cursor.execute(sql.CLAIM_WAITING if wait else sql.CLAIM_SKIPPING, params)
         row = cursor.fetchone()
     return None if row is None else Coupon.from_db(db.alias, _COUPON_COLUMNS, row)
 

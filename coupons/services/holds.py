@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db.models import F
 from django.utils import timezone
 
+from coupons import sql
 from coupons.errors import (
     BudgetExhausted,
     BudgetNotSpent,
@@ -54,42 +55,18 @@ def _coupons_move(coupon_ids: Collection[int], source: str, target: str) -> None
     if not coupon_ids:
         return
     params = [str(target), timezone.now(), list(coupon_ids), str(source)]
-    moved = prepared_count(_COUPONS_MOVE_SQL, params)
+    moved = prepared_count(sql.COUPONS_MOVE, params)
     if moved != len(set(coupon_ids)):
         raise CouponNotHeld(f"{len(coupon_ids) - moved} coupon(s) were not {source}.")
-
-
-# Fixed texts, prepared once per connection: the workers run these for every batch.
-_COUPONS_MOVE_SQL = """
-UPDATE coupons_coupon SET status = %s, updated_at = %s WHERE id = ANY(%s) AND status = %s
-"""
-_BUDGET_HOLD_SQL = """
-UPDATE coupons_campaign SET budget_held = budget_held + %s, updated_at = %s
-WHERE id = %s AND budget_held <= budget_total - budget_spent - %s
-"""
-_BUDGET_SPEND_SQL = """
-UPDATE coupons_campaign
-SET budget_held = budget_held - %s, budget_spent = budget_spent + %s, updated_at = %s
-WHERE id = %s
-"""
 
 
 def budget_hold(*, campaign_id: int, amount: int) -> None:
     """Hold `amount` fen of the campaign's budget, or raise BudgetExhausted."""
     if amount <= 0:
         return
-    taken = prepared_count(_BUDGET_HOLD_SQL, [amount, timezone.now(), campaign_id, amount])
+    taken = prepared_count(sql.BUDGET_HOLD, [amount, timezone.now(), campaign_id, amount])
     if taken == 0:
         raise BudgetExhausted()
-
-
-# The same hold, taken only while the campaign still has the terms a batch read without a
-# lock; amount 0 still writes the row, so the check and the row's lock happen either way.
-_BUDGET_HOLD_AS_READ_SQL = """
-UPDATE coupons_campaign SET budget_held = budget_held + %s, updated_at = %s
-WHERE id = %s AND budget_held <= budget_total - budget_spent - %s
-  AND status = %s AND starts_at = %s AND ends_at = %s AND per_customer_limit = %s
-"""
 
 
 def budget_hold_as_read(*, campaign: Campaign, amount: int) -> None:
@@ -99,7 +76,7 @@ def budget_hold_as_read(*, campaign: Campaign, amount: int) -> None:
     back and decides again under the campaign's lock). Locks the campaign row till commit."""
     params = [amount, timezone.now(), campaign.pk, amount, campaign.status]
     params += [campaign.starts_at, campaign.ends_at, campaign.per_customer_limit]
-    if prepared_count(_BUDGET_HOLD_AS_READ_SQL, params) == 0:
+    if prepared_count(sql.BUDGET_HOLD_AS_READ, params) == 0:
         raise BudgetExhausted()
 
 
@@ -114,7 +91,7 @@ def budget_release(*, campaign_id: int, amount: int) -> None:
 def budget_spend(*, campaign_id: int, amount: int) -> None:
     """Turn held budget into spent budget: the orders holding it are paid."""
     if amount > 0:
-        prepared_count(_BUDGET_SPEND_SQL, [amount, amount, timezone.now(), campaign_id])
+        prepared_count(sql.BUDGET_SPEND, [amount, amount, timezone.now(), campaign_id])
 
 
 def budget_refund(*, campaign_id: int, amount: int) -> None:

@@ -9,21 +9,29 @@ from rest_framework import serializers
 from infra.api import StrictCharField, StrictIntegerField, StrictSerializer, customer_id_field
 from infra.contract import CUSTOMER_ID_RE
 from infra.schema import QueueOut
-from orders.models import Order
+from orders.models import Order, OrderLine
 from orders.netguard import host_is_private
 
-MAX_URL = 500  # a callback URL's length, here and in the hand-written check below
+# An order body's limits, defined once: the serializers below and the hand-written check of
+# the common body (order_place_plain) both read them. Lengths are the columns'.
+MAX_ITEMS = 20  # lines in one order
+MAX_QUANTITY = 99  # units of one line
+MAX_SKU = OrderLine._meta.get_field("sku").max_length
+MAX_CODE = Order._meta.get_field("coupon_code").max_length
+MAX_URL = Order._meta.get_field("callback_url").max_length
 
 
 class OrderItemIn(StrictSerializer):
-    sku = StrictCharField(max_length=64)
-    quantity = StrictIntegerField(min_value=1, max_value=99)
+    sku = StrictCharField(max_length=MAX_SKU)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderPlaceIn(StrictSerializer):
     customer_id = customer_id_field()
-    items = OrderItemIn(many=True, min_length=1, max_length=20, allow_empty=False)
-    coupon_code = StrictCharField(required=False, allow_null=True, max_length=64, allow_blank=True)
+    items = OrderItemIn(many=True, min_length=1, max_length=MAX_ITEMS, allow_empty=False)
+    coupon_code = StrictCharField(
+        required=False, allow_null=True, max_length=MAX_CODE, allow_blank=True
+    )
     callback_url = StrictCharField(
         required=False, allow_null=True, max_length=MAX_URL, allow_blank=True
     )
@@ -53,7 +61,6 @@ def _names_a_private_host(url: str) -> bool:
 
 _PLACE_FIELDS = frozenset({"customer_id", "items", "coupon_code", "callback_url"})
 _ITEM_FIELDS = frozenset({"sku", "quantity"})
-MAX_ITEMS, MAX_QUANTITY, MAX_CODE = 20, 99, 64
 
 
 def order_place_plain(data: object) -> dict[str, Any] | None:
@@ -73,7 +80,7 @@ def order_place_plain(data: object) -> dict[str, Any] | None:
         and isinstance(items, list)
         and 1 <= len(items) <= MAX_ITEMS
         and all(_plain_item(item) for item in items)
-        and (code is None or _plain(code))
+        and (code is None or _plain(code, MAX_CODE))
         and _plain_callback_url(data.get("callback_url"))
     )
     return data if plain else None
@@ -95,10 +102,15 @@ def _plain_item(item: object) -> bool:
     if not isinstance(item, dict) or item.keys() != _ITEM_FIELDS:
         return False
     sku, quantity = item["sku"], item["quantity"]
-    return _plain(sku) and bool(sku) and type(quantity) is int and 1 <= quantity <= MAX_QUANTITY
+    return (
+        _plain(sku, MAX_SKU)
+        and bool(sku)
+        and type(quantity) is int
+        and 1 <= quantity <= MAX_QUANTITY
+    )
 
 
-def _plain(value: object, max_length: int = MAX_CODE) -> bool:
+def _plain(value: object, max_length: int) -> bool:
     return (
         isinstance(value, str)
         and len(value) <= max_length

@@ -34,12 +34,12 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from infra import ratelimit
 from infra.sql import prepared_count, prepared_rows
-from orders import metrics
-from orders.models import TERMINAL, CallbackDelivery, Order
+from orders import metrics, sql
+from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
 from shop import selectors as shop_selectors
-from shop.models import ApiClient, RateLimit
+from shop.models import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -132,34 +132,6 @@ def _http() -> urllib3.PoolManager:
     )
 
 
-_T = CallbackDelivery._meta.db_table
-_ORDERS = Order._meta.db_table
-_CLIENTS = ApiClient._meta.db_table
-_PENDING = CallbackDelivery.State.PENDING.value
-
-# Due deliveries, each only when no older delivery of the same order is still pending (a
-# chatbot hears an order's statuses in the order they happened), leased in the same
-# statement: attempts counted, next_attempt_at pushed out past a POST's time-out.
-_CLAIM_SQL = f"""
-WITH due AS (
-  SELECT d.id FROM {_T} d
-  WHERE d.state = '{_PENDING}' AND d.next_attempt_at <= %s
-    AND NOT EXISTS (
-      SELECT 1 FROM {_T} older
-      WHERE older.order_id = d.order_id AND older.state = '{_PENDING}' AND older.id < d.id)
-  ORDER BY d.next_attempt_at, d.id
-  LIMIT %s
-  FOR NO KEY UPDATE OF d SKIP LOCKED
-)
-UPDATE {_T} d SET attempts = d.attempts + 1, next_attempt_at = %s, updated_at = %s
-FROM due, {_ORDERS} o, {_CLIENTS} c
-WHERE d.id = due.id AND o.id = d.order_id AND c.id = o.client_id
-RETURNING d.id, o.client_id, d.attempts, d.url, d.payload, c.webhook_secret, o.request_id,
-  CASE WHEN c.webhook_secret_previous_until > %s THEN c.webhook_secret_previous ELSE '' END,
-  d.created_at
-"""  # noqa: S608 (identifiers from the models; every value a parameter)
-
-
 def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     """Claim due deliveries with a lease (next_attempt_at pushed out), so a worker that dies
     mid-POST leaves them to be sent again later (receivers must accept duplicates). Two
@@ -168,7 +140,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     now = timezone.now()
     metrics.callbacks_superseded(_callbacks_coalesce(now))
     lease_until = now + _lease()
-    rows = prepared_rows(_CLAIM_SQL, [now, limit, lease_until, now, now])
+    rows = prepared_rows(sql.CALLBACKS_CLAIM, [now, limit, lease_until, now, now])
     return [
         CallbackJob(
             delivery_id=delivery_id,
@@ -197,25 +169,7 @@ def callbacks_claim_batch(*, limit: int) -> list[CallbackJob]:
     ]
 
 
-_SUPERSEDED = CallbackDelivery.State.SUPERSEDED.value
-# Of the orders with a delivery due, each pending delivery of a passing status that a newer
-# pending one follows: whether it is due itself, or still waiting out its delay
-# (CALLBACK_PASSING_DELAY_SECONDS) while its successor is due and must not wait behind it.
-# The orders with a delivery due are read once, as an array, and their deliveries looked up by
-# order_id: as a join, the planner (which expects few pending rows) rescanned the due orders
-# for every pending delivery, a cost that grows with the square of the pending deliveries,
-# which is what a chatbot's outage leaves behind.
-_COALESCE_SQL = f"""
-UPDATE {_T} d SET state = '{_SUPERSEDED}', updated_at = %s,
-  last_error = 'superseded by a newer status of the order'
-WHERE d.order_id = ANY(ARRAY(
-        SELECT order_id FROM {_T} WHERE state = '{_PENDING}' AND next_attempt_at <= %s))
-  AND d.state = '{_PENDING}' AND NOT (d.order_status = ANY(%s))
-  AND NOT (d.next_attempt_at > %s AND d.next_attempt_at - d.updated_at = %s)
-  AND EXISTS (
-    SELECT 1 FROM {_T} newer
-    WHERE newer.order_id = d.order_id AND newer.state = '{_PENDING}' AND newer.id > d.id)
-"""  # noqa: S608 (identifiers from the models; every value a parameter)
+_PENDING = CallbackDelivery.State.PENDING.value
 _TERMINAL = sorted(TERMINAL)
 
 
@@ -229,7 +183,7 @@ def _callbacks_coalesce(now: datetime) -> int:
     set next_attempt_at exactly a lease after updated_at, which a recorded outcome never
     leaves): superseding it would free its successor to be sent beside it, and the chatbot
     could hear the two in the wrong order."""
-    return prepared_count(_COALESCE_SQL, [now, now, _TERMINAL, now, _lease()])
+    return prepared_count(sql.CALLBACKS_COALESCE, [now, now, _TERMINAL, now, _lease()])
 
 
 def _lease() -> timedelta:
@@ -274,20 +228,6 @@ def rfc3339(*, moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-# Each outcome written only if the delivery is still the one that was claimed: pending, with
-# the attempt the POST was made for (a later claim after a lost lease has moved it on).
-_RECORD_SQL = f"""
-UPDATE {_T} d SET state = v.state, attempts = v.attempts, delivered_at = v.delivered_at,
-  last_error = COALESCE(v.last_error, d.last_error),
-  next_attempt_at = COALESCE(v.next_attempt_at, d.next_attempt_at), updated_at = %s
-FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::timestamptz[], %s::text[],
-            %s::timestamptz[], %s::text[])
-  AS v(id, claimed, state, attempts, delivered_at, last_error, next_attempt_at, outcome)
-WHERE d.id = v.id AND d.state = '{_PENDING}' AND d.attempts = v.claimed
-RETURNING v.outcome
-"""  # noqa: S608 (identifiers from the models; every value a parameter)
-
-
 def callbacks_record(
     results: Sequence[tuple[CallbackJob, str]], *, unsent: Sequence[tuple[CallbackJob, float]] = ()
 ) -> None:
@@ -317,7 +257,7 @@ def callbacks_record(
     if not rows:
         return
     columns = [list(column) for column in zip(*rows, strict=True)]
-    written = prepared_rows(_RECORD_SQL, [now, *columns])
+    written = prepared_rows(sql.CALLBACKS_RECORD, [now, *columns])
     outcomes = Counter(outcome for (outcome,) in written)
     metrics.callback_outcomes(outcomes)
     metrics.parked("callback", outcomes["failed"])

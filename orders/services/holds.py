@@ -41,7 +41,7 @@ from coupons import services as coupons_services
 from coupons.errors import BudgetExhausted, CouponNotHeld
 from coupons.models import Campaign, Coupon
 from infra.sql import prepared_count, prepared_rows
-from orders import metrics, selectors, waiting_line
+from orders import metrics, selectors, sql, waiting_line
 from orders.models import PARKED, PARKING_ALLOWED, Order, OrderLine, Reservation, parking_state
 from orders.services.nudges import RESERVE, drain, nudge_payments, nudge_reservations, recruit
 from orders.services.transitions import orders_move, orders_park
@@ -205,15 +205,8 @@ def _customers_ours(campaign_id: int, orders: list[Order]) -> list[Order]:
     """The orders whose customer this transaction could take the advisory lock of (try, never
     wait); the others stay received, for a batch after the one that holds their customer."""
     customers = sorted({o.customer_id for o in orders})
-    ours = {row[0] for row in prepared_rows(_CUSTOMERS_LOCK_SQL, [customers, campaign_id])}
+    ours = {row[0] for row in prepared_rows(sql.CUSTOMERS_LOCK, [customers, campaign_id])}
     return [o for o in orders if o.customer_id in ours]
-
-
-# Transaction-scoped advisory locks keyed (campaign, hash of the customer): a collision only
-# defers an order by one batch.
-_CUSTOMERS_LOCK_SQL = """
-SELECT c FROM unnest(%s::text[]) AS c WHERE pg_try_advisory_xact_lock(%s, hashtext(c))
-"""
 
 
 def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> dict[str, int]:
@@ -224,17 +217,7 @@ def _orders_per_customer(campaign: Campaign | None, orders: Sequence[Order]) -> 
     if campaign is None:
         return {}
     customers = sorted({o.customer_id for o in orders})
-    return dict(prepared_rows(_PER_CUSTOMER_SQL, [campaign.pk, customers]))
-
-
-# The statuses are in the text (not parameters) so that the generic plan of this prepared
-# statement can use order_shopper_idx, whose predicate names them.
-_PER_CUSTOMER_SQL = f"""
-SELECT customer_id, count(*) FROM orders_order
-WHERE campaign_id = %s AND customer_id = ANY(%s)
-  AND status IN ('{Order.Status.RESERVED.value}', '{Order.Status.PAID.value}')
-GROUP BY customer_id
-"""  # noqa: S608 (no value but the model's own constants)
+    return dict(prepared_rows(sql.PER_CUSTOMER, [campaign.pk, customers]))
 
 
 def _verdict(
@@ -349,13 +332,7 @@ def holds_clock_start(order_ids: Sequence[int], *, now: datetime) -> None:
     before the sweep may expire the order. Waiting in our own payment line never counts."""
     if order_ids:
         deadline = now + timedelta(seconds=settings.HOLD_SECONDS)
-        prepared_count(_CLOCK_SQL, [deadline, now, list(order_ids)])
-
-
-_CLOCK_SQL = """
-UPDATE orders_reservation SET expires_at = %s, updated_at = %s
-WHERE order_id = ANY(%s) AND closed_at IS NULL
-"""
+        prepared_count(sql.HOLDS_CLOCK_START, [deadline, now, list(order_ids)])
 
 
 def _units_by_product(orders: Sequence[Order], lines: dict[int, list[OrderLine]]) -> dict[int, int]:
@@ -375,7 +352,7 @@ def holds_close(orders: Sequence[Order], *, outcome: str, now: datetime) -> None
     """
     if not orders:
         return
-    rows = prepared_rows(_CLOSE_SQL, [now, str(outcome), now, [o.pk for o in orders]])
+    rows = prepared_rows(sql.HOLDS_CLOSE, [now, str(outcome), now, [o.pk for o in orders]])
     closed = [_Closed(*row) for row in rows]
     if not closed:
         return
@@ -405,15 +382,6 @@ class _Closed(NamedTuple):
     campaign_id: int | None
     coupon_id: int | None
     discount: int
-
-
-# Closes what is still open, and says what it closed: one statement, so a hold is closed,
-# and its budget, coupon and stock moved, exactly once.
-_CLOSE_SQL = """
-UPDATE orders_reservation SET closed_at = %s, outcome = %s, updated_at = %s
-WHERE order_id = ANY(%s) AND closed_at IS NULL
-RETURNING order_id, campaign_id, coupon_id, discount
-"""
 
 
 def reservations_drain(*, campaign_id: int | None, lane: int = 0) -> int:

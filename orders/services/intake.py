@@ -24,7 +24,7 @@ from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
 from infra.errors import IdempotencyKeyReused, InvalidInput, Overloaded
 from infra.sql import prepared_rows
-from orders import selectors, waiting_line
+from orders import selectors, sql, waiting_line
 from orders.errors import LineFull
 from orders.models import Order, OrderLine
 from orders.services.nudges import RESERVE, nudge_reservations
@@ -165,32 +165,11 @@ def order_place(
     return Placed(order=order, lines=lines, created=True, queue=admission.spot)
 
 
-# One statement, so one round trip and atomic on its own: the order and its lines, or
-# nothing when the (client, Idempotency-Key) is taken (then it is a replay, or a race lost).
-_INSERT_SQL = """
-WITH o AS (
-  INSERT INTO orders_order (public_id, client_id, customer_id, campaign_id, coupon_id,
-    coupon_code, status, reason, subtotal, discount, payable, currency, callback_url,
-    idempotency_key, request_hash, queue_ticket, park_reason, created_at, updated_at,
-    request_id)
-  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s)
-  ON CONFLICT ON CONSTRAINT order_placed_once DO NOTHING
-  RETURNING id
-), l AS (
-  INSERT INTO orders_orderline (order_id, product_id, sku, quantity, unit_price)
-  SELECT o.id, x.product_id, x.sku, x.quantity, x.unit_price
-  FROM o, unnest(%s::bigint[], %s::text[], %s::int[], %s::bigint[])
-       AS x(product_id, sku, quantity, unit_price)
-)
-SELECT id FROM o
-"""
-
-
 def _insert(order: Order, lines: list[OrderLine]) -> bool:
     """INSERT the order with its lines; False (nothing written) when its key is taken."""
     o = order
     rows = prepared_rows(
-        _INSERT_SQL,
+        sql.ORDER_INSERT,
         [
             o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
             o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,

@@ -26,7 +26,7 @@ from django.db import transaction
 
 from infra.errors import InvalidTransition
 from infra.sql import prepared_count, rows_insert, rows_update
-from orders import metrics, selectors, waiting_line
+from orders import metrics, selectors, sql, waiting_line
 from orders.documents import order_document
 from orders.models import (
     NEW,
@@ -94,7 +94,7 @@ def orders_move(
         )
         for o in orders
     )
-    prepared_count(_ORDERS_MOVE_SQL, [str(to), str(reason), now, [o.pk for o in orders]])
+    prepared_count(sql.ORDERS_MOVE, [str(to), str(reason), now, [o.pk for o in orders]])
     if to in TERMINAL:
         _line_leave(orders)
     for order in orders:
@@ -112,12 +112,6 @@ def _line_leave(orders: Sequence[Order]) -> None:
             leaving[order.campaign_id] = leaving.get(order.campaign_id, 0) + 1
     for campaign_id, count in leaving.items():
         transaction.on_commit(partial(waiting_line.tickets_done, campaign_id, count))
-
-
-# A fixed text, prepared once per connection: every stage moves every batch through it.
-_ORDERS_MOVE_SQL = (
-    "UPDATE orders_order SET status = %s, reason = %s, updated_at = %s WHERE id = ANY(%s)"
-)
 
 
 def order_move(

@@ -7,9 +7,9 @@ import io
 from typing import TYPE_CHECKING
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
+from bench import seed_volume
 from coupons.models import Campaign, Coupon
 from coupons.selectors import campaign_coupons_issued
 from infra.admin import EstimatedCountPaginator
@@ -54,9 +54,7 @@ def test_seed_volume_fills_a_consistent_campaign_the_pages_read_right(
 ) -> None:
     # given / when
     out = io.StringIO()
-    call_command(
-        "seed_volume", "--orders", "3000", "--coupons", "3300", "--chunk", "1000", stdout=out
-    )
+    seed_volume.seed(orders=3000, coupons=3300, chunk=1000, out=out)
     # then: progress was shown, and the invariants hold
     assert "100.0%" in out.getvalue()
     assert (Order.objects.count(), Coupon.objects.count()) == (3000, 3300)

@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from coupons.models import Campaign
 from orders import selectors
+from orders import sql as orders_sql
 from orders.models import Order
-from orders.services import callbacks, holds
+from orders.services import callbacks
 from shop.models import ApiClient, Product
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ProductFactory
@@ -80,13 +81,16 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
     stale = now - timedelta(seconds=30)
     customers = [f"w-{i}" for i in range(1, 501)]
     return {
-        "reservations: the line": [(selectors._CAMPAIGN_LINE_FOR_UPDATE, [campaign.pk, 500])],
-        "reservations: per customer": [(holds._PER_CUSTOMER_SQL, [campaign.pk, customers])],
-        "payments: due": [(selectors._ORDERS_DUE_FOR_PAYMENT, [now, 200])],
+        "reservations: the line": [(orders_sql.CAMPAIGN_LINE_FOR_UPDATE, [campaign.pk, 500])],
+        "reservations: per customer": [(orders_sql.PER_CUSTOMER, [campaign.pk, customers])],
+        "payments: due": [(orders_sql.ORDERS_DUE_FOR_PAYMENT, [now, 200])],
         "callbacks: coalesce": [
-            (callbacks._COALESCE_SQL, [now, now, callbacks._TERMINAL, now, callbacks._lease()]),
+            (
+                orders_sql.CALLBACKS_COALESCE,
+                [now, now, callbacks._TERMINAL, now, callbacks._lease()],
+            ),
         ],
-        "callbacks: claim": [(callbacks._CLAIM_SQL, [now, 200, now, now, now])],
+        "callbacks: claim": [(orders_sql.CALLBACKS_CLAIM, [now, 200, now, now, now])],
         "sweep: expired holds": _captured(
             lambda: selectors.expired_holds_for_update(now=now, limit=500)
         ),

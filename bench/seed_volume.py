@@ -1,7 +1,7 @@
 """Fill a separate database with campaign-sized volume, quickly, for the admin's timings.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
-        python manage.py seed_volume --orders 1000000 --coupons 1000000
+        .venv/bin/python -m bench.seed_volume --orders 1000000 --coupons 1000000
 
 Creates the database if it is missing and migrates it, then writes rows with one
 INSERT ... SELECT generate_series per table and chunk (no Python object per row), printing a
@@ -12,26 +12,19 @@ one in ten, callback deliveries; coupons redeemed, held or issued to match. The 
 counters (coupons issued, budget held and spent) and the stock are set from those rows, so the
 invariants hold and the admin's figures can be checked against the database.
 
+It writes three apps' tables directly, as no product code may (each app's SQL is its own, in
+its sql.py): a benchmark's fixture, so it lives in bench/, which may import every app.
 It refuses a database that already holds orders or coupons: it is for a fresh, throwaway one.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
 from datetime import timedelta
-from typing import Any
-
-from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import OperationalError, connection, transaction
-from django.utils import timezone
-
-from coupons import services as coupons_services
-from coupons.models import Campaign, Coupon
-from devtools.bootstrap import ensure_database
-from orders.models import Order
-from shop.models import ApiClient, Product, Store
+from typing import Any, TextIO
 
 PRODUCTS = 20
 BAR_WIDTH = 30
@@ -263,150 +256,200 @@ def _bar(label: str, done: int, total: int, began: float) -> str:
     )
 
 
-class Command(BaseCommand):
-    help = (
-        "Create (if missing), migrate and fill the database named by DATABASE_URL with "
-        "--orders orders and --coupons coupons of a nine-hour campaign, by INSERT ... SELECT "
-        "generate_series in chunks, with a progress bar. For a fresh, throwaway database."
-    )
-    # The database may not exist yet: it is created before anything touches it.
-    requires_system_checks: list[str] = []
+class SeedRefused(Exception):
+    """The arguments or the database are not fit for seeding; nothing was written."""
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--orders", type=int, default=1_000_000)
-        parser.add_argument("--coupons", type=int, default=1_000_000)
-        parser.add_argument("--chunk", type=int, default=50_000, help="Rows per INSERT.")
-        parser.add_argument("--hours", type=float, default=9.0, help="Campaign so far.")
 
-    def handle(self, *args: object, **options: Any) -> None:
-        orders, coupons, chunk = options["orders"], options["coupons"], options["chunk"]
-        if orders < 1 or coupons < 1 or chunk < 1:
-            raise CommandError("--orders, --coupons and --chunk must be positive.")
-        self._database()
-        call_command("migrate", verbosity=0)
-        if Order.objects.exists() or Coupon.objects.exists():
-            raise CommandError(
-                f"{connection.settings_dict['NAME']} already holds orders or coupons; "
-                "seed_volume fills a fresh database (drop it, or name another in DATABASE_URL)."
-            )
-        began = time.monotonic()
-        params = self._fixtures(orders=orders, coupons=coupons, hours=options["hours"])
-        self.stdout.write(
-            f"Seeding {orders:,} orders and {coupons:,} coupons into "
-            f"{connection.settings_dict['NAME']} (chunks of {chunk:,}):"
+def seed(
+    *, orders: int, coupons: int, chunk: int = 50_000, hours: float = 9.0, out: TextIO
+) -> None:
+    """Create (if missing), migrate and fill the database Django is configured with:
+    `orders` orders and `coupons` coupons of a campaign `hours` long, `chunk` rows per INSERT,
+    with a progress bar on `out`. Raises SeedRefused."""
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from coupons.models import Coupon
+    from orders.models import Order
+
+    if orders < 1 or coupons < 1 or chunk < 1:
+        raise SeedRefused("--orders, --coupons and --chunk must be positive.")
+    _database(out)
+    call_command("migrate", verbosity=0)
+    if Order.objects.exists() or Coupon.objects.exists():
+        raise SeedRefused(
+            f"{connection.settings_dict['NAME']} already holds orders or coupons; "
+            "seed_volume fills a fresh database (drop it, or name another in DATABASE_URL)."
         )
-        self._fill("coupons", coupons, chunk, [_COUPONS], params)
-        steps = [_SOURCE, _ORDERS, _LINES, _HOLDS, _PAYMENTS, _EVENTS, _CALLBACKS]
-        self._fill("orders", orders, chunk, steps, params)
-        self.stdout.write("  counters, stock and sequences ...")
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
-            cursor.execute(_BUDGETS, {"campaigns": [params["main"], params["side"]]})
-            cursor.execute(_STOCK)
-            for table in ["coupons_coupon", "orders_order"]:
-                cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                    f"(SELECT max(id) FROM {table}))"
-                )
-        self.stdout.write("  VACUUM ANALYZE (statistics and visibility, as autovacuum would) ...")
-        with connection.cursor() as cursor:
-            for table in _TABLES:
-                cursor.execute(f"VACUUM ANALYZE {table}")
-        self.stdout.write(f"Done in {time.monotonic() - began:.0f} s.")
-
-    def _database(self) -> None:
-        """Connect; if the database named by DATABASE_URL does not exist yet, create it."""
-        try:
-            connection.ensure_connection()
-        except OperationalError:
-            url = os.environ.get("DATABASE_URL")
-            if not url or not ensure_database(url):
-                raise
-            self.stderr.write(f"Created database {connection.settings_dict['NAME']}.")
-            connection.ensure_connection()
-
-    def _fixtures(self, *, orders: int, coupons: int, hours: float) -> dict[str, Any]:
-        """The few rows made through the ORM: a store, products, a client, two campaigns."""
-        now = timezone.now()
-        start = now - timedelta(hours=hours)
-        with transaction.atomic():
-            store, _ = Store.objects.get_or_create(slug="volume", defaults={"name": "Volume"})
-            products = [
-                Product.objects.update_or_create(
-                    sku=f"VOL-{n:04d}",
-                    defaults={
-                        "name": f"Volume product {n}",
-                        "store": store,
-                        "price": 1800 + 100 * n,
-                        "stock": 100_000_000,
-                        "stock_total": 100_000_000,
-                    },
-                )[0]
-                for n in range(1, PRODUCTS + 1)
-            ]
-            client, _ = ApiClient.objects.get_or_create(
-                name="volume-chatbot", defaults={"webhook_secret": "volume-" + "0" * 32}
+    began = time.monotonic()
+    params = _fixtures(orders=orders, coupons=coupons, hours=hours)
+    out.write(
+        f"Seeding {orders:,} orders and {coupons:,} coupons into "
+        f"{connection.settings_dict['NAME']} (chunks of {chunk:,}):\n"
+    )
+    _fill(out, "coupons", coupons, chunk=chunk, steps=[_COUPONS], params=params)
+    steps = [_SOURCE, _ORDERS, _LINES, _HOLDS, _PAYMENTS, _EVENTS, _CALLBACKS]
+    _fill(out, "orders", orders, chunk=chunk, steps=steps, params=params)
+    out.write("  counters, stock and sequences ...\n")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
+        cursor.execute(_BUDGETS, {"campaigns": [params["main"], params["side"]]})
+        cursor.execute(_STOCK)
+        for table in ["coupons_coupon", "orders_order"]:
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                f"(SELECT max(id) FROM {table}))"
             )
-            terms = {
-                "status": Campaign.Status.ACTIVE,
-                "starts_at": start,
-                "ends_at": now + timedelta(hours=3),
-                "coupon_valid_until": now + timedelta(days=7),
-                "max_discount": 2500,
-            }
-            campaigns = {}
-            for slug, name in [
-                ("volume-main", "Volume: main campaign"),
-                ("volume-side", "Volume: side campaign"),
-            ]:
-                # The coupon total is set with the slices once the coupons are in (_COUNTERS).
-                if Campaign.objects.filter(slug=slug).update(name=name, **terms) == 0:
-                    coupons_services.campaign_seed(
-                        slug=slug,
-                        name=name,
-                        coupons_total=coupons + 1000,
-                        budget_total=10**13,
-                        **terms,
-                    )
-                campaigns[slug] = Campaign.objects.get(slug=slug)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(max(id), 0) FROM coupons_coupon")
-            coupon_base = cursor.fetchone()[0]
-            cursor.execute("SELECT COALESCE(max(id), 0) FROM orders_order")
-            order_base = cursor.fetchone()[0]
-        span = hours * 3600 - 60  # the newest order a minute ago
-        return {
-            "orders": orders,
-            "coupons": coupons,
-            "waiting": orders * 3 // 100,
-            "reserved": orders * 2 // 100,
-            "coupon_base": coupon_base,
-            "order_base": order_base,
-            "main": campaigns["volume-main"].pk,
-            "side": campaigns["volume-side"].pk,
-            "client": client.pk,
-            "start": start,
-            "step": span / orders,
-            "valid_until": now + timedelta(days=7),
-            "products": PRODUCTS,
-            "product_ids": [p.pk for p in products],
-            "product_skus": [p.sku for p in products],
-            "product_prices": [p.price for p in products],
-        }
+    out.write("  VACUUM ANALYZE (statistics and visibility, as autovacuum would) ...\n")
+    with connection.cursor() as cursor:
+        for table in _TABLES:
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    out.write(f"Done in {time.monotonic() - began:.0f} s.\n")
 
-    def _fill(
-        self, label: str, total: int, chunk: int, steps: list[str], params: dict[str, Any]
-    ) -> None:
-        began = time.monotonic()
-        done = 0
-        self.stdout.write(_bar(label, done, total, began), ending="")
-        self.stdout.flush()
-        while done < total:
-            hi = min(total, done + chunk)
-            with transaction.atomic(), connection.cursor() as cursor:
-                for sql in steps:
-                    cursor.execute(sql, {**params, "lo": done + 1, "hi": hi})
-            done = hi
-            self.stdout.write(_bar(label, done, total, began), ending="")
-            self.stdout.flush()
-        self.stdout.write("")
+
+def _database(out: TextIO) -> None:
+    """Connect; if the database named by DATABASE_URL does not exist yet, create it."""
+    from django.db import OperationalError, connection
+
+    from devtools.bootstrap import ensure_database
+
+    try:
+        connection.ensure_connection()
+    except OperationalError:
+        url = os.environ.get("DATABASE_URL")
+        if not url or not ensure_database(url):
+            raise
+        out.write(f"Created database {connection.settings_dict['NAME']}.\n")
+        connection.ensure_connection()
+
+
+def _fixtures(*, orders: int, coupons: int, hours: float) -> dict[str, Any]:
+    """The few rows made through the ORM: a store, products, a client, two campaigns."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from coupons import services as coupons_services
+    from coupons.models import Campaign
+    from shop.models import ApiClient, Product, Store
+
+    now = timezone.now()
+    start = now - timedelta(hours=hours)
+    with transaction.atomic():
+        store, _ = Store.objects.get_or_create(slug="volume", defaults={"name": "Volume"})
+        products = [
+            Product.objects.update_or_create(
+                sku=f"VOL-{n:04d}",
+                defaults={
+                    "name": f"Volume product {n}",
+                    "store": store,
+                    "price": 1800 + 100 * n,
+                    "stock": 100_000_000,
+                    "stock_total": 100_000_000,
+                },
+            )[0]
+            for n in range(1, PRODUCTS + 1)
+        ]
+        client, _ = ApiClient.objects.get_or_create(
+            name="volume-chatbot", defaults={"webhook_secret": "volume-" + "0" * 32}
+        )
+        terms = {
+            "status": Campaign.Status.ACTIVE,
+            "starts_at": start,
+            "ends_at": now + timedelta(hours=3),
+            "coupon_valid_until": now + timedelta(days=7),
+            "max_discount": 2500,
+        }
+        campaigns = {}
+        for slug, name in [
+            ("volume-main", "Volume: main campaign"),
+            ("volume-side", "Volume: side campaign"),
+        ]:
+            # The coupon total is set with the slices once the coupons are in (_COUNTERS).
+            if Campaign.objects.filter(slug=slug).update(name=name, **terms) == 0:
+                coupons_services.campaign_seed(
+                    slug=slug,
+                    name=name,
+                    coupons_total=coupons + 1000,
+                    budget_total=10**13,
+                    **terms,
+                )
+            campaigns[slug] = Campaign.objects.get(slug=slug)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(max(id), 0) FROM coupons_coupon")
+        coupon_base = cursor.fetchone()[0]
+        cursor.execute("SELECT COALESCE(max(id), 0) FROM orders_order")
+        order_base = cursor.fetchone()[0]
+    span = hours * 3600 - 60  # the newest order a minute ago
+    return {
+        "orders": orders,
+        "coupons": coupons,
+        "waiting": orders * 3 // 100,
+        "reserved": orders * 2 // 100,
+        "coupon_base": coupon_base,
+        "order_base": order_base,
+        "main": campaigns["volume-main"].pk,
+        "side": campaigns["volume-side"].pk,
+        "client": client.pk,
+        "start": start,
+        "step": span / orders,
+        "valid_until": now + timedelta(days=7),
+        "products": PRODUCTS,
+        "product_ids": [p.pk for p in products],
+        "product_skus": [p.sku for p in products],
+        "product_prices": [p.price for p in products],
+    }
+
+
+def _fill(
+    out: TextIO, label: str, total: int, *, chunk: int, steps: list[str], params: dict[str, Any]
+) -> None:
+    from django.db import connection, transaction
+
+    began = time.monotonic()
+    done = 0
+    out.write(_bar(label, done, total, began))
+    out.flush()
+    while done < total:
+        hi = min(total, done + chunk)
+        with transaction.atomic(), connection.cursor() as cursor:
+            for sql in steps:
+                cursor.execute(sql, {**params, "lo": done + 1, "hi": hi})
+        done = hi
+        out.write(_bar(label, done, total, began))
+        out.flush()
+    out.write("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.seed_volume",
+        description=(
+            "Create (if missing), migrate and fill the database named by DATABASE_URL with "
+            "--orders orders and --coupons coupons of a nine-hour campaign, by INSERT ... "
+            "SELECT generate_series in chunks, with a progress bar. For a fresh, throwaway "
+            "database."
+        ),
+    )
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--coupons", type=int, default=1_000_000)
+    parser.add_argument("--chunk", type=int, default=50_000, help="Rows per INSERT.")
+    parser.add_argument("--hours", type=float, default=9.0, help="Campaign so far.")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    import django
+
+    django.setup()
+    try:
+        seed(
+            orders=args.orders,
+            coupons=args.coupons,
+            chunk=args.chunk,
+            hours=args.hours,
+            out=sys.stdout,
+        )
+    except SeedRefused as exc:
+        sys.exit(str(exc))
+
+
+if __name__ == "__main__":
+    main()
