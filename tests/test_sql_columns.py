@@ -27,7 +27,7 @@ from infra.sql import STATEMENTS, Statement, UnknownColumn, render
 from orders.models import Order
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("infra", "shop", "coupons", "orders")
+APPS = ("infra", "shop", "coupons", "orders", "backoffice")
 
 
 def _statements() -> list[Statement]:

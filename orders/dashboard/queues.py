@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
-from infra import fast
+from infra import fast, ratelimit
 from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import CallbackDelivery, Order, Payment
@@ -254,7 +254,7 @@ def _message_age(raw: bytes) -> tuple[float | None, bool]:
 def _bucket_tokens(bucket: str) -> float | None:
     """Tokens left in a global bucket (infra.ratelimit), as of its last use."""
     try:
-        tokens = fast.client().hget(f"cop:bucket:{bucket}", "tokens")
+        tokens = fast.client().hget(ratelimit.bucket_key(bucket), "tokens")
     except redis.RedisError:
         return None
     return float(tokens) if tokens is not None else None
