@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema clean bench bench-quick bench-stages soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
+.PHONY: install lock run test lint schema schema-release clean bench bench-quick bench-stages soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
 # The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -42,6 +42,17 @@ WITH_SERVICES := $(PY) -m devtools.services --
 run: install
 	$(if $(FLOWER),$(PY) -m pip install --quiet -e '.[flower]')
 	$(WITH_SERVICES) sh -c '$(PY) -m devtools.bootstrap && exec $(PY) -m devtools.stack $(if $(FLOWER),--flower)'
+
+## Write the OpenAPI schema to docs/openapi.yaml (tests/infra/test_schema_file.py fails when
+## it is stale) and check it against the last release's (docs/compatibility.md).
+schema: install
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py spectacular --validate \
+		--fail-on-warn --file docs/openapi.yaml
+	$(PY) -m devtools.schema_diff
+
+## Keep docs/openapi.yaml as the schema of the version it carries (CHANGELOG.md, on release).
+schema-release: schema
+	$(PY) -m devtools.schema_diff --release
 
 ## Lint, validate the OpenAPI schema, and run every test (real PostgreSQL, Redis, Celery).
 test: install

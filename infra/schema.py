@@ -1,10 +1,19 @@
 """OpenAPI components shared by every app's views, and the helpers that describe answers."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema_field,
+)
 from rest_framework import serializers
+
+from infra.logs import HEADER as REQUEST_ID_HEADER
 
 
 class ErrorOut(serializers.Serializer):
@@ -33,21 +42,24 @@ FIX = "Give up: the request itself is wrong; fix the chatbot, a retry gets the s
 
 @dataclass(frozen=True)
 class Code:
-    """One `error` code an answer can carry: what it means, what to do, an example body."""
+    """One `error` code an answer can carry: what it means, what to do, an example body.
+    `shown=False`: in the status's enum and its description, but with no example, for a
+    refusal made before any view runs (a chatbot meets it once, while it is being written)."""
 
     code: str
     meaning: str
     action: str
     detail: str
     extra: Mapping[str, object] = field(default_factory=dict)
+    shown: bool = True
 
 
 def error_response(status: int, *codes: Code) -> OpenApiResponse:
-    """An error status: its codes, each with its meaning and the chatbot's move, and an
-    example body per code."""
+    """An error status: its codes, each with its meaning and the chatbot's move, the body
+    with `error` as an enum of exactly these codes, and an example body per code."""
     lines = [f"- `{c.code}`: {c.meaning} **What to do:** {c.action}" for c in codes]
     return OpenApiResponse(
-        ErrorOut,
+        error_out(status, [c.code for c in codes]),
         description="\n".join(lines),
         examples=[
             OpenApiExample(
@@ -57,8 +69,37 @@ def error_response(status: int, *codes: Code) -> OpenApiResponse:
                 status_codes=[str(status)],
             )
             for c in codes
+            if c.shown
         ],
     )
+
+
+_ERROR_OUTS: dict[tuple[int, tuple[str, ...]], type[ErrorOut]] = {}
+
+
+def error_out(status: int, codes: Sequence[str]) -> type[ErrorOut]:
+    """ErrorOut whose `error` is an enum of `codes`: one schema component per status and set
+    of codes, named after them (`Error409LimitReachedCampaignNotActiveOut`, its enum
+    `...OutErrorEnum`), so that each operation's status lists exactly the codes it can carry.
+    A 429 always says `retry_after` (and the `Retry-After` header)."""
+    key = (status, tuple(codes))
+    if key not in _ERROR_OUTS:
+        # "Out" also keeps drf-spectacular's enum hook from cutting a final "Request"
+        # (bad_request) off the name, as it does for request components.
+        name = f"Error{status}" + "".join(c.title().replace("_", "") for c in codes) + "Out"
+        code_field = extend_schema_field({"type": "string", "enum": list(codes)})(
+            type(f"{name}Code", (serializers.CharField,), {})
+        )
+        attrs: dict[str, Any] = {
+            "__module__": __name__,
+            "error": code_field(),  # no help_text: it would wrap the enum's $ref in allOf
+        }
+        if status == 429:  # noqa: PLR2004
+            attrs["retry_after"] = serializers.IntegerField(
+                min_value=1, help_text="Seconds to wait; the same as `Retry-After`."
+            )
+        _ERROR_OUTS[key] = type(name, (ErrorOut,), attrs)
+    return _ERROR_OUTS[key]
 
 
 def ok_response(
@@ -79,10 +120,21 @@ INVALID = Code(
     "invalid",
     "Malformed input; `fields` names each problem (wrong type, unknown field, bad value, a "
     "body over 16 KiB (refused before it is read, the connection then closed), a missing "
-    "Idempotency-Key).",
+    "Idempotency-Key). Without `fields`: the front door could not read the request as HTTP "
+    "(a request line over its limit, bytes that are not HTTP).",
     FIX,
     "The request is not valid.",
     {"fields": {"customer_id": ["This field is required."]}},
+)
+# The codes below are rendered by infra/api.py (handler400, handler403, the DRF exceptions'
+# table) or by the front door, infra/server.py (_error_status), for any path under /api/v1/.
+BAD_REQUEST = Code(
+    "bad_request",
+    "Refused by Django before the API read the request: a `Host` the service does not "
+    "serve (ALLOWED_HOSTS), or a request it cannot take apart.",
+    FIX,
+    "The request could not be understood.",
+    shown=False,
 )
 UNAUTHORIZED = Code(
     "unauthorized",
@@ -91,11 +143,26 @@ UNAUTHORIZED = Code(
     "answered 429.",
     "The API key is not valid or was revoked.",
 )
+FORBIDDEN = Code(
+    "forbidden",
+    "Refused before the API read the request, by a check outside the API's own (Django's "
+    "permission checks, the front door refusing a proxy it does not trust). A valid key "
+    "never gets it from these operations as shipped.",
+    "Give up and alert a person, with the answer's `X-Request-ID`.",
+    "Forbidden.",
+)
 NOT_FOUND = Code(
     "not_found",
     "No such thing for this client (another client's order is not found either), or no such path.",
     FIX,
     "Not found.",
+)
+NOT_ACCEPTABLE = Code(
+    "not_acceptable",
+    "The `Accept` header allows no `application/json`, the only media type answered. Send "
+    "`Accept: application/json` or none.",
+    FIX,
+    "Could not satisfy the request Accept header.",
 )
 OVERLOADED = Code(
     "overloaded",
@@ -112,14 +179,107 @@ MEDIA_TYPE = Code(
     FIX,
     'Unsupported media type "text/plain" in request.',
 )
+HEADER_TOO_LARGE = Code(
+    "header_too_large",
+    "A request header, or all of them together, is over the front door's limit; answered "
+    "before the service read the request, and the connection closed.",
+    FIX,
+    "A request header, or all of them, is too large.",
+)
+SERVER_ERROR = Code(
+    "server_error",
+    "A fault on our side, logged under the answer's `X-Request-ID`. A command may or may "
+    "not have been done.",
+    "Retry later with the same Idempotency-Key and body, waiting longer after each attempt "
+    "(the key makes it safe); report the `X-Request-ID` if it lasts.",
+    "Something went wrong on our side.",
+)
+NOT_IMPLEMENTED = Code(
+    "not_implemented",
+    "A `Transfer-Encoding` the front door does not take (only `chunked` is); answered before "
+    "the service read the request.",
+    FIX,
+    "That transfer coding is not supported.",
+)
 
 
 def common_errors(*, invalid: Code = INVALID) -> dict[int, OpenApiResponse]:
-    """The errors any chatbot operation can answer."""
+    """The errors any chatbot operation can answer. Not 405: a declared operation is a
+    method its path takes."""
     return {
-        400: error_response(400, invalid),
+        400: error_response(400, invalid, BAD_REQUEST),
         401: error_response(401, UNAUTHORIZED),
+        403: error_response(403, FORBIDDEN),
         404: error_response(404, NOT_FOUND),
+        406: error_response(406, NOT_ACCEPTABLE),
         415: error_response(415, MEDIA_TYPE),
         429: error_response(429, OVERLOADED),
+        431: error_response(431, HEADER_TOO_LARGE),
+        500: error_response(500, SERVER_ERROR),
+        501: error_response(501, NOT_IMPLEMENTED),
     }
+
+
+# --- Headers ---------------------------------------------------------------------------------
+# The request id is taken or made by infra.logs.RequestIdMiddleware and set on every answer
+# that passes through Django; the front door's own answers (infra/server.py) come before it.
+
+REQUEST_ID_IN = OpenApiParameter(
+    REQUEST_ID_HEADER,
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Optional: your id for this request, kept when it is 1-64 of A-Z a-z 0-9 "
+    ". _ : - (anything else is replaced by ours). Logged with everything the request did.",
+)
+REQUEST_ID_OUT = OpenApiParameter(
+    REQUEST_ID_HEADER,
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    response=True,
+    description="The request's id, yours when usable, else ours: quote it in a report. Absent "
+    "only from the front door's own refusals (429 at capacity, 431, 501, 400 not HTTP).",
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    {"type": "integer", "minimum": 1},
+    OpenApiParameter.HEADER,
+    response=[429],
+    required=True,
+    description="Seconds to wait before retrying; the same as the body's `retry_after`.",
+)
+WWW_AUTHENTICATE = OpenApiParameter(
+    "WWW-Authenticate",
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    response=[401],
+    required=True,
+    description="The scheme to authenticate with: `Bearer`.",
+)
+IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255}  # infra.api
+
+
+def common_parameters() -> list[OpenApiParameter]:
+    """What every chatbot operation takes and answers in headers, besides its own."""
+    return [REQUEST_ID_IN, REQUEST_ID_OUT, RETRY_AFTER, WWW_AUTHENTICATE]
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """drf-spectacular leaves out a nested list's `min_length`/`max_length` (OrderPlaceIn's
+    1-20 items): they are added as `minItems`/`maxItems`, so every limit the serializer
+    enforces is in the schema."""
+
+    target_class = "infra.api.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        for name, child in self.target.fields.items():
+            if not isinstance(child, serializers.ListSerializer):
+                continue
+            prop = schema["properties"][name]
+            if child.min_length is not None:
+                prop["minItems"] = child.min_length
+            if child.max_length is not None:
+                prop["maxItems"] = child.max_length
+        return schema

@@ -21,7 +21,16 @@ its own orders and coupons. Repeated failed authentications from one address get
   coupon.
 - *Tell the shopper*: `409` and `410` (sold out, limit reached, campaign not active, ...):
   final for this request.
-- *Give up and fix the chatbot*: `400`, `401`, `404`, `415`, `422`.
+- *Give up and fix the chatbot*: `400`, `401`, `404`, `406`, `415`, `422`.
+
+Answers carry `X-Request-ID`: send your own, or quote ours when asking for help.
+
+**Compatibility.** Within `/api/v1/`, answers may gain fields, operations may gain optional
+inputs and statuses, and `status`, `reason` and `error` may gain values (the repository's
+`docs/compatibility.md`): ignore fields you do not know, and treat an unknown `error` by its
+HTTP status. Anything else waits for `/api/v2/`, after at least 6 months' notice in the
+`Deprecation` and `Sunset` headers. `info.version` is the API's version (semver); the
+changelog is the repository's `CHANGELOG.md`.
 
 **Orders** are answered `202` at once with a place in line and an estimated wait, then move
 `received` → `reserved` → `paid` (or `rejected` with a `reason`, `payment_failed`,

@@ -156,7 +156,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "TITLE": "Campaign order processor: chatbot API",
     "DESCRIPTION": API_DESCRIPTION,
-    "VERSION": "1.0.0",
+    # The API's version, semver: the same as pyproject.toml's and CHANGELOG.md's latest release
+    # (docs/compatibility.md, "Versions"; tests/infra/test_schema_file.py checks all three).
+    "VERSION": "1.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

@@ -3,8 +3,17 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest
 
 from coupons.api.serializers import CampaignOut, CouponClaimIn, CouponListOut, CouponOut
-from infra.contract import CUSTOMER_ID_HELP
-from infra.schema import FIX, TELL, Code, common_errors, error_response, ok_response
+from infra.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
+from infra.schema import (
+    FIX,
+    IDEMPOTENCY_KEY,
+    TELL,
+    Code,
+    common_errors,
+    common_parameters,
+    error_response,
+    ok_response,
+)
 
 CAMPAIGN_EXAMPLE = {
     "slug": "spring-free-order",
@@ -31,9 +40,17 @@ COUPON_EXAMPLE = {
     "valid_until": "2026-12-29T16:00:00+00:00",
 }
 
+# Django's `slug` path converter: anything else matches no route, and is answered 404.
+SLUG = OpenApiParameter(
+    "slug",
+    {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    OpenApiParameter.PATH,
+    description="The campaign's slug.",
+)
+
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    IDEMPOTENCY_KEY,
     location=OpenApiParameter.HEADER,
     required=True,
     description="1-255 characters, one per claim you mean to make; a replay returns the first "
@@ -71,6 +88,7 @@ CAMPAIGN_LIST = {
         "takes `min(order subtotal, max_discount)` off one order. `backlog` is the campaign's "
         "line right now: worth telling a shopper before they order at a peak."
     ),
+    "parameters": common_parameters(),
     "responses": {
         200: ok_response(
             CampaignOut(many=True), "The campaigns.", CAMPAIGN_EXAMPLE
@@ -87,6 +105,7 @@ CAMPAIGN_DETAIL = {
         "(`coupons_remaining` = total - issued; `budget_remaining` = total - held by orders "
         "in flight - spent), and its line (`backlog`)."
     ),
+    "parameters": [SLUG, *common_parameters()],
     "responses": {
         200: ok_response(CampaignOut, "The campaign.", CAMPAIGN_EXAMPLE),
         **common_errors(),
@@ -103,7 +122,7 @@ COUPON_CLAIM = {
         "limit holds also under concurrent claims. Use the coupon's `code` as `coupon_code` "
         "when placing the order."
     ),
-    "parameters": [IDEMPOTENCY_HEADER],
+    "parameters": [IDEMPOTENCY_HEADER, SLUG, *common_parameters()],
     "request": OpenApiRequest(
         CouponClaimIn,
         examples=[
@@ -133,11 +152,12 @@ CUSTOMER_COUPONS = {
     "parameters": [
         OpenApiParameter(
             "customer_id",
-            str,
+            {"type": "string", "pattern": CUSTOMER_ID_RE.pattern, "maxLength": 64},
             OpenApiParameter.PATH,
             description=CUSTOMER_ID_HELP,
             examples=[OpenApiExample("c-42", value="c-42")],
-        )
+        ),
+        *common_parameters(),
     ],
     "responses": {
         200: ok_response(CouponListOut, "The shopper's coupons.", {"results": [COUPON_EXAMPLE]}),

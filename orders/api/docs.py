@@ -2,7 +2,17 @@
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest
 
-from infra.schema import FIX, TELL, Code, common_errors, error_response, ok_response
+from infra.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
+from infra.schema import (
+    FIX,
+    IDEMPOTENCY_KEY,
+    TELL,
+    Code,
+    common_errors,
+    common_parameters,
+    error_response,
+    ok_response,
+)
 from orders.api.serializers import OrderOut, OrderPageOut, OrderPlaceIn
 
 ORDER_ID = "0b6c7c6e-5d0c-4f55-9a37-9d1f4a0d8a11"
@@ -36,12 +46,21 @@ STATUSES = (
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    IDEMPOTENCY_KEY,
     location=OpenApiParameter.HEADER,
     required=True,
     description="1-255 characters, one per order you mean to place; a replay returns the same "
     "order (200, with its current status), never a second one.",
     examples=[OpenApiExample("order-c-42-1", value="order-c-42-1")],
+)
+
+LOCATION = OpenApiParameter(
+    "Location",
+    {"type": "string", "format": "uri-reference"},
+    OpenApiParameter.HEADER,
+    response=[202, 200],
+    required=True,
+    description="The order's URL, `/api/v1/orders/{id}/`.",
 )
 
 SOLD_OUT = Code(
@@ -86,7 +105,7 @@ UNKNOWN_SKU = Code(
     "Malformed input; `fields` names each problem: an unknown SKU, a SKU listed twice, a "
     "quantity outside 1-99, more than 20 lines, an unknown field, a string or float where an "
     "integer belongs, a callback URL that is not https or names a private host, a missing "
-    "Idempotency-Key.",
+    "Idempotency-Key. Without `fields`: the front door could not read the request as HTTP.",
     FIX,
     "Unknown SKU: TM-NOPE.",
     {"fields": {"items": ["Unknown SKU 'TM-NOPE'."]}},
@@ -111,7 +130,7 @@ ORDER_PLACE = {
         "stored (`409`, `410`); the worker checks everything again under locks, so an accepted "
         "order can still end `rejected`. " + STATUSES
     ),
-    "parameters": [IDEMPOTENCY_HEADER],
+    "parameters": [IDEMPOTENCY_HEADER, LOCATION, *common_parameters()],
     "request": OpenApiRequest(
         OrderPlaceIn,
         examples=[
@@ -161,11 +180,12 @@ ORDER_LIST = {
     "parameters": [
         OpenApiParameter(
             "customer_id",
-            str,
-            description="Only this customer's orders.",
+            {"type": "string", "pattern": CUSTOMER_ID_RE.pattern, "maxLength": 64},
+            description="Only this customer's orders. " + CUSTOMER_ID_HELP,
             examples=[OpenApiExample("c-42", value="c-42")],
         ),
         OpenApiParameter("cursor", str, description="From a page's `next` or `previous`."),
+        *common_parameters(),
     ],
     "responses": {
         200: ok_response(
@@ -186,6 +206,7 @@ ORDER_DETAIL = {
         "order is `404` like a missing one. Polling this is always correct; callbacks only "
         "make it unnecessary. " + STATUSES
     ),
+    "parameters": common_parameters(),
     "responses": {
         200: ok_response(OrderOut, "The order.", order_example("received", position=12, wait=1)),
         **common_errors(),
@@ -201,6 +222,7 @@ ORDER_CANCEL = {
         "answers the same. A paid or otherwise final order cannot be cancelled (`409`); a paid "
         "one can only be refunded by staff."
     ),
+    "parameters": common_parameters(),
     "request": None,
     "responses": {
         200: ok_response(OrderOut, "Cancelled.", order_example("cancelled")),

@@ -4,7 +4,7 @@ describes the chatbot's API-key authentication (shop.api.authentication)."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
-from infra.schema import common_errors, ok_response
+from infra.schema import common_errors, common_parameters, ok_response
 from shop.api.serializers import ProductOut
 
 
@@ -37,16 +37,17 @@ PRODUCT_LIST = {
     "parameters": [
         OpenApiParameter(
             "search",
-            str,
+            {"type": "string", "maxLength": 100},
             description="Part of the name or SKU.",
             examples=[OpenApiExample("tea", value="tea")],
         ),
         OpenApiParameter(
             "store",
-            str,
+            {"type": "string", "pattern": "^[-a-zA-Z0-9_]*$", "maxLength": 64},
             description="A store's slug.",
             examples=[OpenApiExample("tea-house", value="tea-house")],
         ),
+        *common_parameters(),
     ],
     "responses": {
         200: ok_response(
