@@ -120,6 +120,31 @@ def retry_delays() -> list[float]:
     return delays
 
 
+@dataclass(frozen=True)
+class RetryStep:
+    """One attempt of a delivery that keeps failing, in seconds: the wait before it (drawn
+    between `wait_min` and `wait_max`) and when it comes, counted from the first attempt."""
+
+    attempt: int
+    wait_min: float
+    wait_max: float
+    since_min: float
+    since_max: float
+
+
+def retry_schedule() -> list[RetryStep]:
+    """Every attempt `retry_delays` allows, the first (at once) first; what
+    docs/integrator-guide.md tabulates (devtools/callback_schedule.py writes the table)."""
+    steps = [RetryStep(1, 0.0, 0.0, 0.0, 0.0)]
+    for delay in retry_delays():
+        last = steps[-1]
+        low = delay * _JITTER_FLOOR
+        steps.append(
+            RetryStep(last.attempt + 1, low, delay, last.since_min + low, last.since_max + delay)
+        )
+    return steps
+
+
 @cache
 def _http() -> urllib3.PoolManager:
     # urllib3: 0.9 instead of httpx's 1.5 ms of client CPU per POST, measured on this machine;
