@@ -230,7 +230,7 @@ class _Diff:
                 yield f"{at}: {word} narrowed to {new[word]}"
         if new.get("pattern") and new.get("pattern") != old.get("pattern"):
             yield f"{at}: pattern narrowed to {new['pattern']}"
-        if old.get("nullable") and not new.get("nullable"):
+        if _nullable(old) and not _nullable(new):
             yield f"{at}: null no longer accepted"
 
     def properties(
@@ -247,7 +247,7 @@ class _Diff:
                 yield f"{field}: optional input made required"
             if not request and name in old_required - new_required:
                 yield f"{field}: no longer always in the answer"
-            if not request and not old_prop.get("nullable") and new_props[name].get("nullable"):
+            if not request and not _nullable(old_prop) and _nullable(new_props[name]):
                 yield f"{field}: may now be null"
             yield from self.schema(field, old_prop, new_props[name], request=request, seen=seen)
         if request:
@@ -275,6 +275,14 @@ def _types(schema: Schema) -> frozenset[str]:
     if kind is None:
         return frozenset()
     return frozenset(kind if isinstance(kind, list) else [kind]) - {"null"}
+
+
+def _nullable(schema: Schema) -> bool:
+    """Null allowed: `nullable: true` in OpenAPI 3.0, a "null" type in 3.1 (JSON Schema), so
+    that the move from 3.0 to 3.1 is not a change."""
+    kind = schema.get("type")
+    listed = isinstance(kind, list) and "null" in kind
+    return bool(schema.get("nullable")) or kind == "null" or listed
 
 
 def _enum(schema: Schema) -> frozenset | None:

@@ -67,7 +67,7 @@ def answer_field_optional(s: Schema) -> None:
 
 
 def answer_field_nullable(s: Schema) -> None:
-    component(s, "OrderOut")["properties"]["payable"]["nullable"] = True
+    component(s, "OrderOut")["properties"]["payable"]["type"] = ["integer", "null"]
 
 
 def drop_status_value(s: Schema) -> None:
@@ -133,7 +133,7 @@ def stricter_pattern(s: Schema) -> None:
 
 
 def null_refused(s: Schema) -> None:
-    del component(s, "OrderPlaceInRequest")["properties"]["coupon_code"]["nullable"]
+    component(s, "OrderPlaceInRequest")["properties"]["coupon_code"]["type"] = "string"
 
 
 def drop_success_status(s: Schema) -> None:
@@ -202,6 +202,28 @@ def test_a_breaking_change_is_caught(
     problems = changed(real, change)
     # then
     assert expected in problems, problems
+
+
+def test_null_is_judged_alike_in_both_spellings() -> None:
+    """OpenAPI 3.0's `nullable: true` (1.1.0) and 3.1's null type (1.2.0 on) say the same: a
+    move between them is no change, and null dropped is caught in either."""
+    # given
+    old = load(releases()[0])
+    assert old["openapi"].startswith("3.0")
+    coupon = component(old, "OrderPlaceInRequest")["properties"]["coupon_code"]
+    assert coupon["nullable"] is True
+    as_31 = copy.deepcopy(old)
+    spelled = component(as_31, "OrderPlaceInRequest")["properties"]["coupon_code"]
+    del spelled["nullable"]
+    spelled["type"] = ["string", "null"]
+    refused = copy.deepcopy(old)
+    del component(refused, "OrderPlaceInRequest")["properties"]["coupon_code"]["nullable"]
+    # when / then
+    assert breaking_changes(old, as_31) == []
+    assert breaking_changes(as_31, old) == []
+    assert "POST /api/v1/orders/ request body.coupon_code: null no longer accepted" in (
+        breaking_changes(old, refused)
+    )
 
 
 # --- allowed ---------------------------------------------------------------------------------
