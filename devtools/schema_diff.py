@@ -11,6 +11,8 @@ the language of the project, with no binary to fetch:
 - in an answer: a field removed or no longer always there, a type changed, an enum value
   removed (an added value is allowed: clients treat unknown values as the policy says), a
   header that was always there removed;
+- a webhook (a callback) removed; what it sends judged as an answer (body and headers), and
+  a success status it took no longer taken;
 - in a request: a new required field, parameter or header, an optional one made required,
   one removed, a type changed, an accepted enum value removed, a limit narrowed (a lower
   maximum or length, a higher minimum, a new or changed pattern).
@@ -77,6 +79,7 @@ class _Diff:
                     yield f"{where}: operation removed"
                     continue
                 yield from self.operation(where, old_item, new_item, method)
+        yield from self.webhooks()
 
     # --- operations ----------------------------------------------------------------------
 
@@ -95,6 +98,37 @@ class _Diff:
                     yield f"{at}: success status removed"
                 continue
             yield from self.response(at, self._resolve(old_response, self.old), new_response)
+
+    def webhooks(self) -> Iterator[str]:
+        """A webhook (OpenAPI 3.1) is an operation the other way round: the client reads what
+        we send (headers and body must stay what was promised, as in an answer) and writes
+        the answer (a success status it may give must still be taken)."""
+        new_hooks = self.new.get("webhooks") or {}
+        for name, old_item in (self.old.get("webhooks") or {}).items():
+            for method in METHODS:
+                if method not in old_item:
+                    continue
+                where = f"webhook {name} {method.upper()}"
+                if method not in new_hooks.get(name, {}):
+                    yield f"{where}: removed"
+                    continue
+                old_op = self._resolve(old_item[method], self.old)
+                new_op = self._resolve(new_hooks[name][method], self.new)
+                yield from self.response(
+                    f"{where} request", self._sent(old_op, self.old), self._sent(new_op, self.new)
+                )
+                for status in old_op.get("responses", {}):
+                    if str(status).startswith("2") and status not in new_op.get("responses", {}):
+                        yield f"{where} {status}: answer no longer taken"
+
+    def _sent(self, op: Schema, doc: Schema) -> Schema:
+        """A webhook's request in the shape of an answer: its header parameters as headers."""
+        params = [self._resolve(raw, doc) for raw in op.get("parameters", [])]
+        body = self._resolve(op.get("requestBody") or {}, doc)
+        return {
+            "headers": {p["name"]: p for p in params if p["in"] == "header"},
+            "content": body.get("content") or {},
+        }
 
     def parameters(
         self, where: str, old_item: Schema, old_op: Schema, new_item: Schema, new_op: Schema

@@ -148,6 +148,38 @@ def header_sometimes(s: Schema) -> None:
     del op(s, *PLACE)["responses"]["429"]["headers"]["Retry-After"]["required"]
 
 
+HOOK = "webhook orderStatusChanged POST"
+
+
+def webhook(s: Schema) -> Schema:
+    return s["webhooks"]["orderStatusChanged"]["post"]
+
+
+def drop_webhook(s: Schema) -> None:
+    del s["webhooks"]["orderStatusChanged"]
+
+
+def drop_webhook_header(s: Schema) -> None:
+    webhook(s)["parameters"] = [p for p in webhook(s)["parameters"] if p["name"] != "X-Event-Id"]
+
+
+def webhook_header_sometimes(s: Schema) -> None:
+    for parameter in webhook(s)["parameters"]:
+        if parameter["name"] == "X-Delivery-Id":
+            parameter["required"] = False
+
+
+def webhook_body_field_dropped(s: Schema) -> None:
+    webhook(s)["requestBody"]["content"]["application/json"]["schema"] = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+    }
+
+
+def webhook_answer_narrowed(s: Schema) -> None:
+    del webhook(s)["responses"]["2XX"]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -192,6 +224,11 @@ def header_sometimes(s: Schema) -> None:
         (drop_success_status, "POST /api/v1/orders/ 202: success status removed"),
         (drop_always_sent_header, "POST /api/v1/orders/ 202 header Location: removed"),
         (header_sometimes, "POST /api/v1/orders/ 429 header Retry-After: no longer always sent"),
+        (drop_webhook, f"{HOOK}: removed"),
+        (drop_webhook_header, f"{HOOK} request header X-Event-Id: removed"),
+        (webhook_header_sometimes, f"{HOOK} request header X-Delivery-Id: no longer always sent"),
+        (webhook_body_field_dropped, f"{HOOK} request.status: field removed"),
+        (webhook_answer_narrowed, f"{HOOK} 2XX: answer no longer taken"),
     ],
     ids=lambda v: v.__name__ if callable(v) else "",
 )
@@ -283,6 +320,15 @@ def component_renamed(s: Schema) -> None:
     s.update(renamed)
 
 
+def webhook_grows(s: Schema) -> None:
+    """A new optional header on the callback, a new answer taken, and a second webhook."""
+    webhook(s)["parameters"].append(
+        {"name": "X-Attempt", "in": "header", "required": False, "schema": {"type": "integer"}}
+    )
+    webhook(s)["responses"]["410"] = {"description": "Stop sending."}
+    s["webhooks"]["campaignEnded"] = copy.deepcopy(s["webhooks"]["orderStatusChanged"])
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -296,6 +342,7 @@ def component_renamed(s: Schema) -> None:
         new_operation_and_header,
         texts,
         component_renamed,
+        webhook_grows,
     ],
     ids=lambda f: f.__name__,
 )
