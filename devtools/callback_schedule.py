@@ -1,26 +1,32 @@
-"""The callbacks' retry schedule as the table in docs/integrator-guide.md ("Callbacks"),
-computed from `orders.services.callbacks.retry_schedule` with the settings in force (the
-defaults, unless the environment sets CALLBACK_RETRY_*):
+"""The callbacks' retry schedule as the table in docs/integrator-guide.md ("Callbacks"): how
+it is written, and where it sits in the guide. The steps come from
+`orders.services.callbacks.retry_schedule` (devtools imports no app: the caller passes them):
 
-    python -m devtools.callback_schedule           # print the table
-    python -m devtools.callback_schedule --write   # rewrite it in the guide
+    python manage.py callback_schedule           # print the table, with the settings in force
+    python manage.py callback_schedule --write   # rewrite it in the guide
 
-tests/orders/test_callback_schedule.py fails when the guide's table is not this one.
+tests/orders/test_callback_schedule.py fails when the guide's table is not the code's.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from orders.services.callbacks import RetryStep
+
+class RetryStep(Protocol):
+    """One attempt (orders.services.callbacks.RetryStep), in seconds."""
+
+    attempt: int
+    wait_min: float
+    wait_max: float
+    since_min: float
+    since_max: float
+
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "integrator-guide.md"
-START = "<!-- retry schedule: written by `python -m devtools.callback_schedule --write` -->"
+START = "<!-- retry schedule: written by `python manage.py callback_schedule --write` -->"
 END = "<!-- end of the retry schedule -->"
 MINUTE, HOUR = 60.0, 3600.0
 DASH = "\N{EN DASH}"  # between the ends of a range, as the guide writes them
@@ -46,7 +52,7 @@ def span(low: float, high: float) -> str:
     return f"{_number(low / low_size)} {low_unit}{DASH}{_number(high / high_size)} {high_unit}"
 
 
-def table(steps: list[RetryStep], *, passing_delay: float) -> str:
+def table(steps: Sequence[RetryStep], *, passing_delay: float) -> str:
     """One row per attempt while the wait grows, then one row for the attempts at the cap."""
     cap = steps[-1].wait_max
     first_capped = next(s for s in steps if s.wait_max == cap)
@@ -69,14 +75,6 @@ def table(steps: list[RetryStep], *, passing_delay: float) -> str:
     return "\n".join(rows)
 
 
-def current() -> str:
-    from django.conf import settings  # noqa: PLC0415 (Django is set up by the caller)
-
-    from orders.services.callbacks import retry_schedule  # noqa: PLC0415
-
-    return table(retry_schedule(), passing_delay=settings.CALLBACK_PASSING_DELAY_SECONDS)
-
-
 def documented(text: str) -> str:
     """The table between the markers in the guide's text."""
     _, found, rest = text.partition(START)
@@ -85,26 +83,7 @@ def documented(text: str) -> str:
     return rest.split(END, 1)[0].strip()
 
 
-def write(path: Path = GUIDE) -> None:
+def write(new_table: str, path: Path = GUIDE) -> None:
+    """Replace the table between the markers in the guide."""
     text = path.read_text()
-    old = documented(text)
-    path.write_text(text.replace(old, current(), 1))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the guide's table")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
-    import django  # noqa: PLC0415
-
-    django.setup()
-    if args.write:
-        write()
-    else:
-        sys.stdout.write(current() + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    path.write_text(text.replace(documented(text), new_table.strip(), 1))

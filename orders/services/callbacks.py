@@ -138,7 +138,7 @@ class RetryStep:
 
 def retry_schedule() -> list[RetryStep]:
     """Every attempt `retry_delays` allows, the first (at once) first; what
-    docs/integrator-guide.md tabulates (devtools/callback_schedule.py writes the table)."""
+    docs/integrator-guide.md tabulates (`manage.py callback_schedule --write` writes the table)."""
     steps = [RetryStep(1, 0.0, 0.0, 0.0, 0.0)]
     for delay in retry_delays():
         last = steps[-1]
