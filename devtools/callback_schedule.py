@@ -16,13 +16,18 @@ from typing import Protocol
 
 
 class RetryStep(Protocol):
-    """One attempt (orders.services.callbacks.RetryStep), in seconds."""
+    """One attempt (orders.services.callbacks.RetryStep, a frozen dataclass), in seconds."""
 
-    attempt: int
-    wait_min: float
-    wait_max: float
-    since_min: float
-    since_max: float
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def wait_min(self) -> float: ...
+    @property
+    def wait_max(self) -> float: ...
+    @property
+    def since_min(self) -> float: ...
+    @property
+    def since_max(self) -> float: ...
 
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "integrator-guide.md"
