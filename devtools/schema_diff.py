@@ -11,6 +11,8 @@ the language of the project, with no binary to fetch:
 - in an answer: a field removed or no longer always there, a type changed, an enum value
   removed (an added value is allowed: clients treat unknown values as the policy says), a
   header that was always there removed;
+- a webhook (a callback) removed; what it sends judged as an answer (body and headers), and
+  a success status it took no longer taken;
 - in a request: a new required field, parameter or header, an optional one made required,
   one removed, a type changed, an accepted enum value removed, a limit narrowed (a lower
   maximum or length, a higher minimum, a new or changed pattern).
@@ -77,6 +79,7 @@ class _Diff:
                     yield f"{where}: operation removed"
                     continue
                 yield from self.operation(where, old_item, new_item, method)
+        yield from self.webhooks()
 
     # --- operations ----------------------------------------------------------------------
 
@@ -95,6 +98,37 @@ class _Diff:
                     yield f"{at}: success status removed"
                 continue
             yield from self.response(at, self._resolve(old_response, self.old), new_response)
+
+    def webhooks(self) -> Iterator[str]:
+        """A webhook (OpenAPI 3.1) is an operation the other way round: the client reads what
+        we send (headers and body must stay what was promised, as in an answer) and writes
+        the answer (a success status it may give must still be taken)."""
+        new_hooks = self.new.get("webhooks") or {}
+        for name, old_item in (self.old.get("webhooks") or {}).items():
+            for method in METHODS:
+                if method not in old_item:
+                    continue
+                where = f"webhook {name} {method.upper()}"
+                if method not in new_hooks.get(name, {}):
+                    yield f"{where}: removed"
+                    continue
+                old_op = self._resolve(old_item[method], self.old)
+                new_op = self._resolve(new_hooks[name][method], self.new)
+                yield from self.response(
+                    f"{where} request", self._sent(old_op, self.old), self._sent(new_op, self.new)
+                )
+                for status in old_op.get("responses", {}):
+                    if str(status).startswith("2") and status not in new_op.get("responses", {}):
+                        yield f"{where} {status}: answer no longer taken"
+
+    def _sent(self, op: Schema, doc: Schema) -> Schema:
+        """A webhook's request in the shape of an answer: its header parameters as headers."""
+        params = [self._resolve(raw, doc) for raw in op.get("parameters", [])]
+        body = self._resolve(op.get("requestBody") or {}, doc)
+        return {
+            "headers": {p["name"]: p for p in params if p["in"] == "header"},
+            "content": body.get("content") or {},
+        }
 
     def parameters(
         self, where: str, old_item: Schema, old_op: Schema, new_item: Schema, new_op: Schema
@@ -230,7 +264,7 @@ class _Diff:
                 yield f"{at}: {word} narrowed to {new[word]}"
         if new.get("pattern") and new.get("pattern") != old.get("pattern"):
             yield f"{at}: pattern narrowed to {new['pattern']}"
-        if old.get("nullable") and not new.get("nullable"):
+        if _nullable(old) and not _nullable(new):
             yield f"{at}: null no longer accepted"
 
     def properties(
@@ -247,7 +281,7 @@ class _Diff:
                 yield f"{field}: optional input made required"
             if not request and name in old_required - new_required:
                 yield f"{field}: no longer always in the answer"
-            if not request and not old_prop.get("nullable") and new_props[name].get("nullable"):
+            if not request and not _nullable(old_prop) and _nullable(new_props[name]):
                 yield f"{field}: may now be null"
             yield from self.schema(field, old_prop, new_props[name], request=request, seen=seen)
         if request:
@@ -275,6 +309,14 @@ def _types(schema: Schema) -> frozenset[str]:
     if kind is None:
         return frozenset()
     return frozenset(kind if isinstance(kind, list) else [kind]) - {"null"}
+
+
+def _nullable(schema: Schema) -> bool:
+    """Null allowed: `nullable: true` in OpenAPI 3.0, a "null" type in 3.1 (JSON Schema), so
+    that the move from 3.0 to 3.1 is not a change."""
+    kind = schema.get("type")
+    listed = isinstance(kind, list) and "null" in kind
+    return bool(schema.get("nullable")) or kind == "null" or listed
 
 
 def _enum(schema: Schema) -> frozenset | None:

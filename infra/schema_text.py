@@ -41,5 +41,6 @@ webhook secret (one `v1` per valid secret while it is rotated: accept any), and 
 `X-Event-Id` (one per change; a redelivery repeats it), `X-Delivery-Id` (one per attempt)
 and `X-Event-Time` (when it changed, RFC 3339). An unacknowledged callback is retried with
 backoff for at least 24 hours. Verify it, deduplicate on `X-Event-Id`, ignore a callback
-older than what you have (`updated_at`).
+older than what you have (`updated_at`). The POST, its headers and body are the webhook
+`orderStatusChanged` below.
 """

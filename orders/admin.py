@@ -193,12 +193,12 @@ class OrderAdmin(BigTableAdmin):
         PaymentInline,
         CallbackDeliveryInline,
     ]
-    actions = ["cancel", "unpark"]
+    actions = ["cancel", "unpark", "resend_callbacks"]
     change_list_template = "orders/admin/order_change_list.html"
     change_form_template = "orders/admin/order_change_form.html"
 
     class Media:
-        js = ["shop/admin/confirm_actions.js"]  # cancel and unpark ask before they act
+        js = ["shop/admin/confirm_actions.js"]  # the actions ask before they act
 
     def get_urls(self) -> list[URLPattern]:
         """The backlog page and the confirmed controls, ahead of the change view's catch-all."""
@@ -210,6 +210,11 @@ class OrderAdmin(BigTableAdmin):
                 view(admin_views.replay),
                 name="orders_order_replay",
             ),
+            path(
+                "callbacks/resend/",
+                view(admin_views.callbacks_resend_range),
+                name="orders_order_resend_callbacks",
+            ),
             *(
                 path(
                     f"<int:order_id>/{verb}/",
@@ -217,7 +222,7 @@ class OrderAdmin(BigTableAdmin):
                     {"verb": verb},
                     name=f"orders_order_{verb}",
                 )
-                for verb in ("cancel", "refund")
+                for verb in ("cancel", "refund", "resend")
             ),
             *super().get_urls(),
         ]
@@ -229,7 +234,8 @@ class OrderAdmin(BigTableAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """The page offers Cancel and Refund (each asks for confirmation) to staff who may."""
+        """The page offers Cancel, Refund and Resend callback (each asks for confirmation) to
+        staff who may."""
         order = self.get_object(request, object_id)
         allowed = order is not None and request.user.has_perm("orders.change_order")
         payment = selectors.payments_by_order([order.pk]).get(order.pk) if allowed else None
@@ -237,6 +243,7 @@ class OrderAdmin(BigTableAdmin):
             "can_cancel": allowed
             and not cancel_refusal(order.status, payment.status if payment else None),
             "can_refund": allowed and order.status in REFUNDABLE,
+            "can_resend": allowed and bool(order.callback_url),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
@@ -265,6 +272,22 @@ class OrderAdmin(BigTableAdmin):
 
     def has_unpark_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("orders.change_order")
+
+    def has_resend_callbacks_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(
+        description="Resend the latest callback (same event, new delivery)",
+        permissions=["resend_callbacks"],
+    )
+    def resend_callbacks(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        """Each selected order's latest status POSTed again (`staff_callbacks_resend`); those
+        still on their way, or without callbacks, are left as they are."""
+        ids = list(queryset.values_list("pk", flat=True)[:CANCEL_LIMIT])
+        resent = services.staff_callbacks_resend(
+            order_ids=ids, actor=f"staff:{request.user.username}"
+        )
+        self.message_user(request, f"{len(resent)} callback(s) queued to be sent again.")
 
     @admin.action(description="Return parked orders to their line", permissions=["unpark"])
     def unpark(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:

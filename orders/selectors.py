@@ -532,3 +532,26 @@ def failed_callbacks() -> QuerySet[CallbackDelivery]:
         .select_related("order")
         .order_by("-id")
     )
+
+
+def latest_callbacks(*, order_ids: Iterable[int]) -> QuerySet[CallbackDelivery]:
+    """Each of these orders' newest delivery, the one of its latest status change (one row per
+    order that asked for callbacks), by order."""
+    return (
+        CallbackDelivery.objects.filter(order_id__in=list(order_ids))
+        .order_by("order_id", "-id")
+        .distinct("order_id")
+    )
+
+
+def latest_callbacks_between(*, since: datetime, until: datetime) -> QuerySet[CallbackDelivery]:
+    """The newest delivery of each order whose latest status change happened in [since,
+    until) (the delivery's creation is the change's time, X-Event-Time), oldest first. An
+    order that changed again after `until` is not here: its newer change has its own delivery.
+    No index on created_at: a sequential scan of the deliveries, for a staff control."""
+    newest = (
+        CallbackDelivery.objects.filter(order_id=OuterRef("order_id")).order_by("-id").values("pk")
+    )
+    return CallbackDelivery.objects.filter(
+        created_at__gte=since, created_at__lt=until, pk=Subquery(newest[:1])
+    ).order_by("id")

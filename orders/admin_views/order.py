@@ -1,4 +1,5 @@
-"""An order's controls: cancel an unpaid order, refund a paid one through the gateway."""
+"""An order's controls: cancel an unpaid order, refund a paid one through the gateway, resend
+its latest callback."""
 
 from __future__ import annotations
 
@@ -19,17 +20,20 @@ from orders.admin_views.common import (
     confirmed,
     require,
 )
+from orders.services.callbacks import RESENDABLE, event_id
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
+    from orders.models import CallbackDelivery, Order
 
-PAST = {"cancel": "cancelled", "refund": "refunded"}
+
+PAST = {"cancel": "cancelled", "refund": "refunded", "resend": "resent"}
 
 
 def order_control(request: HttpRequest, order_id: int, verb: str) -> HttpResponse:
-    """Cancel an unpaid order (its holds released) or refund a paid one through the gateway,
-    after a confirmation page that shows what moves."""
+    """Cancel an unpaid order (its holds released), refund a paid one through the gateway, or
+    resend its latest callback, after a confirmation page that shows what moves."""
     require(request, CONTROL_ORDERS)
     if verb not in PAST:
         raise Http404
@@ -38,6 +42,8 @@ def order_control(request: HttpRequest, order_id: int, verb: str) -> HttpRespons
     except NotFound:
         raise Http404("No such order.") from None
     back = reverse("admin:orders_order_change", args=[order.pk])
+    if verb == "resend":
+        return _resend(request, order, back)
     if confirmed(request):
         try:
             if verb == "cancel":
@@ -84,3 +90,46 @@ def order_control(request: HttpRequest, order_id: int, verb: str) -> HttpRespons
         confirm_label=f"Yes, {verb} it",
         cancel_url=back,
     )
+
+
+def _resend(request: HttpRequest, order: Order, back: str) -> HttpResponse:
+    """The order's newest delivery (its latest status) sent again: `staff_callbacks_resend`."""
+    latest = selectors.latest_callbacks(order_ids=[order.pk]).first()
+    if confirmed(request):
+        resent = services.staff_callbacks_resend(order_ids=[order.pk], actor=actor_of(request))
+        if resent:
+            messages.success(
+                request,
+                f"Queued: the {latest.order_status if latest else ''} callback of "
+                f"{order.public_id} ({event_id(delivery_id=resent[0])}) is sent again.",
+            )
+        else:
+            messages.warning(request, f"Nothing resent: {_why_not(latest)}")
+        return HttpResponseRedirect(back)
+    if latest is None or latest.state not in RESENDABLE:
+        messages.warning(request, f"Nothing to resend: {_why_not(latest)}")
+        return HttpResponseRedirect(back)
+    return confirm(
+        request,
+        title=f"Resend the latest callback of order {order.public_id}?",
+        consequence=(
+            f"Its {latest.order_status} status is POSTed again to its callback URL, with the "
+            "same event id and a new delivery id, and the whole retry schedule if it fails."
+        ),
+        details=[
+            Figure("Order", "order", str(order.public_id)),
+            Figure("Status sent", "status", latest.order_status),
+            Figure("Event", "event", event_id(delivery_id=latest.pk)),
+            Figure("Last delivery", "state", f"{latest.state}, {latest.attempts} attempt(s)"),
+            Figure("URL", "url", latest.url),
+        ],
+        confirm_label="Yes, resend it",
+        cancel_url=back,
+        danger=False,
+    )
+
+
+def _why_not(latest: CallbackDelivery | None) -> str:
+    if latest is None:
+        return "the order asked for no callbacks."
+    return f"its latest callback ({latest.order_status}) is still on its way."

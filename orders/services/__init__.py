@@ -3,10 +3,18 @@
 A package because the pipeline has several stages; each module owns one of them.
 """
 
-from orders.services.callbacks import callbacks_drain, signature, signature_verify
+from orders.services.callbacks import (
+    callbacks_drain,
+    callbacks_resend,
+    callbacks_resend_between,
+    signature,
+    signature_verify,
+)
 from orders.services.controls import (
     order_refund,
     staff_callbacks_replay,
+    staff_callbacks_resend,
+    staff_callbacks_resend_between,
     staff_order_cancel,
     staff_orders_unpark,
     staff_payments_replay,
@@ -33,6 +41,8 @@ __all__ = [
     "Placed",
     "callbacks_drain",
     "callbacks_replay",
+    "callbacks_resend",
+    "callbacks_resend_between",
     "holds_close",
     "holds_expire",
     "order_cancel",
@@ -50,6 +60,8 @@ __all__ = [
     "signature",
     "signature_verify",
     "staff_callbacks_replay",
+    "staff_callbacks_resend",
+    "staff_callbacks_resend_between",
     "staff_order_cancel",
     "staff_orders_unpark",
     "staff_payments_replay",

@@ -8,6 +8,9 @@ being rotated, one v1 entry per valid secret, the old one first. Each POST also 
 event (`X-Event-Id`: the delivery row, one per status change, repeated by every redelivery),
 its attempt (`X-Delivery-Id`) and when the change happened (`X-Event-Time`, the row's
 creation: the move's time).
+
+Staff may resend an order's latest status (`callbacks_resend`, `callbacks_resend_between`):
+the same row back to pending, so the same event id and time, with new delivery ids.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,12 +32,13 @@ from functools import cache, partial
 import urllib3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.utils import timezone
 from urllib3.exceptions import HTTPError as TransportError
 
 from infra import ratelimit
 from infra.sql import prepared_count, prepared_rows
-from orders import metrics, sql
+from orders import metrics, selectors, sql
 from orders.models import TERMINAL, CallbackDelivery
 from orders.netguard import guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
@@ -120,6 +124,31 @@ def retry_delays() -> list[float]:
         delays.append(delay)
         covered += delay * _JITTER_FLOOR
     return delays
+
+
+@dataclass(frozen=True)
+class RetryStep:
+    """One attempt of a delivery that keeps failing, in seconds: the wait before it (drawn
+    between `wait_min` and `wait_max`) and when it comes, counted from the first attempt."""
+
+    attempt: int
+    wait_min: float
+    wait_max: float
+    since_min: float
+    since_max: float
+
+
+def retry_schedule() -> list[RetryStep]:
+    """Every attempt `retry_delays` allows, the first (at once) first; what
+    docs/integrator-guide.md tabulates (`manage.py callback_schedule --write` writes the table)."""
+    steps = [RetryStep(1, 0.0, 0.0, 0.0, 0.0)]
+    for delay in retry_delays():
+        last = steps[-1]
+        low = delay * _JITTER_FLOOR
+        steps.append(
+            RetryStep(last.attempt + 1, low, delay, last.since_min + low, last.since_max + delay)
+        )
+    return steps
 
 
 @cache
@@ -311,3 +340,53 @@ def _within_client_limits(
         go += client_jobs[: grant.granted]
         unsent += [(job, max(grant.retry_after, 0.05)) for job in client_jobs[grant.granted :]]
     return go, unsent
+
+
+# --- Resent by staff -------------------------------------------------------------------------
+
+# A delivery that is done with, either way; a pending one is on its way already, and a
+# superseded one was replaced by a newer status (never the newest of its order).
+RESENDABLE = (CallbackDelivery.State.DELIVERED.value, CallbackDelivery.State.FAILED.value)
+
+
+@transaction.atomic
+def callbacks_resend(*, order_ids: Collection[int], actor: str) -> list[int]:
+    """Each order's latest status delivered again: its newest delivery row, delivered or
+    given up, back to pending, due at once, with a fresh attempt budget (the whole retry
+    schedule). The row is the event, so every POST of the resend carries its `X-Event-Id` and
+    `X-Event-Time` and a new `X-Delivery-Id`; the body is the document of that change, signed
+    with the client's secrets of the moment. An order whose newest delivery is still pending is
+    left as it is (it is on its way), as is one without callbacks. Locks the rows resent (no
+    key update), never the orders. After commit: the callback workers nudged. Returns the ids of
+    the deliveries resent."""
+    now = timezone.now()
+    newest = selectors.latest_callbacks(order_ids=order_ids).values_list("pk", flat=True)
+    resent = list(
+        CallbackDelivery.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(newest), state__in=RESENDABLE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    CallbackDelivery.objects.filter(pk__in=resent).update(
+        state=CallbackDelivery.State.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        delivered_at=None,
+        last_error=f"resent by {actor}",
+        updated_at=now,
+    )
+    if resent:
+        transaction.on_commit(partial(nudge_callbacks, force=True))
+    return resent
+
+
+def callbacks_resend_between(
+    *, since: datetime, until: datetime, actor: str, limit: int
+) -> list[int]:
+    """`callbacks_resend` for the orders whose latest status changed in [since, until) (when
+    their newest delivery was made), at most `limit` of them, the oldest changes first.
+    Returns the ids of the deliveries resent."""
+    order_ids = selectors.latest_callbacks_between(since=since, until=until).values_list(
+        "order_id", flat=True
+    )[:limit]
+    return callbacks_resend(order_ids=list(order_ids), actor=actor)

@@ -1,6 +1,7 @@
 """Staff controls on orders, each recorded in the audit log (shop.AuditEntry) in the same
 transaction as the change it makes: cancel an unpaid order, refund a paid one through the
-gateway, and replay dead work (parked payments, failed callbacks, parked orders).
+gateway, replay dead work (parked payments, failed callbacks, parked orders), and resend
+orders' latest callbacks.
 
 The pipeline's own services do the work; these add who asked, and the state before and after.
 
@@ -20,6 +21,7 @@ from orders import selectors
 from orders.errors import NotRefundable, RefundRefused, RefundUnknown
 from orders.gateway.client import RefundOutcome
 from orders.models import REFUND_ALLOWED, REFUNDABLE, CallbackDelivery, Order, Payment, Refund
+from orders.services.callbacks import callbacks_resend, callbacks_resend_between
 from orders.services.lifecycle import callbacks_replay, order_cancel, orders_unpark, payments_replay
 from orders.services.settlement import RefundJob, refund_call, refund_key
 from orders.services.transitions import refund_move
@@ -27,6 +29,7 @@ from shop import services as shop_services
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+    from datetime import datetime
 
 
 def _audit(order: Order, *, actor: str, action: str, before: dict, after: dict) -> None:
@@ -220,6 +223,49 @@ def staff_callbacks_replay(*, delivery_ids: Collection[int], actor: str) -> int:
         after={"state": CallbackDelivery.State.PENDING, "replayed": len(replayed)},
     )
     return len(replayed)
+
+
+@transaction.atomic
+def staff_callbacks_resend(*, order_ids: Collection[int], actor: str) -> list[int]:
+    """`callbacks_resend` (each order's latest status delivered again), audited: against the
+    order when there is one, else as one entry for the batch. Returns the deliveries resent."""
+    resent = callbacks_resend(order_ids=order_ids, actor=actor)
+    before = {"deliveries": resent, "state": "delivered or failed"}
+    after = {"state": CallbackDelivery.State.PENDING, "resent": len(resent)}
+    if len(order_ids) == 1 and resent:
+        order = Order.objects.get(pk=next(iter(order_ids)))
+        _audit(order, actor=actor, action="callbacks.resend", before=before, after=after)
+        return resent
+    _audit_replay(
+        actor,
+        "callbacks.resend",
+        "callbacks",
+        f"latest callback of {len(resent)} order(s)",
+        count=len(resent),
+        before=before,
+        after=after,
+    )
+    return resent
+
+
+@transaction.atomic
+def staff_callbacks_resend_between(
+    *, since: datetime, until: datetime, actor: str, limit: int
+) -> list[int]:
+    """`callbacks_resend_between` (the latest status of every order whose latest change
+    happened in [since, until)), audited with the range. Returns the deliveries resent."""
+    resent = callbacks_resend_between(since=since, until=until, actor=actor, limit=limit)
+    _audit_replay(
+        actor,
+        "callbacks.resend",
+        "callbacks",
+        f"latest callback of {len(resent)} order(s) changed {since:%Y-%m-%d %H:%M} to "
+        f"{until:%Y-%m-%d %H:%M}",
+        count=len(resent),
+        before={"since": since.isoformat(), "until": until.isoformat(), "deliveries": resent},
+        after={"state": CallbackDelivery.State.PENDING, "resent": len(resent)},
+    )
+    return resent
 
 
 @transaction.atomic

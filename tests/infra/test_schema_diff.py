@@ -67,7 +67,7 @@ def answer_field_optional(s: Schema) -> None:
 
 
 def answer_field_nullable(s: Schema) -> None:
-    component(s, "OrderOut")["properties"]["payable"]["nullable"] = True
+    component(s, "OrderOut")["properties"]["payable"]["type"] = ["integer", "null"]
 
 
 def drop_status_value(s: Schema) -> None:
@@ -133,7 +133,7 @@ def stricter_pattern(s: Schema) -> None:
 
 
 def null_refused(s: Schema) -> None:
-    del component(s, "OrderPlaceInRequest")["properties"]["coupon_code"]["nullable"]
+    component(s, "OrderPlaceInRequest")["properties"]["coupon_code"]["type"] = "string"
 
 
 def drop_success_status(s: Schema) -> None:
@@ -146,6 +146,38 @@ def drop_always_sent_header(s: Schema) -> None:
 
 def header_sometimes(s: Schema) -> None:
     del op(s, *PLACE)["responses"]["429"]["headers"]["Retry-After"]["required"]
+
+
+HOOK = "webhook orderStatusChanged POST"
+
+
+def webhook(s: Schema) -> Schema:
+    return s["webhooks"]["orderStatusChanged"]["post"]
+
+
+def drop_webhook(s: Schema) -> None:
+    del s["webhooks"]["orderStatusChanged"]
+
+
+def drop_webhook_header(s: Schema) -> None:
+    webhook(s)["parameters"] = [p for p in webhook(s)["parameters"] if p["name"] != "X-Event-Id"]
+
+
+def webhook_header_sometimes(s: Schema) -> None:
+    for parameter in webhook(s)["parameters"]:
+        if parameter["name"] == "X-Delivery-Id":
+            parameter["required"] = False
+
+
+def webhook_body_field_dropped(s: Schema) -> None:
+    webhook(s)["requestBody"]["content"]["application/json"]["schema"] = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+    }
+
+
+def webhook_answer_narrowed(s: Schema) -> None:
+    del webhook(s)["responses"]["2XX"]
 
 
 @pytest.mark.parametrize(
@@ -192,6 +224,11 @@ def header_sometimes(s: Schema) -> None:
         (drop_success_status, "POST /api/v1/orders/ 202: success status removed"),
         (drop_always_sent_header, "POST /api/v1/orders/ 202 header Location: removed"),
         (header_sometimes, "POST /api/v1/orders/ 429 header Retry-After: no longer always sent"),
+        (drop_webhook, f"{HOOK}: removed"),
+        (drop_webhook_header, f"{HOOK} request header X-Event-Id: removed"),
+        (webhook_header_sometimes, f"{HOOK} request header X-Delivery-Id: no longer always sent"),
+        (webhook_body_field_dropped, f"{HOOK} request.status: field removed"),
+        (webhook_answer_narrowed, f"{HOOK} 2XX: answer no longer taken"),
     ],
     ids=lambda v: v.__name__ if callable(v) else "",
 )
@@ -202,6 +239,28 @@ def test_a_breaking_change_is_caught(
     problems = changed(real, change)
     # then
     assert expected in problems, problems
+
+
+def test_null_is_judged_alike_in_both_spellings() -> None:
+    """OpenAPI 3.0's `nullable: true` (1.1.0) and 3.1's null type (1.2.0 on) say the same: a
+    move between them is no change, and null dropped is caught in either."""
+    # given
+    old = load(releases()[0])
+    assert old["openapi"].startswith("3.0")
+    coupon = component(old, "OrderPlaceInRequest")["properties"]["coupon_code"]
+    assert coupon["nullable"] is True
+    as_31 = copy.deepcopy(old)
+    spelled = component(as_31, "OrderPlaceInRequest")["properties"]["coupon_code"]
+    del spelled["nullable"]
+    spelled["type"] = ["string", "null"]
+    refused = copy.deepcopy(old)
+    del component(refused, "OrderPlaceInRequest")["properties"]["coupon_code"]["nullable"]
+    # when / then
+    assert breaking_changes(old, as_31) == []
+    assert breaking_changes(as_31, old) == []
+    assert "POST /api/v1/orders/ request body.coupon_code: null no longer accepted" in (
+        breaking_changes(old, refused)
+    )
 
 
 # --- allowed ---------------------------------------------------------------------------------
@@ -261,6 +320,15 @@ def component_renamed(s: Schema) -> None:
     s.update(renamed)
 
 
+def webhook_grows(s: Schema) -> None:
+    """A new optional header on the callback, a new answer taken, and a second webhook."""
+    webhook(s)["parameters"].append(
+        {"name": "X-Attempt", "in": "header", "required": False, "schema": {"type": "integer"}}
+    )
+    webhook(s)["responses"]["410"] = {"description": "Stop sending."}
+    s["webhooks"]["campaignEnded"] = copy.deepcopy(s["webhooks"]["orderStatusChanged"])
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -274,6 +342,7 @@ def component_renamed(s: Schema) -> None:
         new_operation_and_header,
         texts,
         component_renamed,
+        webhook_grows,
     ],
     ids=lambda f: f.__name__,
 )

@@ -65,3 +65,16 @@ def test_nothing_breaks_a_client_of_the_last_release() -> None:
     problems = breaking_changes(load(last), load(CURRENT))
     # then: a breaking change needs /api/v2/ (docs/compatibility.md)
     assert problems == []
+
+
+def test_nothing_breaks_a_client_of_any_release_of_this_major() -> None:
+    """Not only the newest: a client written against 1.1.0 is as much a v1 client as one of
+    the latest release (docs/compatibility.md)."""
+    # given
+    major = load(CURRENT)["info"]["version"].split(".")[0]
+    kept = [p for p in releases() if p.stem.split(".")[0] == major]
+    # when
+    problems = {p.stem: breaking_changes(load(p), load(CURRENT)) for p in kept}
+    # then
+    assert "1.1.0" in problems
+    assert problems == {version: [] for version in problems}

@@ -304,6 +304,7 @@ def test_staff_cancel_but_never_write_orders_by_hand(
         "",
         "cancel",
         "unpark",
+        "resend_callbacks",
     ]
     assert messages_of(cancelled) == [f"Cancelled: {order.public_id}."]
     assert OrderEvent.objects.filter(order=order).latest("id").actor == "staff:clerk"

@@ -9,7 +9,8 @@
     end: "End {n} campaign(s) for good? An ended campaign cannot be resumed.",
     cancel: "Cancel {n} order(s)? Their stock, coupons and budget are released; this cannot be undone.",
     unpark: "Return {n} parked order(s) to their line?",
-    replay: "Replay {n} selected row(s)?"
+    replay: "Replay {n} selected row(s)?",
+    resend_callbacks: "Resend the latest callback of {n} order(s)? Chatbots get a duplicate of the same event."
   };
   document.addEventListener("submit", function (event) {
     var form = event.target;
