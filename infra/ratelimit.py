@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import redis
@@ -141,14 +141,19 @@ class Standing:
     tokens: float  # left after this request
 
     def policy_item(self) -> str:
-        rate, burst = float(self.limit.per_second or 0), max(1, self.limit.burst)
-        return f'"{self.policy}";q={burst};w={max(1, math.ceil(burst / rate))}'
+        return _policy_item(self.policy, float(self.limit.per_second or 0), self.limit.burst)
 
     def item(self) -> str:
         rate, burst = float(self.limit.per_second or 0), max(1, self.limit.burst)
         tokens = min(max(self.tokens, 0.0), burst)
         full = math.ceil((burst - tokens) / rate) if tokens < burst else 0
         return f'"{self.policy}";r={math.floor(tokens)};t={full}'
+
+
+@lru_cache(maxsize=64)  # a handful of policies, the same on every answer
+def _policy_item(policy: str, rate: float, burst: int) -> str:
+    burst = max(1, burst)
+    return f'"{policy}";q={burst};w={max(1, math.ceil(burst / rate))}'
 
 
 _standings: contextvars.ContextVar[tuple[Standing, ...]] = contextvars.ContextVar(
