@@ -6,18 +6,30 @@ Celery's own `rate_limit` is per worker process: not enough for a provider's quo
 
 If Redis cannot be reached the bucket fails open: the gateway's own 429s are handled as
 "retry later", and refusing every order because a cache is down would be worse.
+
+The same call says how many tokens are left, so an API answer can tell the client where it
+stands (the IETF `RateLimit-Policy` and `RateLimit` headers, docs/integrator-guide.md, Rate
+limits and 429) without another round trip: the API's admission notes each bucket it took
+from (`standing_note`) and RateLimitHeadersMiddleware writes them on the answer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 from redis.commands.core import Script
 
 from infra import fast
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +66,7 @@ end
 """
 
 # KEYS[1]: the bucket. ARGV: rate (tokens/s, > 0), burst (max tokens), want.
-# Returns {granted, seconds until the next token as a string}.
+# Returns {granted, seconds until the next token, tokens left}, the last two as strings.
 _TAKE_LUA = (
     BUCKET_LUA
     + """
@@ -67,7 +79,7 @@ tokens = tokens - granted
 bucket_store(KEYS[1], rate, burst, tokens, ts)
 local wait = 0
 if granted < want then wait = bucket_wait(tokens, rate) end
-return {granted, tostring(wait)}
+return {granted, tostring(wait), tostring(tokens)}
 """
 )
 
@@ -84,6 +96,7 @@ class Limit:
 class Grant:
     granted: int
     retry_after: float  # seconds until a token is likely (0 when all were granted)
+    tokens: float | None = None  # left in the bucket after this take; None: not counted
 
 
 def bucket_key(bucket: str) -> str:
@@ -104,8 +117,81 @@ def take(bucket: str, limit: Limit, want: int = 1) -> Grant:
         return Grant(granted=0, retry_after=STOPPED_WAIT)
     burst = max(1, limit.burst)
     try:
-        granted, wait = _script()(keys=[bucket_key(bucket)], args=[limit.per_second, burst, want])
+        granted, wait, tokens = _script()(
+            keys=[bucket_key(bucket)], args=[limit.per_second, burst, want]
+        )
     except redis.RedisError:
         log.warning("rate limiter unavailable for %s; failing open", bucket, exc_info=True)
         return Grant(granted=want, retry_after=UNLIMITED_WAIT)
-    return Grant(granted=int(granted), retry_after=float(wait))
+    return Grant(granted=int(granted), retry_after=float(wait), tokens=float(tokens))
+
+
+# --- Where an API client stands ------------------------------------------------------------
+# draft-ietf-httpapi-ratelimit-headers-10 (September 2025; -11 keeps these fields): each
+# bucket the request took from is a policy, `"client";q=<burst>;w=<seconds an empty bucket
+# takes to fill>` in RateLimit-Policy, and its state now, `"client";r=<whole tokens
+# left>;t=<seconds until it is full again>` in RateLimit. Both buckets are reported when the
+# request named a shopper; the tighter one is the one with the smaller `r`.
+
+
+@dataclass(frozen=True)
+class Standing:
+    policy: str  # "client" or "customer"
+    limit: Limit  # a rate > 0
+    tokens: float  # left after this request
+
+    def policy_item(self) -> str:
+        return _policy_item(self.policy, float(self.limit.per_second or 0), self.limit.burst)
+
+    def item(self) -> str:
+        rate, burst = float(self.limit.per_second or 0), max(1, self.limit.burst)
+        tokens = min(max(self.tokens, 0.0), burst)
+        full = math.ceil((burst - tokens) / rate) if tokens < burst else 0
+        return f'"{self.policy}";r={math.floor(tokens)};t={full}'
+
+
+@lru_cache(maxsize=64)  # a handful of policies, the same on every answer
+def _policy_item(policy: str, rate: float, burst: int) -> str:
+    burst = max(1, burst)
+    return f'"{policy}";q={burst};w={max(1, math.ceil(burst / rate))}'
+
+
+_standings: contextvars.ContextVar[tuple[Standing, ...]] = contextvars.ContextVar(
+    "ratelimit_standings", default=()
+)
+
+
+def standing_note(policy: str, limit: Limit, tokens: float | None) -> None:
+    """Record for the answer to this request what `policy`'s bucket holds after it (nothing
+    for an unlimited or stopped bucket, or one Redis could not count)."""
+    if tokens is None or limit.per_second is None or limit.per_second <= 0:
+        return
+    kept = tuple(s for s in _standings.get() if s.policy != policy)
+    _standings.set((*kept, Standing(policy, limit, tokens)))
+
+
+def standing_headers() -> dict[str, str]:
+    standings = _standings.get()
+    if not standings:
+        return {}
+    return {
+        "RateLimit-Policy": ", ".join(s.policy_item() for s in standings),
+        "RateLimit": ", ".join(s.item() for s in standings),
+    }
+
+
+class RateLimitHeadersMiddleware:
+    """Writes the buckets this request took from on its answer (a 429 included)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = _standings.set(())
+        try:
+            response = self.get_response(request)
+            for name, value in standing_headers().items():
+                response[name] = value
+            return response
+        finally:
+            _standings.reset(token)

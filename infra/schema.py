@@ -246,7 +246,11 @@ RETRY_AFTER = OpenApiParameter(
     OpenApiParameter.HEADER,
     response=[429],
     required=True,
-    description="Seconds to wait before retrying; the same as the body's `retry_after`.",
+    description="Seconds to wait before retrying; the same as the body's `retry_after`. Over "
+    "a request rate: the seconds until the refusing bucket holds a token again (rounded up, "
+    "at least 1). A full line: the time its excess takes to drain at the measured rate. The "
+    "front door at capacity: `WEB_SHED_RETRY_AFTER_SECONDS` (1 s by default); a database or "
+    "Redis failover: 1. Add a random 0 to 50 % before retrying.",
 )
 WWW_AUTHENTICATE = OpenApiParameter(
     "WWW-Authenticate",
@@ -256,12 +260,46 @@ WWW_AUTHENTICATE = OpenApiParameter(
     required=True,
     description="The scheme to authenticate with: `Bearer`.",
 )
+# Written by infra.ratelimit.RateLimitHeadersMiddleware on the answers to the POSTs that take
+# rate-limit tokens (docs/integrator-guide.md, Rate limits and 429). Optional: absent while
+# the client's and the shopper's requests are unlimited, and when a request was refused
+# before its tokens were counted (the front door's own 429, a full line).
+RATE_LIMIT_POLICY_OUT = OpenApiParameter(
+    "RateLimit-Policy",
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    response=True,
+    required=False,
+    description="The request-rate buckets this request drew from "
+    '(draft-ietf-httpapi-ratelimit-headers-10): `"client"` (your key\'s requests) and, '
+    'when the body names a shopper, `"customer"`, each with `q` (its burst: requests '
+    "you may send at once) and `w` (the seconds an empty bucket takes to fill, at least 1: "
+    "`q/w` a second is a pace you can keep). Example: "
+    '`"client";q=1000;w=1, "customer";q=10;w=5`.',
+)
+RATE_LIMIT_OUT = OpenApiParameter(
+    "RateLimit",
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    response=True,
+    required=False,
+    description="Where you stand against each bucket of `RateLimit-Policy` after this "
+    "request: `r`, the requests you may still send at once, and `t`, the seconds until the "
+    "bucket is full again. On a 429, the bucket that refused, `r=0`. Example: "
+    '`"client";r=999;t=1, "customer";r=0;t=1`.',
+)
 IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 255}  # infra.api
 
 
 def common_parameters() -> list[OpenApiParameter]:
     """What every chatbot operation takes and answers in headers, besides its own."""
     return [REQUEST_ID_IN, REQUEST_ID_OUT, RETRY_AFTER, WWW_AUTHENTICATE]
+
+
+def rate_limited_parameters() -> list[OpenApiParameter]:
+    """common_parameters(), and the rate-limit headers of the POSTs that take tokens (claims,
+    orders, cancels: shop.api.throttling.ChatbotAdmission and intake's admission)."""
+    return [*common_parameters(), RATE_LIMIT_POLICY_OUT, RATE_LIMIT_OUT]
 
 
 class StrictSerializerScheme(OpenApiSerializerExtension):

@@ -279,10 +279,11 @@ def nudge_hold(kind: str, name: str, lane: int = 0) -> None:
 #       ceiling (0: none), nudge TTL, key mark TTL, the line's drain counter prefix, the
 #       window's first second, its length, the longest wait in seconds (0: none), the
 #       assumed drain rate.
-# Returns {ADMIT_REFUSED, wait} | {ADMIT_LINE_UNKNOWN}
+# Returns {ADMIT_REFUSED, wait, 1 client's bucket | 2 customer's} | {ADMIT_LINE_UNKNOWN}
 #       | {ADMIT_LINE_FULL, waiting, drained in the window, seconds since the first drain}
 #       | {ADMIT_REPLAY} | {ADMIT_OK, ticket, out + aside, nudge claimed, drained in the
-#       window, seconds of the window since the first drain}. The drain counters are read by names
+#       window, seconds of the window since the first drain, the client's and the customer's
+#       tokens left (-1: not limited)}. The drain counters are read by names
 #       built here (one Redis server; a cluster would need them passed as KEYS).
 _ADMIT_LUA = ratelimit.BUCKET_LUA + (
     """
@@ -300,11 +301,11 @@ end
 local c_rate, c_burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local u_rate, u_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local c_left, c_ts, c_wait = peek(KEYS[1], c_rate, c_burst)
-if c_left == nil and c_rate >= 0 then return {0, tostring(c_wait)} end
+if c_left == nil and c_rate >= 0 then return {0, tostring(c_wait), 1} end
 local u_left, u_ts, u_wait = nil, nil, 0
 if KEYS[2] ~= '' then
   u_left, u_ts, u_wait = peek(KEYS[2], u_rate, u_burst)
-  if u_left == nil and u_rate >= 0 then return {0, tostring(u_wait)} end
+  if u_left == nil and u_rate >= 0 then return {0, tostring(u_wait), 2} end
 end
 local given = redis.call('GET', KEYS[3])
 if not given then return {1} end
@@ -335,7 +336,8 @@ if KEYS[6] ~= '' then redis.call('SET', KEYS[6], 1, 'EX', tonumber(ARGV[7])) end
 local claimed = 0
 if redis.call('SET', KEYS[5], 1, 'NX', 'EX', tonumber(ARGV[6])) then claimed = 1 end
 local aside = tonumber(redis.call('GET', KEYS[7]) or '0')
-return {3, ticket, out + aside, claimed, drained, since}
+return {3, ticket, out + aside, claimed, drained, since, tostring(c_left or -1),
+        tostring(u_left or -1)}
 """
 )
 ADMIT_REFUSED, ADMIT_LINE_UNKNOWN, ADMIT_LINE_FULL, ADMIT_OK, ADMIT_REPLAY = 0, 1, 2, 3, 4
@@ -403,14 +405,23 @@ def admit(
         log.warning("intake admission unavailable for campaign %s", campaign_id, exc_info=True)
         return Admission(outcome=ADMIT_OK)
     outcome = int(got[0])
+    policies = (("client", client_limit), ("customer", customer_limit))
     if outcome == ADMIT_REFUSED:
-        return Admission(outcome=outcome, retry_after=float(got[1]))
+        wait = float(got[1])
+        policy, (per_second, burst) = policies[int(got[2]) - 1]
+        if per_second:  # what the refusing bucket holds, from its wait: 1 - wait * rate
+            left = max(0.0, 1 - wait * per_second)
+            ratelimit.standing_note(policy, ratelimit.Limit(per_second, burst), left)
+        return Admission(outcome=outcome, retry_after=wait)
     if outcome == ADMIT_LINE_FULL:
         waiting, drained, since = (int(v) for v in got[1:4])
         return Admission(outcome=outcome, waiting=waiting, rate=_window_rate(drained, since))
     if outcome != ADMIT_OK:
         return Admission(outcome=outcome)
     ticket, ahead_done, claimed, drained, since = (int(v) for v in got[1:6])
+    for (policy, (per_second, burst)), left in zip(policies, got[6:8], strict=True):
+        if float(left) >= 0 and per_second is not None:  # the answer's RateLimit headers
+            ratelimit.standing_note(policy, ratelimit.Limit(per_second, burst), float(left))
     position = max(1, ticket - ahead_done)
     rate = _window_rate(drained, since)
     return Admission(

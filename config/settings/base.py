@@ -49,6 +49,8 @@ MIDDLEWARE = [
     # Then the request id and log context, then request metrics, so both see the whole answer.
     "infra.logs.RequestIdMiddleware",
     "infra.metrics.RequestMetricsMiddleware",
+    # RateLimit-Policy and RateLimit on answers to requests that took rate-limit tokens.
+    "infra.ratelimit.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -13,6 +13,7 @@ from infra.schema import (
     common_parameters,
     error_response,
     ok_response,
+    rate_limited_parameters,
 )
 
 CAMPAIGN_EXAMPLE = {
@@ -122,7 +123,7 @@ COUPON_CLAIM = {
         "limit holds also under concurrent claims. Use the coupon's `code` as `coupon_code` "
         "when placing the order."
     ),
-    "parameters": [IDEMPOTENCY_HEADER, SLUG, *common_parameters()],
+    "parameters": [IDEMPOTENCY_HEADER, SLUG, *rate_limited_parameters()],
     "request": OpenApiRequest(
         CouponClaimIn,
         examples=[

@@ -12,6 +12,7 @@ from infra.schema import (
     common_parameters,
     error_response,
     ok_response,
+    rate_limited_parameters,
 )
 from orders.api.serializers import OrderOut, OrderPageOut, OrderPlaceIn
 
@@ -130,7 +131,7 @@ ORDER_PLACE = {
         "stored (`409`, `410`); the worker checks everything again under locks, so an accepted "
         "order can still end `rejected`. " + STATUSES
     ),
-    "parameters": [IDEMPOTENCY_HEADER, LOCATION, *common_parameters()],
+    "parameters": [IDEMPOTENCY_HEADER, LOCATION, *rate_limited_parameters()],
     "request": OpenApiRequest(
         OrderPlaceIn,
         examples=[
@@ -222,7 +223,7 @@ ORDER_CANCEL = {
         "answers the same. A paid or otherwise final order cannot be cancelled (`409`); a paid "
         "one can only be refunded by staff."
     ),
-    "parameters": common_parameters(),
+    "parameters": rate_limited_parameters(),
     "request": None,
     "responses": {
         200: ok_response(OrderOut, "Cancelled.", order_example("cancelled")),

@@ -1,5 +1,6 @@
 """Admission control for the chatbot API: per-client and per-customer limits on POSTs
-(claims, orders, cancels), atomic in Redis (infra.ratelimit), answered 429 with Retry-After.
+(claims, orders, cancels), atomic in Redis (infra.ratelimit), answered 429 with Retry-After;
+every answer to such a POST says where the client stands (RateLimit-Policy and RateLimit).
 
 These protect capacity and stop one shopper's retry storm from crowding out the rest; they
 are not business limits (the per-customer coupon limit is enforced in the database).
@@ -31,16 +32,19 @@ class ChatbotAdmission(BaseThrottle):
         if getattr(view, "admits_itself", False):
             return True  # its service takes the same tokens in its own Redis round trip
         client_id = request.user.pk
-        grant = ratelimit.take(f"client:{client_id}", rate_limit(RateLimit.Scope.CLIENT_REQUESTS))
+        limit = rate_limit(RateLimit.Scope.CLIENT_REQUESTS)
+        grant = ratelimit.take(f"client:{client_id}", limit)
+        ratelimit.standing_note("client", limit, grant.tokens)  # the answer's RateLimit
         if grant.granted:
             customer = _customer_id(request)
             if customer is None:
                 return True
-            grant = ratelimit.take(
-                f"customer:{client_id}:{customer}", rate_limit(RateLimit.Scope.CUSTOMER_REQUESTS)
-            )
+            limit = rate_limit(RateLimit.Scope.CUSTOMER_REQUESTS)
+            grant = ratelimit.take(f"customer:{client_id}:{customer}", limit)
+            ratelimit.standing_note("customer", limit, grant.tokens)
             if grant.granted:
                 return True
+        # The refusing bucket's own refill time: seconds until it holds one token.
         self._wait = max(grant.retry_after, 1.0)
         return False
 
