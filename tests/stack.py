@@ -83,6 +83,11 @@ def stop(
 
 def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
     url = f"http://127.0.0.1:{port}"
+    # Another run's sandbox on this port would answer the readiness check below, and stop
+    # under this run when that one ends: refuse it at once.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} already serves something: not this run's sandbox")
     command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=SANDBOX_KEY))
     process = spawn(list(command), log_path)
 

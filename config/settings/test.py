@@ -4,8 +4,18 @@ The two are apart so that the per-test flush of DB 15 never wipes the broker's q
 bindings under a running worker.
 """
 
+import os
+import socket
+
 from config.settings.base import *  # noqa: F403
 from config.settings.base import LOG_FORMAT, env, logging_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 DEBUG = False
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
@@ -31,7 +41,13 @@ PAYMENT_GATEWAY_TIMEOUT = env.float("PAYMENT_GATEWAY_TIMEOUT", default=2.0)
 PAYMENT_LEASE_SECONDS = env.float("PAYMENT_LEASE_SECONDS", default=4.0)
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=600)
 WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=3.0)
-PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:18765")
+# The sandbox gateway the tests start: a free port of this run's own unless given, put in the
+# environment so that the workers the tests start (which read these settings) name the same
+# one. A fixed port was shared by two runs on one machine, and the first to end stopped the
+# other's sandbox under it.
+PAYMENT_GATEWAY_URL = os.environ.setdefault(
+    "PAYMENT_GATEWAY_URL", f"http://127.0.0.1:{_free_port()}"
+)
 PAYMENT_GATEWAY_KEY = "test-sandbox-key"
 # Unlimited unless a test sets a limit (shop.services.rate_limit_set), and re-read quickly so
 # worker processes see a test's change.
