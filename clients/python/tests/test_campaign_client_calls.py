@@ -242,6 +242,24 @@ def test_wait_for_order_polls_at_the_pace_of_the_estimated_wait() -> None:
     assert clock.slept == [3, 0.5]
 
 
+def test_wait_for_order_keeps_the_guides_pace_by_default() -> None:
+    # given: an order whose estimated wait says 0 s, then 120 s
+    recorder = Recorder(
+        httpx.Response(
+            200, json=order_json("received", queue={"position": 1, "estimated_wait_seconds": 0})
+        ),
+        httpx.Response(
+            200, json=order_json("received", queue={"position": 900, "estimated_wait_seconds": 120})
+        ),
+        httpx.Response(200, json=order_json("paid")),
+    )
+    client, clock = client_for(recorder)
+    # when
+    client.wait_for_order("x", timeout=300)
+    # then: never more than one poll every 2 s, never a wait past 30 s
+    assert clock.slept == [2.0, 30.0]
+
+
 def test_wait_for_order_gives_up_with_the_last_order() -> None:
     recorder = Recorder(httpx.Response(200, json=order_json("received")))
     clock = FakeClock()

@@ -184,11 +184,12 @@ class CampaignClient:
         order_id: str,
         *,
         timeout: float = 60.0,
-        min_interval: float = 0.5,
-        max_interval: float = 5.0,
+        min_interval: float = 2.0,
+        max_interval: float = 30.0,
     ) -> Order:
         """Poll the order until it is final, pacing the polls by its estimated wait (between
-        `min_interval` and `max_interval` seconds). A callback_url spares the polling.
+        `min_interval` and `max_interval` seconds: by default the integrator guide's pace,
+        "Polling an order", at most one poll every 2 s). A callback_url spares the polling.
         Raises WaitTimedOut, carrying the last order read, after `timeout` seconds."""
         deadline = self._clock() + timeout
         while True:
