@@ -81,17 +81,17 @@ def stop(
         return process.wait()
 
 
-def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
+def start_sandbox(
+    port: int, log_path: Path, *, latency_ms: int = 0, key: str = SANDBOX_KEY
+) -> subprocess.Popen[bytes]:
     url = f"http://127.0.0.1:{port}"
-    command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=SANDBOX_KEY))
+    command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=key))
     process = spawn(list(command), log_path)
+    auth = {"Authorization": f"Bearer {key}"}
 
     def ready() -> bool:
         try:
-            return (
-                httpx.get(f"{url}/_sandbox/config", headers=SANDBOX_AUTH, timeout=0.5).status_code
-                == 200
-            )
+            return httpx.get(f"{url}/_sandbox/config", headers=auth, timeout=0.5).status_code == 200
         except httpx.TransportError:
             return False
 

@@ -64,6 +64,7 @@ class ChargeJob:
     reference: str
     customer: str
     ask_first: bool  # the last attempt's outcome is unknown: look it up before charging
+    livemode: bool = True  # False: a test order, charged at the test gateway only
 
 
 @dataclass
@@ -77,11 +78,17 @@ def payment_key(order: Order) -> str:
 
 
 @cache
-def gateway() -> GatewayClient:
-    """One pooled client per worker process."""
+def gateway(livemode: bool = True) -> GatewayClient:
+    """One pooled client per worker process and mode: live orders are charged at
+    PAYMENT_GATEWAY_URL, test orders only at PAYMENT_TEST_GATEWAY_URL, the sandbox unless set
+    (docs/integrator-guide.md, Test mode). The order's own `livemode` picks it."""
+    if livemode:
+        url, key = settings.PAYMENT_GATEWAY_URL, settings.PAYMENT_GATEWAY_KEY
+    else:
+        url, key = settings.PAYMENT_TEST_GATEWAY_URL, settings.PAYMENT_TEST_GATEWAY_KEY
     return GatewayClient(
-        base_url=settings.PAYMENT_GATEWAY_URL,
-        api_key=settings.PAYMENT_GATEWAY_KEY,
+        base_url=url,
+        api_key=key,
         timeout=settings.PAYMENT_GATEWAY_TIMEOUT,
         pool_size=settings.PAYMENT_CONCURRENCY,
     )
@@ -166,6 +173,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                 reference=str(by_id[p.order_id].public_id),
                 customer=by_id[p.order_id].customer_id,
                 ask_first=ask_first.get(p.order_id, False),
+                livemode=by_id[p.order_id].livemode,
             )
             for p in {id(m.payment): m.payment for m in moves}.values()
             if p.status == PS.PENDING
@@ -231,6 +239,11 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
         reference=job.reference,
         customer=job.customer,
     )
+
+
+def _attempt(job: ChargeJob, prepaid: bool) -> ChargeOutcome:
+    """`payment_attempt` at the gateway of the job's mode."""
+    return payment_attempt(gateway(job.livemode), job, prepaid)
 
 
 def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[str, int]:
@@ -352,7 +365,6 @@ def payments_drain(*, lane: int = 0) -> int:
     """The settlement worker's loop: claim, call concurrently, record. Returns orders handled.
     A full claim recruits one more worker (nudges.recruit) before its calls go out: claims
     skip each other's rows, and every worker takes its tokens from the one global bucket."""
-    client = gateway()
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
     ) as pool:
@@ -366,9 +378,10 @@ def payments_drain(*, lane: int = 0) -> int:
                 if claimed.jobs:
                     granted = _gateway_tokens(len(claimed.jobs))
                     prepaid = [i < granted for i in range(len(claimed.jobs))]
-                    attempt = partial(payment_attempt, client)
-                    outcomes = list(pool.map(attempt, claimed.jobs, prepaid))
-                    metrics.gateway_outcomes([o.kind for o in outcomes])
+                    outcomes = list(pool.map(_attempt, claimed.jobs, prepaid))
+                    metrics.gateway_outcomes(
+                        [o.kind for j, o in zip(claimed.jobs, outcomes, strict=True) if j.livemode]
+                    )
                     counts = payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
                     if counts["unowed"]:
                         refunds_unowed_settle()
@@ -408,12 +421,13 @@ class RefundJob:
     idempotency_key: str
     charge_id: str
     amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
+    livemode: bool = True  # False: refunded at the test gateway, where it was charged
 
 
 def refund_call(*, job: RefundJob) -> RefundOutcome:
     """Outside any transaction. Every try takes a token of the global gateway limit, like the
     charges, and sends the same key."""
-    client = gateway()
+    client = gateway(job.livemode)
     outcome = None
     for attempt in range(REFUND_ATTEMPTS):
         if attempt:
@@ -444,6 +458,7 @@ def refunds_unowed_settle(*, actor: str = "worker:settle", before: datetime | No
             idempotency_key=r.idempotency_key,
             charge_id=r.charge_id,
             amount=r.amount,
+            livemode=r.order_livemode,  # type: ignore[attr-defined]  # annotated by the selector
         )
         for r in selectors.refunds_unowed(before=before, limit=UNOWED_REFUNDS_BATCH)
     ]
