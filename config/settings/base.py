@@ -158,7 +158,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": API_DESCRIPTION,
     # The API's version, semver: the same as pyproject.toml's and CHANGELOG.md's latest release
     # (docs/compatibility.md, "Versions"; tests/infra/test_schema_file.py checks all three).
-    "VERSION": "1.1.0",
+    "VERSION": "1.2.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
