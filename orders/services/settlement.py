@@ -77,11 +77,15 @@ def payment_key(order: Order) -> str:
     return f"order-{order.public_id}"
 
 
-@cache
 def gateway(livemode: bool = True) -> GatewayClient:
     """One pooled client per worker process and mode: live orders are charged at
     PAYMENT_GATEWAY_URL, test orders only at PAYMENT_TEST_GATEWAY_URL, the sandbox unless set
     (docs/integrator-guide.md, Test mode). The order's own `livemode` picks it."""
+    return _gateway_of(bool(livemode))  # one cache key per mode, however it was asked for
+
+
+@cache
+def _gateway_of(livemode: bool) -> GatewayClient:
     if livemode:
         url, key = settings.PAYMENT_GATEWAY_URL, settings.PAYMENT_GATEWAY_KEY
     else:
@@ -218,9 +222,10 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
     """One attempt, outside any transaction; every gateway request takes a token of the global
     limit first (`prepaid`: the batch already took the first request's, see _gateway_tokens).
     After an unknown outcome, the gateway's record decides; a charge is (re)sent only when it
-    has none, and with the same key."""
+    has none, and with the same key. A test order's requests go to the test gateway and take
+    no token: the live gateway's limit is not spent on them."""
     if job.ask_first:
-        if not prepaid and (wait := _gateway_token()):
+        if job.livemode and not prepaid and (wait := _gateway_token()):
             return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
         prepaid = False
         charges = client.charges_for(reference=job.reference)
@@ -230,7 +235,7 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
             found = [c for c in charges if c.get("status") == status]
             if found:
                 return ChargeOutcome(kind=status, charge_id=str(found[0].get("id", "")))  # type: ignore[arg-type]
-    if not prepaid and (wait := _gateway_token()):
+    if job.livemode and not prepaid and (wait := _gateway_token()):
         return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
     return client.charge(
         idempotency_key=job.idempotency_key,
@@ -239,6 +244,15 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
         reference=job.reference,
         customer=job.customer,
     )
+
+
+def _numbered(live: list[bool]) -> list[tuple[int, bool]]:
+    """Each flag with the number of live ones before it."""
+    found, count = [], 0
+    for is_live in live:
+        found.append((count, is_live))
+        count += is_live
+    return found
 
 
 def _attempt(job: ChargeJob, prepaid: bool) -> ChargeOutcome:
@@ -376,8 +390,10 @@ def payments_drain(*, lane: int = 0) -> int:
                 if claimed.settled_free + len(claimed.jobs) >= limit:
                     recruit(PAY, "all")
                 if claimed.jobs:
-                    granted = _gateway_tokens(len(claimed.jobs))
-                    prepaid = [i < granted for i in range(len(claimed.jobs))]
+                    # Tokens of the live gateway's limit for live orders only (payment_attempt).
+                    live = [j.livemode for j in claimed.jobs]
+                    granted = _gateway_tokens(sum(live))
+                    prepaid = [is_live and n < granted for n, is_live in _numbered(live)]
                     outcomes = list(pool.map(_attempt, claimed.jobs, prepaid))
                     metrics.gateway_outcomes(
                         [o.kind for j, o in zip(claimed.jobs, outcomes, strict=True) if j.livemode]
@@ -433,7 +449,7 @@ def refund_call(*, job: RefundJob) -> RefundOutcome:
         if attempt:
             wait = outcome.retry_after if outcome and outcome.retry_after else 0.0
             time.sleep(min(2.0, max(wait, REFUND_RETRY_SECONDS * attempt)))
-        if _gateway_token():
+        if job.livemode and _gateway_token():  # the test gateway is not the live limit's
             continue
         outcome = client.refund(
             idempotency_key=job.idempotency_key, charge_id=job.charge_id, amount=job.amount

@@ -11,11 +11,13 @@ from rest_framework.test import APIClient
 
 from orders import metrics
 from orders.models import Order
+from orders.services import settlement
 from shop import services as shop_services
-from shop.models import ApiClient, ApiKey, Product
+from shop.models import ApiClient, ApiKey, Product, RateLimit
 from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
+from tests.pipeline import ledger
 
 pytestmark = pytest.mark.django_db
 
@@ -156,3 +158,31 @@ def test_test_orders_are_not_counted_in_the_business_figures() -> None:
     assert response.status_code == 200, response.content
     assert metrics.TRANSITIONS.labels("received", "cancelled")._value.get() == before
     assert Product.objects.get(pk=test_tea.pk).livemode is False
+
+
+def test_a_test_charge_goes_to_the_test_gateway_and_spends_no_live_gateway_token(
+    gateway, test_gateway
+) -> None:
+    # given: the live gateway's limit stopped
+    shop_services.rate_limit_set(scope=RateLimit.Scope.GATEWAY, per_second=0, burst=1, actor="test")
+    job = {
+        "order_id": 1,
+        "payment_id": 1,
+        "attempt": 1,
+        "amount": 1100,
+        "currency": "CNY",
+        "customer": "c-1",
+        "ask_first": False,
+    }
+    test_job = settlement.ChargeJob(
+        **job, idempotency_key="k-test", reference="r-test", livemode=False
+    )
+    live_job = settlement.ChargeJob(**job, idempotency_key="k-live", reference="r-live")
+    # when
+    test_outcome = settlement.payment_attempt(settlement.gateway(False), test_job)
+    live_outcome = settlement.payment_attempt(settlement.gateway(), live_job)
+    # then: the test charge went through at the test gateway; the live one waits for a token
+    assert test_outcome.kind == "succeeded"
+    assert (live_outcome.kind, live_outcome.error) == ("retry", settlement.UNSENT)
+    assert [c["reference"] for c in ledger(test_gateway)["charges"]] == ["r-test"]
+    assert ledger(gateway)["charges"] == []
