@@ -63,7 +63,7 @@ class CampaignEventInline(ReadOnlyInline):
 # the campaign's coupon slices, annotated by get_queryset).
 _COUNTERS = ["status", "coupons_issued", "budget_held", "budget_spent", "created_at", "updated_at"]
 # Fixed at creation: raising a budget or a coupon count mid-campaign needs a service.
-_TERMS = ["coupon_kind", "max_discount", "currency", "coupons_total", "budget_total"]
+_TERMS = ["coupon_kind", "max_discount", "currency", "coupons_total", "budget_total", "livemode"]
 
 
 @admin.register(Campaign)
@@ -76,8 +76,10 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         "coupons",
         "budget",
         "per_customer_limit",
+        "livemode",
     ]
-    list_filter = [PublicStatusFilter, "status"]
+    # Test campaigns (docs/integrator-guide.md, Test mode) can be filtered out.
+    list_filter = ["livemode", PublicStatusFilter, "status"]
     search_fields = ["slug", "name"]
     ordering = ["-starts_at", "slug"]
     inlines = [CampaignEventInline]
@@ -87,7 +89,7 @@ class CampaignAdmin(SaveChangedFieldsOnly):
         js = ["shop/admin/confirm_actions.js"]  # pause, resume and end ask before they act
 
     fieldsets = [
-        (None, {"fields": ["slug", "name", "status"]}),
+        (None, {"fields": ["slug", "name", "status", "livemode"]}),
         ("Window", {"fields": ["starts_at", "ends_at", "coupon_valid_until"]}),
         ("Coupons", {"fields": ["coupon_kind", "max_discount", "currency"]}),
         ("Limits", {"fields": ["per_customer_limit", "backlog_ceiling"]}),
@@ -201,7 +203,7 @@ class CampaignEventAdmin(ReadOnlyAdmin):
 class CouponAdmin(ReadOnlyAdmin):
     list_display = ["code", "campaign", "customer_id", "status", "valid_until", "created_at"]
     list_select_related = ["campaign"]
-    list_filter = ["status", "campaign"]
+    list_filter = [("campaign__livemode", admin.BooleanFieldListFilter), "status", "campaign"]
     search_fields = ["code", "customer_id"]
     search_help_text = "An exact coupon code or customer id."
     ordering = ["-id"]

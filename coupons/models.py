@@ -31,6 +31,11 @@ class Campaign(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # A test campaign is seen, claimed and ordered from by test keys only, a live one by live
+    # keys only (docs/integrator-guide.md, Test mode).
+    livemode = models.BooleanField(
+        default=True, db_default=True, help_text="Off: a test campaign, for test keys only."
+    )
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     coupon_valid_until = models.DateTimeField()

@@ -44,12 +44,22 @@ def coupon_slices_for_update(*, campaign_id: int) -> QuerySet[CouponSlice]:
     )
 
 
-def campaign_list() -> QuerySet[Campaign]:
-    return campaigns_with_issued().order_by("-starts_at", "slug")
+def campaign_list(*, livemode: bool | None = None) -> QuerySet[Campaign]:
+    """Every campaign, or those of one mode (docs/integrator-guide.md, Test mode): a key
+    lists its own mode's, business figures count live ones only."""
+    qs = campaigns_with_issued()
+    if livemode is not None:
+        qs = qs.filter(livemode=livemode)
+    return qs.order_by("-starts_at", "slug")
 
 
-def campaign_get(*, slug: str) -> Campaign:
-    campaign = campaigns_with_issued().filter(slug=slug).first()
+def campaign_get(*, slug: str, livemode: bool | None = None) -> Campaign:
+    """The campaign, or NotFound; with `livemode`, a campaign of the other mode is NotFound
+    too (a test key never sees a live campaign, nor a live key a test one)."""
+    qs = campaigns_with_issued().filter(slug=slug)
+    if livemode is not None:
+        qs = qs.filter(livemode=livemode)
+    campaign = qs.first()
     if campaign is None:
         raise NotFound(f"No campaign {slug!r}.")
     return campaign
@@ -117,14 +127,16 @@ def campaign_terms(*, campaign_id: int) -> Campaign:
     return found[campaign_id]
 
 
-def campaign_terms_by_slug(*, slug: str) -> Campaign:
+def campaign_terms_by_slug(*, slug: str, livemode: bool = True) -> Campaign:
     """The campaign as a claim first judges it (its id, window, status), from this process's
-    copy; the claim's statement checks the campaign row again. Raises NotFound. Without
-    `coupons_issued`: stock is counted in the slices."""
+    copy; the claim's statement checks the campaign row again. Raises NotFound, also for a
+    campaign of the other mode: a test key never sees a live campaign, nor a live key a test
+    one (docs/integrator-guide.md, Test mode). Without `coupons_issued`: stock is counted in
+    the slices."""
     found = campaign_by_slug_cache.lookup(
         [slug], lambda slugs: {c.slug: c for c in Campaign.objects.filter(slug__in=slugs)}
     )
-    if slug not in found:
+    if slug not in found or found[slug].livemode != livemode:
         raise NotFound(f"No campaign {slug!r}.")
     return found[slug]
 
@@ -146,9 +158,15 @@ def coupons_for_update(*, coupon_ids: Iterable[int]) -> dict[int, Coupon]:
     return {c.pk: c for c in prepared_objects(Coupon, sql.COUPONS_FOR_UPDATE, [list(coupon_ids)])}
 
 
-def coupon_list_for_customer(*, client_id: int, customer_id: str) -> QuerySet[Coupon]:
+def coupon_list_for_customer(
+    *, client_id: int, customer_id: str, livemode: bool = True
+) -> QuerySet[Coupon]:
+    """The customer's coupons from campaigns of the key's mode (docs/integrator-guide.md, Test
+    mode)."""
     return (
-        Coupon.objects.filter(client_id=client_id, customer_id=customer_id)
+        Coupon.objects.filter(
+            client_id=client_id, customer_id=customer_id, campaign__livemode=livemode
+        )
         .select_related("campaign")
         .order_by("-id")
     )

@@ -100,12 +100,16 @@ def environment(*, environ: Mapping[str, str], gateway: Gateway) -> dict[str, st
     """What every process of the stack runs with: the caller's environment, the gateway in
     use, and local settings unless the caller names others. gunicorn (config/wsgi.py) and
     Celery (config/celery.py) would otherwise load production's, which refuse DEBUG and a
-    missing SECRET_KEY."""
-    return {
+    missing SECRET_KEY. Test orders (docs/integrator-guide.md, Test mode) go to the sandbox
+    started here unless PAYMENT_TEST_GATEWAY_URL names another."""
+    env = {
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         **environ,
         "PAYMENT_GATEWAY_URL": gateway.url,
     }
+    if gateway.sandbox and not environ.get("PAYMENT_TEST_GATEWAY_URL"):
+        env["PAYMENT_TEST_GATEWAY_URL"] = gateway.url
+    return env
 
 
 def layout(gateway: Gateway, *, flower: bool = False) -> Layout:
@@ -235,7 +239,7 @@ def main(argv: list[str]) -> int:
     env = environment(environ=os.environ, gateway=gateway)
     os.environ.update(env)
     manage("migrate", "--no-input", "-v", "0")
-    key = manage("seed_demo", capture=True).strip()
+    key, test_key = manage("seed_demo", "--test-key", capture=True).split()
     password = admin_password()
     stop = Stop()
     stop.install()
@@ -263,6 +267,7 @@ The stack is up (logs in {logs}/). Ctrl-C stops everything.
   API docs     {base}/api/docs/
   Admin        {base}/admin/   user: admin   password: {password}
   API key      {key}   (client 'demo-chatbot'; a new one each start)
+  Test key     {test_key}   (test mode: campaign 'spring-free-order-test', SKUs TEST-...)
   Gateway      {gateway.describe()}
   Metrics      {base}/metrics, workers on ports {", ".join(worker_ports)}; {base}/readyz
   Flower       {flower_line}

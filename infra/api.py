@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from infra import metrics
-from infra.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE
+from infra.contract import CUSTOMER_ID_HELP, CUSTOMER_ID_RE, key_livemode
 from infra.errors import DomainError
 from infra.messages import detail_translate
 from infra.parsers import too_large
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 def client_id(request: Request) -> int:
     return request.user.pk  # type: ignore[union-attr]
+
+
+def livemode(request: Request) -> bool:
+    """The request's mode, from its (authenticated) key: False for a test key
+    (docs/integrator-guide.md, Test mode). No lookup: the prefix says it."""
+    return key_livemode(str(request.auth or ""))
 
 
 # --- Errors --------------------------------------------------------------------------------

@@ -155,11 +155,13 @@ class OrderAdmin(BigTableAdmin):
         "subtotal",
         "discount",
         "payable",
+        "livemode",
         "created_at",
         "updated_at",
     ]
     list_select_related = ["client", "campaign"]
-    list_filter = ["status", "reason", ParkedFilter, "campaign", "client"]
+    # Test orders (docs/integrator-guide.md, Test mode) can be filtered out.
+    list_filter = ["livemode", "status", "reason", ParkedFilter, "campaign", "client"]
     search_fields = ["public_id", "customer_id", "idempotency_key"]
     search_help_text = "An exact order id, customer id or Idempotency-Key."
     date_hierarchy = None  # it counts every month and day: a full scan per page

@@ -12,6 +12,10 @@ IDEMPOTENCY_MARK_SECONDS = env.int("IDEMPOTENCY_MARK_SECONDS", default=300)
 
 PAYMENT_GATEWAY_URL = env("PAYMENT_GATEWAY_URL", default="http://127.0.0.1:8765")
 PAYMENT_GATEWAY_KEY = env("PAYMENT_GATEWAY_KEY", default="sandbox-key")
+# Test orders (placed with a test key, docs/integrator-guide.md, Test mode) are charged here
+# and never at PAYMENT_GATEWAY_URL: the sandbox (run_sandbox_gateway) unless set.
+PAYMENT_TEST_GATEWAY_URL = env("PAYMENT_TEST_GATEWAY_URL", default="http://127.0.0.1:8765")
+PAYMENT_TEST_GATEWAY_KEY = env("PAYMENT_TEST_GATEWAY_KEY", default="sandbox-key")
 PAYMENT_GATEWAY_TIMEOUT = env.float("PAYMENT_GATEWAY_TIMEOUT", default=5.0)
 PAYMENT_CONCURRENCY = env.int("PAYMENT_CONCURRENCY", default=32)
 # After this many attempts without a definite answer a payment is parked (dead) for staff.

@@ -32,6 +32,7 @@ def order_document(
         "payable": order.payable,
         "currency": order.currency,
         "coupon_code": order.coupon_code or None,
+        "livemode": order.livemode,
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
         "queue": {

@@ -86,7 +86,11 @@ def _after_commit(fn: object) -> None:
 
 
 def transitions_record(orders: Sequence[Order], to: str, now: datetime, reason: str = "") -> None:
-    """Called by orders_move with the orders still in their source status."""
+    """Called by orders_move with the orders still in their source status. Test orders are
+    not counted: business figures are live ones only (docs/integrator-guide.md, Test mode)."""
+    orders = [o for o in orders if o.livemode]
+    if not orders:
+        return
     sources = Tally(o.status for o in orders)
     waits = [(now - o.created_at).total_seconds() for o in orders] if to == "paid" else []
 
@@ -207,7 +211,7 @@ class StateCollector:
         from coupons import selectors as coupons_selectors  # noqa: PLC0415
         from orders import selectors  # noqa: PLC0415
 
-        campaigns = {c.pk: c.slug for c in coupons_selectors.campaign_list()}
+        campaigns = {c.pk: c.slug for c in coupons_selectors.campaign_list(livemode=True)}
         waiting = GaugeMetricFamily(
             "orders_waiting",
             "Orders received and waiting in line, per campaign.",
@@ -248,7 +252,7 @@ class StateCollector:
             "campaign_active", "1 while the campaign takes orders.", labels=["campaign"]
         )
         now = timezone.now()
-        for c in coupons_selectors.campaign_list():
+        for c in coupons_selectors.campaign_list(livemode=True):  # test campaigns are not business
             coupons.add_metric([c.slug], c.coupons_remaining)
             budget.add_metric([c.slug], c.budget_remaining)
             total.add_metric([c.slug], c.budget_total)

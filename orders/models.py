@@ -67,6 +67,10 @@ class Order(models.Model):
     discount = models.PositiveBigIntegerField(default=0)
     payable = models.PositiveBigIntegerField()
     currency = models.CharField(max_length=3, default="CNY")
+    # The mode of the key that placed it (docs/integrator-guide.md, Test mode), copied at
+    # intake so that every later stage (settlement's gateway, figures, the admin) knows it
+    # without a join.
+    livemode = models.BooleanField(default=True, db_default=True)
     callback_url = models.URLField(max_length=500, blank=True, default="")
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from infra.errors import NotFound
 from infra.sql import prepared_objects
@@ -26,9 +26,12 @@ from orders.models import (
 from shop.models import Product
 
 
-def order_get(*, client_id: int, public_id: str) -> Order:
-    """The client's order, or NotFound (another client's order does not exist for it)."""
-    order = Order.objects.filter(client_id=client_id, public_id=public_id).first()
+def order_get(*, client_id: int, public_id: str, livemode: bool = True) -> Order:
+    """The client's order, or NotFound (another client's order does not exist for it, nor an
+    order of the other mode than the key's: docs/integrator-guide.md, Test mode)."""
+    order = Order.objects.filter(
+        client_id=client_id, public_id=public_id, livemode=livemode
+    ).first()
     if order is None:
         raise NotFound("No such order.")
     return order
@@ -40,8 +43,10 @@ def order_by_key(*, client_id: int, idempotency_key: str) -> Order | None:
     return found[0] if found else None
 
 
-def order_list(*, client_id: int, customer_id: str | None = None) -> QuerySet[Order]:
-    qs = Order.objects.filter(client_id=client_id).prefetch_related("lines")
+def order_list(
+    *, client_id: int, customer_id: str | None = None, livemode: bool = True
+) -> QuerySet[Order]:
+    qs = Order.objects.filter(client_id=client_id, livemode=livemode).prefetch_related("lines")
     if customer_id:
         qs = qs.filter(customer_id=customer_id)
     return qs.order_by("-id")
@@ -241,9 +246,11 @@ def refunds_unowed(*, before: datetime | None, limit: int) -> list[Refund]:
     """Refunds of charges whose order was no longer waiting for them, not yet answered for
     good (pending, or unknown), oldest first; `before`: untouched since. A paid order's refund
     is staff's (orders.services.controls), so those are left out. Refunds are few: no index."""
-    found = Refund.objects.filter(
-        status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN]
-    ).exclude(order__status=Order.Status.PAID)
+    found = (
+        Refund.objects.filter(status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN])
+        .exclude(order__status=Order.Status.PAID)
+        .annotate(order_livemode=F("order__livemode"))  # which gateway: the order's mode
+    )
     if before is not None:
         found = found.filter(updated_at__lt=before)
     return list(found.order_by("pk")[:limit])

@@ -26,8 +26,8 @@ WITH o AS (
   INSERT INTO {O} ({O.public_id}, {O.client_id}, {O.customer_id}, {O.campaign_id}, {O.coupon_id},
     {O.coupon_code}, {O.status}, {O.reason}, {O.subtotal}, {O.discount}, {O.payable}, {O.currency},
     {O.callback_url}, {O.idempotency_key}, {O.request_hash}, {O.queue_ticket}, {O.park_reason},
-    {O.created_at}, {O.updated_at}, {O.request_id})
-  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s)
+    {O.created_at}, {O.updated_at}, {O.request_id}, {O.livemode})
+  VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, %s)
   ON CONFLICT ON CONSTRAINT order_placed_once DO NOTHING
   RETURNING {O.id}
 ), l AS (

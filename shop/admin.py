@@ -69,9 +69,19 @@ class StoreAdmin(SaveChangedFieldsOnly):
 
 @admin.register(Product)
 class ProductAdmin(SaveChangedFieldsOnly):
-    list_display = ["sku", "name", "store", "price", "price_yuan", "stock", "stock_total"]
+    list_display = [
+        "sku",
+        "name",
+        "store",
+        "price",
+        "price_yuan",
+        "stock",
+        "stock_total",
+        "livemode",
+    ]
     list_select_related = ["store"]
-    list_filter = ["store"]
+    # Test products (docs/integrator-guide.md, Test mode) can be filtered out.
+    list_filter = ["livemode", "store"]
     search_fields = ["sku", "name"]
     autocomplete_fields = ["store"]
 
@@ -80,7 +90,8 @@ class ProductAdmin(SaveChangedFieldsOnly):
         # shop.services (stock_take, stock_return, stock_add).
         if obj is None:
             return ["created_at", "updated_at"]
-        return ["stock", "stock_total", "created_at", "updated_at"]
+        # A product's mode is fixed: a test product turned live would bring test holds along.
+        return ["stock", "stock_total", "livemode", "created_at", "updated_at"]
 
     def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
         """An edit (a price, a name) reaches intake's copies in every process within
@@ -99,7 +110,7 @@ class ProductAdmin(SaveChangedFieldsOnly):
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
-    fields = ["prefix", "label", "created_at", "revoked_at"]
+    fields = ["prefix", "livemode", "label", "created_at", "revoked_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -124,7 +135,12 @@ class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
     list_display = ["name", "is_active", "live_key_count", "key_count", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name"]
-    actions = ["issue_api_key", "rotate_webhook_secret", "replace_webhook_secret_now"]
+    actions = [
+        "issue_api_key",
+        "issue_test_api_key",
+        "rotate_webhook_secret",
+        "replace_webhook_secret_now",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiClient]:
         return (
@@ -191,6 +207,22 @@ class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
                 messages.SUCCESS,
             )
 
+    @admin.action(description="Issue a new test API key (cop_test_...)", permissions=["change"])
+    def issue_test_api_key(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        """A test key reaches only test products and campaigns (docs/integrator-guide.md,
+        Test mode); shown once, like a live one."""
+        for client in queryset.order_by("pk"):
+            issued = services.api_key_issue(
+                client_id=client.pk,
+                label=f"test key issued in admin by {request.user.username}"[:100],
+                livemode=False,
+            )
+            self.message_user(
+                request,
+                f"New test API key for {client.name} (shown once, store it now): {issued.raw}",
+                messages.SUCCESS,
+            )
+
     @admin.action(
         description="Rotate the webhook secret (the old one signs too for a while)",
         permissions=["change"],
@@ -232,13 +264,13 @@ class ApiClientAdmin(SuperuserOnly, SaveChangedFieldsOnly):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(SuperuserOnly, SaveChangedFieldsOnly):
-    list_display = ["prefix", "client", "label", "created_at", "revoked_at"]
+    list_display = ["prefix", "client", "livemode", "label", "created_at", "revoked_at"]
     list_select_related = ["client"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "client"]
+    list_filter = ["livemode", ("revoked_at", admin.EmptyFieldListFilter), "client"]
     search_fields = ["prefix", "label", "client__name"]
     # key_hash is left out on purpose: not editable, and of no use to a person.
-    fields = ["client", "prefix", "label", "created_at", "revoked_at", "updated_at"]
-    readonly_fields = ["client", "prefix", "created_at", "revoked_at", "updated_at"]
+    fields = ["client", "prefix", "livemode", "label", "created_at", "revoked_at", "updated_at"]
+    readonly_fields = ["client", "prefix", "livemode", "created_at", "revoked_at", "updated_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -29,6 +29,11 @@ class Product(models.Model):
     currency = models.CharField(max_length=3, default="CNY")
     stock = models.BigIntegerField(default=0, help_text="Units available to hold.")
     stock_total = models.BigIntegerField(default=0, help_text="Units ever put on sale.")
+    # Test products are what test keys order: their stock is their own, so a test order never
+    # moves live stock (docs/integrator-guide.md, Test mode).
+    livemode = models.BooleanField(
+        default=True, db_default=True, help_text="Off: a test product, for test keys only."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -76,6 +81,10 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, help_text="First characters, to tell keys apart.")
     key_hash = models.CharField(max_length=64, unique=True)
     label = models.CharField(max_length=100, blank=True)
+    # A test key (`cop_test_...`) sees and orders only test products and campaigns, and its
+    # orders are charged at the test gateway (docs/integrator-guide.md, Test mode). Its
+    # prefix says so too; the lookup checks that both agree.
+    livemode = models.BooleanField(default=True, db_default=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

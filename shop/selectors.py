@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from infra import fast
+from infra.contract import key_livemode
 from infra.memo import TtlCache
 from infra.ratelimit import Limit
 from infra.sql import prepared_objects
@@ -21,8 +22,10 @@ from shop import sql
 from shop.models import ApiClient, ApiKey, AuditEntry, Product, RateLimit, RateLimitChange, Store
 
 
-def product_list(*, search: str = "", store: str = "") -> QuerySet[Product]:
-    qs = Product.objects.select_related("store").order_by("sku")
+def product_list(*, search: str = "", store: str = "", livemode: bool = True) -> QuerySet[Product]:
+    """The products a key of this mode may order: live products for live keys, test products
+    for test keys (docs/integrator-guide.md, Test mode)."""
+    qs = Product.objects.select_related("store").filter(livemode=livemode).order_by("sku")
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(sku__icontains=search))
     if store:
@@ -35,7 +38,7 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
     return {
         p.sku: p
         for p in Product.objects.filter(sku__in=list(skus)).only(
-            "id", "sku", "price", "currency", "stock"
+            "id", "sku", "price", "currency", "stock", "livemode"
         )
     }
 
@@ -102,7 +105,12 @@ def api_client_for_key(raw_key: str) -> ApiClient | None:
         return None
     key = (
         ApiKey.objects.select_related("client")
-        .filter(key_hash=key_hash, revoked_at__isnull=True, client__is_active=True)
+        .filter(
+            key_hash=key_hash,
+            revoked_at__isnull=True,
+            client__is_active=True,
+            livemode=key_livemode(raw_key),  # the prefix tells the mode: both must agree
+        )
         .first()
     )
     if key is None:

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from infra import fast, ratelimit
+from infra.contract import KEY_PREFIX, TEST_KEY_PREFIX
 from infra.errors import InvalidInput
 from infra.memo import copies_changed
 from infra.ratelimit import Limit
@@ -121,11 +122,19 @@ def webhook_secret_rotate(*, client_id: int, overlap: timedelta, actor: str) -> 
 
 
 @transaction.atomic
-def api_key_issue(*, client_id: int, label: str = "") -> IssuedKey:
-    """A new key for the client; older keys keep working until revoked (rotation)."""
-    raw = f"cop_{secrets.token_urlsafe(32)}"
+def api_key_issue(*, client_id: int, label: str = "", livemode: bool = True) -> IssuedKey:
+    """A new key for the client; older keys keep working until revoked (rotation). A test key
+    (`livemode=False`) reads `cop_test_...` and reaches only test data
+    (docs/integrator-guide.md, Test mode)."""
+    raw = f"{TEST_KEY_PREFIX}{secrets.token_urlsafe(32)}"
+    while livemode and raw.startswith(TEST_KEY_PREFIX):  # a live key never looks like a test key
+        raw = f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        client_id=client_id, prefix=raw[:12], key_hash=api_key_hash(raw), label=label
+        client_id=client_id,
+        prefix=raw[: 12 if livemode else 16],  # a test key's shows a few random characters too
+        key_hash=api_key_hash(raw),
+        label=label,
+        livemode=livemode,
     )
     return IssuedKey(key=key, raw=raw)
 

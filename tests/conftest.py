@@ -92,6 +92,30 @@ def sandbox(log_dir: Path) -> Iterator[httpx.Client]:
     stack.stop(process)
 
 
+@pytest.fixture(scope="session")
+def test_sandbox(log_dir: Path) -> Iterator[httpx.Client]:
+    """A second sandbox, with its own key, at PAYMENT_TEST_GATEWAY_URL: the gateway of test
+    orders (docs/integrator-guide.md, Test mode); its ledger is reset by `test_gateway`."""
+    port = int(settings.PAYMENT_TEST_GATEWAY_URL.rsplit(":", 1)[1])
+    key = settings.PAYMENT_TEST_GATEWAY_KEY
+    process = stack.start_sandbox(port, log_dir / "test-sandbox.log", key=key)
+    control = httpx.Client(
+        base_url=settings.PAYMENT_TEST_GATEWAY_URL,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+    )
+    yield control
+    control.close()
+    stack.stop(process)
+
+
+@pytest.fixture
+def test_gateway(test_sandbox: httpx.Client) -> httpx.Client:
+    """The test-mode sandbox with an empty ledger and its start-up config."""
+    test_sandbox.post("/_sandbox/reset", json={"config": True}).raise_for_status()
+    return test_sandbox
+
+
 @pytest.fixture
 def gateway(sandbox: httpx.Client) -> httpx.Client:
     """The sandbox with an empty ledger and its start-up config."""

@@ -81,22 +81,22 @@ def stop(
         return process.wait()
 
 
-def start_sandbox(port: int, log_path: Path, *, latency_ms: int = 0) -> subprocess.Popen[bytes]:
+def start_sandbox(
+    port: int, log_path: Path, *, latency_ms: int = 0, key: str = SANDBOX_KEY
+) -> subprocess.Popen[bytes]:
     url = f"http://127.0.0.1:{port}"
     # Another run's sandbox on this port would answer the readiness check below, and stop
     # under this run when that one ends: refuse it at once.
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise RuntimeError(f"port {port} already serves something: not this run's sandbox")
-    command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=SANDBOX_KEY))
+    command = processes.sandbox_argv(Sandbox(port=port, latency_ms=latency_ms, key=key))
     process = spawn(list(command), log_path)
+    auth = {"Authorization": f"Bearer {key}"}
 
     def ready() -> bool:
         try:
-            return (
-                httpx.get(f"{url}/_sandbox/config", headers=SANDBOX_AUTH, timeout=0.5).status_code
-                == 200
-            )
+            return httpx.get(f"{url}/_sandbox/config", headers=auth, timeout=0.5).status_code == 200
         except httpx.TransportError:
             return False
 

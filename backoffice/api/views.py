@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from coupons import selectors as coupons_selectors
 from coupons.api import docs as coupons_docs
 from coupons.api.serializers import campaign_document
+from infra.api import livemode
 from orders import selectors as orders_selectors
 
 
@@ -19,7 +20,7 @@ class CampaignListApi(APIView):
         return Response(
             [
                 campaign_document(c, backlog=orders_selectors.campaign_backlog(campaign_id=c.pk))
-                for c in coupons_selectors.campaign_list()[:100]
+                for c in coupons_selectors.campaign_list(livemode=livemode(request))[:100]
             ]
         )
 
@@ -27,7 +28,7 @@ class CampaignListApi(APIView):
 class CampaignDetailApi(APIView):
     @extend_schema(**coupons_docs.CAMPAIGN_DETAIL)
     def get(self, request: Request, slug: str) -> Response:
-        campaign = coupons_selectors.campaign_get(slug=slug)
+        campaign = coupons_selectors.campaign_get(slug=slug, livemode=livemode(request))
         return Response(
             campaign_document(
                 campaign, backlog=orders_selectors.campaign_backlog(campaign_id=campaign.pk)

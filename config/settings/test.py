@@ -49,6 +49,10 @@ PAYMENT_GATEWAY_URL = os.environ.setdefault(
     "PAYMENT_GATEWAY_URL", f"http://127.0.0.1:{_free_port()}"
 )
 PAYMENT_GATEWAY_KEY = "test-sandbox-key"
+# A second sandbox, with a key of its own, stands for the test gateway: the tests prove a test
+# order is charged there and never at PAYMENT_GATEWAY_URL (tests/conftest.py `test_sandbox`).
+PAYMENT_TEST_GATEWAY_URL = env("PAYMENT_TEST_GATEWAY_URL", default="http://127.0.0.1:18766")
+PAYMENT_TEST_GATEWAY_KEY = "test-mode-sandbox-key"
 # Unlimited unless a test sets a limit (shop.services.rate_limit_set), and re-read quickly so
 # worker processes see a test's change.
 RATE_LIMIT_DEFAULTS = {

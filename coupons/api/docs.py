@@ -29,6 +29,7 @@ CAMPAIGN_EXAMPLE = {
     "coupons_remaining": 987654,
     "budget_total": 300000000000,
     "budget_remaining": 299969000000,
+    "livemode": True,
     "backlog": {"orders_waiting": 4321, "estimated_wait_seconds": 12},
 }
 COUPON_EXAMPLE = {

@@ -30,6 +30,10 @@ class CampaignOut(serializers.Serializer):
     coupons_remaining = serializers.IntegerField()
     budget_total = serializers.IntegerField(help_text="In fen.")
     budget_remaining = serializers.IntegerField(help_text="In fen: total - held - spent.")
+    livemode = serializers.BooleanField(
+        help_text="false: a test campaign, seen and ordered from by test keys (cop_test_...) "
+        "only (docs/integrator-guide.md, Test mode)."
+    )
     backlog = BacklogOut()
 
 
@@ -53,6 +57,7 @@ def campaign_document(
         "coupons_remaining": campaign.coupons_remaining,
         "budget_total": campaign.budget_total,
         "budget_remaining": campaign.budget_remaining,
+        "livemode": campaign.livemode,
         "backlog": backlog,
     }
 

@@ -13,6 +13,7 @@ from infra.api import (
     CUSTOMER_ID_HELP,
     CUSTOMER_ID_RE,
     client_id,
+    livemode,
     parse,
     require_idempotency_key,
 )
@@ -28,6 +29,7 @@ class CouponClaimApi(APIView):
             slug=slug,
             customer_id=data["customer_id"],
             idempotency_key=key,
+            livemode=livemode(request),
         )
         # A replay answers exactly as the first request did: 201 again
         # (docs/integrator-guide.md, Idempotency).
@@ -40,7 +42,7 @@ class CustomerCouponListApi(APIView):
         if not re.fullmatch(CUSTOMER_ID_RE, customer_id):
             raise exceptions.ValidationError({"customer_id": [CUSTOMER_ID_HELP]})
         coupons = selectors.coupon_list_for_customer(
-            client_id=client_id(request), customer_id=customer_id
+            client_id=client_id(request), customer_id=customer_id, livemode=livemode(request)
         )
         return Response(
             {"results": [coupon_document(c, campaign_slug=c.campaign.slug) for c in coupons[:200]]}

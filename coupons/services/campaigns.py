@@ -55,6 +55,7 @@ def campaign_seed(
     status: str = Campaign.Status.ACTIVE,
     budget_held: int = 0,
     budget_spent: int = 0,
+    livemode: bool = True,
 ) -> Campaign:
     """A new campaign with its COUPON_SLICES coupon slices, whose caps share coupons_total
     (a campaign without them fails its commit: see CouponSlice), written as given and not
@@ -75,6 +76,7 @@ def campaign_seed(
         budget_total=budget_total,
         budget_held=budget_held,
         budget_spent=budget_spent,
+        livemode=livemode,
     )
     count = max(1, settings.COUPON_SLICES)
     CouponSlice.objects.bulk_create(
@@ -97,6 +99,7 @@ CAMPAIGN_CREATE_FIELDS = (
     "backlog_ceiling",
     "coupons_total",
     "budget_total",
+    "livemode",
 )
 
 
@@ -302,9 +305,11 @@ def campaign_create(
     backlog_ceiling: int | None,
     actor: str,
     currency: str = "CNY",
+    livemode: bool = True,
 ) -> Campaign:
     """A new free-order campaign with nothing issued, held or spent, and its coupon slices,
-    recorded in the audit log. The window's constraints are the database's (`ends_at >
+    recorded in the audit log. `livemode=False`: a test campaign, for test keys only
+    (docs/integrator-guide.md, Test mode). The window's constraints are the database's (`ends_at >
     starts_at`)."""
     _check_limits({"per_customer_limit": per_customer_limit, "backlog_ceiling": backlog_ceiling})
     campaign = campaign_seed(
@@ -319,6 +324,7 @@ def campaign_create(
         per_customer_limit=per_customer_limit,
         backlog_ceiling=backlog_ceiling,
         currency=currency,
+        livemode=livemode,
     )
     shop_services.audit_record(
         actor=actor,

@@ -49,17 +49,20 @@ _REPLAYED = "coupon_claim_once"  # the client's Idempotency-Key was used before
 _SLOT_TAKEN = {"coupon_one_per_customer_slot", "coupons_coupon_code_key"}  # try again
 
 
-def coupon_claim(*, client_id: int, slug: str, customer_id: str, idempotency_key: str) -> Claim:
+def coupon_claim(
+    *, client_id: int, slug: str, customer_id: str, idempotency_key: str, livemode: bool = True
+) -> Claim:
     """Issue one coupon of campaign `slug` to the customer.
 
     Replays of the same key return the first coupon; the same key for another customer or
     campaign raises IdempotencyKeyReused. Raises NotFound, CampaignNotActive, SoldOut,
-    LimitReached. A new claim is one statement in autocommit (the campaign's id from a
-    per-process cache): it takes one coupon from one of the campaign's slices and inserts
-    it, or writes nothing; only then do follow-up reads find out why. Locks one slice row
-    for the statement; the campaign row is not locked.
+    LimitReached; NotFound also for a campaign of the other mode than the key's `livemode`
+    (docs/integrator-guide.md, Test mode). A new claim is one statement in autocommit (the
+    campaign's id from a per-process cache): it takes one coupon from one of the campaign's
+    slices and inserts it, or writes nothing; only then do follow-up reads find out why.
+    Locks one slice row for the statement; the campaign row is not locked.
     """
-    campaign = selectors.campaign_terms_by_slug(slug=slug)
+    campaign = selectors.campaign_terms_by_slug(slug=slug, livemode=livemode)
     if not campaign.is_open_at(timezone.now()) or selectors.campaign_sold_out_seen(campaign.pk):
         # Hopeless by this process's copy (coupons.selectors): a replay still gets its coupon.
         replay = _claim_replay(client_id=client_id, idempotency_key=idempotency_key)

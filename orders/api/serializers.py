@@ -144,6 +144,10 @@ class OrderOut(serializers.Serializer):
     payable = serializers.IntegerField(help_text="In fen.")
     currency = serializers.CharField()
     coupon_code = serializers.CharField(allow_null=True)
+    livemode = serializers.BooleanField(
+        help_text="false: a test order, placed with a test key (cop_test_...), charged only at "
+        "the test gateway; its callbacks carry it too (docs/integrator-guide.md, Test mode)."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     queue = QueueOut()

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from infra.api import (
     StrictCursorPagination,
     client_id,
+    livemode,
     parse,
     require_idempotency_key,
 )
@@ -39,6 +40,7 @@ class OrderListCreateApi(APIView):
             coupon_code=data.get("coupon_code") or "",
             callback_url=data.get("callback_url") or "",
             idempotency_key=key,
+            livemode=livemode(request),
         )
         body = order_document(placed.order, lines=placed.lines, queue=placed.queue)
         return Response(
@@ -51,7 +53,9 @@ class OrderListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         query = parse(OrderListIn, request.query_params.dict())
         qs = selectors.order_list(
-            client_id=client_id(request), customer_id=query.get("customer_id")
+            client_id=client_id(request),
+            customer_id=query.get("customer_id"),
+            livemode=livemode(request),
         )
         paginator = NewestFirst()
         page = paginator.paginate_queryset(qs, request, view=self) or []
@@ -66,7 +70,9 @@ class OrderListCreateApi(APIView):
 class OrderDetailApi(APIView):
     @extend_schema(**docs.ORDER_DETAIL)
     def get(self, request: Request, order_id: str) -> Response:
-        order = selectors.order_get(client_id=client_id(request), public_id=order_id)
+        order = selectors.order_get(
+            client_id=client_id(request), public_id=order_id, livemode=livemode(request)
+        )
         return Response(
             order_document(
                 order, lines=order.lines.order_by("id"), queue=selectors.order_queue_spot(order)
@@ -78,6 +84,9 @@ class OrderCancelApi(APIView):
     @extend_schema(**docs.ORDER_CANCEL)
     def post(self, request: Request, order_id: str) -> Response:
         order = services.order_cancel(
-            client_id=client_id(request), public_id=order_id, actor="client"
+            client_id=client_id(request),
+            public_id=order_id,
+            actor="client",
+            livemode=livemode(request),
         )
         return Response(order_document(order, lines=order.lines.order_by("id")))

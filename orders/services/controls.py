@@ -59,7 +59,12 @@ def staff_order_cancel(*, order_id: int, actor: str) -> Order:
     returned unchanged."""
     order = _locked(order_id)
     before = order.status
-    order = order_cancel(client_id=order.client_id, public_id=str(order.public_id), actor=actor)
+    order = order_cancel(
+        client_id=order.client_id,
+        public_id=str(order.public_id),
+        actor=actor,
+        livemode=order.livemode,
+    )
     if order.status != before:
         _audit(
             order,
@@ -119,6 +124,7 @@ def _refund_claim(*, order_id: int, actor: str) -> RefundJob | None:
         idempotency_key=refund.idempotency_key,
         charge_id=refund.charge_id,
         amount=refund.amount,
+        livemode=order.livemode,
     )
     refund.last_error = ""
     refund_move(

@@ -67,6 +67,7 @@ def order_place(
     coupon_code: str = "",
     callback_url: str = "",
     idempotency_key: str,
+    livemode: bool = True,
 ) -> Placed:
     """Store a `received` order and queue it. A replay of the key returns the first order
     (created=False); the key with another body raises IdempotencyKeyReused. Unknown SKUs or
@@ -84,6 +85,12 @@ def order_place(
     A coupon that is unknown, or not this customer's, is kept as typed and the order is
     rejected `coupon_invalid` by the worker, like every other reason, so that the chatbot
     learns all outcomes the same way.
+
+    Test mode (docs/integrator-guide.md): `livemode` is the key's. A key sees only products
+    and campaigns of its own mode (a SKU of the other mode is unknown, a coupon of the other
+    mode's campaign is not this client's), so a test order never holds live stock, coupons
+    or budget; the order carries the mode, which picks its gateway. A replayed key of the
+    other mode's order raises IdempotencyKeyReused.
     """
     fingerprint = request_fingerprint(
         customer_id=customer_id, items=items, coupon_code=coupon_code, callback_url=callback_url
@@ -94,18 +101,18 @@ def order_place(
             "Each SKU may appear once.", fields={"items": ["Each SKU may appear once."]}
         )
     try:
-        terms = _terms(client_id, customer_id, items, coupon_code)
+        terms = _terms(client_id, customer_id, items, coupon_code, livemode)
     except (ProductSoldOut, OutOfStock, CampaignNotActive, BudgetExhausted, InvalidInput):
         # A replay is answered with its order whatever has changed since
         # (docs/integrator-guide.md, Idempotency).
-        replay = _replay(client_id, idempotency_key, fingerprint)
+        replay = _replay(client_id, idempotency_key, fingerprint, livemode)
         if replay is None:
             raise
         return replay
 
     admission = _admit(client_id, customer_id, terms.campaign, idempotency_key)
     if admission is None:  # the key was seen moments ago: a replay, or its twin in flight
-        replay = _replay(client_id, idempotency_key, fingerprint)
+        replay = _replay(client_id, idempotency_key, fingerprint, livemode)
         if replay is not None:
             return replay
         admission = _admit(client_id, customer_id, terms.campaign, idempotency_key, seen=True)
@@ -120,6 +127,7 @@ def order_place(
         discount=terms.discount,
         payable=terms.subtotal - terms.discount,
         callback_url=callback_url,
+        livemode=livemode,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         queue_ticket=admission.ticket,
@@ -156,7 +164,7 @@ def order_place(
         )
     if not created:
         waiting_line.ticket_void(order.campaign_id)
-        replay = _replay(client_id, idempotency_key, fingerprint)
+        replay = _replay(client_id, idempotency_key, fingerprint, livemode)
         if replay is None:  # the row with this key is gone again: nothing to return
             raise IdempotencyKeyReused()
         return replay
@@ -174,7 +182,7 @@ def _insert(order: Order, lines: list[OrderLine]) -> bool:
             o.public_id, o.client_id, o.customer_id, o.campaign_id, o.coupon_id,
             o.coupon_code, o.status, o.subtotal, o.discount, o.payable, o.currency,
             o.callback_url, o.idempotency_key, o.request_hash, o.queue_ticket,
-            o.created_at, o.updated_at, o.request_id,
+            o.created_at, o.updated_at, o.request_id, o.livemode,
             [line.product_id for line in lines], [line.sku for line in lines],
             [line.quantity for line in lines], [line.unit_price for line in lines],
         ],
@@ -195,9 +203,16 @@ class _Terms:
     discount: int
 
 
-def _terms(client_id: int, customer_id: str, items: list[ItemIn], coupon_code: str) -> _Terms:
-    """Prices, the coupon's campaign and discount; refuses unknown SKUs and hopeless orders."""
-    products = shop_selectors.products_by_sku_cached([i.sku for i in items])
+def _terms(
+    client_id: int, customer_id: str, items: list[ItemIn], coupon_code: str, livemode: bool
+) -> _Terms:
+    """Prices, the coupon's campaign and discount; refuses unknown SKUs and hopeless orders.
+    Products and campaigns of the other mode than the key's do not exist for it."""
+    products = {
+        sku: p
+        for sku, p in shop_selectors.products_by_sku_cached([i.sku for i in items]).items()
+        if p.livemode == livemode
+    }
     unknown = [i.sku for i in items if i.sku not in products]
     if unknown:
         raise InvalidInput(
@@ -210,6 +225,8 @@ def _terms(client_id: int, customer_id: str, items: list[ItemIn], coupon_code: s
     if coupon is None or coupon.client_id != client_id or coupon.customer_id != customer_id:
         return _Terms(products, subtotal, campaign=None, coupon_id=None, discount=0)
     campaign = coupons_selectors.campaign_terms(campaign_id=coupon.campaign_id)
+    if campaign.livemode != livemode:  # the worker rejects it coupon_invalid, like any other
+        return _Terms(products, subtotal, campaign=None, coupon_id=None, discount=0)
     discount = min(subtotal, coupon.max_discount)
     _refuse_if_campaign_cannot_serve(campaign, discount)
     return _Terms(products, subtotal, campaign=campaign, coupon_id=coupon.id, discount=discount)
@@ -304,11 +321,13 @@ def _ceiling(campaign: Campaign | None) -> int:
     return settings.BACKLOG_CEILING
 
 
-def _replay(client_id: int, idempotency_key: str, fingerprint: str) -> Placed | None:
+def _replay(
+    client_id: int, idempotency_key: str, fingerprint: str, livemode: bool
+) -> Placed | None:
     order = selectors.order_by_key(client_id=client_id, idempotency_key=idempotency_key)
     if order is None:
         return None
-    if order.request_hash != fingerprint:
+    if order.request_hash != fingerprint or order.livemode != livemode:
         raise IdempotencyKeyReused()
     lines = selectors.lines_by_order([order.pk]).get(order.pk, [])
     return Placed(order=order, lines=lines, created=False, queue=selectors.order_queue_spot(order))

@@ -42,13 +42,14 @@ log = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def order_cancel(*, client_id: int, public_id: str, actor: str) -> Order:
+def order_cancel(*, client_id: int, public_id: str, actor: str, livemode: bool = True) -> Order:
     """Cancel the client's order while it is not paid, releasing whatever it held.
 
     Raises NotFound, NotCancellable (terminal, or a charge may be in flight: its outcome
-    decides). Cancelling a cancelled order returns it unchanged.
+    decides). Cancelling a cancelled order returns it unchanged. An order of the other mode
+    than the key's `livemode` is NotFound.
     """
-    found = selectors.order_get(client_id=client_id, public_id=public_id)
+    found = selectors.order_get(client_id=client_id, public_id=public_id, livemode=livemode)
     order = selectors.orders_for_update(order_ids=[found.pk])[0]
     if order.status == Order.Status.CANCELLED:
         return order

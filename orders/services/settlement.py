@@ -64,6 +64,7 @@ class ChargeJob:
     reference: str
     customer: str
     ask_first: bool  # the last attempt's outcome is unknown: look it up before charging
+    livemode: bool = True  # False: a test order, charged at the test gateway only
 
 
 @dataclass
@@ -76,12 +77,22 @@ def payment_key(order: Order) -> str:
     return f"order-{order.public_id}"
 
 
+def gateway(livemode: bool = True) -> GatewayClient:
+    """One pooled client per worker process and mode: live orders are charged at
+    PAYMENT_GATEWAY_URL, test orders only at PAYMENT_TEST_GATEWAY_URL, the sandbox unless set
+    (docs/integrator-guide.md, Test mode). The order's own `livemode` picks it."""
+    return _gateway_of(bool(livemode))  # one cache key per mode, however it was asked for
+
+
 @cache
-def gateway() -> GatewayClient:
-    """One pooled client per worker process."""
+def _gateway_of(livemode: bool) -> GatewayClient:
+    if livemode:
+        url, key = settings.PAYMENT_GATEWAY_URL, settings.PAYMENT_GATEWAY_KEY
+    else:
+        url, key = settings.PAYMENT_TEST_GATEWAY_URL, settings.PAYMENT_TEST_GATEWAY_KEY
     return GatewayClient(
-        base_url=settings.PAYMENT_GATEWAY_URL,
-        api_key=settings.PAYMENT_GATEWAY_KEY,
+        base_url=url,
+        api_key=key,
         timeout=settings.PAYMENT_GATEWAY_TIMEOUT,
         pool_size=settings.PAYMENT_CONCURRENCY,
     )
@@ -166,6 +177,7 @@ def payments_claim_batch(*, limit: int) -> Claimed:
                 reference=str(by_id[p.order_id].public_id),
                 customer=by_id[p.order_id].customer_id,
                 ask_first=ask_first.get(p.order_id, False),
+                livemode=by_id[p.order_id].livemode,
             )
             for p in {id(m.payment): m.payment for m in moves}.values()
             if p.status == PS.PENDING
@@ -210,9 +222,10 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
     """One attempt, outside any transaction; every gateway request takes a token of the global
     limit first (`prepaid`: the batch already took the first request's, see _gateway_tokens).
     After an unknown outcome, the gateway's record decides; a charge is (re)sent only when it
-    has none, and with the same key."""
+    has none, and with the same key. A test order's requests go to the test gateway and take
+    no token: the live gateway's limit is not spent on them."""
     if job.ask_first:
-        if not prepaid and (wait := _gateway_token()):
+        if job.livemode and not prepaid and (wait := _gateway_token()):
             return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
         prepaid = False
         charges = client.charges_for(reference=job.reference)
@@ -222,7 +235,7 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
             found = [c for c in charges if c.get("status") == status]
             if found:
                 return ChargeOutcome(kind=status, charge_id=str(found[0].get("id", "")))  # type: ignore[arg-type]
-    if not prepaid and (wait := _gateway_token()):
+    if job.livemode and not prepaid and (wait := _gateway_token()):
         return ChargeOutcome(kind="retry", retry_after=wait, error=UNSENT)
     return client.charge(
         idempotency_key=job.idempotency_key,
@@ -231,6 +244,20 @@ def payment_attempt(client: GatewayClient, job: ChargeJob, prepaid: bool = False
         reference=job.reference,
         customer=job.customer,
     )
+
+
+def _numbered(live: list[bool]) -> list[tuple[int, bool]]:
+    """Each flag with the number of live ones before it."""
+    found, count = [], 0
+    for is_live in live:
+        found.append((count, is_live))
+        count += is_live
+    return found
+
+
+def _attempt(job: ChargeJob, prepaid: bool) -> ChargeOutcome:
+    """`payment_attempt` at the gateway of the job's mode."""
+    return payment_attempt(gateway(job.livemode), job, prepaid)
 
 
 def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[str, int]:
@@ -352,7 +379,6 @@ def payments_drain(*, lane: int = 0) -> int:
     """The settlement worker's loop: claim, call concurrently, record. Returns orders handled.
     A full claim recruits one more worker (nudges.recruit) before its calls go out: claims
     skip each other's rows, and every worker takes its tokens from the one global bucket."""
-    client = gateway()
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
     ) as pool:
@@ -364,11 +390,14 @@ def payments_drain(*, lane: int = 0) -> int:
                 if claimed.settled_free + len(claimed.jobs) >= limit:
                     recruit(PAY, "all")
                 if claimed.jobs:
-                    granted = _gateway_tokens(len(claimed.jobs))
-                    prepaid = [i < granted for i in range(len(claimed.jobs))]
-                    attempt = partial(payment_attempt, client)
-                    outcomes = list(pool.map(attempt, claimed.jobs, prepaid))
-                    metrics.gateway_outcomes([o.kind for o in outcomes])
+                    # Tokens of the live gateway's limit for live orders only (payment_attempt).
+                    live = [j.livemode for j in claimed.jobs]
+                    granted = _gateway_tokens(sum(live))
+                    prepaid = [is_live and n < granted for n, is_live in _numbered(live)]
+                    outcomes = list(pool.map(_attempt, claimed.jobs, prepaid))
+                    metrics.gateway_outcomes(
+                        [o.kind for j, o in zip(claimed.jobs, outcomes, strict=True) if j.livemode]
+                    )
                     counts = payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
                     if counts["unowed"]:
                         refunds_unowed_settle()
@@ -408,18 +437,19 @@ class RefundJob:
     idempotency_key: str
     charge_id: str
     amount: int  # fen refunded at the gateway (0: the order was free, nothing was charged)
+    livemode: bool = True  # False: refunded at the test gateway, where it was charged
 
 
 def refund_call(*, job: RefundJob) -> RefundOutcome:
     """Outside any transaction. Every try takes a token of the global gateway limit, like the
     charges, and sends the same key."""
-    client = gateway()
+    client = gateway(job.livemode)
     outcome = None
     for attempt in range(REFUND_ATTEMPTS):
         if attempt:
             wait = outcome.retry_after if outcome and outcome.retry_after else 0.0
             time.sleep(min(2.0, max(wait, REFUND_RETRY_SECONDS * attempt)))
-        if _gateway_token():
+        if job.livemode and _gateway_token():  # the test gateway is not the live limit's
             continue
         outcome = client.refund(
             idempotency_key=job.idempotency_key, charge_id=job.charge_id, amount=job.amount
@@ -444,6 +474,7 @@ def refunds_unowed_settle(*, actor: str = "worker:settle", before: datetime | No
             idempotency_key=r.idempotency_key,
             charge_id=r.charge_id,
             amount=r.amount,
+            livemode=r.order_livemode,  # type: ignore[attr-defined]  # annotated by the selector
         )
         for r in selectors.refunds_unowed(before=before, limit=UNOWED_REFUNDS_BATCH)
     ]

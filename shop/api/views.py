@@ -4,7 +4,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from infra.api import StrictCursorPagination, parse
+from infra.api import StrictCursorPagination, livemode, parse
 from shop import selectors
 from shop.api import docs
 from shop.api.serializers import ProductListIn, ProductOut
@@ -26,4 +26,8 @@ class ProductListApi(ListAPIView):
 
     def get_queryset(self) -> QuerySet[Product]:
         query = parse(ProductListIn, self.request.query_params.dict())
-        return selectors.product_list(search=query.get("search", ""), store=query.get("store", ""))
+        return selectors.product_list(
+            search=query.get("search", ""),
+            store=query.get("store", ""),
+            livemode=livemode(self.request),
+        )

@@ -27,6 +27,7 @@ CAMPAIGN_FIELDS = {
     "coupon_valid_until",
     "coupon",
     "per_customer_limit",
+    "livemode",
     "coupons_total",
     "coupons_remaining",
     "budget_total",

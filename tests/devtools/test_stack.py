@@ -61,4 +61,5 @@ def test_the_stack_runs_local_settings_unless_the_caller_names_others() -> None:
     assert plain["DJANGO_SETTINGS_MODULE"] == "config.settings.local"
     assert plain["PATH"] == "/bin"
     assert plain["PAYMENT_GATEWAY_URL"] == gateway.url
+    assert plain["PAYMENT_TEST_GATEWAY_URL"] == gateway.url  # test mode: the same sandbox
     assert named["DJANGO_SETTINGS_MODULE"] == "bench.settings"

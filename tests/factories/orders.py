@@ -12,12 +12,15 @@ from orders.models import Order
 from shop.models import ApiClient, Product
 
 
-def claim(client: ApiClient, campaign: Campaign, customer_id: str) -> Coupon:
+def claim(
+    client: ApiClient, campaign: Campaign, customer_id: str, *, livemode: bool = True
+) -> Coupon:
     return coupons_services.coupon_claim(
         client_id=client.pk,
         slug=campaign.slug,
         customer_id=customer_id,
         idempotency_key=uuid.uuid4().hex,
+        livemode=livemode,
     ).coupon
 
 
@@ -30,6 +33,7 @@ def place(
     coupon_code: str = "",
     callback_url: str = "",
     key: str | None = None,
+    livemode: bool = True,
 ) -> Order:
     return services.order_place(
         client_id=client.pk,
@@ -38,4 +42,5 @@ def place(
         coupon_code=coupon.code if coupon else coupon_code,
         callback_url=callback_url,
         idempotency_key=key or uuid.uuid4().hex,
+        livemode=livemode,
     ).order

@@ -32,6 +32,7 @@ ORDER_FIELDS = {
     "subtotal",
     "discount",
     "payable",
+    "livemode",
     "currency",
     "coupon_code",
     "created_at",

@@ -35,12 +35,27 @@ def test_seed_demo_builds_an_orderable_campaign_and_is_safe_to_rerun() -> None:
     campaign = Campaign.objects.get(slug="spring-free-order")
     assert campaign.is_open_at(campaign.starts_at)
     assert (campaign.max_discount, campaign.per_customer_limit) == (2500, 1)
-    assert Campaign.objects.count() == 1
-    assert Product.objects.filter(sku="TM-MILKTEA-L", stock__gt=0).exists()
+    assert Campaign.objects.filter(livemode=True).count() == 1
+    assert Product.objects.filter(sku="TM-MILKTEA-L", stock__gt=0, livemode=True).exists()
     assert first != second  # a new key each run; older ones keep working
     assert authenticates(first)
     assert authenticates(second)
     assert ApiKey.objects.filter(client__name="demo-chatbot").count() == 2
+
+
+def test_seed_demo_seeds_test_mode_and_prints_a_test_key_on_request() -> None:
+    # given / when
+    live_key, test_key = run("seed_demo", "--test-key").split()
+    # then: the test key sees the test campaign and products, the live key the live ones
+    assert test_key.startswith("cop_test_")
+    assert not live_key.startswith("cop_test_")
+    test_campaign = Campaign.objects.get(slug="spring-free-order-test")
+    assert not test_campaign.livemode
+    assert Product.objects.filter(sku="TEST-TM-MILKTEA-L", livemode=False, stock__gt=0).exists()
+    for key, slug in ((live_key, "spring-free-order"), (test_key, "spring-free-order-test")):
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        assert [c["slug"] for c in api.get("/api/v1/campaigns/").json()] == [slug]
 
 
 def test_create_api_key_prints_a_key_stored_only_as_a_hash() -> None:
@@ -53,6 +68,15 @@ def test_create_api_key_prints_a_key_stored_only_as_a_hash() -> None:
     assert stored.label == "rotation 1"
     assert authenticates(key)
     assert ApiClient.objects.filter(name="acme-bot").count() == 1
+
+
+def test_create_api_key_issues_a_test_key_on_request() -> None:
+    # given / when
+    key = run("create_api_key", "acme-bot", "--test")
+    # then
+    assert key.startswith("cop_test_")
+    assert not ApiKey.objects.get(client__name="acme-bot").livemode
+    assert authenticates(key)
 
 
 @pytest.mark.django_db(transaction=True)

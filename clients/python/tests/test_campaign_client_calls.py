@@ -118,6 +118,19 @@ def test_claim_coupon_and_list_coupons() -> None:
     assert listed == [coupon]
 
 
+def test_test_mode_is_read_from_livemode_and_live_when_absent() -> None:
+    recorder = Recorder(
+        httpx.Response(202, json=order_json(livemode=False)),
+        httpx.Response(202, json=order_json()),
+        httpx.Response(200, json={**CAMPAIGN, "livemode": False}),
+    )
+    client, _ = client_for(recorder)
+    test_order = client.place_order("c-42", [("TEST-TM-MILKTEA-L", 1)], idempotency_key="k-1")
+    older = client.place_order("c-42", [("TM-MILKTEA-L", 1)], idempotency_key="k-2")
+    campaign = client.get_campaign("spring-free-order-test")
+    assert (test_order.livemode, older.livemode, campaign.livemode) == (False, True, False)
+
+
 def test_campaigns() -> None:
     recorder = Recorder(httpx.Response(200, json=[CAMPAIGN]), httpx.Response(200, json=CAMPAIGN))
     client, _ = client_for(recorder)

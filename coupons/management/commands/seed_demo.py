@@ -25,11 +25,19 @@ STORES = {
 }
 
 
+# Test mode (docs/integrator-guide.md): the same products under a TEST- SKU and the same
+# campaign under its own slug, seen and ordered only by test keys.
+TEST_SKU_PREFIX = "TEST-"
+TEST_CAMPAIGN = "spring-free-order-test"
+
+
 class Command(BaseCommand):
     help = (
         "Create the demo 'spring-free-order' campaign (free order up to 25 yuan, one coupon "
-        "per customer), three stores with products in stock, and the 'demo-chatbot' client; "
-        "print a new API key for it. Safe to run again: existing rows are kept."
+        "per customer), three stores with products in stock, their test-mode twins (campaign "
+        f"{TEST_CAMPAIGN!r}, SKUs {TEST_SKU_PREFIX}...), and the 'demo-chatbot' client; print "
+        "a new API key for it (and, with --test-key, a test key on the next line). Safe to "
+        "run again: existing rows are kept."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,6 +46,11 @@ class Command(BaseCommand):
             "--coupons", type=int, default=1_000_000, help="Coupons in the campaign."
         )
         parser.add_argument("--no-key", action="store_true", help="Do not issue a new API key.")
+        parser.add_argument(
+            "--test-key",
+            action="store_true",
+            help="Also issue a test key (cop_test_...), printed on the line after the live one.",
+        )
 
     @transaction.atomic
     def handle(self, *args: object, **options: object) -> None:
@@ -46,33 +59,40 @@ class Command(BaseCommand):
             store, _ = Store.objects.get_or_create(slug=slug, defaults={"name": name})
             for sku, title, price in products:
                 stock = int(options["stock"])  # type: ignore[call-overload]
-                Product.objects.get_or_create(
-                    sku=sku,
-                    defaults={
-                        "name": title,
-                        "store": store,
-                        "price": price,
-                        "stock": stock,
-                        "stock_total": stock,
-                    },
+                for prefix, livemode in (("", True), (TEST_SKU_PREFIX, False)):
+                    Product.objects.get_or_create(
+                        sku=f"{prefix}{sku}",
+                        defaults={
+                            "name": title,
+                            "store": store,
+                            "price": price,
+                            "stock": stock,
+                            "stock_total": stock,
+                            "livemode": livemode,
+                        },
+                    )
+        for slug, name, livemode in (
+            ("spring-free-order", "Spring free order", True),
+            (TEST_CAMPAIGN, "Spring free order (test mode)", False),
+        ):
+            campaign = Campaign.objects.filter(slug=slug).first()
+            created = campaign is None
+            if campaign is None:
+                campaign = services.campaign_seed(
+                    slug=slug,
+                    name=name,
+                    starts_at=now - timedelta(minutes=1),
+                    ends_at=now + timedelta(days=30),
+                    coupon_valid_until=now + timedelta(days=30),
+                    max_discount=2500,
+                    per_customer_limit=1,
+                    coupons_total=int(options["coupons"]),  # type: ignore[call-overload]
+                    budget_total=300_000_000_000,
+                    livemode=livemode,
                 )
-        campaign = Campaign.objects.filter(slug="spring-free-order").first()
-        created = campaign is None
-        if campaign is None:
-            campaign = services.campaign_seed(
-                slug="spring-free-order",
-                name="Spring free order",
-                starts_at=now - timedelta(minutes=1),
-                ends_at=now + timedelta(days=30),
-                coupon_valid_until=now + timedelta(days=30),
-                max_discount=2500,
-                per_customer_limit=1,
-                coupons_total=int(options["coupons"]),  # type: ignore[call-overload]
-                budget_total=300_000_000_000,
+            self.stderr.write(
+                f"Campaign {campaign.slug!r} {'created' if created else 'already there'}."
             )
-        self.stderr.write(
-            f"Campaign {campaign.slug!r} {'created' if created else 'already there'}."
-        )
         client = ApiClient.objects.filter(
             name="demo-chatbot"
         ).first() or shop_services.api_client_create(name="demo-chatbot")
@@ -80,3 +100,9 @@ class Command(BaseCommand):
             issued = shop_services.api_key_issue(client_id=client.pk, label="seed_demo")
             self.stderr.write("API key for 'demo-chatbot' (shown once):")
             self.stdout.write(issued.raw)
+            if options["test_key"]:
+                issued = shop_services.api_key_issue(
+                    client_id=client.pk, label="seed_demo (test mode)", livemode=False
+                )
+                self.stderr.write("Test API key for 'demo-chatbot' (shown once):")
+                self.stdout.write(issued.raw)

@@ -86,6 +86,7 @@ class Order:
     queue_position: int
     estimated_wait_seconds: int
     replayed: bool = False
+    livemode: bool = True  # False: a test order, placed with a test key (cop_test_...)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -116,6 +117,7 @@ class Order:
             queue_position=int(queue.get("position", 0)),
             estimated_wait_seconds=int(queue.get("estimated_wait_seconds", 0)),
             replayed=replayed,
+            livemode=bool(data.get("livemode", True)),  # absent before the service's 1.2.0
             raw=dict(data),
         )
 
@@ -177,6 +179,7 @@ class Campaign:
     budget_total: int
     budget_remaining: int
     backlog: Backlog
+    livemode: bool = True  # False: a test campaign, seen by test keys only
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -201,6 +204,7 @@ class Campaign:
                 orders_waiting=int(backlog.get("orders_waiting", 0)),
                 estimated_wait_seconds=int(backlog.get("estimated_wait_seconds", 0)),
             ),
+            livemode=bool(data.get("livemode", True)),
             raw=dict(data),
         )
 
