@@ -6,14 +6,12 @@ secret is rotated (docs/integrator-guide.md, the whole of it)."""
 
 from __future__ import annotations
 
-import threading
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
@@ -35,7 +33,7 @@ from shop.models import ApiClient, RateLimit
 from tests import stack
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
-from tests.pipeline import wait_for
+from tests.pipeline import CallbackReceiver, callback_receiver, wait_for
 
 CLIENT_README = Path(__file__).resolve().parents[2] / "clients" / "python" / "README.md"
 
@@ -54,29 +52,10 @@ def web(worker_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     stack.stop(process)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """A chatbot's callback endpoint: keeps every POST as received, answers 204."""
-
-    heard: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.heard.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Receiver.heard = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/orders"
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[CallbackReceiver]:
+    with callback_receiver("/hooks/orders") as receiver:
+        yield receiver
 
 
 def bot(web: str, chatbot: ApiClient) -> CampaignClient:
@@ -84,16 +63,14 @@ def bot(web: str, chatbot: ApiClient) -> CampaignClient:
     return CampaignClient(web, raw, timeout=5)
 
 
-def heard_status(order_id: str, status: str) -> list[tuple[dict[str, str], bytes]]:
-    return [
-        (headers, body)
-        for headers, body in list(_Receiver.heard)
-        if order_id.encode() in body and f'"status":"{status}"'.encode() in body.replace(b" ", b"")
-    ]
+def heard(
+    receiver: CallbackReceiver, order_id: str, status: str
+) -> list[tuple[dict[str, str], bytes]]:
+    return [(h, b) for h, b in receiver.with_status(status) if json.loads(b)["id"] == order_id]
 
 
 def test_claim_order_poll_until_paid_replay_and_a_verified_callback(
-    web: str, gateway: httpx.Client, receiver: str
+    web: str, gateway: httpx.Client, receiver: CallbackReceiver
 ) -> None:
     # given
     chatbot = ApiClientFactory()
@@ -105,11 +82,11 @@ def test_claim_order_poll_until_paid_replay_and_a_verified_callback(
         again = client.claim_coupon(campaign.slug, "c-42", idempotency_key="claim-c-42")
         key = str(uuid.uuid4())
         placed = client.place_order(
-            "c-42", [(tea.sku, 2)], coupon_code=coupon.code, callback_url=receiver,
+            "c-42", [(tea.sku, 2)], coupon_code=coupon.code, callback_url=receiver.url,
             idempotency_key=key,
         )  # fmt: skip
         replay = client.place_order(
-            "c-42", [(tea.sku, 2)], coupon_code=coupon.code, callback_url=receiver,
+            "c-42", [(tea.sku, 2)], coupon_code=coupon.code, callback_url=receiver.url,
             idempotency_key=key,
         )  # fmt: skip
         paid = client.wait_for_order(placed.id, timeout=20, min_interval=0.2)
@@ -132,8 +109,8 @@ def test_claim_order_poll_until_paid_replay_and_a_verified_callback(
     assert [c.status for c in coupons] == ["redeemed"]
     assert figures.coupons_remaining == campaign.coupons_total - 1
     # and the worker's signed callback passes verify_webhook with the client's secret only
-    wait_for(lambda: heard_status(placed.id, "paid"), timeout=15, what="the paid callback")
-    headers, body = heard_status(placed.id, "paid")[0]
+    wait_for(lambda: heard(receiver, placed.id, "paid"), timeout=15, what="the paid callback")
+    headers, body = heard(receiver, placed.id, "paid")[0]
     event = verify_webhook(body, headers, chatbot.webhook_secret)
     assert (event.order.id, event.order.status) == (placed.id, "paid")
     assert event.event_id.startswith("evt_")
@@ -146,7 +123,7 @@ def test_claim_order_poll_until_paid_replay_and_a_verified_callback(
 
 
 def test_a_callback_during_a_secret_rotation_verifies_with_either_secret(
-    web: str, gateway: httpx.Client, receiver: str
+    web: str, gateway: httpx.Client, receiver: CallbackReceiver
 ) -> None:
     # given: the operators rotated the secret, the old one still signing for an hour
     chatbot = ApiClientFactory()
@@ -157,10 +134,10 @@ def test_a_callback_during_a_secret_rotation_verifies_with_either_secret(
     tea = ProductFactory(price=1800)
     with bot(web, chatbot) as client:
         # when
-        placed = client.place_order("c-7", [(tea.sku, 1)], callback_url=receiver)
-        wait_for(lambda: heard_status(placed.id, "paid"), timeout=20, what="the paid callback")
+        placed = client.place_order("c-7", [(tea.sku, 1)], callback_url=receiver.url)
+        wait_for(lambda: heard(receiver, placed.id, "paid"), timeout=20, what="the paid callback")
     # then: two v1 entries; a receiver holding either secret, or both, accepts it
-    headers, body = heard_status(placed.id, "paid")[0]
+    headers, body = heard(receiver, placed.id, "paid")[0]
     assert headers["X-Signature"].count("v1=") == 2
     for secrets in (old, new, [old, new]):
         assert verify_webhook(body, headers, secrets).order.id == placed.id
@@ -254,7 +231,7 @@ def test_errors_are_mapped_to_the_packages_exceptions(web: str) -> None:
 
 
 def test_the_readme_quick_start_works_as_written(
-    web: str, gateway: httpx.Client, receiver: str
+    web: str, gateway: httpx.Client, receiver: CallbackReceiver
 ) -> None:
     # given: the demo's campaign and product, and the quick start with this stack's address,
     # key, callback URL and secret in place of its placeholders
@@ -266,7 +243,7 @@ def test_the_readme_quick_start_works_as_written(
     for placeholder, value in (
         ("http://127.0.0.1:8000", web),
         ("cop_...", shop_services.api_key_issue(client_id=chatbot.pk).raw),
-        ("https://bot.example.com/hooks/orders", receiver),
+        ("https://bot.example.com/hooks/orders", receiver.url),
         ("whsec-...", chatbot.webhook_secret),
     ):
         assert placeholder in quick_start
@@ -275,8 +252,8 @@ def test_the_readme_quick_start_works_as_written(
     exec(compile(quick_start, "clients/python/README.md", "exec"), scope)  # noqa: S102
     # when
     said = scope["free_milk_tea"]("c-99")
-    wait_for(lambda: any(b'"paid"' in body for _, body in _Receiver.heard), what="a callback")
-    headers, body = next((h, b) for h, b in _Receiver.heard if b'"paid"' in b)
+    wait_for(lambda: any(b'"paid"' in body for _, body in receiver.deliveries), what="a callback")
+    headers, body = next((h, b) for h, b in receiver.deliveries if b'"paid"' in b)
     scope["on_callback"](body, headers)
     # then
     assert said.strip() == "paid"

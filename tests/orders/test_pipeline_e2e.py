@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import transaction
@@ -22,7 +20,13 @@ from shop.models import ApiClient, Product
 from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
-from tests.pipeline import all_terminal, ledger, succeeded_charges_by_reference, wait_for
+from tests.pipeline import (
+    all_terminal,
+    callback_receiver,
+    ledger,
+    succeeded_charges_by_reference,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.pipeline,
@@ -211,44 +215,24 @@ def test_gateway_errors_after_the_charge_still_charge_once(gateway) -> None:
     assert succeeded_charges_by_reference(gateway) == {done["id"]: 1}
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_status_changes_reach_the_callback_url_signed_and_in_order(gateway) -> None:
     # given
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Receiver.received = []
     client: ApiClient = ApiClientFactory()
     api = api_for(client)
     tea = ProductFactory(price=1800)
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     # when
-    placed = order(api, "c-1", tea.sku, 1, callback_url=url)
-    settled(api, placed["id"])
-    wait_for(
-        lambda: any(json.loads(b)["status"] == "paid" for _, b in _Receiver.received),
-        what="the paid callback",
-    )
-    server.shutdown()
+    with callback_receiver() as receiver:
+        placed = order(api, "c-1", tea.sku, 1, callback_url=receiver.url)
+        settled(api, placed["id"])
+        wait_for(lambda: receiver.with_status("paid"), what="the paid callback")
     # then
-    statuses = [json.loads(body)["status"] for _, body in _Receiver.received]
+    statuses = [body["status"] for body in receiver.bodies()]
     # Both, in order; or only the latest, when reserved was still pending beside it, as
     # docs/integrator-guide.md's Callbacks section allows
     assert statuses in (["reserved", "paid"], ["paid"])
     placed_by = Order.objects.get(public_id=placed["id"]).request_id  # the POST's request id
     assert placed_by
-    for headers, body in _Receiver.received:
+    for headers, body in receiver.deliveries:
         assert headers["X-Request-ID"] == placed_by
         stamp, mac = (part.split("=", 1)[1] for part in headers["X-Signature"].split(","))
         expected = hmac.new(

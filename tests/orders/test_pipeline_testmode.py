@@ -5,10 +5,7 @@ before, at the live gateway."""
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rest_framework.test import APIClient
@@ -20,26 +17,13 @@ from shop.models import Product
 from tests.conftest import api_for
 from tests.factories.coupons import CampaignFactory
 from tests.factories.shop import ApiClientFactory, ProductFactory
-from tests.pipeline import all_terminal, ledger, wait_for
+from tests.pipeline import all_terminal, callback_receiver, ledger, wait_for
 
 pytestmark = [
     pytest.mark.pipeline,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("worker"),
 ]
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, object]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _post(api: APIClient, path: str, body: dict[str, object]) -> dict:
@@ -52,10 +36,6 @@ def test_a_test_order_is_charged_at_the_test_gateway_only_and_touches_no_live_da
     gateway, test_gateway
 ) -> None:
     # given: one client with a live and a test key, a live and a test campaign and product
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Receiver.received = []
-    hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
     client = ApiClientFactory()
     live = api_for(client)
     test = APIClient()
@@ -68,20 +48,20 @@ def test_a_test_order_is_charged_at_the_test_gateway_only_and_touches_no_live_da
     live_before = live.get(f"/api/v1/campaigns/{live_campaign.slug}/").json()
     # when: a test order with a test coupon settles through the worker
     code = _post(test, f"/api/v1/campaigns/{test_campaign.slug}/claims/", {"customer_id": "c-1"})
-    placed = _post(
-        test,
-        "/api/v1/orders/",
-        {
-            "customer_id": "c-1",
-            "items": [{"sku": test_tea.sku, "quantity": 2}],
-            "coupon_code": code["code"],
-            "callback_url": hook,
-        },
-    )
-    pk = Order.objects.get(public_id=placed["id"]).pk
-    wait_for(all_terminal([pk]), what="the test order")
-    wait_for(lambda: any(b["status"] == "paid" for b in _Receiver.received), what="its callback")
-    server.shutdown()
+    with callback_receiver() as receiver:
+        placed = _post(
+            test,
+            "/api/v1/orders/",
+            {
+                "customer_id": "c-1",
+                "items": [{"sku": test_tea.sku, "quantity": 2}],
+                "coupon_code": code["code"],
+                "callback_url": receiver.url,
+            },
+        )
+        pk = Order.objects.get(public_id=placed["id"]).pk
+        wait_for(all_terminal([pk]), what="the test order")
+        wait_for(lambda: receiver.with_status("paid"), what="its callback")
     # then: paid, at the test gateway, and nothing at the live one
     done = test.get(f"/api/v1/orders/{placed['id']}/").json()
     assert (done["status"], done["livemode"], done["payable"]) == ("paid", False, 1100)
@@ -97,8 +77,8 @@ def test_a_test_order_is_charged_at_the_test_gateway_only_and_touches_no_live_da
     assert live_after["coupons_remaining"] == live_before["coupons_remaining"] == 10
     assert Campaign.objects.get(pk=test_campaign.pk).budget_spent == 2500
     # every callback of the test order says it is one
-    assert _Receiver.received
-    assert {(b["id"], b["livemode"]) for b in _Receiver.received} == {(placed["id"], False)}
+    assert receiver.deliveries
+    assert {(b["id"], b["livemode"]) for b in receiver.bodies()} == {(placed["id"], False)}
     # and a live order beside it is charged at the live gateway only
     live_order = _post(
         live,

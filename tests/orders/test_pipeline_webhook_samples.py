@@ -13,13 +13,10 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import jsonschema
 import pytest
@@ -30,7 +27,7 @@ from orders.models import Order
 from shop.models import ApiClient
 from tests.conftest import api_for
 from tests.factories.shop import ApiClientFactory, ProductFactory
-from tests.pipeline import all_terminal, wait_for
+from tests.pipeline import CallbackReceiver, all_terminal, callback_receiver, wait_for
 
 pytestmark = [
     pytest.mark.pipeline,
@@ -41,33 +38,12 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "docs" / "samples"
 NODE = shutil.which("node") or "/usr/bin/node"
-Delivery = tuple[dict[str, str], bytes]
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[Delivery]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Receiver.received = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
-def paid_deliveries() -> list[Delivery]:
-    return [(h, b) for h, b in _Receiver.received if json.loads(b)["status"] == "paid"]
+def receiver() -> Iterator[CallbackReceiver]:
+    with callback_receiver() as receiver:
+        yield receiver
 
 
 def samples(secret: str, body: bytes, header: str, tmp_path: Path) -> dict[str, int]:
@@ -107,7 +83,7 @@ def check_against_the_schema(headers: dict[str, str], body: bytes) -> None:
 
 
 def test_the_samples_verify_a_real_delivery_and_its_resend(
-    gateway, receiver: str, tmp_path: Path, django_user_model: type
+    gateway, receiver: CallbackReceiver, tmp_path: Path, django_user_model: type
 ) -> None:
     # given: an order placed through the API, paid by the worker, its callback captured
     client: ApiClient = ApiClientFactory()
@@ -118,7 +94,7 @@ def test_the_samples_verify_a_real_delivery_and_its_resend(
         {
             "customer_id": "c-1",
             "items": [{"sku": tea.sku, "quantity": 1}],
-            "callback_url": receiver,
+            "callback_url": receiver.url,
         },
         format="json",
         HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
@@ -126,8 +102,8 @@ def test_the_samples_verify_a_real_delivery_and_its_resend(
     assert placed.status_code == 202, placed.content
     order = Order.objects.get(public_id=placed.json()["id"])
     wait_for(all_terminal([order.pk]), what="the order")
-    wait_for(lambda: len(paid_deliveries()) == 1, what="the paid callback")
-    ((headers, body),) = paid_deliveries()
+    wait_for(lambda: len(receiver.with_status("paid")) == 1, what="the paid callback")
+    ((headers, body),) = receiver.with_status("paid")
     secret, signed = client.webhook_secret, headers["X-Signature"]
     # when
     real = samples(secret, body, signed, tmp_path)
@@ -148,8 +124,8 @@ def test_the_samples_verify_a_real_delivery_and_its_resend(
     admin.force_login(staff)
     asked = admin.post(f"/admin/orders/order/{order.pk}/resend/", {"confirm": "yes"})
     assert asked.status_code == 302
-    wait_for(lambda: len(paid_deliveries()) == 2, what="the resent callback")
-    again_headers, again_body = paid_deliveries()[1]
+    wait_for(lambda: len(receiver.with_status("paid")) == 2, what="the resent callback")
+    again_headers, again_body = receiver.with_status("paid")[1]
     # then: the same event, a new delivery, and the samples accept it
     assert again_headers["X-Event-Id"] == headers["X-Event-Id"]
     assert again_headers["X-Event-Time"] == headers["X-Event-Time"]
