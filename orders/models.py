@@ -46,8 +46,8 @@ class Order(models.Model):
     # INSERT and every status change (a status change is never a HOT update here).
     # client, campaign and coupon (and a line's product) are references without a database
     # foreign key: each key's check took FOR KEY SHARE on the same few parent rows for every
-    # order, which cost intake 0.26-0.29 ms of PostgreSQL CPU per order in MultiXacts
-    # (docs/performance.md, "Hot rows and group commit"). No orphan can appear all the same:
+    # order: MultiXacts that cost intake 0.43 ms of PostgreSQL CPU per order against 0.17
+    # without them (docs/performance.md, "Hot rows and group commit"). No orphan appears:
     # those parents are never deleted (a trigger refuses it, orders migration 0012), and
     # the values come from rows intake read (docs/architecture.md, "References without
     # database keys"). PROTECT still stops the ORM's deletes before they reach the trigger.
