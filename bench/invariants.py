@@ -14,7 +14,10 @@ everything held:
   payable amount has exactly one; every succeeded charge belongs to a paid order or to a
   refund (refunded in full at the gateway), except a reserved order's, whose outcome is on
   its way;
-- terminal: every order the load generator saw accepted (2xx) is in a terminal status.
+- terminal: every order the load generator saw accepted (2xx) is in a terminal status;
+- references: no order names a client, campaign or coupon, nor a line a product, that does
+  not exist (those references have no database key: docs/architecture.md, References
+  without database keys).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ TERMINAL = ("paid", "rejected", "payment_failed", "cancelled", "expired", "refun
 KEEPS_ITS_CHARGE = ("paid",)
 # A reserved order may have its charge on the way: the terminal check catches it if it stays.
 IN_FLIGHT = ("reserved",)
-CHECKS = ("stock", "coupons", "budget", "charges", "terminal")
+CHECKS = ("stock", "coupons", "budget", "charges", "terminal", "references")
 MAX_LISTED = 20  # violations listed per check; the rest are counted in one more line
 
 
@@ -42,7 +45,7 @@ class Connection(Protocol):
 
 @dataclass(frozen=True)
 class Violation:
-    check: str  # stock | coupons | budget | charges | terminal
+    check: str  # stock | coupons | budget | charges | terminal | references
     subject: str  # what it is about: "product BENCH-A", "order <uuid>"
     detail: str
 
@@ -63,7 +66,7 @@ def check_invariants(
     REPEATABLE READ transaction for a single snapshot).
     """
     with connection.cursor() as cursor:
-        found = [*_stock(cursor), *_coupons(cursor), *_budget(cursor)]
+        found = [*_stock(cursor), *_coupons(cursor), *_budget(cursor), *orphans(cursor)]
         orders = {
             str(public_id): (status, payable)
             for public_id, status, payable in _rows(
@@ -145,6 +148,29 @@ def _stock(cursor: Any) -> list[Violation]:
         )
     ]
     return out
+
+
+# Each reference without a database key: (table, column, parent table).
+REFERENCES = (
+    ("orders_order", "client_id", "shop_apiclient"),
+    ("orders_order", "campaign_id", "coupons_campaign"),
+    ("orders_order", "coupon_id", "coupons_coupon"),
+    ("orders_orderline", "product_id", "shop_product"),
+)
+
+
+def orphans(cursor: Any) -> list[Violation]:
+    """Rows whose reference names a parent row that does not exist."""
+    return [
+        Violation("references", f"{table} {row_id}", f"{column} {value}: no such {parent} row")
+        for table, column, parent in REFERENCES
+        for row_id, value in _rows(
+            cursor,
+            f"SELECT t.id, t.{column} FROM {table} t"  # noqa: S608 (constants above)
+            f" WHERE t.{column} IS NOT NULL"
+            f" AND NOT EXISTS (SELECT FROM {parent} p WHERE p.id = t.{column}) ORDER BY t.id",
+        )
+    ]
 
 
 def _coupons(cursor: Any) -> list[Violation]:

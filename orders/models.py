@@ -44,8 +44,19 @@ class Order(models.Model):
     # No index of their own on client and campaign: the unique (client, key), the customer
     # index and the campaign ones below start with them, and every index is paid for by every
     # INSERT and every status change (a status change is never a HOT update here).
+    # client, campaign and coupon (and a line's product) are references without a database
+    # foreign key: each key's check took FOR KEY SHARE on the same few parent rows for every
+    # order: MultiXacts that cost intake 0.43 ms of PostgreSQL CPU per order against 0.17
+    # without them (docs/performance.md, "Hot rows and group commit"). No orphan appears:
+    # those parents are never deleted (a trigger refuses it, orders migration 0012), and
+    # the values come from rows intake read (docs/architecture.md, "References without
+    # database keys"). PROTECT still stops the ORM's deletes before they reach the trigger.
     client = models.ForeignKey(
-        "shop.ApiClient", on_delete=models.PROTECT, related_name="orders", db_index=False
+        "shop.ApiClient",
+        on_delete=models.PROTECT,
+        related_name="orders",
+        db_index=False,
+        db_constraint=False,
     )
     customer_id = models.CharField(max_length=64)
     campaign = models.ForeignKey(
@@ -55,9 +66,15 @@ class Order(models.Model):
         on_delete=models.PROTECT,
         related_name="orders",
         db_index=False,
+        db_constraint=False,
     )
     coupon = models.ForeignKey(
-        "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+        "coupons.Coupon",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        db_constraint=False,
     )
     # The code as the client sent it, kept even when it names no coupon (then rejected).
     coupon_code = models.CharField(max_length=64, blank=True, default="")
@@ -170,7 +187,10 @@ def parking_state(order: "Order") -> str:
 
 class OrderLine(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    product = models.ForeignKey("shop.Product", on_delete=models.PROTECT, related_name="+")
+    # No database key, as for the order's parents above.
+    product = models.ForeignKey(
+        "shop.Product", on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     sku = models.CharField(max_length=64)
     quantity = models.PositiveIntegerField()
     unit_price = models.PositiveBigIntegerField()

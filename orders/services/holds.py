@@ -17,8 +17,10 @@ them back (released) or keeping them (sold) exactly once.
 # database constraints (stock >= 0, budget within total, one open hold per coupon) stop
 # anything the Python misses.
 # Every lock is FOR NO KEY UPDATE: it excludes other workers just the same, but not the
-# FOR KEY SHARE that each intake INSERT takes on the campaign, coupon and products it
-# references, so taking orders in never waits for a batch to commit.
+# FOR KEY SHARE that a claim's INSERT takes on its campaign (the coupon's key), so claims
+# never wait for a batch to commit. An order's INSERT takes no lock on its parents at all:
+# they are references without a database key (docs/architecture.md), which is why a batch
+# treats a coupon or product it cannot read as invalid or out of stock.
 """
 
 from __future__ import annotations

@@ -248,3 +248,28 @@ def test_an_accepted_order_missing_from_the_database_is_reported(burst: Burst) -
     # then
     assert checks(found) == {"terminal": 1}
     assert "not in the database" in found[0].detail
+
+
+def test_an_order_or_line_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
+    # given: the order names a client and the line a product that do not exist (no database
+    # key stops it: docs/architecture.md, References without database keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE orders_order SET client_id = (SELECT max(id) + 1 FROM shop_apiclient)"
+            " WHERE id = %s",
+            [burst.paid.pk],
+        )
+        cursor.execute(
+            "UPDATE orders_orderline SET product_id = (SELECT max(id) + 1 FROM shop_product)"
+            " WHERE order_id = %s",
+            [burst.paid.pk],
+        )
+    # when
+    found = check_invariants(connection, burst.ledger, [str(burst.paid.public_id)])
+    # then: both are reported (the unit sold of a product that is not there is a stock
+    # breach of its own)
+    assert checks(found) == {"references": 2, "stock": 1}
+    assert {v.subject.split()[0] for v in found if v.check == "references"} == {
+        "orders_order",
+        "orders_orderline",
+    }
