@@ -166,7 +166,7 @@ def _claim(*, limit: int, now: datetime) -> Claimed:
         now=now,
         data={o.pk: {"charge": "none: nothing to pay"} for o in free},
     )
-    payments_move(moves, actor=actor, now=now, fields=["attempts", "next_attempt_at"])
+    payments_move(moves, actor=actor, now=now)
     holds_clock_start(first_attempts, now=now)
     claimed.settled_free = len(free)
     by_id = {o.pk: o for o in orders}
@@ -369,12 +369,7 @@ def _record(
             moves.append(PaymentMove(payment, target, {"error": outcome.error}))
     orders_move(paid, Order.Status.PAID, actor=actor, now=now)
     orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
-    payments_move(
-        moves,
-        actor=actor,
-        now=now,
-        fields=["charge_id", "attempts", "next_attempt_at", "last_error"],
-    )
+    payments_move(moves, actor=actor, now=now)
     _refunds_open(
         orders=unowed,
         payments={m.payment.order_id: m.payment for m in moves},
