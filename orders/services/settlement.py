@@ -4,7 +4,9 @@ charging twice.
 (a) a short transaction claims due orders and marks their Payment `pending` (a lease);
 (b) the gateway is called outside any transaction, concurrently, each call with the
     payment's stored idempotency key (derived from the order, the same on every attempt);
-(c) a second short transaction records the outcomes.
+(c) a second short transaction records the outcomes, and claims the next batch (its (a)):
+    one commit per batch (payments_record_and_claim), and still a committed claim before
+    any call and no transaction open across one.
 An unknown outcome (time-out, 5xx, a worker killed mid-call so its lease ran out) is settled
 by asking the gateway for the order's charges, never by guessing; only if the gateway has
 none is the charge sent again, with the same key.
