@@ -9,11 +9,12 @@ It creates the database if missing, migrates it, and starts its own sandbox gate
 stage prints its CPU per order in this process and in its PostgreSQL backend (read from
 /proc). `--batch` is the reservation and settlement batch size (10 by default, what the
 workers see at a few hundred orders a second; 500 shows the floor of a full batch);
-`--profile reserve` prints cProfile's top functions for that stage; `--intake wsgi` places the
-orders through the WSGI application instead of the service, so the difference between the two
-is what Django, the middleware and DRF add per order (gunicorn's own share is what the
-end-to-end run's web CPU adds to that). DEBUG is off, as in
-production: Django's debug cursor would add its own SQL rendering to every statement.
+`--profile reserve` prints cProfile's top functions for that stage; `--statements` counts
+the statements and commits each stage sends, per order, and lists them by kind; `--intake wsgi`
+places the orders through the WSGI application instead of the service, so the difference
+between the two is what Django, the middleware and DRF add per order (gunicorn's own share is
+what the end-to-end run's web CPU adds to that). DEBUG is off, as in production: Django's debug
+cursor would add its own SQL rendering to every statement.
 """
 
 from __future__ import annotations
@@ -52,6 +53,49 @@ def backend_cpu() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class StatementCount:
+    """Every statement and commit this process sends to PostgreSQL, whatever sends it (the
+    ORM, Django's cursor, psycopg's own cursor for prepared statements): psycopg's execute
+    and commit, counted."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.kinds: dict[str, int] = {}
+        self.commits = 0
+        execute, commit = psycopg.Cursor.execute, psycopg.Connection.commit
+        counter = self
+
+        def counted_execute(cursor, query, params=None, **kwargs):
+            text = query if isinstance(query, str) else str(query)
+            kind = " ".join(text.split())[:90]
+            if kind.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")):
+                kind = kind.rsplit(" ", 1)[0]  # one kind, whatever the savepoint's name
+            counter.kinds[kind] = counter.kinds.get(kind, 0) + 1
+            return execute(cursor, query, params, **kwargs)
+
+        def counted_commit(conn):
+            counter.commits += 1
+            return commit(conn)
+
+        psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+        psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
+
+    def report(self, label: str, count: int) -> None:
+        total = sum(self.kinds.values())
+        print(
+            f"{label:<28} {total / count:6.2f} statements/order  "
+            f"{self.commits / count:5.2f} commits/order"
+        )
+        for kind, n in sorted(self.kinds.items(), key=lambda kv: -kv[1]):
+            print(f"    {n / count:6.3f}  {kind}")
+        self.kinds.clear()
+        self.commits = 0
+
+
+COUNTER: list[StatementCount] = []  # one when --statements asks for it
+
+
 def timed(label: str, count: int, fn, profile: bool = False) -> None:
     import cProfile  # here: bench/profile.py shadows the profile module cProfile imports
     import pstats
@@ -69,6 +113,8 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
         f"{label:<28} {count:>6} orders  {wall / count * 1000:7.3f} ms wall/order  "
         f"{cpu / count * 1000:7.3f} ms CPU/order here  {pg / count * 1000:7.3f} ms in PostgreSQL"
     )
+    for counter in COUNTER:
+        counter.report(label, count)
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
@@ -152,11 +198,16 @@ def place_all(args: argparse.Namespace, coupons: list, sku: str, client_id: int)
     )
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("orders", type=int, nargs="?", default=2000)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle"])
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="count each stage's statements and commits per order, and list them by kind",
+    )
     parser.add_argument(
         "--intake",
         choices=["service", "wsgi"],
@@ -164,7 +215,11 @@ def main() -> None:
         help="place orders by calling order_place, or by POSTing them to the WSGI application "
         "in this process (Django, middleware and DRF included; no sockets, no gunicorn)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     count, batch = args.orders, args.batch
     from devtools.bootstrap import ensure_database
 
@@ -176,6 +231,8 @@ def main() -> None:
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
+    if args.statements:
+        COUNTER.append(StatementCount())
     from coupons import services as coupons_services
     from infra import fast
     from orders import services
@@ -245,11 +302,15 @@ def main() -> None:
 
         def settle() -> None:
             with ThreadPoolExecutor(32) as pool:
-                while (claimed := services.payments_claim_batch(limit=batch)).jobs:
+                # As the worker does (payments_drain): each record claims the next batch.
+                claimed = services.payments_claim_batch(limit=batch)
+                while claimed.jobs:
                     outcomes = list(
                         pool.map(lambda j: payment_attempt(client_for(), j), claimed.jobs)
                     )
-                    services.payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+                    _, claimed = services.payments_record_and_claim(
+                        list(zip(claimed.jobs, outcomes, strict=True)), limit=batch
+                    )
 
         timed(f"settle (batches of {batch})", count, settle, args.profile == "settle")
         paid = campaign.orders.filter(status="paid").count()

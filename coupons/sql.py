@@ -99,6 +99,10 @@ WHERE {C.id} = %s AND {C.budget_held} <= {C.budget_total} - {C.budget_spent} - %
 """,
     C=C,
 )
+BUDGET_RELEASE = statement(
+    "UPDATE {C} SET {C.budget_held} = {C.budget_held} - %s, {C.updated_at} = %s WHERE {C.id} = %s",
+    C=C,
+)
 BUDGET_SPEND = statement(
     """
 UPDATE {C}

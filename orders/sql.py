@@ -157,10 +157,61 @@ FIRST_ORDER_ID_FROM = statement(
 )
 
 # --- Moves (orders.services.transitions) ---------------------------------------------------
-# Every stage moves every batch through it.
-ORDERS_MOVE = statement(
-    "UPDATE {O} SET {O.status} = %s, {O.reason} = %s, {O.updated_at} = %s WHERE {O.id} = ANY(%s)",
+# Every stage moves every batch through it: the orders' UPDATE, an event row per order and a
+# callback row per order that asked for callbacks (empty arrays: none), in one statement
+# (orders.services.transitions.orders_move), where three round trips were. The arrays go in
+# PostgreSQL's binary form (infra.sql); what is the same for every row (the target, the
+# actor, the time, a new delivery's state) is one parameter or a constant.
+ORDERS_MOVE_WRITE = statement(
+    """
+WITH moved AS (
+  UPDATE {O} SET {O.status} = %s, {O.reason} = %s, {O.updated_at} = %s
+  WHERE {O.id} = ANY(%b::bigint[])
+), events AS (
+  INSERT INTO {E} ({E.order_id}, {E.source}, {E.target}, {E.actor}, {E.data}, {E.created_at})
+  SELECT v.o, v.s, %s, %s, v.d, %s FROM unnest(%b::bigint[], %b::text[], %b::jsonb[]) AS v(o, s, d)
+)
+INSERT INTO {D} ({D.order_id}, {D.url}, {D.order_status}, {D.payload}, {D.state}, {D.attempts},
+  {D.next_attempt_at}, {D.last_error}, {D.delivered_at}, {D.created_at}, {D.updated_at})
+SELECT v.o, v.u, %s, v.p, '{pending}', 0, %s, '', NULL, %s, %s
+FROM unnest(%b::bigint[], %b::text[], %b::jsonb[]) AS v(o, u, p)
+""",
     O=Order,
+    E=OrderEvent,
+    D=CallbackDelivery,
+    pending=CallbackDelivery.State.PENDING.value,
+)
+
+# Payments moved in one statement (orders.services.transitions.payments_move): the new ones
+# inserted (their ids come back, by order: one payment per order), the others' open fields
+# written, and every step's event. The caller read every payment it moves under its order's
+# lock, so the fields it did not change are written back as they are.
+PAYMENTS_MOVE_WRITE = statement(
+    """
+WITH created AS (
+  INSERT INTO {P} ({P.order_id}, {P.idempotency_key}, {P.amount}, {P.currency}, {P.status},
+    {P.charge_id}, {P.attempts}, {P.last_error}, {P.next_attempt_at}, {P.created_at},
+    {P.updated_at})
+  SELECT v.o, v.k, v.m, v.c, v.s, v.g, v.a, v.e, v.n, v.t, %s
+  FROM unnest(%b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[],
+              %b::int[], %b::text[], %b::timestamptz[], %b::timestamptz[])
+    AS v(o, k, m, c, s, g, a, e, n, t)
+  RETURNING {P.order_id}, {P.id}
+), moved AS (
+  UPDATE {P} p SET {P.status} = v.s, {P.charge_id} = v.g, {P.attempts} = v.a,
+    {P.last_error} = v.e, {P.next_attempt_at} = v.n, {P.updated_at} = %s
+  FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::int[], %b::text[], %b::timestamptz[])
+    AS v(i, s, g, a, e, n)
+  WHERE p.{P.id} = v.i
+), events AS (
+  INSERT INTO {E} ({E.order_id}, {E.source}, {E.target}, {E.actor}, {E.data}, {E.created_at})
+  SELECT v.o, v.s, v.t, %s, v.d, %s
+  FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::jsonb[]) AS v(o, s, t, d)
+)
+SELECT {P.order_id}, {P.id} FROM created
+""",
+    P=Payment,
+    E=OrderEvent,
 )
 
 # --- Holds (orders.services.holds) ---------------------------------------------------------
@@ -188,6 +239,17 @@ HOLDS_CLOCK_START = statement(
     """
 UPDATE {R} SET {R.expires_at} = %s, {R.updated_at} = %s
 WHERE {R.order_id} = ANY(%s) AND {R.closed_at} IS NULL
+""",
+    R=Reservation,
+)
+# A batch's holds, opened by the reservation worker. No deadline yet: the hold's clock starts
+# at the first payment attempt (HOLDS_CLOCK_START).
+RESERVATIONS_INSERT = statement(
+    """
+INSERT INTO {R} ({R.order_id}, {R.campaign_id}, {R.coupon_id}, {R.discount}, {R.expires_at},
+  {R.closed_at}, {R.outcome}, {R.created_at}, {R.updated_at})
+SELECT v.o, v.c, v.k, v.d, NULL, NULL, '', %s, %s
+FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[]) AS v(o, c, k, d)
 """,
     R=Reservation,
 )

@@ -25,6 +25,8 @@ from infra.contract import KEY_PREFIX, TEST_KEY_PREFIX
 from infra.errors import InvalidInput
 from infra.memo import copies_changed
 from infra.ratelimit import Limit
+from infra.sql import prepared_count
+from shop import sql
 from shop.errors import OutOfStock
 from shop.models import (
     ApiClient,
@@ -52,10 +54,7 @@ def stock_take(*, quantities: Mapping[int, int]) -> None:
         units = quantities[product_id]
         if units <= 0:
             continue
-        taken = Product.objects.filter(pk=product_id, stock__gte=units).update(
-            stock=F("stock") - units, updated_at=timezone.now()
-        )
-        if taken == 0:
+        if prepared_count(sql.STOCK_TAKE, [units, timezone.now(), product_id, units]) == 0:
             raise OutOfStock(f"Product {product_id} has fewer than {units} units left.")
 
 
@@ -65,9 +64,7 @@ def stock_return(*, quantities: Mapping[int, int]) -> None:
     for product_id in sorted(quantities):
         units = quantities[product_id]
         if units > 0:
-            Product.objects.filter(pk=product_id).update(
-                stock=F("stock") + units, updated_at=timezone.now()
-            )
+            prepared_count(sql.STOCK_RETURN, [units, timezone.now(), product_id])
 
 
 def stock_add(*, product_id: int, units: int) -> None:

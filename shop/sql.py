@@ -17,3 +17,14 @@ PRODUCTS_FOR_UPDATE = statement(
     "FOR NO KEY UPDATE",
     p=Product,
 )
+# Units taken (only where that many are left: the count says whether) and given back, one
+# product a statement, in id order (shop.services: the caller's loop keeps the lock order).
+STOCK_TAKE = statement(
+    "UPDATE {p} SET {p.stock} = {p.stock} - %s, {p.updated_at} = %s "
+    "WHERE {p.id} = %s AND {p.stock} >= %s",
+    p=Product,
+)
+STOCK_RETURN = statement(
+    "UPDATE {p} SET {p.stock} = {p.stock} + %s, {p.updated_at} = %s WHERE {p.id} = %s",
+    p=Product,
+)

@@ -83,9 +83,7 @@ def budget_hold_as_read(*, campaign: Campaign, amount: int) -> None:
 def budget_release(*, campaign_id: int, amount: int) -> None:
     """Give held budget back. The caller releases each hold once (it closes the hold's row)."""
     if amount > 0:
-        Campaign.objects.filter(pk=campaign_id).update(
-            budget_held=F("budget_held") - amount, updated_at=timezone.now()
-        )
+        prepared_count(sql.BUDGET_RELEASE, [amount, timezone.now(), campaign_id])
 
 
 def budget_spend(*, campaign_id: int, amount: int) -> None:

@@ -34,7 +34,12 @@ from orders.services.lifecycle import (
     payments_replay,
     pipeline_sweep,
 )
-from orders.services.settlement import payments_claim_batch, payments_drain, payments_record
+from orders.services.settlement import (
+    payments_claim_batch,
+    payments_drain,
+    payments_record,
+    payments_record_and_claim,
+)
 
 __all__ = [
     "ItemIn",
@@ -53,6 +58,7 @@ __all__ = [
     "payments_claim_batch",
     "payments_drain",
     "payments_record",
+    "payments_record_and_claim",
     "payments_replay",
     "pipeline_sweep",
     "reservations_drain",

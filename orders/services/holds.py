@@ -314,17 +314,16 @@ def _reservations_insert(orders: Sequence[Order], now: datetime) -> None:
     if not orders:
         return
     # No deadline yet: the hold's clock starts at the first payment attempt (holds_clock_start).
-    Reservation.objects.bulk_create(
-        Reservation(
-            order_id=o.pk,
-            campaign_id=o.campaign_id,
-            coupon_id=o.coupon_id,
-            discount=o.discount,
-            expires_at=None,
-            created_at=now,
-            updated_at=now,
-        )
-        for o in orders
+    prepared_count(
+        sql.RESERVATIONS_INSERT,
+        [
+            now,
+            now,
+            [o.pk for o in orders],
+            [o.campaign_id for o in orders],
+            [o.coupon_id for o in orders],
+            [o.discount for o in orders],
+        ],
     )
 
 

@@ -165,7 +165,6 @@ def payments_replay(*, order_ids: Collection[int], actor: str) -> list[int]:
         [PaymentMove(p, Payment.Status.UNKNOWN, {"replay": True}) for p in parked],
         actor=actor,
         now=now,
-        fields=["attempts", "next_attempt_at"],
     )
     if parked:
         transaction.on_commit(partial(nudge_payments, force=True))

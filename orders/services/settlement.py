@@ -4,7 +4,9 @@ charging twice.
 (a) a short transaction claims due orders and marks their Payment `pending` (a lease);
 (b) the gateway is called outside any transaction, concurrently, each call with the
     payment's stored idempotency key (derived from the order, the same on every attempt);
-(c) a second short transaction records the outcomes.
+(c) a second short transaction records the outcomes, and claims the next batch (its (a)):
+    one commit per batch (payments_record_and_claim), and still a committed claim before
+    any call and no transaction open across one.
 An unknown outcome (time-out, 5xx, a worker killed mid-call so its lease ran out) is settled
 by asking the gateway for the order's charges, never by guessing; only if the gateway has
 none is the charge sent again, with the same key.
@@ -109,79 +111,83 @@ def payments_claim_batch(*, limit: int) -> Claimed:
     with nothing to pay are paid here and now. A first attempt starts its hold's clock
     (holds_clock_start). A hold whose clock ran out with nothing charged (the gateway kept
     refusing) is left to the sweep to expire: no charge starts on an expired hold."""
-    now = timezone.now()
+    with transaction.atomic():
+        return _claim(limit=limit, now=timezone.now())
+
+
+def _claim(*, limit: int, now: datetime) -> Claimed:
+    """`payments_claim_batch`'s work, in the caller's transaction."""
     claimed = Claimed()
     actor = "worker:settle"
-    with transaction.atomic():
-        orders = selectors.orders_due_for_payment_for_update(now=now, limit=limit)
-        if not orders:
-            return claimed
-        ids = [o.pk for o in orders]
-        payments = selectors.payments_by_order(ids)
-        holds = selectors.reservations_by_order(ids)
-        lease_until = now + timedelta(seconds=settings.PAYMENT_LEASE_SECONDS)
-        moves: list[PaymentMove] = []
-        free: list[Order] = []
-        first_attempts: list[int] = []
-        ask_first: dict[int, bool] = {}
-        for order in orders:
-            payment = payments.get(order.pk)
-            hold = holds[order.pk]
-            nothing_charged_yet = payment is None or payment.status == PS.RETRY
-            if nothing_charged_yet and hold.expires_at is not None and hold.expires_at <= now:
-                continue
-            if order.payable == 0:
-                free.append(order)
-                free_payment = Payment(order=order, idempotency_key=payment_key(order), amount=0)
-                moves.append(PaymentMove(free_payment, PS.NOT_REQUIRED))
-                continue
-            if payment is None:
-                payment = Payment(
-                    order=order,
-                    idempotency_key=payment_key(order),
-                    amount=order.payable,
-                    currency=order.currency,
-                    attempts=1,
-                    next_attempt_at=lease_until,
-                    created_at=now,
-                )
-                moves.append(PaymentMove(payment, PS.PENDING))
-                first_attempts.append(order.pk)
-            else:
-                if payment.status == PS.PENDING:  # the lease ran out: its worker died mid-call
-                    moves.append(PaymentMove(payment, PS.UNKNOWN, {"error": "lease expired"}))
-                ask_first[order.pk] = payment.status in (PS.PENDING, PS.UNKNOWN)
-                moves.append(PaymentMove(payment, PS.PENDING))
-                payment.attempts += 1
-                payment.next_attempt_at = lease_until
-        holds_close(free, outcome=Reservation.Outcome.SOLD, now=now)
-        orders_move(
-            free,
-            Order.Status.PAID,
-            actor=actor,
-            now=now,
-            data={o.pk: {"charge": "none: nothing to pay"} for o in free},
-        )
-        payments_move(moves, actor=actor, now=now, fields=["attempts", "next_attempt_at"])
-        holds_clock_start(first_attempts, now=now)
-        claimed.settled_free = len(free)
-        by_id = {o.pk: o for o in orders}
-        claimed.jobs = [
-            ChargeJob(
-                order_id=p.order_id,
-                payment_id=p.pk,
-                attempt=p.attempts,
-                idempotency_key=p.idempotency_key,
-                amount=p.amount,
-                currency=p.currency,
-                reference=str(by_id[p.order_id].public_id),
-                customer=by_id[p.order_id].customer_id,
-                ask_first=ask_first.get(p.order_id, False),
-                livemode=by_id[p.order_id].livemode,
+    orders = selectors.orders_due_for_payment_for_update(now=now, limit=limit)
+    if not orders:
+        return claimed
+    ids = [o.pk for o in orders]
+    payments = selectors.payments_by_order(ids)
+    holds = selectors.reservations_by_order(ids)
+    lease_until = now + timedelta(seconds=settings.PAYMENT_LEASE_SECONDS)
+    moves: list[PaymentMove] = []
+    free: list[Order] = []
+    first_attempts: list[int] = []
+    ask_first: dict[int, bool] = {}
+    for order in orders:
+        payment = payments.get(order.pk)
+        hold = holds[order.pk]
+        nothing_charged_yet = payment is None or payment.status == PS.RETRY
+        if nothing_charged_yet and hold.expires_at is not None and hold.expires_at <= now:
+            continue
+        if order.payable == 0:
+            free.append(order)
+            free_payment = Payment(order=order, idempotency_key=payment_key(order), amount=0)
+            moves.append(PaymentMove(free_payment, PS.NOT_REQUIRED))
+            continue
+        if payment is None:
+            payment = Payment(
+                order=order,
+                idempotency_key=payment_key(order),
+                amount=order.payable,
+                currency=order.currency,
+                attempts=1,
+                next_attempt_at=lease_until,
+                created_at=now,
             )
-            for p in {id(m.payment): m.payment for m in moves}.values()
-            if p.status == PS.PENDING
-        ]
+            moves.append(PaymentMove(payment, PS.PENDING))
+            first_attempts.append(order.pk)
+        else:
+            if payment.status == PS.PENDING:  # the lease ran out: its worker died mid-call
+                moves.append(PaymentMove(payment, PS.UNKNOWN, {"error": "lease expired"}))
+            ask_first[order.pk] = payment.status in (PS.PENDING, PS.UNKNOWN)
+            moves.append(PaymentMove(payment, PS.PENDING))
+            payment.attempts += 1
+            payment.next_attempt_at = lease_until
+    holds_close(free, outcome=Reservation.Outcome.SOLD, now=now)
+    orders_move(
+        free,
+        Order.Status.PAID,
+        actor=actor,
+        now=now,
+        data={o.pk: {"charge": "none: nothing to pay"} for o in free},
+    )
+    payments_move(moves, actor=actor, now=now)
+    holds_clock_start(first_attempts, now=now)
+    claimed.settled_free = len(free)
+    by_id = {o.pk: o for o in orders}
+    claimed.jobs = [
+        ChargeJob(
+            order_id=p.order_id,
+            payment_id=p.pk,
+            attempt=p.attempts,
+            idempotency_key=p.idempotency_key,
+            amount=p.amount,
+            currency=p.currency,
+            reference=str(by_id[p.order_id].public_id),
+            customer=by_id[p.order_id].customer_id,
+            ask_first=ask_first.get(p.order_id, False),
+            livemode=by_id[p.order_id].livemode,
+        )
+        for p in {id(m.payment): m.payment for m in moves}.values()
+        if p.status == PS.PENDING
+    ]
     return claimed
 
 
@@ -272,79 +278,108 @@ def payments_record(results: Sequence[tuple[ChargeJob, ChargeOutcome]]) -> dict[
     its status: the payment's outcome is still recorded, and a charge that succeeded gets a
     pending Refund, which `refunds_unowed_settle` takes to the gateway after this commits.
     `unowed` counts those refunds."""
+    counts, _ = payments_record_and_claim(results, limit=0)
+    return counts
+
+
+def payments_record_and_claim(
+    results: Sequence[tuple[ChargeJob, ChargeOutcome]], *, limit: int
+) -> tuple[dict[str, int], Claimed]:
+    """`payments_record`, and in the same transaction `payments_claim_batch(limit=limit)`
+    (none when `limit` is 0): one commit where there were two.
+
+    The promises hold as they did with two transactions (docs/architecture.md, "Money moves
+    once"): the next batch's claim, its payments `pending` under a lease, is committed
+    before any of its charges is sent (the caller sends them after this returns), so a crash
+    mid-call is recovered by a look-up by reference, never by a second charge; no transaction
+    is open across a gateway call (this one opens after the last call of its batch and
+    commits before the first of the next). A claim that fails rolls back to its savepoint
+    and claims nothing: the outcomes are recorded all the same, and the next step claims on
+    its own."""
     now = timezone.now()
-    actor = "worker:settle"
-    counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0, "unowed": 0}
     with transaction.atomic():
-        orders = {
-            o.pk: o for o in selectors.orders_for_update(order_ids=[j.order_id for j, _ in results])
-        }
-        payments = selectors.payments_by_order(orders)
-        moves: list[PaymentMove] = []
-        paid: list[Order] = []
-        failed: list[Order] = []
-        unowed: list[Order] = []
-        for job, outcome in results:
-            order, payment = orders[job.order_id], payments[job.order_id]
-            if payment.status != PS.PENDING or payment.attempts != job.attempt:
-                continue
-            counts[outcome.kind] += 1
-            if outcome.kind in ("succeeded", "declined"):
-                succeeded = outcome.kind == "succeeded"
-                payment.charge_id = outcome.charge_id or ""
-                target = PS.SUCCEEDED if succeeded else PS.DECLINED
-                moved = order.status != Order.Status.RESERVED
-                data = {"charge": outcome.charge_id, "order": order.status if moved else None}
-                moves.append(PaymentMove(payment, target, data))
-                if not moved:
-                    (paid if succeeded else failed).append(order)
-                elif succeeded:
-                    unowed.append(order)
-            elif outcome.error == UNSENT or outcome.kind == "retry":
-                # Nothing moved at the gateway (our own limit held it back, or the gateway
-                # refused it with 429 or 409): not an attempt, so a gateway at its quota never
-                # parks payments. One whose outcome was unknown stays unknown, so that it is
-                # still looked up first.
-                payment.attempts -= 1
-                payment.next_attempt_at = now + timedelta(seconds=outcome.retry_after or 1.0)
-                if outcome.error != UNSENT:
-                    payment.last_error = (outcome.error or outcome.kind)[:2000]
-                target = PS.UNKNOWN if job.ask_first else PS.RETRY
-                moves.append(PaymentMove(payment, target, {"error": outcome.error}))
-            elif payment.attempts >= settings.PAYMENT_MAX_ATTEMPTS:
-                payment.last_error = (outcome.error or outcome.kind)[:2000]
-                moves.append(PaymentMove(payment, PS.PARKED, {"error": outcome.error}))
-                metrics.parked("payment")
-            else:
-                wait = (
-                    outcome.retry_after
-                    if outcome.kind == "retry" and outcome.retry_after
-                    else _backoff(payment.attempts)
-                )
-                payment.next_attempt_at = now + timedelta(seconds=wait)
-                payment.last_error = (outcome.error or outcome.kind)[:2000]
-                target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
-                moves.append(PaymentMove(payment, target, {"error": outcome.error}))
-        orders_move(paid, Order.Status.PAID, actor=actor, now=now)
-        orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
-        payments_move(
-            moves,
-            actor=actor,
-            now=now,
-            fields=["charge_id", "attempts", "next_attempt_at", "last_error"],
-        )
-        _refunds_open(
-            orders=unowed,
-            payments={m.payment.order_id: m.payment for m in moves},
-            actor=actor,
-            now=now,
-        )
+        counts, paid, failed = _record(results, now)
+        claimed = Claimed()
+        if limit:
+            try:
+                with transaction.atomic():
+                    claimed = _claim(limit=limit, now=timezone.now())
+            except Exception:
+                log.exception("payment claim after a record failed; the next step claims again")
         # The holds last: they write the campaign's budget (and a released hold's stock), rows
         # every payment worker's batch shares, so they are held only from here to the commit.
         holds_close(paid, outcome=Reservation.Outcome.SOLD, now=now)
         holds_close(failed, outcome=Reservation.Outcome.RELEASED, now=now)
-        counts["unowed"] = len(unowed)
-    return counts
+    return counts, claimed
+
+
+def _record(
+    results: Sequence[tuple[ChargeJob, ChargeOutcome]], now: datetime
+) -> tuple[dict[str, int], list[Order], list[Order]]:
+    """`payments_record`'s moves, in the caller's transaction, but the holds: returns the
+    counts and the orders paid and failed, whose holds the caller closes."""
+    actor = "worker:settle"
+    counts = {"succeeded": 0, "declined": 0, "unknown": 0, "retry": 0, "unowed": 0}
+    orders = {
+        o.pk: o for o in selectors.orders_for_update(order_ids=[j.order_id for j, _ in results])
+    }
+    payments = selectors.payments_by_order(orders)
+    moves: list[PaymentMove] = []
+    paid: list[Order] = []
+    failed: list[Order] = []
+    unowed: list[Order] = []
+    for job, outcome in results:
+        order, payment = orders[job.order_id], payments[job.order_id]
+        if payment.status != PS.PENDING or payment.attempts != job.attempt:
+            continue
+        counts[outcome.kind] += 1
+        if outcome.kind in ("succeeded", "declined"):
+            succeeded = outcome.kind == "succeeded"
+            payment.charge_id = outcome.charge_id or ""
+            target = PS.SUCCEEDED if succeeded else PS.DECLINED
+            moved = order.status != Order.Status.RESERVED
+            data = {"charge": outcome.charge_id, "order": order.status if moved else None}
+            moves.append(PaymentMove(payment, target, data))
+            if not moved:
+                (paid if succeeded else failed).append(order)
+            elif succeeded:
+                unowed.append(order)
+        elif outcome.error == UNSENT or outcome.kind == "retry":
+            # Nothing moved at the gateway (our own limit held it back, or the gateway
+            # refused it with 429 or 409): not an attempt, so a gateway at its quota never
+            # parks payments. One whose outcome was unknown stays unknown, so that it is
+            # still looked up first.
+            payment.attempts -= 1
+            payment.next_attempt_at = now + timedelta(seconds=outcome.retry_after or 1.0)
+            if outcome.error != UNSENT:
+                payment.last_error = (outcome.error or outcome.kind)[:2000]
+            target = PS.UNKNOWN if job.ask_first else PS.RETRY
+            moves.append(PaymentMove(payment, target, {"error": outcome.error}))
+        elif payment.attempts >= settings.PAYMENT_MAX_ATTEMPTS:
+            payment.last_error = (outcome.error or outcome.kind)[:2000]
+            moves.append(PaymentMove(payment, PS.PARKED, {"error": outcome.error}))
+            metrics.parked("payment")
+        else:
+            wait = (
+                outcome.retry_after
+                if outcome.kind == "retry" and outcome.retry_after
+                else _backoff(payment.attempts)
+            )
+            payment.next_attempt_at = now + timedelta(seconds=wait)
+            payment.last_error = (outcome.error or outcome.kind)[:2000]
+            target = PS.UNKNOWN if outcome.kind == "unknown" else PS.RETRY
+            moves.append(PaymentMove(payment, target, {"error": outcome.error}))
+    orders_move(paid, Order.Status.PAID, actor=actor, now=now)
+    orders_move(failed, Order.Status.PAYMENT_FAILED, actor=actor, now=now)
+    payments_move(moves, actor=actor, now=now)
+    _refunds_open(
+        orders=unowed,
+        payments={m.payment.order_id: m.payment for m in moves},
+        actor=actor,
+        now=now,
+    )
+    counts["unowed"] = len(unowed)
+    return counts, paid, failed
 
 
 def _refunds_open(
@@ -378,43 +413,70 @@ def _refunds_open(
 def payments_drain(*, lane: int = 0) -> int:
     """The settlement worker's loop: claim, call concurrently, record. Returns orders handled.
     A full claim recruits one more worker (nudges.recruit) before its calls go out: claims
-    skip each other's rows, and every worker takes its tokens from the one global bucket."""
+    skip each other's rows, and every worker takes its tokens from the one global bucket.
+
+    A batch's record claims the next batch in its transaction (payments_record_and_claim):
+    one commit per batch, not two. Group commit waits before that record, so that claims
+    stay at least SETTLEMENT_LINGER_SECONDS apart when the batches are small, as they were
+    when the wait came between a record and the next claim. A batch claimed by the loop's
+    last record is sent and recorded before the worker returns."""
+    held: list[Claimed] = []  # a batch claimed by the last record, not yet sent
+    linger = settings.SETTLEMENT_LINGER_SECONDS
     with ThreadPoolExecutor(
         max_workers=settings.PAYMENT_CONCURRENCY, thread_name_prefix="charge"
     ) as pool:
 
-        def step() -> int:
+        def batch(claim_next: bool) -> int:
             with metrics.batch("settle") as size:
                 limit = _claim_size()
-                claimed = payments_claim_batch(limit=limit)
-                if claimed.settled_free + len(claimed.jobs) >= limit:
+                claimed_at = time.monotonic()
+                claimed = held.pop() if held else payments_claim_batch(limit=limit)
+                handled = claimed.settled_free + len(claimed.jobs)
+                if handled >= limit:
                     recruit(PAY, "all")
                 if claimed.jobs:
-                    # Tokens of the live gateway's limit for live orders only (payment_attempt).
-                    live = [j.livemode for j in claimed.jobs]
-                    granted = _gateway_tokens(sum(live))
-                    prepaid = [is_live and n < granted for n, is_live in _numbered(live)]
-                    outcomes = list(pool.map(_attempt, claimed.jobs, prepaid))
-                    metrics.gateway_outcomes(
-                        [o.kind for j, o in zip(claimed.jobs, outcomes, strict=True) if j.livemode]
+                    outcomes = _charges(pool, claimed.jobs)
+                if claim_next and 0 < handled < settings.SETTLEMENT_BATCH_SIZE:
+                    # Group commit: the next claim (which this batch's record makes) comes
+                    # `linger` after this one. The wait is before the record, never between a
+                    # claim and its calls: a claimed payment waits for nothing.
+                    time.sleep(max(0.0, claimed_at + linger - time.monotonic()))
+                if claimed.jobs:
+                    counts, following = payments_record_and_claim(
+                        list(zip(claimed.jobs, outcomes, strict=True)),
+                        limit=_claim_size() if claim_next else 0,
                     )
-                    counts = payments_record(list(zip(claimed.jobs, outcomes, strict=True)))
+                    if following.settled_free or following.jobs:
+                        held.append(following)
                     if counts["unowed"]:
                         refunds_unowed_settle()
-                size.append(claimed.settled_free + len(claimed.jobs))
+                size.append(handled)
             if size[0]:
                 log.info("payment batch: lane %s, %s orders", lane, size[0])
             return size[0]
 
-        return drain(
+        handled = drain(
             PAY,
             "all",
-            step,
+            partial(batch, True),
             renudge=partial(nudge_payments, force=True, lane=lane),
-            linger=settings.SETTLEMENT_LINGER_SECONDS,
             fill=settings.SETTLEMENT_BATCH_SIZE,
             lane=lane,
         )
+        while held:  # claimed by the last record: sent now, recorded without a next claim
+            handled += batch(False)
+        return handled
+
+
+def _charges(pool: ThreadPoolExecutor, jobs: list[ChargeJob]) -> list[ChargeOutcome]:
+    """Every job's attempt, concurrently, outside any transaction. Tokens of the live
+    gateway's limit for live orders only (payment_attempt)."""
+    live = [j.livemode for j in jobs]
+    granted = _gateway_tokens(sum(live))
+    prepaid = [is_live and n < granted for n, is_live in _numbered(live)]
+    outcomes = list(pool.map(_attempt, jobs, prepaid))
+    metrics.gateway_outcomes([o.kind for j, o in zip(jobs, outcomes, strict=True) if j.livemode])
+    return outcomes
 
 
 # --- Refunds: the same pattern, the key derived from the order ---------------------------------

@@ -16,16 +16,16 @@ every order of their batch, never once per order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from infra.errors import InvalidTransition
-from infra.sql import prepared_count, rows_insert, rows_update
+from infra.sql import prepared_count, prepared_rows, rows_insert
 from orders import metrics, selectors, sql, waiting_line
 from orders.documents import order_document
 from orders.models import (
@@ -36,7 +36,6 @@ from orders.models import (
     PAYMENT_ALLOWED,
     REFUND_ALLOWED,
     TERMINAL,
-    CallbackDelivery,
     Order,
     OrderEvent,
     OrderLine,
@@ -60,7 +59,8 @@ def orders_move(
     data: Mapping[int, dict[str, object]] | None = None,
 ) -> None:
     """Move every order to `to`. The caller holds `select_for_update` on all of them inside an
-    atomic block. One event row per order, one UPDATE for all. `lines` (order id → lines) is
+    atomic block. One statement for all: the UPDATE, an event row per order, and the
+    callbacks (orders.sql.ORDERS_MOVE_WRITE). `lines` (order id → lines) is
     needed only for orders with a callback_url, to render the callback's body."""
     if not orders:
         return
@@ -83,23 +83,46 @@ def orders_move(
                 "request_ids": [o.request_id for o in orders],
             },
         )
-    _events_write(
-        (
-            o.pk,
-            o.status,
-            to,
-            actor,
-            {**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))},
-            now,
-        )
+    ids = [o.pk for o in orders]
+    sources = [str(o.status) for o in orders]
+    event_data = [
+        _json({**({"reason": reason} if reason else {}), **((data or {}).get(o.pk, {}))})
         for o in orders
-    )
-    prepared_count(sql.ORDERS_MOVE, [str(to), str(reason), now, [o.pk for o in orders]])
+    ]
     if to in TERMINAL:
         _line_leave(orders)
     for order in orders:
         order.status, order.reason, order.updated_at = to, reason, now
-    _callbacks_record(orders, lines or {}, now)
+    wanted = _callbacks_wanted(orders, lines or {})
+    # The UPDATE, the events and the callbacks in one statement (orders.sql.ORDERS_MOVE_WRITE).
+    # A passing status's callback waits a moment for its successor, which then supersedes
+    # it; a terminal one is due at once (orders.services.callbacks coalesces them).
+    passing = timedelta(seconds=settings.CALLBACK_PASSING_DELAY_SECONDS)
+    due = now if to in TERMINAL else now + passing
+    prepared_count(
+        sql.ORDERS_MOVE_WRITE,
+        [
+            str(to),
+            str(reason),
+            now,
+            ids,
+            str(to),
+            actor,
+            now,
+            ids,
+            sources,
+            event_data,
+            str(to),
+            due,
+            now,
+            now,
+            [o.pk for o, _ in wanted],
+            [o.callback_url for o, _ in wanted],
+            [_json(document) for _, document in wanted],
+        ],
+    )
+    if wanted:
+        transaction.on_commit(nudge_callbacks)
 
 
 def _line_leave(orders: Sequence[Order]) -> None:
@@ -124,41 +147,27 @@ def order_move(
     )
 
 
-def _callbacks_record(
-    orders: Sequence[Order], lines: Mapping[int, list[OrderLine]], now: datetime
-) -> None:
-    """A delivery row per order that asked for callbacks, written in the same transaction as
-    the move, so a status change is never announced unless it happened, nor lost if it did."""
+def _callbacks_wanted(
+    orders: Sequence[Order], lines: Mapping[int, list[OrderLine]]
+) -> list[tuple[Order, dict[str, object]]]:
+    """Each moved order that asked for callbacks, with the body of the callback its move owes
+    (its document as it stands now): written in the same statement as the move, so a status
+    change is never announced unless it happened, nor lost if it did."""
     wanted = [o for o in orders if o.callback_url]
     if not wanted:
-        return
+        return []
     missing = [o.pk for o in wanted if o.pk not in lines]
     if missing:  # one query for the batch, not one per order
         lines = {**lines, **selectors.lines_by_order(missing)}
-    # A passing status waits a moment for its successor, which then supersedes it; a
-    # terminal one is due at once (orders.services.callbacks coalesces them).
-    passing_due = now + timedelta(seconds=settings.CALLBACK_PASSING_DELAY_SECONDS)
-    rows_insert(
-        CallbackDelivery,
-        CALLBACK_FIELDS,
-        [
-            (
-                o.pk,
-                o.callback_url,
-                o.status,
-                order_document(o, lines=lines.get(o.pk, [])),
-                CallbackDelivery.State.PENDING,
-                0,
-                now if o.status in TERMINAL else passing_due,
-                "",
-                None,
-                now,
-                now,
-            )
-            for o in wanted
-        ],
-    )
-    transaction.on_commit(nudge_callbacks)
+    return [(o, order_document(o, lines=lines.get(o.pk, []))) for o in wanted]
+
+
+_JSON = OrderEvent._meta.get_field("data")
+
+
+def _json(value: object) -> object:
+    """A JSON column's value as psycopg sends it (the ORM's own adaptation: its encoder)."""
+    return _JSON.get_db_prep_save(value, connection)
 
 
 def orders_park(
@@ -195,57 +204,72 @@ class PaymentMove(NamedTuple):
     data: Mapping[str, object] = {}
 
 
-def payments_move(
-    moves: Sequence[PaymentMove],
-    *,
-    actor: str,
-    now: datetime,
-    fields: Collection[str] = (),
-) -> None:
+def payments_move(moves: Sequence[PaymentMove], *, actor: str, now: datetime) -> None:
     """Move payments along PAYMENT_ALLOWED, each step checked against the status the previous
-    one left. The caller holds the locks of their orders and has set any other changed
-    `fields` on the objects. One INSERT of the new payments, one UPDATE of the others, one
-    INSERT of every step's event, whatever the batch's size. The order's own move (paid,
+    one left. The caller holds the locks of their orders, read the payments under them, and
+    has set any other changed fields on the objects (charge_id, attempts, last_error,
+    next_attempt_at: all of them are written). One statement whatever the batch's size
+    (orders.sql.PAYMENTS_MOVE_WRITE): the new payments inserted (their primary keys set on
+    the objects), the others updated, every step's event. The order's own move (paid,
     payment_failed) is the caller's, through `orders_move`."""
     if not moves:
         return
     rows = {id(m.payment): m.payment for m in moves}  # each payment once, in order
     new = {key for key, p in rows.items() if p.pk is None}
     first_steps = set(new)
-    events: list[tuple[object, ...]] = []
+    events: list[tuple[int, str, str, object]] = []
     for payment, to, data in moves:
         source = NEW if id(payment) in first_steps else payment.status
         first_steps.discard(id(payment))
         if to not in PAYMENT_ALLOWED[source]:
             raise InvalidTransition(entity="payment", current=source or "new", target=to)
         kept = {k: v for k, v in data.items() if v not in (None, "")}
-        events.append((payment.order_id, f"payment:{source}", f"payment:{to}", actor, kept, now))
+        events.append((payment.order_id, f"payment:{source}", f"payment:{to}", _json(kept)))
         payment.status = to
         payment.updated_at = now
-    Payment.objects.bulk_create([p for key, p in rows.items() if key in new])
-    rows_update(
-        Payment,
-        [p for key, p in rows.items() if key not in new],
-        ["status", *[f for f in fields if f != "status"], "updated_at"],
+    created = [p for key, p in rows.items() if key in new]
+    moved = [p for key, p in rows.items() if key not in new]
+    ids = dict(
+        prepared_rows(
+            sql.PAYMENTS_MOVE_WRITE,
+            [
+                now,
+                *_columns(
+                    created,
+                    "order_id",
+                    "idempotency_key",
+                    "amount",
+                    "currency",
+                    "status",
+                    "charge_id",
+                    "attempts",
+                    "last_error",
+                    "next_attempt_at",
+                    "created_at",
+                ),
+                now,
+                *_columns(moved, "pk", "status", "charge_id", "attempts", "last_error"),
+                [p.next_attempt_at for p in moved],
+                actor,
+                now,
+                *([event[i] for event in events] for i in range(4)),
+            ],
+        )
     )
-    _events_write(events)
+    for payment in created:
+        payment.pk = ids[payment.order_id]
 
 
-# The columns written for each event and callback row, in the order the tuples give them.
+def _columns(objects: Sequence[Payment], *names: str) -> list[list[object]]:
+    """One array per attribute: what an unnest of the rows takes. Text choices as plain str."""
+    return [
+        [str(v) if isinstance(v, str) else v for v in (getattr(o, n) for o in objects)]
+        for n in names
+    ]
+
+
+# The columns written for each event row, in the order the tuples give them.
 EVENT_FIELDS = ("order", "source", "target", "actor", "data", "created_at")
-CALLBACK_FIELDS = (
-    "order",
-    "url",
-    "order_status",
-    "payload",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_error",
-    "delivered_at",
-    "created_at",
-    "updated_at",
-)
 
 
 def _events_write(events: Iterable[tuple[object, ...]]) -> None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.gateway.client import ChargeOutcome, GatewayClient
-from orders.models import Order, Payment
+from orders.models import Order, Payment, Reservation
 from orders.services.settlement import UNSENT, ChargeJob, payment_attempt
 from shop import selectors as shop_selectors
 from shop import services as shop_services
@@ -138,3 +138,66 @@ def test_an_order_is_charged_the_prices_it_was_placed_at(chatbot, gateway) -> No
     assert [(c["reference"], c["amount"]) for c in charges] == [
         (str(order.public_id), 2 * 3000 - 2500)
     ]
+
+
+# --- A record claims the next batch in its transaction ----------------------------------------
+
+PAID = ChargeOutcome(kind="succeeded", charge_id="ch_test")
+
+
+@pytest.fixture
+def two_reserved(chatbot) -> list[Order]:
+    tea = ProductFactory(price=3000)
+    campaign = CampaignFactory()
+    orders = [
+        place(chatbot, customer, [(tea, 1)], coupon=claim(chatbot, campaign, customer))
+        for customer in ("c-1", "c-2")
+    ]
+    services.reservations_drain(campaign_id=campaign.pk)
+    assert Order.objects.filter(status=Order.Status.RESERVED).count() == 2
+    return orders
+
+
+def test_a_record_claims_the_next_batch_in_its_transaction(two_reserved) -> None:
+    # given: the first order claimed and charged
+    first, second = two_reserved
+    (job,) = services.payments_claim_batch(limit=1).jobs
+    assert job.order_id == first.pk
+    # when: its outcome is recorded, claiming the next batch in the same transaction
+    counts, following = services.payments_record_and_claim([(job, PAID)], limit=1)
+    # then: the first is paid, the second claimed as a claim of its own would (its payment
+    # pending under a lease, a first attempt, its hold's clock started), ready to be sent
+    assert counts["succeeded"] == 1
+    assert Order.objects.get(pk=first.pk).status == Order.Status.PAID
+    (next_job,) = following.jobs
+    assert (next_job.order_id, next_job.attempt, next_job.ask_first) == (second.pk, 1, False)
+    payment = Payment.objects.get(order=second)
+    assert (payment.pk, payment.status) == (next_job.payment_id, Payment.Status.PENDING)
+    assert payment.next_attempt_at > timezone.now()
+    assert Reservation.objects.get(order=second).expires_at is not None
+    # and recording it pays it, claiming nothing more
+    counts, after = services.payments_record_and_claim([(next_job, PAID)], limit=1)
+    assert Order.objects.get(pk=second.pk).status == Order.Status.PAID
+    assert (after.jobs, after.settled_free) == ([], 0)
+
+
+def test_a_claim_that_fails_after_a_record_leaves_the_record_whole(
+    two_reserved, monkeypatch
+) -> None:
+    # given: the first order claimed and charged, and a claim that fails (a bug, say)
+    first, second = two_reserved
+    (job,) = services.payments_claim_batch(limit=1).jobs
+
+    def broken(**_):
+        raise RuntimeError("claim failed")
+
+    monkeypatch.setattr("orders.services.settlement._claim", broken)
+    # when
+    counts, following = services.payments_record_and_claim([(job, PAID)], limit=1)
+    # then: the outcome is recorded and its hold closed; nothing was claimed, so the second
+    # order waits for the next step's own claim, with no payment yet
+    assert counts["succeeded"] == 1
+    assert Order.objects.get(pk=first.pk).status == Order.Status.PAID
+    assert Reservation.objects.get(order=first).outcome == Reservation.Outcome.SOLD
+    assert following.jobs == []
+    assert not Payment.objects.filter(order=second).exists()
