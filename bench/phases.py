@@ -388,6 +388,7 @@ class Runner(Harness):
                 load=self.load,
                 sampler=self.sampler,
                 fixtures=self.fixtures,
+                keepalive=self.keepalive,
             )
 
     def run_all(self, skip: set[str]) -> None:

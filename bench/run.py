@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=KEEPALIVE_DEFAULT,
         metavar="N",
-        help="send claims, intake, end to end and backlog over a pool of N kept-alive "
+        help="send claims, intake, end to end, backlog and scale over a pool of N kept-alive "
         "connections, as a chatbot platform's HTTP pool does (default %(default)s); the floors "
         "both ways; 0: a new connection per request everywhere, as runs before 2026-12-06. "
         "The overload phases always open a connection per request, the flood's worst case",
@@ -224,8 +224,8 @@ def connections_text(keepalive: int) -> str:
         return "a new connection per request, every phase"
     return (
         f"a pool of {keepalive} kept-alive connections for the floors, claims, intake, end to "
-        "end and backlog; a new connection per request for the overload phases and the floors "
-        "marked per_connection"
+        "end, backlog and scale; a new connection per request for the overload phases and the "
+        "floors marked per_connection"
     )
 
 
