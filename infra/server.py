@@ -29,6 +29,10 @@ worker accepts every connection at once, so each request's wait is visible to us
   sending, sees the answer instead of a reset.
 
 Only API requests are shed: the admin, health checks and static files are always served.
+
+A kept-alive connection carries WEB_KEEPALIVE_REQUESTS requests; the last one's answer says
+`Connection: close`, so that a client's pool, reconnecting, spreads over the processes (a
+kept-alive connection never leaves the process that accepted it).
 """
 
 from __future__ import annotations
