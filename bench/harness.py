@@ -48,6 +48,7 @@ class Harness:
         self.order_phases: list[str] = []
         self.profile_phases: set[str] = set()
         self.e2e_rate: float | None = None  # --e2e-rate: no search, this offered rate
+        self.keepalive = 0  # --keepalive: the pool's kept-alive connections; 0, one per request
         self.waits: WaitSampler | None = None
         self.profile_dir: Path | None = None
 
@@ -89,12 +90,24 @@ class Harness:
             if paths:
                 out[f"{phase}/{kind}"] = summarize(paths)
 
-    def spec(self, phase: str, kind: str, mode: str, steps: list[dict[str, float]]) -> dict:
+    def spec(
+        self,
+        phase: str,
+        kind: str,
+        mode: str,
+        steps: list[dict[str, float]],
+        *,
+        per_connection: bool = False,
+    ) -> dict:
+        """What the load generator runs. It sends over `self.keepalive` kept-alive connections
+        (--keepalive), or over a new connection per request when that is 0 or
+        `per_connection` asks for the worst case (the overload phases' flood)."""
         closed = mode == "closed"
         return {
             "phase": phase,
             "kind": kind,
             "mode": mode,
+            "keepalive": 0 if per_connection else self.keepalive,
             "steps": steps,
             "connections": self.plan.closed_connections if closed else self.plan.connections,
             "timeout": self.plan.request_timeout,

@@ -31,20 +31,34 @@ class Runner(Harness):
     # --- phases -------------------------------------------------------------------------------
 
     def floors(self) -> None:
+        """The bare GET and insert, sent as the product's phases send (kept-alive connections
+        with --keepalive), so that their ratios to the floors compare like with like; with
+        --keepalive, also over a new connection per request (`*_per_connection`), the worst
+        case the overload phases send."""
         out: dict[str, Any] = {}
-        for kind in ("floor_get", "floor_insert"):
-            with self.phase(kind) as info:
+        ways = [("floor_get", False), ("floor_insert", False)]
+        if self.keepalive:
+            ways += [("floor_get", True), ("floor_insert", True)]
+        for kind, per_connection in ways:
+            name = f"{kind}_per_connection" if per_connection else kind
+            with self.phase(name) as info:
                 summary = self.load.run(
-                    self.spec(kind, kind, "closed", [{"duration": self.plan.floor_seconds}])
+                    self.spec(
+                        name,
+                        kind,
+                        "closed",
+                        [{"duration": self.plan.floor_seconds}],
+                        per_connection=per_connection,
+                    )
                 )
             step = summary["steps"][0]
             cpu = info["cpu_s"]
             step["gunicorn_cpu_ms_per_request"] = (
                 cpu.get("gunicorn", 0) * 1000 / step["answered"] if step["answered"] else None
             )
-            out[kind] = {**summary, "cpu_s": cpu}
+            out[name] = {**summary, "cpu_s": cpu}
             print(
-                f"  {kind}: {step['answered_per_s']:.0f} req/s, p99 "
+                f"  {name}: {step['answered_per_s']:.0f} req/s, p99 "
                 f"{step['latency_ms']['p99']:.1f} ms",
                 flush=True,
             )
@@ -290,7 +304,11 @@ class Runner(Harness):
             steps = [{"rate": rate, "duration": self.plan.overload_seconds}]
             self.ensure_pool(self.orders_needed(steps, "open"))
             with self.phase(name, self.plan.overload_seconds) as info:
-                summary = self.load.run(self.spec(name, "orders", "open", steps))
+                # The flood's worst case: a new connection per request, as a crowd of
+                # clients (or a pool reconnecting after errors) sends.
+                summary = self.load.run(
+                    self.spec(name, "orders", "open", steps, per_connection=True)
+                )
             self.annotate_cpu(summary, per="answered")
             self.order_phases.append(name)
             print_steps(summary)
@@ -370,6 +388,7 @@ class Runner(Harness):
                 load=self.load,
                 sampler=self.sampler,
                 fixtures=self.fixtures,
+                keepalive=self.keepalive,
             )
 
     def run_all(self, skip: set[str]) -> None:

@@ -92,6 +92,9 @@ def _met(verdicts: list[dict[str, Any]], word: str = "targets") -> str:
 def _burst(res: dict[str, Any]) -> str:
     """bench.run: intake saturation, the main end-to-end run, CPU per paid order, p99."""
     parts = []
+    if "keepalive" in res:  # runs before 2026-12-06 sent a connection per request
+        n = res["keepalive"]
+        parts.append(f"keep-alive pool {n}" if n else "a connection per request")
     intake = res.get("intake") or {}
     steps = (intake.get("saturation") or {}).get("steps") or []
     if steps:

@@ -77,6 +77,10 @@ def versions() -> dict[str, str]:
     return out
 
 
+# A platform's pool: about as many connections as the floors' closed loop holds, fewer than
+# the open loop's requests in flight (docs/performance.md, "Keep-alive").
+KEEPALIVE_DEFAULT = 32
+
 SAMPLE_FIELDS = ("t", "received", "reserved", "callbacks_pending", "queues", "accept_queue")
 
 
@@ -103,7 +107,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "to compare two versions at the same load; with --skip e2e, the backlog phase "
         "offers 1.5x this rate",
     )
+    parser.add_argument(
+        "--keepalive",
+        type=int,
+        default=KEEPALIVE_DEFAULT,
+        metavar="N",
+        help="send claims, intake, end to end, backlog and scale over a pool of N kept-alive "
+        "connections, as a chatbot platform's HTTP pool does (default %(default)s); the floors "
+        "both ways; 0: a new connection per request everywhere, as runs before 2026-12-06. "
+        "The overload phases always open a connection per request, the flood's worst case",
+    )
     args = parser.parse_args(argv)
+    if args.keepalive < 0:
+        parser.error("--keepalive: a pool's size, 0 or more")
     if problem := skip_problem({s for s in args.skip.split(",") if s}, args.e2e_rate):
         parser.error(problem)
     return args
@@ -154,6 +170,7 @@ def start(
     run_dir: Path,
     *,
     e2e_rate: float | None = None,
+    keepalive: int = 0,
     profile: str = "",
     tables: tuple[str, ...] = (),
 ) -> Runner:
@@ -187,6 +204,7 @@ def start(
     )
     runner.waits = session.waits
     runner.e2e_rate = e2e_rate
+    runner.keepalive = keepalive
     if profile:
         runner.profile_phases = {p for p in profile.split(",") if p}
         runner.profile_dir = run_dir / "profile"
@@ -200,6 +218,17 @@ def command(module: str = "bench.run") -> str:
     return " ".join([*moved, base])
 
 
+def connections_text(keepalive: int) -> str:
+    """How the load generator connected, for the report (bench.harness.Harness.spec)."""
+    if not keepalive:
+        return "a new connection per request, every phase"
+    return (
+        f"a pool of {keepalive} kept-alive connections for the floors, claims, intake, end to "
+        "end, backlog and scale; a new connection per request for the overload phases and the "
+        "floors marked per_connection"
+    )
+
+
 def collect(
     runner: Runner, plan: Plan, *, began: float, skip: set[str], load_at_start: tuple
 ) -> dict[str, Any]:
@@ -211,6 +240,8 @@ def collect(
         "started_at": datetime.fromtimestamp(began, UTC).isoformat(),
         "wall_seconds": time.time() - began,
         "skipped": sorted(skip),
+        "keepalive": runner.keepalive,
+        "connections": connections_text(runner.keepalive),
         "plan": asdict(plan),
         "machine": machine(),
         "versions": versions(),
@@ -278,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     session = Session(stack=Stack(logs=logs, env=env))
     try:
-        runner = start(session, plan, run_dir, e2e_rate=args.e2e_rate, profile=args.profile)
+        runner = start(
+            session,
+            plan,
+            run_dir,
+            e2e_rate=args.e2e_rate,
+            keepalive=args.keepalive,
+            profile=args.profile,
+        )
         runner.run_all(skip)
         results = collect(runner, plan, began=began, skip=skip, load_at_start=load_at_start)
     except Interrupted as exc:

@@ -33,8 +33,16 @@ SATURATION_GUESS = 1500  # orders/s a closed-loop probe could reach at most, to 
 
 
 def run_scale_probe(
-    *, plan: Plan, stack: Stack, load: LoadClient, sampler: Sampler, fixtures: seed.Fixtures
+    *,
+    plan: Plan,
+    stack: Stack,
+    load: LoadClient,
+    sampler: Sampler,
+    fixtures: seed.Fixtures,
+    keepalive: int = 0,
 ) -> dict[str, Any]:
+    """`keepalive`: the pool the intake phase sent on (bench.run --keepalive), so that intake
+    alone compares with intake and the floors like with like."""
     stack.stop("worker-reservations")
     sampler.db_enabled = False  # counting a 1 M line every second would load the probe itself
     per_probe = int(plan.scale_rate * plan.scale_seconds)
@@ -70,6 +78,7 @@ def run_scale_probe(
                 "phase": f"scale-{size}",
                 "kind": "orders",
                 "mode": "open",
+                "keepalive": keepalive,
                 "steps": [{"rate": plan.scale_rate, "duration": plan.scale_seconds}],
                 "connections": plan.connections,
                 "timeout": plan.request_timeout,
@@ -121,7 +130,7 @@ def run_scale_probe(
             flush=True,
         )
         if not alone:
-            alone = _intake_alone(plan=plan, load=load, sampler=sampler)
+            alone = _intake_alone(plan=plan, load=load, sampler=sampler, keepalive=keepalive)
             waiting += alone["steps"][0]["accepted"]
     final = redis_memory()
     memory["at_end"] = {
@@ -133,7 +142,9 @@ def run_scale_probe(
     return {"probes": probes, "redis_memory": memory, "intake_alone": alone}
 
 
-def _intake_alone(*, plan: Plan, load: LoadClient, sampler: Sampler) -> dict[str, Any]:
+def _intake_alone(
+    *, plan: Plan, load: LoadClient, sampler: Sampler, keepalive: int
+) -> dict[str, Any]:
     """Intake alone: the same closed-loop saturation as in the intake phase, but with
     nothing taking orders out of the line (so nothing locks the campaign row meanwhile)."""
     trips = RoundTrips(DATABASE_URL, REDIS_URL)
@@ -144,6 +155,7 @@ def _intake_alone(*, plan: Plan, load: LoadClient, sampler: Sampler) -> dict[str
             "phase": "scale-saturation",
             "kind": "orders",
             "mode": "closed",
+            "keepalive": keepalive,
             "steps": [{"duration": plan.floor_seconds}],
             "connections": plan.closed_connections,
             "timeout": plan.request_timeout,

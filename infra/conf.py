@@ -71,6 +71,10 @@ WEB_SHED_HEAVY_SHARE = env.float("WEB_SHED_HEAVY_SHARE", default=0.25)
 WEB_QUEUE_INTERVAL_MS = env.int("WEB_QUEUE_INTERVAL_MS", default=100)
 WEB_MAX_WAITING = env.int("WEB_MAX_WAITING", default=32)
 WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1)
+# Requests a kept-alive connection carries before the web worker closes it (infra/server.py,
+# as nginx's keepalive_requests); its client reconnects, to whichever process accepts first,
+# so that a pool's connections spread over the processes. 0: no limit.
+WEB_KEEPALIVE_REQUESTS = env.int("WEB_KEEPALIVE_REQUESTS", default=100)
 
 # How old the intake path's per-process copies of products and campaign terms may be
 # (infra/memo.py): this bounds only the counters every hold moves (stock, budget held), which

@@ -29,6 +29,10 @@ worker accepts every connection at once, so each request's wait is visible to us
   sending, sees the answer instead of a reset.
 
 Only API requests are shed: the admin, health checks and static files are always served.
+
+A kept-alive connection carries WEB_KEEPALIVE_REQUESTS requests; the last one's answer says
+`Connection: close`, so that a client's pool, reconnecting, spreads over the processes (a
+kept-alive connection never leaves the process that accepted it).
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ class ApiWorker(ThreadWorker):
             retry_after_s=settings.WEB_SHED_RETRY_AFTER_SECONDS,
         )
         self.max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        self.keepalive_requests = settings.WEB_KEEPALIVE_REQUESTS
         self._flushed_at = time.monotonic()
 
     # --- stopping --------------------------------------------------------------------------------
@@ -262,6 +267,12 @@ class ApiWorker(ThreadWorker):
                 return False
         # A keep-alive connection's next request is judged on its own wait.
         conn.shed = False
+        conn.served = getattr(conn, "served", 0) + 1
+        if self.keepalive_requests and conn.served >= self.keepalive_requests:
+            # Its last: the answer says `Connection: close`, and the client's next connection
+            # goes to whichever process accepts first, the least busy as a rule; so a pool's
+            # kept-alive connections spread over the processes (docs/performance.md).
+            req.force_close()
         return super().handle_request(req, conn)
 
     def notify(self) -> None:

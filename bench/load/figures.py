@@ -70,6 +70,8 @@ class Figures:
             "phase": phase,
             "kind": spec["kind"],
             "mode": spec["mode"],
+            # Kept-alive connections in the pool it sent on; 0: a new connection per request.
+            "keepalive": int(spec.get("keepalive") or 0),
             "steps": steps,
             "wall_s": wall,
             "loadgen_cpu_s": cpu,

@@ -10,6 +10,7 @@ import random
 import resource
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -227,12 +228,32 @@ class LoadGenerator(Figures):
 
     # --- phases -------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _pool(self, spec: JsonDict, size: int) -> AsyncIterator[aiohttp.ClientSession | None]:
+        """The session a phase sends on: with `keepalive` in its spec (a pool's size), one of
+        that many kept-alive connections, as a chatbot platform's HTTP pool; without, None: the
+        connection-per-request session, the worst case for the server (a TCP handshake, an
+        accept and a close per request)."""
+        if not spec.get("keepalive"):
+            yield None
+            return
+        connector = aiohttp.TCPConnector(limit=size)
+        async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+            yield session
+
     async def run_open(self, spec: JsonDict) -> None:
-        """Fixed-spacing schedule over the steps; `connections` requests at most in flight."""
+        """Fixed-spacing schedule over the steps; `connections` requests at most in flight,
+        over a new connection each or, with `keepalive`, a pool of that many kept-alive
+        connections (a request due while all are busy waits for one, and that wait is in
+        its latency, which runs from when it was due)."""
+        async with self._pool(spec, int(spec.get("keepalive") or 0)) as session:
+            await self._run_open(spec, session)
+
+    async def _run_open(self, spec: JsonDict, session: aiohttp.ClientSession | None) -> None:
         queue: asyncio.Queue[Job | None] = asyncio.Queue()
         timeout = float(spec["timeout"])
         workers = [
-            asyncio.create_task(self._open_worker(queue, timeout))
+            asyncio.create_task(self._open_worker(queue, timeout, session))
             for _ in range(int(spec["connections"]))
         ]
         replay_every = round(1 / spec["replay_share"]) if spec.get("replay_share") else 0
@@ -256,12 +277,22 @@ class LoadGenerator(Figures):
             queue.put_nowait(None)
         await asyncio.gather(*workers)
 
-    async def _open_worker(self, queue: asyncio.Queue[Job | None], timeout: float) -> None:
+    async def _open_worker(
+        self,
+        queue: asyncio.Queue[Job | None],
+        timeout: float,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
         while (job := await queue.get()) is not None:
-            await self._send(job, timeout)
+            await self._send(job, timeout, session)
 
     async def run_closed(self, spec: JsonDict) -> None:
-        """`connections` loops, each sending its next request as soon as one is answered."""
+        """`connections` loops, each sending its next request as soon as one is answered; with
+        `keepalive`, each on a kept-alive connection of its own."""
+        async with self._pool(spec, int(spec["connections"])) as session:
+            await self._run_closed(spec, session)
+
+    async def _run_closed(self, spec: JsonDict, session: aiohttp.ClientSession | None) -> None:
         timeout = float(spec["timeout"])
         replay_every = round(1 / spec["replay_share"]) if spec.get("replay_share") else 0
         counter = 0
@@ -272,7 +303,7 @@ class LoadGenerator(Figures):
                 counter += 1
                 replay = bool(replay_every) and counter % replay_every == 0
                 job = Job(spec["phase"], step_index, time.time(), spec["kind"], replay)
-                await self._send(job, timeout)
+                await self._send(job, timeout, session)
 
         for step_index, step in enumerate(spec["steps"]):
             step["t_start"] = time.time()

@@ -76,7 +76,12 @@ def _step_row(label: str, step: R, res: R | None = None) -> list[str]:
 def rate_table(res: R) -> str:
     rows: list[list[str]] = []
     floors = res.get("floors", {})
-    for kind in ("floor_get", "floor_insert"):
+    for kind in (
+        "floor_get",
+        "floor_insert",
+        "floor_get_per_connection",
+        "floor_insert_per_connection",
+    ):
         if kind in floors:
             rows.append(_step_row(kind.replace("_", " "), floors[kind]["steps"][0], res))
     for section in ("claims", "intake"):

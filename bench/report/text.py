@@ -34,6 +34,8 @@ def render(res: R) -> str:
         f"sandbox {res['stack']['sandbox']}",
         f"env: {', '.join(f'{k}={v}' for k, v in res['stack']['env'].items())}",
     ]
+    if res.get("connections"):
+        parts.append(f"load generator's connections: {res['connections']}")
     if res.get("autovacuum"):
         parts.append(f"PostgreSQL autovacuum: {res['autovacuum']}")
     if res.get("skipped"):
