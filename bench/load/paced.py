@@ -25,6 +25,8 @@ from bench.load.jobs import Accepted, Job, JsonDict, Result, percentile
 # Answers and acceptances are recorded in (nearly) the order they happened; a window's scan
 # from the newest back stops this far before the window, past any reordering.
 SCAN_SLACK_S = 5.0
+# A slot sent later than this after it was due counts as late: every connection was busy.
+LATE_S = 0.1
 
 
 class Paced:
@@ -64,6 +66,8 @@ class Paced:
             "next": 0,
             "accepted": 0,
             "requests": 0,
+            "late": 0,
+            "max_late_s": 0.0,
             "stop": "",
             "t_start": start,
         }
@@ -86,6 +90,10 @@ class Paced:
                     await asyncio.sleep(delay)
                 if stopped():
                     return
+                late = time.time() - due
+                if late > LATE_S:
+                    state["late"] += 1
+                    state["max_late_s"] = max(state["max_late_s"], late)
                 replay = bool(replay_every) and (slot + 1) % replay_every == 0
                 job = Job(spec["phase"], 0, due, spec["kind"], replay)
                 state["requests"] += 1
@@ -109,7 +117,7 @@ class Paced:
 
     def cmd_start(self, command: JsonDict) -> JsonDict:
         """Start a run in the background; `progress` follows it and returns its summary."""
-        self.paced_state = {"next": 0, "accepted": 0, "requests": 0, "stop": ""}
+        self.paced_state = {"accepted": 0, "requests": 0, "late": 0, "stop": ""}
         self.background = asyncio.ensure_future(self.run(command["spec"]))
         return {"started": time.time()}
 

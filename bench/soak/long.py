@@ -87,7 +87,8 @@ def offer(runner: Runner, args: argparse.Namespace, rate: float) -> dict[str, An
     runner.order_phases.append("soak")
     step: dict[str, Any] = progress["summary"]["steps"][0]
     step["stopped_by"] = progress["stop"]
-    step["schedule_lag_ms"] = progress["summary"]["schedule_lag_ms"]
+    step["late_slots"] = progress["late"]  # sent over LATE_S after due: connections all busy
+    step["max_late_s"] = progress["max_late_s"]
     return {"load": step, "live_windows": live, "start": start}
 
 
@@ -119,7 +120,8 @@ def follow(
             f"  min {minute - 1:>4}: {done:>10,} accepted ({done / args.orders:6.1%}), "
             f"{(done - before) / MINUTE_S:6.1f}/s this minute; backlog received "
             f"{last.get('received', '-')}, reserved {last.get('reserved', '-')}, callbacks "
-            f"{last.get('callbacks_pending', '-')}; about {_hms(left)} left "
+            f"{last.get('callbacks_pending', '-')}; {progress.get('late', 0):,} slots sent "
+            f"late; about {_hms(left)} left "
             f"(planned {_hms(expected)} in all)",
             flush=True,
         )
