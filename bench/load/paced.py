@@ -7,7 +7,10 @@ kept apart so that the generator's own modes are untouched.
 Pacing: request i is due at start + i / rate; each of `connections` loops on one kept-alive
 session takes the next due slot, waits for it and sends. When every connection is busy the
 slots fall behind and their answers' latency (measured from the slot, as run_open does)
-says so: the offer does not slow down with the server, up to the connections in flight.
+says so: the offer does not slow down with the server, up to the connections in flight. The
+time-out runs from the send (run_open's from the slot): behind by more than the time-out, a
+slot would be given no time at all, and a request that times out at the client while the
+server accepts it is an order the soak cannot follow.
 """
 
 from __future__ import annotations
@@ -97,7 +100,10 @@ class Paced:
                 replay = bool(replay_every) and (slot + 1) % replay_every == 0
                 job = Job(spec["phase"], 0, due, spec["kind"], replay)
                 state["requests"] += 1
-                result = await self._send(job, timeout, session)
+                # The time-out runs from the send: a pool whose connections were all busy
+                # sends late, and a request sent 9 s late must not get 1 s (it would time out
+                # at the client after the server accepted it). Latency still counts from due.
+                result = await self._send(job, timeout + max(0.0, late), session)
                 state["accepted"] += result.accepted
                 if result.error == "no_coupon":
                     state["stop"] = "no_coupon"
