@@ -38,7 +38,15 @@ def render(res: R) -> str:
         f"({summary['accepted_per_s']:.0f}/s), {summary['replays']:,} replays, "
         f"429 {summary['http_429']:,}, 5xx {summary['http_5xx']:,}, time-outs "
         f"{summary['timeouts']:,}, pool spent {summary['errors'].get('no_coupon', 0):,}; "
-        f"answer p50 {_fmt(lat['p50'], '.1f')} ms, p99 {_fmt(lat['p99'], '.1f')} ms",
+        f"answer p50 {_fmt(lat['p50'], '.1f')} ms, p99 {_fmt(lat['p99'], '.1f')} ms"
+        + (
+            f"; the offer stopped on {summary['stopped_by']} after {summary['duration']:.0f} s, "
+            f"{summary.get('late_slots', 0):,} slots sent over 0.1 s late (all connections "
+            f"busy; the "
+            f"latest {summary.get('max_late_s', 0.0):.1f} s)"
+            if "stopped_by" in summary
+            else ""
+        ),
         "\nOrders per minute (answers by arrival, finals by their first terminal callback; "
         "backlog at the minute's end: received = in line, reserved = waiting for payment)",
         orders_table(res["minutes"]),
