@@ -42,8 +42,7 @@ def render(res: R) -> str:
         + (
             f"; the offer stopped on {summary['stopped_by']} after {summary['duration']:.0f} s, "
             f"{summary.get('late_slots', 0):,} slots sent over 0.1 s late (all connections "
-            f"busy; the "
-            f"latest {summary.get('max_late_s', 0.0):.1f} s)"
+            f"busy; the latest {summary.get('max_late_s', 0.0):.1f} s)"
             if "stopped_by" in summary
             else ""
         ),
