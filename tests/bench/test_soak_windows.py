@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench import results_index
 from bench.load.jobs import Accepted, Result
 from bench.load.paced import window_orders
 from bench.soak.__main__ import PACED_CONNECTIONS, parse_args
@@ -338,3 +339,23 @@ def test_the_sustained_rate_is_read_from_the_latest_full_run(tmp_path):
     # then the best sustained probe of the latest run
     assert paid == 233.0
     assert source == "full-20261206T000000Z.json (best sustained probe, 260/s offered)"
+
+
+def test_a_long_soaks_index_line_gives_accept_to_paid_not_the_late_slots_latency():
+    # given a long soak's results: its answers' latency counts from slots that fell behind
+    rows = _rows(20, p99s=[1.2, 1.3, 1.25, 2.5], samples=_samples(20))
+    res = {
+        "mode": "soak",
+        "settings": {"orders": 2_000_000, "rate": 158.5, "minutes": 210, "connections": 16},
+        "load": {"accepted_per_s": 158.2, "latency_ms": {"p99": 31_000.0}},
+        "windows": rows,
+        "verdicts": [{"name": "flat", "passed": True}, {"name": "drained", "passed": False}],
+    }
+
+    # when
+    line = results_index.line(res, "soak-x")
+
+    # then
+    assert "2,000,000 orders at 158.5/s offered, 210 min, 16 connections" in line
+    assert "accept-to-paid p99 1.20 s in the first window, 2.50 s in the last" in line
+    assert "31000" not in line
