@@ -118,8 +118,10 @@ bench-cluster: install cluster-deps
 
 ## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
 ## per-minute figures and verdicts, results in bench/runs/soak-*/ (MINUTES=3: a short one).
+## ORDERS=2000000 [RATE=160]: the long soak, a paced offer until that many orders were
+## accepted, reported every 5 minutes (docs/performance.md, The long soak).
 soak: install
-	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
+	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))$(if $(ORDERS), ORDERS=$(ORDERS))$(if $(RATE), RATE=$(RATE))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES)) $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE))
 
 ## The chaos suite (docs/reliability.md): faults injected into the whole stack on private
 ## engines, every invariant checked afterwards. Full form about 15 minutes; `make test` runs

@@ -74,9 +74,7 @@ class Sampler:
         self._db = psycopg.connect(_libpq(self.database_url), autocommit=True)
         self._broker = redis.Redis.from_url(BROKER_URL)
         self._postmaster = _find_postmaster()
-        self._redis_server = next(
-            (p for p in psutil.process_iter(["name"]) if p.info["name"] == "redis-server"), None
-        )
+        self._redis_server = _find_redis_server(REDIS_URL)
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._thread.start()
@@ -202,17 +200,22 @@ class Sampler:
                 "SELECT pg_database_size(current_database())"
             ).fetchone() or (0,)
             rows = self._db.execute(
-                "SELECT relname, n_dead_tup, autovacuum_count FROM pg_stat_user_tables"
-                " WHERE relname = ANY(%s)",
+                "SELECT relname, n_dead_tup, autovacuum_count, autoanalyze_count"
+                " FROM pg_stat_user_tables WHERE relname = ANY(%s)",
                 [list(self.tables)],
             ).fetchall()
         except psycopg.Error:
             return {}
-        return {
+        stats: dict[str, Any] = {
             "db_bytes": size,
-            "dead_tuples": {name: dead for name, dead, _ in rows},
-            "autovacuums": {name: runs for name, _, runs in rows},
+            "dead_tuples": {name: dead for name, dead, _, _ in rows},
+            "autovacuums": {name: runs for name, _, runs, _ in rows},
+            "autoanalyzes": {name: runs for name, _, _, runs in rows},
         }
+        if self._broker is not None:
+            with contextlib.suppress(redis.RedisError):
+                stats["redis_used_memory"] = self._broker.info("memory")["used_memory"]
+        return stats
 
     def _queues(self) -> dict[str, int]:
         if self._broker is None:
@@ -258,6 +261,19 @@ class Sampler:
             for r in self.rows
             if start <= r["t"] <= end and "received" in r
         ]
+
+
+def _find_redis_server(url: str) -> psutil.Process | None:
+    """The redis-server serving `url`: the one listening on its port (several may run on a
+    shared machine), else the only one there is."""
+    port = str(redis.connection.parse_url(url).get("port") or 6379)
+    servers = [
+        p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "redis-server"
+    ]
+    for proc in servers:
+        if any(arg.endswith(f":{port}") or arg == port for arg in proc.info["cmdline"] or ()):
+            return proc
+    return servers[0] if len(servers) == 1 else None
 
 
 WAIT_SQL = """

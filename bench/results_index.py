@@ -143,6 +143,16 @@ def _cluster(res: dict[str, Any]) -> str:
 def _soak(res: dict[str, Any]) -> str:
     load, settings = res.get("load") or {}, res.get("settings") or {}
     p99 = (load.get("latency_ms") or {}).get("p99")
+    windows = res.get("windows")
+    if windows:  # the long soak (bench/soak/long.py): its answers' latency counts from the slot
+        return (
+            f"{settings.get('orders', 0):,} orders at {settings.get('rate')}/s offered, "
+            f"{settings.get('minutes', '-')} min, {settings.get('connections', '-')} connections: "
+            f"accepted {_n(load.get('accepted_per_s'))}/s, accept-to-paid p99 "
+            f"{_n(windows[0].get('to_paid_p99_s'), '.2f')} s in the first window, "
+            f"{_n(windows[-1].get('to_paid_p99_s'), '.2f')} s in the last; "
+            + _met(res.get("verdicts", []), "verdicts")
+        )
     return (
         f"{settings.get('minutes', '-')} min, {settings.get('connections', '-')} connections: "
         f"accepted {_n(load.get('accepted_per_s'))}/s, p99 {_n(p99)} ms; "

@@ -20,13 +20,14 @@ from aiohttp import web
 from bench.load.figures import Figures
 from bench.load.jobs import SKUS_DEFAULT, Accepted, Job, JsonDict, Pool, Result
 from bench.load.minutes import order_minutes
+from bench.load.paced import Paced
 
 # A keep-alive connection told to retry later waits at most this long: the product's backlog
 # ceiling may ask for minutes, and a soak that stopped offering would measure nothing.
 RETRY_AFTER_CAP_S = 2.0
 
 
-class LoadGenerator(Figures):
+class LoadGenerator(Figures, Paced):
     def __init__(self, *, base_url: str, api_key: str, callback_url: str, slug: str) -> None:
         self.base_url = base_url
         self.api_key = api_key
@@ -357,6 +358,8 @@ class LoadGenerator(Figures):
                 await self.run_open(spec)
             elif spec["mode"] == "keepalive":
                 await self.run_keepalive(spec)
+            elif spec["mode"] == "paced":
+                await self.run_paced(spec)
             else:
                 await self.run_closed(spec)
         finally:

@@ -10,6 +10,12 @@ tables, and the promised against the actual wait to final. Judged (verdicts.py):
 nothing expired, the promised wait within 25 % at p90, every invariant held, and the
 backlog drained within a bound once the clients stop.
 
-Modules: __main__ (the run), minutes (the per-minute table; the order side is
+The long soak (`--orders N [--rate R]`, issue 30): orders offered at a fixed rate over a
+pool of keep-alive connections until N were accepted (bench/load/paced.py), a progress line
+each minute and a report every 5-minute window judged flat from the first 10 minutes to the
+last (long.py, windows.py); the same drain, invariants, minute table and verdicts after.
+
+Modules: __main__ (the run), long (the long soak's offer and windows), windows (a window's
+figures and the flat verdicts), minutes (the per-minute table; the order side is
 bench/load/minutes.py, computed in the load generator), verdicts, text (the printed report).
 """

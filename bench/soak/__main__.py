@@ -29,6 +29,7 @@ from bench.run import (
     start,
     versions,
 )
+from bench.soak import long
 from bench.soak.minutes import TABLES, merge, sample_minutes
 from bench.soak.text import render
 from bench.soak.verdicts import DRAIN_BOUND_S, verdicts
@@ -42,6 +43,12 @@ PLAN = replace(QUICK, mode="soak")
 POOL_RATE = 450
 SANDBOX_FAULTS = {"error_rate": 0.05}  # answered 500/502/503 before anything is charged
 DRAIN_WAIT_S = 600.0  # how long the drain is waited for, well past its bound: to report it
+# The long soak (issue 30): offered at this share of the sustained rate, in windows of this
+# many minutes, over this many keep-alive connections (enough that the slots never wait for a
+# free one at a few hundred orders a second and tens of milliseconds an answer).
+RATE_SHARE = 0.8
+WINDOW_MINUTES = 5
+PACED_CONNECTIONS = 16
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,15 +57,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--minutes", type=_positive, default=20, help="minutes of load (default 20)"
+        "--minutes", type=_positive, default=None, help="minutes of load (default 20)"
+    )
+    parser.add_argument(
+        "--orders",
+        type=_positive,
+        default=None,
+        help="the long soak: offer orders at a fixed rate until this many were accepted "
+        "(issue 30: 2000000), reported every --window-minutes",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="with --orders: new orders a second offered (default: --rate-share of the "
+        "sustained paid/s of the latest full run in bench/results/)",
+    )
+    parser.add_argument(
+        "--rate-share",
+        type=float,
+        default=RATE_SHARE,
+        help=f"with --orders and no --rate: the share of the sustained rate (default {RATE_SHARE})",
+    )
+    parser.add_argument(
+        "--window-minutes",
+        type=_positive,
+        default=WINDOW_MINUTES,
+        help=f"with --orders: minutes per report window (default {WINDOW_MINUTES})",
     )
     parser.add_argument(
         "--connections",
         type=_positive,
-        default=4,
-        help="keep-alive connections, each a closed loop (default 4)",
+        default=None,
+        help="keep-alive connections: each a closed loop (default 4); with --orders the pool "
+        f"the paced offer uses (default {PACED_CONNECTIONS})",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.orders is not None and args.minutes is not None:
+        parser.error("--minutes and --orders are two modes: give one")
+    if args.orders is None:
+        args.minutes = args.minutes or 20
+        args.connections = args.connections or 4
+    else:
+        args.connections = args.connections or PACED_CONNECTIONS
+    return args
 
 
 def _positive(text: str) -> int:
@@ -146,6 +188,36 @@ def soak(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def long_soak(runner: Runner, args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """The long soak (long.py): the paced offer until args.orders were accepted, then the
+    same drain, invariants and minute table as the timed soak, and every window's figures
+    read again once every callback is in."""
+    offered = long.offer(runner, args, rate)
+    load, start = offered["load"], offered["start"]
+    end = float(load["t_end"])
+    minutes = max(1, int((end - start) // 60))  # whole minutes: the last part is in the windows
+    with runner.phase("drain-soak"):
+        drain = runner.drain("soak", DRAIN_WAIT_S)
+    runner.invariants()
+    orders = runner.load.call("soak_minutes", phase="soak", start=start, minutes=minutes)
+    samples = sample_minutes(runner.sampler.rows, start=start, minutes=minutes)
+    return {
+        "load": load,
+        "minutes": merge(orders["minutes"], samples),
+        "windows": long.windows(runner, start=start, end=end, minutes=args.window_minutes),
+        "live_windows": offered["live_windows"],
+        "after_load": orders["after_load"],
+        "waits": orders["waits"],
+        "expired": expired_orders(runner.fixtures.campaign_id),
+        "drain": drain,
+        "invariants": runner.results["invariants"],
+        "coupons_seeded": runner.results.get("coupons_seeded", 0),
+        "peak_rss": runner.sampler.peaks(),
+        "db_waits": runner.results.get("db_waits", {}).get("soak"),
+        "loadgen": runner.load.call("cpu"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.time()
@@ -159,8 +231,15 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupt_on_signals()
     load_at_start = os.getloadavg()
+    rate, rate_source = long.choose_rate(args) if args.orders else (0.0, "")
+    what = (
+        f"{args.orders:,} orders at {rate:g}/s ({rate_source}), reported every "
+        f"{args.window_minutes} min,"
+        if args.orders
+        else f"{args.minutes} minutes"
+    )
     print(
-        f"soak, {args.minutes} minutes on {args.connections} keep-alive connections; logs in "
+        f"soak, {what} on {args.connections} keep-alive connections; logs in "
         f"{logs}; load average {load_at_start[0]:.1f} at start",
         flush=True,
     )
@@ -168,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner = start(session, PLAN, logs.parent, tables=TABLES)
         sandbox = sandbox_faults()
-        res = soak(runner, args)
+        res = long_soak(runner, args, rate) if args.orders else soak(runner, args)
         res["machine_load"] = {
             "loadavg_at_start": load_at_start,
             **runner.sampler.machine_between(began, time.time()),
@@ -187,7 +266,17 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": datetime.fromtimestamp(began, UTC).isoformat(),
         "wall_seconds": time.time() - began,
         "settings": {
-            "minutes": args.minutes,
+            "minutes": len(res["minutes"]),
+            **(
+                {
+                    "orders": args.orders,
+                    "rate": rate,
+                    "rate_source": rate_source,
+                    "window_minutes": args.window_minutes,
+                }
+                if args.orders
+                else {}
+            ),
             "connections": args.connections,
             "retry_after_cap_s": RETRY_AFTER_CAP_S,
             "decline_every": PLAN.decline_every,

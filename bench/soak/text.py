@@ -13,15 +13,21 @@ from bench.report.tables import _fmt, _table
 from bench.report.text import targets
 from bench.soak.minutes import TABLES
 from bench.soak.verdicts import R, verdicts
+from bench.soak.windows import not_judged
 
 
 def render(res: R) -> str:
     s = res["settings"]
     summary = res["load"]
     lat = summary["latency_ms"]
+    what = (
+        f"{s['orders']:,} orders at {s['rate']:g}/s ({s['rate_source']}), {s['minutes']} whole "
+        "minutes,"
+        if "orders" in s
+        else f"{s['minutes']} minutes"
+    )
     parts = [
-        f"\n=== soak, {s['minutes']} minutes on {s['connections']} keep-alive connections: "
-        f"{res['started_at']} ===",
+        f"\n=== soak, {what} on {s['connections']} keep-alive connections: {res['started_at']} ===",
         f"command: {res['command']}",
         f"machine: {res['machine']['cpus']} CPUs ({res['machine']['cpu_model']}), "
         f"{res['machine']['memory_gb']} GB; "
@@ -32,7 +38,14 @@ def render(res: R) -> str:
         f"({summary['accepted_per_s']:.0f}/s), {summary['replays']:,} replays, "
         f"429 {summary['http_429']:,}, 5xx {summary['http_5xx']:,}, time-outs "
         f"{summary['timeouts']:,}, pool spent {summary['errors'].get('no_coupon', 0):,}; "
-        f"answer p50 {_fmt(lat['p50'], '.1f')} ms, p99 {_fmt(lat['p99'], '.1f')} ms",
+        f"answer p50 {_fmt(lat['p50'], '.1f')} ms, p99 {_fmt(lat['p99'], '.1f')} ms"
+        + (
+            f"; the offer stopped on {summary['stopped_by']} after {summary['duration']:.0f} s, "
+            f"{summary.get('late_slots', 0):,} slots sent over 0.1 s late (all connections "
+            f"busy; the latest {summary.get('max_late_s', 0.0):.1f} s)"
+            if "stopped_by" in summary
+            else ""
+        ),
         "\nOrders per minute (answers by arrival, finals by their first terminal callback; "
         "backlog at the minute's end: received = in line, reserved = waiting for payment)",
         orders_table(res["minutes"]),
@@ -49,6 +62,7 @@ def render(res: R) -> str:
         "\nCPU by process kind during each minute, % of one core of 2 (others: processes "
         "outside the benchmark)",
         kinds_table(res["minutes"], "cpu_pct"),
+        *(windows_section(res) if "windows" in res else []),
         "\nVerdicts",
         *targets(verdicts(res)),
     ]
@@ -112,13 +126,98 @@ def database_table(rows: list[R]) -> str:
     )
 
 
-def kinds_table(rows: list[R], key: str) -> str:
-    """One column per process kind of `key` (rss_mb, cpu_pct), one row per minute."""
+def kinds_table(rows: list[R], key: str, *, by: str = "minute", spec: str = ".0f") -> str:
+    """One column per process kind of `key` (rss_mb, cpu_pct, cpu_ms_per_order), one row per
+    minute (or per window: by="window")."""
     kinds = sorted({k for r in rows for k in r.get(key, {})})
     return _table(
-        ["min", *kinds],
-        [[str(r["minute"]), *(_fmt(r.get(key, {}).get(k)) for k in kinds)] for r in rows],
+        ["min" if by == "minute" else by, *kinds],
+        [[str(r[by]), *(_fmt(r.get(key, {}).get(k), spec) for k in kinds)] for r in rows],
     )
+
+
+def windows_section(res: R) -> list[str]:
+    """The long soak's windows (windows.py): orders and accept-to-paid, CPU per order, RSS,
+    the database and Redis; and what is reported but not judged flat."""
+    rows = res["windows"]
+    width = res["settings"]["window_minutes"]
+    short = [t.removeprefix("orders_") for t in TABLES]
+    return [
+        f"\nWindows of {width} minutes (figures read after the drain; the last window may be "
+        "shorter and is not judged). Orders: answers by arrival; accept-to-paid of the orders "
+        "accepted in the window (202 to the paid callback)",
+        _table(
+            [
+                "window",
+                "202",
+                "429",
+                "failed",
+                "paid",
+                "ended otherwise",
+                "no final",
+                "to paid p50 s",
+                "p99 s",
+                "max s",
+            ],
+            [
+                [
+                    str(r["window"]),
+                    *(
+                        _fmt(r.get(k))
+                        for k in (
+                            "accepted",
+                            "http_429",
+                            "failed",
+                            "paid",
+                            "ended_otherwise",
+                            "no_final_yet",
+                        )
+                    ),
+                    *(
+                        _fmt(r.get(k), ".2f")
+                        for k in ("to_paid_p50_s", "to_paid_p99_s", "to_paid_max_s")
+                    ),
+                ]
+                for r in rows
+            ],
+        ),
+        "\nCPU ms per accepted order by process kind (all: every kind but the orchestrator)",
+        _table(
+            ["window", "all"],
+            [[str(r["window"]), _fmt(r.get("cpu_ms_per_order_total"), ".3f")] for r in rows],
+        ),
+        kinds_table(rows, "cpu_ms_per_order", by="window", spec=".3f"),
+        "\nRSS by process kind at each window's end, MB",
+        kinds_table(rows, "rss_mb", by="window", spec=".0f"),
+        "\nDatabase and Redis (size at the window's end, growth per accepted order, dead tuples:"
+        " mean of the 1 Hz samples; autovacuum / autoanalyze runs during the window)",
+        _table(
+            [
+                "window",
+                "size MB",
+                "kB/order",
+                *(f"dead {t}" for t in short),
+                *(f"av/aa {t}" for t in short),
+                "Redis MB",
+            ],
+            [
+                [
+                    str(r["window"]),
+                    _fmt(r.get("db_mb"), ".0f"),
+                    _fmt(r.get("db_kb_per_order"), ".2f"),
+                    *(_fmt(r.get("dead_tuples_mean", {}).get(t)) for t in TABLES),
+                    *(
+                        f"{_fmt(r.get('autovacuums', {}).get(t))}/"
+                        f"{_fmt(r.get('autoanalyzes', {}).get(t))}"
+                        for t in TABLES
+                    ),
+                    _fmt(r.get("redis_mb"), ".1f"),
+                ]
+                for r in rows
+            ],
+        ),
+        "reported, not judged flat: " + "; ".join(not_judged(rows)),
+    ]
 
 
 if __name__ == "__main__":

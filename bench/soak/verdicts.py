@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.load.minutes import MINUTE_S
 from bench.report.verdicts import Verdict
+from bench.soak.windows import flat_verdicts
 
 R = dict[str, Any]
 
@@ -34,6 +35,11 @@ def paid_per_s(rows: list[R], window: range) -> float:
 
 
 def verdicts(res: R) -> list[Verdict]:
+    """The timed soak's verdicts; the long soak's (`windows` in its results) add whether
+    each window figure stayed flat (windows.py)."""
+    flat = (
+        flat_verdicts(res["windows"], res["settings"]["window_minutes"]) if "windows" in res else []
+    )
     return [
         _paid_flat(res["minutes"]),
         Verdict(
@@ -54,6 +60,7 @@ def verdicts(res: R) -> list[Verdict]:
         ),
         _invariants(res["invariants"]),
         _drain(res["drain"]),
+        *flat,
     ]
 
 
