@@ -4,12 +4,16 @@ to CouponClaimIn, which explains the error."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import config.urls  # noqa: F401  (loads the API as Django does; infra.api before DRF's views)
+from coupons.api import views as coupons_views
 from coupons.api.serializers import CouponClaimIn, coupon_claim_plain
+from tests.factories.coupons import CampaignFactory
 
 texts = st.one_of(
     st.text(max_size=70),
@@ -54,3 +58,49 @@ def test_common_claims_take_the_plain_path(customer_id: str) -> None:
 def test_what_the_serializer_refuses_is_left_to_it(body: dict) -> None:
     assert coupon_claim_plain(body) is None
     assert not CouponClaimIn(data=body).is_valid()
+
+
+# The whole answer, with and without the hand check: each body is posted twice under one
+# Idempotency-Key, first with the check as it is, then with the view left to CouponClaimIn
+# alone; the second is a replay for a valid body, so both answers must be byte-identical.
+ANSWER_BODIES = [
+    {"customer_id": "c-42"},
+    {"customer_id": "wx:o6_bmjrPTlm6_2sgVt7hMZOPfL2M"},
+    {},
+    {"customer_id": ""},
+    {"customer_id": 42},
+    {"customer_id": None},
+    {"customer_id": "c 42"},
+    {"customer_id": "c-42\n"},
+    {"customer_id": "a" * 65},
+    {"customer_id": "c-42", "extra": 1},
+    ["c-42"],
+    "c-42",
+]
+
+
+def _answer(api, body: object, key: str) -> tuple[int, bytes, dict[str, str]]:
+    response = api.post(
+        "/api/v1/campaigns/plain-or-not/claims/",
+        body,
+        format="json",
+        headers={"Idempotency-Key": key},
+    )
+    kept = ("Content-Type", "Location", "Retry-After", "WWW-Authenticate", "Vary")
+    return response.status_code, response.content, {h: response.get(h) for h in kept}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", ANSWER_BODIES, ids=[json.dumps(b) for b in ANSWER_BODIES])
+def test_the_answer_is_the_same_without_the_hand_check(
+    api, body: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    CampaignFactory(slug="plain-or-not")
+    key = f"same-{abs(hash(json.dumps(body)))}"
+    # when
+    plain = _answer(api, body, key)
+    monkeypatch.setattr(coupons_views, "coupon_claim_plain", lambda data: None)
+    full = _answer(api, body, key)
+    # then
+    assert plain == full
