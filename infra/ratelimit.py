@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
@@ -83,6 +83,32 @@ return {granted, tostring(wait), tostring(tokens)}
 """
 )
 
+# KEYS: buckets, in order. ARGV: each one's rate (> 0) and burst, in the same order. Takes one
+# token from each in turn and stops at the first that has none, as `take` called for each in
+# turn would. Returns {granted, wait, tokens} for each bucket tried, flattened.
+_TAKE_EACH_LUA = (
+    BUCKET_LUA
+    + """
+local now = bucket_now()
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tokens, ts = bucket_level(key, rate, burst, now)
+  local granted = math.min(1, math.floor(tokens))
+  tokens = tokens - granted
+  bucket_store(key, rate, burst, tokens, ts)
+  local wait = 0
+  if granted < 1 then wait = bucket_wait(tokens, rate) end
+  out[#out + 1] = granted
+  out[#out + 1] = tostring(wait)
+  out[#out + 1] = tostring(tokens)
+  if granted < 1 then break end
+end
+return out
+"""
+)
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -124,6 +150,59 @@ def take(bucket: str, limit: Limit, want: int = 1) -> Grant:
         log.warning("rate limiter unavailable for %s; failing open", bucket, exc_info=True)
         return Grant(granted=want, retry_after=UNLIMITED_WAIT)
     return Grant(granted=int(granted), retry_after=float(wait), tokens=float(tokens))
+
+
+@cache
+def _each_script() -> Script:
+    return fast.client().register_script(_TAKE_EACH_LUA)
+
+
+def take_each(takes: Sequence[tuple[str, Limit]]) -> list[Grant]:
+    """One token from each bucket in turn, stopping at the first that refuses: what `take`
+    called for each in turn answers, with the counted buckets in one Redis round trip (the
+    claim POST's client and customer buckets: docs/performance.md, "The web layer on the hot
+    endpoints"). One grant for each bucket tried; the last is the refusal, if any."""
+    grants: list[Grant | None] = []
+    counted: list[int] = []
+    for _, limit in takes:
+        if limit.per_second is None:
+            grants.append(Grant(granted=1, retry_after=UNLIMITED_WAIT))
+        elif limit.per_second <= 0:
+            grants.append(Grant(granted=0, retry_after=STOPPED_WAIT))
+            break
+        else:
+            counted.append(len(grants))
+            grants.append(None)
+    if counted:
+        _take_counted(takes, counted, grants)
+    tried = []
+    for grant in grants:
+        if grant is None:  # after a counted bucket that refused
+            break
+        tried.append(grant)
+        if grant.granted < 1:
+            break
+    return tried
+
+
+def _take_counted(
+    takes: Sequence[tuple[str, Limit]], counted: list[int], grants: list[Grant | None]
+) -> None:
+    """take_each's Redis round trip, for the buckets at `counted`, into `grants`."""
+    keys = [bucket_key(takes[i][0]) for i in counted]
+    args: list[float] = []
+    for i in counted:
+        args += [takes[i][1].per_second or 0, max(1, takes[i][1].burst)]
+    try:
+        found = _each_script()(keys=keys, args=args)
+    except redis.RedisError:
+        for i in counted:
+            log.warning("rate limiter unavailable for %s; failing open", takes[i][0], exc_info=True)
+            grants[i] = Grant(granted=1, retry_after=UNLIMITED_WAIT)
+        return
+    for n, i in enumerate(counted[: len(found) // 3]):
+        granted, wait, tokens = found[3 * n : 3 * n + 3]
+        grants[i] = Grant(granted=int(granted), retry_after=float(wait), tokens=float(tokens))
 
 
 # --- Where an API client stands ------------------------------------------------------------

@@ -29,12 +29,10 @@ from shop.models import Product
 def order_get(*, client_id: int, public_id: str, livemode: bool = True) -> Order:
     """The client's order, or NotFound (another client's order does not exist for it, nor an
     order of the other mode than the key's: docs/integrator-guide.md, Test mode)."""
-    order = Order.objects.filter(
-        client_id=client_id, public_id=public_id, livemode=livemode
-    ).first()
-    if order is None:
+    found = prepared_objects(Order, sql.ORDER_BY_PUBLIC_ID, [public_id, client_id, livemode])
+    if not found:
         raise NotFound("No such order.")
-    return order
+    return found[0]
 
 
 def order_by_key(*, client_id: int, idempotency_key: str) -> Order | None:

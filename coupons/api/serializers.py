@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from coupons.models import Campaign, Coupon
 from infra.api import StrictSerializer, customer_id_field
+from infra.contract import CUSTOMER_ID_RE
 from infra.schema import QueueOut
 
 
@@ -64,6 +65,20 @@ def campaign_document(
 
 class CouponClaimIn(StrictSerializer):
     customer_id = customer_id_field()
+
+
+def coupon_claim_plain(data: object) -> dict[str, str] | None:
+    """The common claim body checked by hand: what CouponClaimIn would return for it, or None
+    for anything else (then CouponClaimIn judges it and explains what is wrong). As with the
+    order's (orders.api.serializers.order_place_plain), building the serializer cost more
+    than the check; this accepts nothing CouponClaimIn refuses (docs/performance.md, "The
+    web layer on the hot endpoints")."""
+    if not isinstance(data, dict) or len(data) != 1:
+        return None
+    customer_id = data.get("customer_id")
+    if isinstance(customer_id, str) and CUSTOMER_ID_RE.fullmatch(customer_id):
+        return {"customer_id": customer_id}
+    return None
 
 
 class CouponOut(serializers.Serializer):

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from coupons import selectors, services
 from coupons.api import docs
-from coupons.api.serializers import CouponClaimIn, coupon_document
+from coupons.api.serializers import CouponClaimIn, coupon_claim_plain, coupon_document
 from infra.api import (
     CUSTOMER_ID_HELP,
     CUSTOMER_ID_RE,
@@ -23,7 +23,7 @@ class CouponClaimApi(APIView):
     @extend_schema(**docs.COUPON_CLAIM)
     def post(self, request: Request, slug: str) -> Response:
         key = require_idempotency_key(request)
-        data = parse(CouponClaimIn, request.data)
+        data = coupon_claim_plain(request.data) or parse(CouponClaimIn, request.data)
         claim = services.coupon_claim(
             client_id=client_id(request),
             slug=slug,

@@ -73,11 +73,8 @@ class OrderDetailApi(APIView):
         order = selectors.order_get(
             client_id=client_id(request), public_id=order_id, livemode=livemode(request)
         )
-        return Response(
-            order_document(
-                order, lines=order.lines.order_by("id"), queue=selectors.order_queue_spot(order)
-            )
-        )
+        lines = selectors.lines_by_order([order.pk])[order.pk]
+        return Response(order_document(order, lines=lines, queue=selectors.order_queue_spot(order)))
 
 
 class OrderCancelApi(APIView):

@@ -48,3 +48,55 @@ def test_a_stopped_bucket_asks_for_the_same_wait_on_both_paths() -> None:
     # then
     assert admitted.outcome == waiting_line.ADMIT_REFUSED
     assert admitted.retry_after == taken.retry_after == ratelimit.STOPPED_WAIT
+
+
+# take_each: the claim's client and customer buckets in one round trip must answer as `take`
+# called for each in turn does (shop.api.throttling.ChatbotAdmission used to do that).
+CASES = {
+    "both have tokens": ((SLOW, 2), (SLOW, 2), 0, 0),
+    "the customer's is empty": ((SLOW, 2), (SLOW, 1), 0, 1),
+    "the client's is empty": ((SLOW, 1), (SLOW, 2), 1, 0),
+    "the client's is unlimited": ((None, 1), (SLOW, 1), 0, 1),
+    "the customer's is stopped": ((SLOW, 2), (0.0, 1), 0, 0),
+    "the client's is stopped": ((0.0, 1), (SLOW, 1), 0, 0),
+}
+
+
+def _sequential(takes: list[tuple[str, Limit]]) -> list[ratelimit.Grant]:
+    """The reference: take() for each bucket in turn, stopping at the first refusal."""
+    grants = []
+    for bucket, limit in takes:
+        grant = ratelimit.take(bucket, limit)
+        grants.append(grant)
+        if not grant.granted:
+            break
+    return grants
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
+def test_take_each_answers_as_take_for_each_in_turn(case: tuple) -> None:
+    # given: twin pairs of buckets, each drained by the same amount beforehand
+    client, customer, client_spent, customer_spent = case
+    answers = {}
+    for twin in ("each", "one-by-one"):
+        takes = [(f"{twin}-client", Limit(*client)), (f"{twin}-customer", Limit(*customer))]
+        for (bucket, limit), spent in zip(takes, (client_spent, customer_spent), strict=True):
+            if spent:
+                ratelimit.take(bucket, limit, want=spent)
+        # when: both are asked for one token each, twice
+        if twin == "each":
+            answers[twin] = [ratelimit.take_each(takes) for _ in range(2)]
+        else:
+            answers[twin] = [_sequential(takes) for _ in range(2)]
+
+    # then: the same grants, tokens left and waits (Redis's clock moves: waits to a second)
+    def shape(rounds: list[list[ratelimit.Grant]]) -> list:
+        return [
+            [
+                (g.granted, g.tokens if g.tokens is None else round(g.tokens), round(g.retry_after))
+                for g in grants
+            ]
+            for grants in rounds
+        ]
+
+    assert shape(answers["each"]) == shape(answers["one-by-one"])
