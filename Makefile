@@ -116,10 +116,10 @@ bench-cluster: install cluster-deps
 	BENCH_COMMAND="make bench-cluster$(if $(QUICK), QUICK=1)" $(PY) -m bench.cluster \
 		--mode $(if $(QUICK),quick,full) $(if $(BENCH_CLUSTER_PORT),--port $(BENCH_CLUSTER_PORT))
 
-## The soak (docs/performance.md, Soak): 20 minutes of orders on 4 keep-alive connections,
+## The soak (docs/soak.md): 20 minutes of orders on 4 keep-alive connections,
 ## per-minute figures and verdicts, results in bench/runs/soak-*/ (MINUTES=3: a short one).
 ## ORDERS=2000000 [RATE=160]: the long soak, a paced offer until that many orders were
-## accepted, reported every 5 minutes (docs/performance.md, The long soak).
+## accepted, reported every 5 minutes (docs/soak.md, The long soak).
 soak: install
 	BENCH_COMMAND="make soak$(if $(MINUTES), MINUTES=$(MINUTES))$(if $(ORDERS), ORDERS=$(ORDERS))$(if $(RATE), RATE=$(RATE))" $(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES)) $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE))
 

@@ -1,4 +1,4 @@
-"""The long soak's side of the load generator (docs/performance.md, Soak): an open-loop offer
+"""The long soak's side of the load generator (docs/soak.md): an open-loop offer
 at a fixed rate over a pool of keep-alive connections that stops once N orders were
 accepted, run in the background so that the orchestrator can ask for figures while it runs,
 and those figures for a window of time. A mixin of LoadGenerator (bench/load/generator.py),

@@ -1,4 +1,4 @@
-"""The long soak (`python -m bench.soak --orders N [--rate R]`, docs/performance.md, Soak):
+"""The long soak (`python -m bench.soak --orders N [--rate R]`, docs/soak.md):
 orders offered at a fixed rate over a pool of keep-alive connections until N were accepted
 (bench/load/paced.py), a progress line every minute and a report every window, then the
 soak's own drain, invariants, minute table and verdicts, with each window's figures judged

@@ -1,4 +1,4 @@
-"""The long soak's windows (docs/performance.md, Soak): every `--window-minutes` (5) of the
+"""The long soak's windows (docs/soak.md): every `--window-minutes` (5) of the
 offer, the order figures the load generator recorded (bench/load/paced.py window_orders)
 beside the orchestrator's 1 Hz samples (bench/measure.py), and whether each figure stayed
 flat from the first 10 minutes to the last. Pure functions over recorded figures.
