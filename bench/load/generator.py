@@ -18,13 +18,17 @@ import aiohttp
 from aiohttp import web
 
 from bench.load.figures import Figures
-from bench.load.jobs import SKUS_DEFAULT, Accepted, Job, JsonDict, Pool, Result
+from bench.load.jobs import (
+    RETRY_AFTER_CAP_S,
+    SKUS_DEFAULT,
+    Accepted,
+    Job,
+    JsonDict,
+    Pool,
+    Result,
+)
 from bench.load.minutes import order_minutes
 from bench.load.paced import Paced
-
-# A keep-alive connection told to retry later waits at most this long: the product's backlog
-# ceiling may ask for minutes, and a soak that stopped offering would measure nothing.
-RETRY_AFTER_CAP_S = 2.0
 
 
 class LoadGenerator(Figures, Paced):

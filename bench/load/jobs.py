@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JsonDict = dict[str, Any]
+# A keep-alive connection told to retry later waits at most this long: the product's backlog
+# ceiling may ask for minutes, and a soak that stopped offering would measure nothing.
+RETRY_AFTER_CAP_S = 2.0
+
 SKUS_DEFAULT = ("BENCH-A", "BENCH-B", "BENCH-C", "BENCH-D")
 TERMINAL = frozenset({"paid", "rejected", "payment_failed", "cancelled", "expired", "refunded"})
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bench.load.jobs import Accepted, Job, JsonDict, Result, percentile
+from bench.load.jobs import RETRY_AFTER_CAP_S, Accepted, Job, JsonDict, Result, percentile
 
 # Answers and acceptances are recorded in (nearly) the order they happened; a window's scan
 # from the newest back stops this far before the window, past any reordering.
@@ -54,7 +54,6 @@ class Paced:
         the requests), orders (stop once this many were accepted; 0: none), connections,
         timeout and one step whose duration is the longest the offer may take. The step's
         duration becomes the time the offer took."""
-        from bench.load.generator import RETRY_AFTER_CAP_S  # the keep-alive loop's cap
 
         timeout = float(spec["timeout"])
         replay_share = float(spec.get("replay_share") or 0)

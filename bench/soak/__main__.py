@@ -17,7 +17,7 @@ import httpx
 
 from bench import results_index, stack
 from bench.harness import Interrupted
-from bench.load.generator import RETRY_AFTER_CAP_S
+from bench.load.jobs import RETRY_AFTER_CAP_S
 from bench.phases import Runner
 from bench.plan import QUICK
 from bench.results_index import RUNS
