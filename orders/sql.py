@@ -134,10 +134,10 @@ MINUTES_PAID = statement(
     E=OrderEvent,
     paid=_STATUS["paid"],
 )
-# The first order id created at or after a moment, by bisecting the primary key in one
-# recursive query: about twenty index probes inside PostgreSQL, whatever the table's size.
-FIRST_ORDER_ID_FROM = statement(
-    """
+# The first id created at or after a moment, by bisecting the primary key in one recursive
+# query: about twenty index probes inside PostgreSQL, whatever the table's size. For tables
+# whose rows are inserted with their creation time, so that ids and times grow together.
+_FIRST_ID_FROM = """
     WITH RECURSIVE b(lo, hi) AS (
       SELECT min({O.id}), max({O.id}) FROM {O}
       UNION ALL
@@ -152,9 +152,11 @@ FIRST_ORDER_ID_FROM = statement(
     SELECT o.{O.id} FROM {O} o
     WHERE o.{O.id} >= (SELECT max(lo) FROM b) AND o.{O.created_at} >= %(moment)s
     ORDER BY o.{O.id} LIMIT 1
-    """,
-    O=Order,
-)
+    """
+FIRST_ORDER_ID_FROM = statement(_FIRST_ID_FROM, O=Order)
+# A delivery is inserted when its order's status changes, with that time (resending one
+# updates it in place): the same bisection finds a time range's deliveries.
+FIRST_CALLBACK_ID_FROM = statement(_FIRST_ID_FROM, O=CallbackDelivery)
 
 # --- Moves (orders.services.transitions) ---------------------------------------------------
 # Every stage moves every batch through it.
