@@ -120,6 +120,8 @@ class Order(models.Model):
             ),
             # Rebuilding a campaign's line after Redis lost it reads the highest ticket.
             models.Index(fields=["campaign", "queue_ticket"], name="order_ticket_idx"),
+            # The admin's test-mode filter (partial: live orders add no entry).
+            models.Index(fields=["id"], condition=Q(livemode=False), name="order_test_idx"),
         ]
 
     def __str__(self) -> str:
