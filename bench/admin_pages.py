@@ -193,6 +193,9 @@ def main() -> int:
         ),
     )
     parser.add_argument("--runs", type=int, default=5, help="Timed requests per page.")
+    parser.add_argument(
+        "--only", default="", help="Time only the pages whose name contains this (all: '')."
+    )
     options = parser.parse_args()
     _setup(options.database_url)
 
@@ -219,7 +222,7 @@ def main() -> int:
         f"database {connection.settings_dict['NAME']}: about {orders:,} orders; "
         f"pages timed in-process (Django test client), {options.runs} runs each after a first."
     )
-    pages = _pages()
+    pages = [(name, url) for name, url in _pages() if options.only in name]
     firsts: dict[str, tuple[int, float]] = {}
     for name, url in pages:
         began = time.perf_counter()

@@ -154,9 +154,9 @@ PARKING_ALLOWED: dict[str, frozenset[str]] = {
     PARKED: frozenset({S.RECEIVED}),
 }
 
-# A campaign's line: its received orders, less the parked ones. The one definition: the ORM's
-# (orders.selectors) filters by it, and the reservation worker's locking read is written from
-# it (orders.sql.CAMPAIGN_LINE_FOR_UPDATE).
+# A campaign's line: its received orders, less the parked ones. The one definition: the
+# reservation worker's locking read and the line's oldest order are written from it
+# (orders.sql.CAMPAIGN_LINE_FOR_UPDATE, OLDEST_IN_CAMPAIGN_LINE).
 LINE: dict[str, object] = {"status": S.RECEIVED, "parked_at__isnull": True}
 
 # The source of a move that creates its row (a payment's first attempt, a refund asked for).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,10 +12,9 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from infra.errors import NotFound
-from infra.sql import prepared_objects
+from infra.sql import prepared_objects, prepared_rows
 from orders import sql, waiting_line
 from orders.models import (
-    LINE,
     CallbackDelivery,
     Order,
     OrderEvent,
@@ -274,7 +274,18 @@ def queue_tickets(*, campaign_id: int | None) -> tuple[int, int]:
 
 def oldest_waiting(*, campaign_id: int | None) -> int | None:
     """The id of the first order in a campaign's line (parked ones are out of it)."""
-    return _line(campaign_id).order_by("id").values_list("id", flat=True).first()
+    oldest = _oldest_in_line(campaign_id)
+    return oldest[0] if oldest else None
+
+
+def _oldest_in_line(campaign_id: int | None) -> tuple[int, uuid.UUID, datetime] | None:
+    """(id, public id, created_at) of the first order in a campaign's line, read through
+    order_queue_idx whatever plan the prepared statement has (orders.sql.OLDEST_IN_LINE)."""
+    if campaign_id is None:
+        rows = prepared_rows(sql.OLDEST_IN_NO_CAMPAIGN_LINE, [])
+    else:
+        rows = prepared_rows(sql.OLDEST_IN_CAMPAIGN_LINE, [campaign_id])
+    return rows[0] if rows else None
 
 
 def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
@@ -282,12 +293,6 @@ def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
     if campaign_id is None:
         return Order.objects.filter(campaign__isnull=True)
     return Order.objects.filter(campaign_id=campaign_id)
-
-
-def _line(campaign_id: int | None) -> QuerySet[Order]:
-    """A campaign's line (orders.models.LINE, which the reservation worker's locking read,
-    orders.sql.CAMPAIGN_LINE_FOR_UPDATE, is written from)."""
-    return _of_campaign(campaign_id).filter(**LINE)
 
 
 # --- For the staff admin's pages -----------------------------------------------------------
@@ -475,20 +480,16 @@ def lines_waiting(*, campaign_ids: Iterable[int]) -> list[LineWaiting]:
         reserved = counts.get((campaign_id, Order.Status.RESERVED), 0)
         if campaign_id is None and not (received or reserved):
             continue
-        oldest = (
-            _line(campaign_id).order_by("id").only("id", "public_id", "created_at").first()
-            if received
-            else None
-        )
+        oldest = _oldest_in_line(campaign_id) if received else None
         found.append(
             LineWaiting(
                 campaign_id=campaign_id,
                 waiting=received - parked.get(campaign_id, 0),
                 reserved=reserved,
                 parked=parked.get(campaign_id, 0),
-                oldest_id=oldest.pk if oldest else None,
-                oldest_public_id=str(oldest.public_id) if oldest else "",
-                oldest_created_at=oldest.created_at if oldest else None,
+                oldest_id=oldest[0] if oldest else None,
+                oldest_public_id=str(oldest[1]) if oldest else "",
+                oldest_created_at=oldest[2] if oldest else None,
             )
         )
     return found

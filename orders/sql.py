@@ -101,6 +101,16 @@ _LINE_FOR_UPDATE = """
     FOR NO KEY UPDATE SKIP LOCKED""" % matching("O", LINE)  # noqa: S608, UP031 (constants only)
 CAMPAIGN_LINE_FOR_UPDATE = statement(_LINE_FOR_UPDATE, O=Order, campaign="= %s")
 NO_CAMPAIGN_LINE_FOR_UPDATE = statement(_LINE_FOR_UPDATE, O=Order, campaign="IS NULL")
+# A line's oldest order (the admin's pages; the order parked when a batch of one fails), also
+# written from LINE: with the status as a parameter, the generic plan PostgreSQL turns to after
+# a prepared statement's fifth run cannot use order_queue_idx (partial on status = 'received')
+# and walked every order of the campaign in id order: 1 s a backlog page at 3 million orders.
+_OLDEST_IN_LINE = """
+    SELECT {O.id}, {O.public_id}, {O.created_at} FROM {O}
+    WHERE {O.campaign_id} {campaign} AND %s
+    ORDER BY {O.id} LIMIT 1""" % matching("O", LINE)  # noqa: S608, UP031 (constants only)
+OLDEST_IN_CAMPAIGN_LINE = statement(_OLDEST_IN_LINE, O=Order, campaign="= %s")
+OLDEST_IN_NO_CAMPAIGN_LINE = statement(_OLDEST_IN_LINE, O=Order, campaign="IS NULL")
 
 # The campaign page's figures (orders.selectors.campaign_minutes): orders accepted per minute
 # in an id range, and orders paid per minute with their accept-to-paid times. OFFSET 0 keeps
