@@ -125,7 +125,7 @@ def _pages() -> list[tuple[str, str]]:
         ("coupons: status reserved", "/admin/coupons/coupon/?status__exact=reserved"),
         ("coupons: status expired", "/admin/coupons/coupon/?status__exact=expired"),
         ("coupons: of the campaign", f"/admin/coupons/coupon/?campaign__id__exact={campaign.pk}"),
-        ("coupons: test mode", "/admin/coupons/coupon/?campaign__livemode__exact=0"),
+        ("coupons: test mode", "/admin/coupons/coupon/?campaign_livemode=0"),
         ("coupons: search code", f"/admin/coupons/coupon/?q={coupon.code if coupon else ''}"),
         (
             "coupons: search customer",
