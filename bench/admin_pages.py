@@ -78,9 +78,12 @@ def _pages() -> list[tuple[str, str]]:
     }
     c = f"/admin/coupons/campaign/{campaign.pk}"
     o = "/admin/orders/order"
-    # Callbacks to resend: those of two minutes half an hour ago (server time, as the form's
-    # datetime-local fields send it).
-    since = timezone.localtime(timezone.now() - timedelta(minutes=30))
+    # Callbacks to resend: those of two minutes half an hour before the newest (server time,
+    # as the form's datetime-local fields send it).
+    newest_callback = (
+        CallbackDelivery.objects.order_by("-id").values_list("created_at", flat=True).first()
+    )
+    since = timezone.localtime((newest_callback or timezone.now()) - timedelta(minutes=30))
     until = since + timedelta(minutes=2)
     resend = f"since={since:%Y-%m-%dT%H:%M}&until={until:%Y-%m-%dT%H:%M}"
     return [
