@@ -2,8 +2,17 @@
 answer within half a second with millions of orders:
 
 - Coupon, budget and stock counters are read from their rows on every request.
-- Orders by status (one GROUP BY, ~0.1 s for a million orders) and the hot products are cached
-  for LIVE_SECONDS, the pages' refresh period, so a room of staff costs one query per period.
+- Orders by status is one GROUP BY over the campaign's orders, which grows with them (0.1 s
+  at 3 million orders, several times that on a busy machine, docs/admin.md). Its answer is kept
+  in Redis and counted again once it is LIVE_SECONDS old, or, when counting takes long,
+  COUNT_PERIOD_FACTOR times as long as the last count took, so that a page left open costs
+  the database at most 1/COUNT_PERIOD_FACTOR of a core. A count that took under
+  INLINE_SECONDS is counted again in the request; a longer one in a background thread (one
+  per campaign across processes) while the page shows the last answer and its time. The
+  first look at a campaign counts in the request for at most INLINE_SECONDS, then in the
+  background, and the page says the orders are being counted.
+- The hot products (a sample of the newest orders) are cached for LIVE_SECONDS, the pages'
+  refresh period, so a room of staff costs one query per period.
 - Throughput and accept-to-paid times are kept per minute. A minute is final FINAL_AFTER
   seconds after it ended (its orders and payments have committed by then) and is then kept in
   Redis for good; only the minutes since are read again. History not yet kept (a first look
@@ -33,7 +42,7 @@ from django.utils import timezone
 
 from coupons import selectors as coupons_selectors
 from coupons.models import Campaign
-from infra import fast
+from infra import fast, sql
 from orders import selectors, waiting_line
 from orders.dashboard import common
 from orders.models import Order
@@ -56,6 +65,9 @@ HISTORY_LOCK_SECONDS = 120  # one background filler per campaign, for at most th
 HISTORY_KEPT_SECONDS = 30 * 24 * 3600  # a campaign's history outlives its last look by this
 HISTORY_CHUNK_ORDERS = 10_000  # orders per history query (about 0.05 s)
 HISTORY_AFTER_END = timedelta(hours=1)  # payments may settle after the campaign closed
+INLINE_SECONDS = 0.25  # a count that takes longer goes to a background thread
+COUNT_PERIOD_FACTOR = 10  # a count is repeated after this many times its own duration
+COUNT_KEPT_SECONDS = 24 * 3600
 RECENT_MINUTES = 15
 WHOLE_CAMPAIGN_BINS = 120  # points of the whole-campaign charts
 # How often the page refreshes itself: the backlog page's period (orders.dashboard.common).
@@ -94,9 +106,10 @@ class CampaignFigures:
     campaign: Campaign
     public_status: str
     coupons_held: int
-    coupons_redeemed: int
-    orders_by_status: dict[str, int]
-    orders_total: int
+    coupons_redeemed: int | None  # None: the orders are being counted (a first look)
+    orders_by_status: dict[str, int | None]
+    orders_total: int | None
+    orders_counted_at: datetime | None
     hot_products: list[selectors.HotProduct]
     line: selectors.LineWaiting | None
     drain_rate: float
@@ -110,14 +123,18 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
     """Everything the campaign page shows. Raises NotFound."""
     now = timezone.now()
     campaign = coupons_selectors.campaign_by_id(campaign_id=campaign_id)
-    slow = _cached(
-        f"admin:campaign:{campaign_id}:slow",
-        lambda: {
-            "by_status": selectors.campaign_orders_by_status(campaign_id=campaign_id),
-            "hot": selectors.campaign_hot_products(campaign_id=campaign_id),
-        },
+    counted = kept_count(
+        f"admin:campaign:{campaign_id}:by-status",
+        lambda: selectors.campaign_orders_by_status(campaign_id=campaign_id),
     )
-    by_status = {status: slow["by_status"].get(status, 0) for status in Order.Status.values}
+    by_status: dict[str, int | None] = {
+        status: None if counted is None else counted.value.get(status, 0)
+        for status in Order.Status.values
+    }
+    hot = _cached(
+        f"admin:campaign:{campaign_id}:hot",
+        lambda: selectors.campaign_hot_products(campaign_id=campaign_id),
+    )
     lines = selectors.lines_waiting(campaign_ids=[campaign_id])
     line = next((x for x in lines if x.campaign_id == campaign_id), None)
     rate = waiting_line.drain_rate(campaign_id)
@@ -129,10 +146,13 @@ def campaign_figures(*, campaign_id: int) -> CampaignFigures:
         # A coupon is redeemed exactly when its order is paid, and stays so when the order is
         # refunded: counted from the orders' GROUP BY above instead of a second one over
         # every coupon of the campaign.
-        coupons_redeemed=by_status[Order.Status.PAID] + by_status[Order.Status.REFUNDED],
+        coupons_redeemed=None
+        if counted is None
+        else counted.value.get(Order.Status.PAID, 0) + counted.value.get(Order.Status.REFUNDED, 0),
         orders_by_status=by_status,
-        orders_total=sum(by_status.values()),
-        hot_products=slow["hot"],
+        orders_total=None if counted is None else sum(counted.value.values()),
+        orders_counted_at=None if counted is None else datetime.fromtimestamp(counted.at, tz=UTC),
+        hot_products=hot,
         line=line,
         drain_rate=rate,
         # The line is the whole pipeline: the last order waits for everything ahead of it,
@@ -160,6 +180,73 @@ def _cached(key: str, compute: Callable[[], T], seconds: int = common.LIVE_SECON
         except redis.RedisError:
             log.warning("admin figures not cached", exc_info=True)
     return found
+
+
+@dataclass(frozen=True)
+class Counted:
+    value: dict[str, int]
+    at: float  # Unix time the count began
+    took: float  # seconds
+
+
+def kept_count(key: str, count: Callable[[], dict[str, int]]) -> Counted | None:
+    """`count()`'s latest answer, counted again when it is older than LIVE_SECONDS and than
+    COUNT_PERIOD_FACTOR times the last count's duration; in the request if that count was
+    quick, else in the background while this answer stands. None: not counted yet (a first
+    look whose count did not finish within INLINE_SECONDS; the background is at it). Without
+    Redis, counted in the request every time."""
+    try:
+        kept = django_cache.get(key)
+    except redis.RedisError:
+        return _count_now(count)
+    if kept is not None and time.time() - kept.at < max(
+        LIVE_SECONDS, COUNT_PERIOD_FACTOR * kept.took
+    ):
+        return kept
+    if not common.BACKGROUND or (kept is not None and kept.took < INLINE_SECONDS):
+        return _count_and_keep(key, count)
+    if kept is None:
+        first = sql.within(int(INLINE_SECONDS * 1000), lambda: _count_now(count))
+        if first is not None:
+            _keep(key, first)
+            return first
+    with contextlib.suppress(redis.RedisError):
+        if django_cache.add(f"{key}:counting", 1, timeout=HISTORY_LOCK_SECONDS):
+            threading.Thread(
+                target=_count_in_background, args=(key, count), name="admin-count", daemon=True
+            ).start()
+    return kept
+
+
+def _count_now(count: Callable[[], dict[str, int]]) -> Counted:
+    at = time.time()
+    began = time.monotonic()
+    value = count()
+    return Counted(value=value, at=at, took=time.monotonic() - began)
+
+
+def _count_and_keep(key: str, count: Callable[[], dict[str, int]]) -> Counted:
+    counted = _count_now(count)
+    _keep(key, counted)
+    return counted
+
+
+def _keep(key: str, counted: Counted) -> None:
+    try:
+        django_cache.set(key, counted, COUNT_KEPT_SECONDS)
+    except redis.RedisError:
+        log.warning("admin count not kept", exc_info=True)
+
+
+def _count_in_background(key: str, count: Callable[[], dict[str, int]]) -> None:
+    try:
+        _count_and_keep(key, count)
+    except Exception:
+        log.exception("admin count %s failed", key)
+    finally:
+        connection.close()  # this thread's own connection
+        with contextlib.suppress(redis.RedisError):
+            django_cache.delete(f"{key}:counting")
 
 
 def _minute(moment: datetime) -> int:

@@ -129,7 +129,7 @@ def _campaign_panels(f: dashboard.CampaignFigures) -> list[tuple[str, list[Figur
                     Figure(status.replace("_", " "), f"orders-{status}", as_count(n))
                     for status, n in f.orders_by_status.items()
                 ),
-                Figure("All", "orders-total", as_count(f.orders_total)),
+                Figure("All", "orders-total", as_count(f.orders_total), _counted(f)),
             ],
         ),
         (
@@ -166,6 +166,15 @@ def _campaign_panels(f: dashboard.CampaignFigures) -> list[tuple[str, list[Figur
             ],
         ),
     ]
+
+
+def _counted(f: dashboard.CampaignFigures) -> str:
+    """When the orders were counted, if not on this refresh (backoffice.dashboard.kept_count)."""
+    if f.orders_counted_at is None:
+        return "counting…"
+    if (f.read_at - f.orders_counted_at).total_seconds() < dashboard.LIVE_SECONDS:
+        return ""
+    return f"as of {timezone.localtime(f.orders_counted_at):%H:%M:%S}"
 
 
 STATUS_CONTROLS: dict[str, tuple[str, str, str]] = {

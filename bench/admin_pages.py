@@ -52,52 +52,126 @@ class Timing:
 
 
 def _pages() -> list[tuple[str, str]]:
+    """Every page staff use during a campaign: lists with each filter and search, the
+    records, the controls' confirmation pages and forms, the operations pages."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from coupons import selectors as coupons_selectors
-    from coupons.models import Coupon
-    from orders.models import Order
+    from coupons.models import CampaignEvent, Coupon
+    from orders.models import CallbackDelivery, Order, OrderEvent, Payment, Reservation
+    from shop.models import ApiClient
 
     campaign = coupons_selectors.campaigns_with_issued().order_by("-coupons_issued").first()
     if campaign is None:
         sys.exit("No campaign: run python -m bench.seed_volume into this database first.")
-    order = Order.objects.filter(status="paid").order_by("-id").first()
-    waiting = Order.objects.filter(status="received").order_by("-id").first()
+    newest = Order.objects.order_by("-id")
+    order = newest.filter(status="paid").first()
+    waiting = newest.filter(status="received").first()
+    called = newest.filter(status="paid").exclude(callback_url="").first()
     coupon = Coupon.objects.order_by("-id").first()
+    client = ApiClient.objects.order_by("pk").first()
+    latest = {
+        model.__name__: model.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        for model in (CallbackDelivery, OrderEvent, Payment, Reservation, CampaignEvent)
+    }
     c = f"/admin/coupons/campaign/{campaign.pk}"
+    o = "/admin/orders/order"
+    # Callbacks to resend: those of two minutes half an hour before the newest (server time,
+    # as the form's datetime-local fields send it).
+    newest_callback = (
+        CallbackDelivery.objects.order_by("-id").values_list("created_at", flat=True).first()
+    )
+    since = timezone.localtime((newest_callback or timezone.now()) - timedelta(minutes=30))
+    until = since + timedelta(minutes=2)
+    resend = f"since={since:%Y-%m-%dT%H:%M}&until={until:%Y-%m-%dT%H:%M}"
     return [
         ("admin index", "/admin/"),
         ("campaign page", f"{c}/dashboard/"),
         ("campaign page, refresh", f"{c}/dashboard/?fragment=1"),
-        ("backlog page", "/admin/orders/order/backlog/"),
-        ("backlog page, refresh", "/admin/orders/order/backlog/?fragment=1"),
+        ("backlog page", f"{o}/backlog/"),
+        ("backlog page, refresh", f"{o}/backlog/?fragment=1"),
+        ("replay parked payments?", f"{o}/backlog/replay/payments/"),
+        ("replay failed callbacks?", f"{o}/backlog/replay/callbacks/"),
+        ("replay parked orders?", f"{o}/backlog/replay/orders/"),
         ("campaigns list", "/admin/coupons/campaign/"),
         ("campaign record", f"{c}/change/"),
         ("limits form", f"{c}/limits/"),
         ("pause confirmation", f"{c}/status/pause/"),
-        ("orders list", "/admin/orders/order/"),
-        ("orders: status received", "/admin/orders/order/?status__exact=received"),
-        ("orders: status paid", "/admin/orders/order/?status__exact=paid"),
-        ("orders: status refunded", "/admin/orders/order/?status__exact=refunded"),
-        ("orders: of the campaign", f"/admin/orders/order/?campaign__id__exact={campaign.pk}"),
-        ("orders: parked", "/admin/orders/order/?parked=yes"),
-        ("orders: reason out_of_stock", "/admin/orders/order/?reason__exact=out_of_stock"),
-        ("orders: search customer", f"/admin/orders/order/?q={order.customer_id if order else ''}"),
-        ("orders: search order id", f"/admin/orders/order/?q={order.public_id if order else ''}"),
-        ("order page", f"/admin/orders/order/{order.pk if order else 0}/change/"),
-        ("refund confirmation", f"/admin/orders/order/{order.pk if order else 0}/refund/"),
-        ("cancel confirmation", f"/admin/orders/order/{waiting.pk if waiting else 0}/cancel/"),
+        ("orders list", f"{o}/"),
+        ("orders list, page 2", f"{o}/?p=2"),
+        ("orders: status received", f"{o}/?status__exact=received"),
+        ("orders: status paid", f"{o}/?status__exact=paid"),
+        ("orders: status refunded", f"{o}/?status__exact=refunded"),
+        ("orders: status cancelled", f"{o}/?status__exact=cancelled"),
+        ("orders: of the campaign", f"{o}/?campaign__id__exact={campaign.pk}"),
+        (
+            "orders: campaign, refunded",
+            f"{o}/?campaign__id__exact={campaign.pk}&status__exact=refunded",
+        ),
+        ("orders: of the client", f"{o}/?client__id__exact={client.pk if client else 0}"),
+        ("orders: test mode", f"{o}/?livemode__exact=0"),
+        ("orders: parked", f"{o}/?parked=yes"),
+        ("orders: reason out_of_stock", f"{o}/?reason__exact=out_of_stock"),
+        ("orders: reason limit_reached", f"{o}/?reason__exact=limit_reached"),
+        ("orders: search customer", f"{o}/?q={order.customer_id if order else ''}"),
+        ("orders: search order id", f"{o}/?q={order.public_id if order else ''}"),
+        ("orders: search key", f"{o}/?q={order.idempotency_key if order else ''}"),
+        ("order page", f"{o}/{order.pk if order else 0}/change/"),
+        ("refund confirmation", f"{o}/{order.pk if order else 0}/refund/"),
+        ("cancel confirmation", f"{o}/{waiting.pk if waiting else 0}/cancel/"),
+        ("resend confirmation", f"{o}/{called.pk if called else 0}/resend/"),
+        ("resend range form", f"{o}/callbacks/resend/"),
+        ("resend range confirmation", f"{o}/callbacks/resend/?{resend}"),
         ("coupons list", "/admin/coupons/coupon/"),
         ("coupons: status reserved", "/admin/coupons/coupon/?status__exact=reserved"),
+        ("coupons: status expired", "/admin/coupons/coupon/?status__exact=expired"),
         ("coupons: of the campaign", f"/admin/coupons/coupon/?campaign__id__exact={campaign.pk}"),
+        ("coupons: test mode", "/admin/coupons/coupon/?campaign_livemode=0"),
         ("coupons: search code", f"/admin/coupons/coupon/?q={coupon.code if coupon else ''}"),
+        (
+            "coupons: search customer",
+            f"/admin/coupons/coupon/?q={coupon.customer_id if coupon else ''}",
+        ),
+        ("coupon page", f"/admin/coupons/coupon/{coupon.pk if coupon else 0}/change/"),
         ("payments list", "/admin/orders/payment/"),
         ("payments: parked", "/admin/orders/payment/?status__exact=parked"),
+        ("payments: declined", "/admin/orders/payment/?status__exact=declined"),
+        (
+            "payments: search order id",
+            f"/admin/orders/payment/?q={order.public_id if order else ''}",
+        ),
+        ("payment page", f"/admin/orders/payment/{latest['Payment']}/change/"),
         ("callbacks list", "/admin/orders/callbackdelivery/"),
         ("callbacks: failed", "/admin/orders/callbackdelivery/?state__exact=failed"),
+        ("callbacks: pending", "/admin/orders/callbackdelivery/?state__exact=pending"),
+        (
+            "callbacks: search order id",
+            f"/admin/orders/callbackdelivery/?q={called.public_id if called else ''}",
+        ),
+        ("callback page", f"/admin/orders/callbackdelivery/{latest['CallbackDelivery']}/change/"),
         ("order events list", "/admin/orders/orderevent/"),
+        (
+            "order events: search order id",
+            f"/admin/orders/orderevent/?q={order.public_id if order else ''}",
+        ),
+        ("order event page", f"/admin/orders/orderevent/{latest['OrderEvent']}/change/"),
         ("holds list", "/admin/orders/reservation/"),
+        ("holds: released", "/admin/orders/reservation/?outcome__exact=released"),
+        ("hold page", f"/admin/orders/reservation/{latest['Reservation']}/change/"),
         ("campaign events list", "/admin/coupons/campaignevent/"),
+        (
+            "campaign events: of the campaign",
+            f"/admin/coupons/campaignevent/?campaign__id__exact={campaign.pk}",
+        ),
+        ("API clients list", "/admin/shop/apiclient/"),
+        ("client page", f"/admin/shop/apiclient/{client.pk if client else 0}/change/"),
+        ("API keys list", "/admin/shop/apikey/"),
         ("rate limits", "/admin/shop/ratelimit/"),
+        ("rate limit changes", "/admin/shop/ratelimitchange/"),
         ("audit log", "/admin/shop/auditentry/"),
+        ("stores list", "/admin/shop/store/"),
         ("products list", "/admin/shop/product/"),
     ]
 
@@ -122,6 +196,9 @@ def main() -> int:
         ),
     )
     parser.add_argument("--runs", type=int, default=5, help="Timed requests per page.")
+    parser.add_argument(
+        "--only", default="", help="Time only the pages whose name contains this (all: '')."
+    )
     options = parser.parse_args()
     _setup(options.database_url)
 
@@ -148,7 +225,7 @@ def main() -> int:
         f"database {connection.settings_dict['NAME']}: about {orders:,} orders; "
         f"pages timed in-process (Django test client), {options.runs} runs each after a first."
     )
-    pages = _pages()
+    pages = [(name, url) for name, url in _pages() if options.only in name]
     firsts: dict[str, tuple[int, float]] = {}
     for name, url in pages:
         began = time.perf_counter()

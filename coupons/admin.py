@@ -52,6 +52,26 @@ class PublicStatusFilter(admin.SimpleListFilter):
         return queryset if condition is None else queryset.filter(condition)
 
 
+class CampaignModeFilter(admin.SimpleListFilter):
+    """Coupons of live or of test campaigns (docs/integrator-guide.md, Test mode), by the
+    campaigns' ids: campaigns are few, and a join on the campaign's livemode walked every
+    coupon from the newest down when none matched (a second or more at 3 million coupons)."""
+
+    title = "campaign livemode"
+    parameter_name = "campaign_livemode"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "Yes"), ("0", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Coupon]) -> QuerySet[Coupon]:
+        if self.value() not in {"0", "1"}:
+            return queryset
+        campaigns = Campaign.objects.filter(livemode=self.value() == "1").values_list(
+            "pk", flat=True
+        )
+        return queryset.filter(campaign_id__in=list(campaigns))
+
+
 class CampaignEventInline(ReadOnlyInline):
     model = CampaignEvent
     fields = ["created_at", "source", "target", "actor", "data"]
@@ -203,7 +223,7 @@ class CampaignEventAdmin(ReadOnlyAdmin):
 class CouponAdmin(ReadOnlyAdmin):
     list_display = ["code", "campaign", "customer_id", "status", "valid_until", "created_at"]
     list_select_related = ["campaign"]
-    list_filter = [("campaign__livemode", admin.BooleanFieldListFilter), "status", "campaign"]
+    list_filter = [CampaignModeFilter, "status", "campaign"]
     search_fields = ["code", "customer_id"]
     search_help_text = "An exact coupon code or customer id."
     ordering = ["-id"]

@@ -14,6 +14,8 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
+from infra import sql
+
 if TYPE_CHECKING:
     from django.db.models import Model
     from django.forms import ModelForm
@@ -55,12 +57,15 @@ class EstimatedCountPaginator(Paginator):
     table, so the planner's estimate (`pg_class.reltuples`, kept by autovacuum) is used once
     the table is big; the last page may then come out short or empty. Filtered lists are
     counted exactly up to `exact_filtered_below` rows (counting stops there, so a filter that
-    matches most of the table costs no more than that); past it, the planner's estimate of
-    the filtered query is used, and staff see an approximate total.
+    matches most of the table costs no more than that) and for at most `count_limit_ms`: a
+    filter that matches few rows and no index serves (a rare status, a reason) would
+    otherwise scan the whole table to find that there are no more. Past either, the planner's
+    estimate of the filtered query is used, and staff see an approximate total.
     """
 
     exact_below = 100_000
     exact_filtered_below = 10_000
+    count_limit_ms = 150
 
     @cached_property
     def count(self) -> int:
@@ -80,10 +85,11 @@ class EstimatedCountPaginator(Paginator):
             return super().count
         # Unordered, so that the planner may use whichever index serves the filter.
         cap = self.exact_filtered_below
-        counted = object_list.order_by()[: cap + 1].count()
-        if counted <= cap:
+        capped = object_list.order_by()[: cap + 1]
+        counted = sql.within(self.count_limit_ms, capped.count)
+        if counted is not None and counted <= cap:
             return counted
-        return max(counted, _planner_rows(object_list.order_by()))
+        return max(counted or 0, _planner_rows(object_list.order_by()))
 
 
 def _planner_rows(queryset: QuerySet[Any]) -> int:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError, connection, migrations, models
+from django.db import OperationalError, connection, migrations, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import DEFERRED
 from django.db.models.expressions import Col
@@ -269,6 +269,38 @@ def replanned(run: Callable[[], T]) -> T:
         return run()
     except PlanChanged:
         return run()
+
+
+# PostgreSQL's code for a statement cancelled by statement_timeout (query_canceled).
+_CANCELLED_STATE = "57014"
+
+
+def within(milliseconds: int, run: Callable[[], T]) -> T | None:
+    """`run()` with each of its statements limited to `milliseconds` (PostgreSQL's
+    statement_timeout), or None when one ran out of time: for a figure a page can do without
+    or estimate, so that no page waits on a scan that grows with the table.
+
+    The limit is set for run's own transaction (a savepoint inside the caller's), with
+    `set_config(..., is_local)`, so it holds under a transaction pooler; it is put back after
+    run (a savepoint's release would otherwise keep it until the caller's transaction ends),
+    and a cancelled run's rollback puts it back by itself."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        before = cursor.fetchone()[0]
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)", [f"{milliseconds}ms"]
+                )
+            result = run()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+            return result
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _CANCELLED_STATE:
+            raise
+        return None
 
 
 def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields: list[str]) -> int:

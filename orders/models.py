@@ -137,6 +137,8 @@ class Order(models.Model):
             ),
             # Rebuilding a campaign's line after Redis lost it reads the highest ticket.
             models.Index(fields=["campaign", "queue_ticket"], name="order_ticket_idx"),
+            # The admin's test-mode filter (partial: live orders add no entry).
+            models.Index(fields=["id"], condition=Q(livemode=False), name="order_test_idx"),
         ]
 
     def __str__(self) -> str:
@@ -169,9 +171,9 @@ PARKING_ALLOWED: dict[str, frozenset[str]] = {
     PARKED: frozenset({S.RECEIVED}),
 }
 
-# A campaign's line: its received orders, less the parked ones. The one definition: the ORM's
-# (orders.selectors) filters by it, and the reservation worker's locking read is written from
-# it (orders.sql.CAMPAIGN_LINE_FOR_UPDATE).
+# A campaign's line: its received orders, less the parked ones. The one definition: the
+# reservation worker's locking read and the line's oldest order are written from it
+# (orders.sql.CAMPAIGN_LINE_FOR_UPDATE, OLDEST_IN_CAMPAIGN_LINE).
 LINE: dict[str, object] = {"status": S.RECEIVED, "parked_at__isnull": True}
 
 # The source of a move that creates its row (a payment's first attempt, a refund asked for).

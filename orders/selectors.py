@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,10 +12,9 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
 from infra.errors import NotFound
-from infra.sql import prepared_objects
+from infra.sql import prepared_objects, prepared_rows
 from orders import sql, waiting_line
 from orders.models import (
-    LINE,
     CallbackDelivery,
     Order,
     OrderEvent,
@@ -272,7 +272,18 @@ def queue_tickets(*, campaign_id: int | None) -> tuple[int, int]:
 
 def oldest_waiting(*, campaign_id: int | None) -> int | None:
     """The id of the first order in a campaign's line (parked ones are out of it)."""
-    return _line(campaign_id).order_by("id").values_list("id", flat=True).first()
+    oldest = _oldest_in_line(campaign_id)
+    return oldest[0] if oldest else None
+
+
+def _oldest_in_line(campaign_id: int | None) -> tuple[int, uuid.UUID, datetime] | None:
+    """(id, public id, created_at) of the first order in a campaign's line, read through
+    order_queue_idx whatever plan the prepared statement has (orders.sql.OLDEST_IN_LINE)."""
+    if campaign_id is None:
+        rows = prepared_rows(sql.OLDEST_IN_NO_CAMPAIGN_LINE, [])
+    else:
+        rows = prepared_rows(sql.OLDEST_IN_CAMPAIGN_LINE, [campaign_id])
+    return rows[0] if rows else None
 
 
 def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
@@ -280,12 +291,6 @@ def _of_campaign(campaign_id: int | None) -> QuerySet[Order]:
     if campaign_id is None:
         return Order.objects.filter(campaign__isnull=True)
     return Order.objects.filter(campaign_id=campaign_id)
-
-
-def _line(campaign_id: int | None) -> QuerySet[Order]:
-    """A campaign's line (orders.models.LINE, which the reservation worker's locking read,
-    orders.sql.CAMPAIGN_LINE_FOR_UPDATE, is written from)."""
-    return _of_campaign(campaign_id).filter(**LINE)
 
 
 # --- For the staff admin's pages -----------------------------------------------------------
@@ -423,11 +428,12 @@ def _first_order_id_from(moment: datetime) -> int | None:
     """The first order id created at or after `moment` (None: no order since), by bisecting
     the primary key in one recursive query: about twenty index probes inside PostgreSQL,
     whatever the table's size."""
+    return _first_id_from(sql.FIRST_ORDER_ID_FROM, moment)
+
+
+def _first_id_from(statement: str, moment: datetime) -> int | None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.FIRST_ORDER_ID_FROM,
-            {"moment": moment},
-        )
+        cursor.execute(statement, {"moment": moment})
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -472,20 +478,16 @@ def lines_waiting(*, campaign_ids: Iterable[int]) -> list[LineWaiting]:
         reserved = counts.get((campaign_id, Order.Status.RESERVED), 0)
         if campaign_id is None and not (received or reserved):
             continue
-        oldest = (
-            _line(campaign_id).order_by("id").only("id", "public_id", "created_at").first()
-            if received
-            else None
-        )
+        oldest = _oldest_in_line(campaign_id) if received else None
         found.append(
             LineWaiting(
                 campaign_id=campaign_id,
                 waiting=received - parked.get(campaign_id, 0),
                 reserved=reserved,
                 parked=parked.get(campaign_id, 0),
-                oldest_id=oldest.pk if oldest else None,
-                oldest_public_id=str(oldest.public_id) if oldest else "",
-                oldest_created_at=oldest.created_at if oldest else None,
+                oldest_id=oldest[0] if oldest else None,
+                oldest_public_id=str(oldest[1]) if oldest else "",
+                oldest_created_at=oldest[2] if oldest else None,
             )
         )
     return found
@@ -553,10 +555,18 @@ def latest_callbacks_between(*, since: datetime, until: datetime) -> QuerySet[Ca
     """The newest delivery of each order whose latest status change happened in [since,
     until) (the delivery's creation is the change's time, X-Event-Time), oldest first. An
     order that changed again after `until` is not here: its newer change has its own delivery.
-    No index on created_at: a sequential scan of the deliveries, for a staff control."""
+    Read in the id range of [since, until) (the primary key bisected by created_at, with
+    ORDER_CLOCK_SLACK), so its cost grows with the deliveries in the range, not in the table."""
+    low = _first_id_from(sql.FIRST_CALLBACK_ID_FROM, since - ORDER_CLOCK_SLACK)
+    if low is None:
+        return CallbackDelivery.objects.none()
+    high = _first_id_from(sql.FIRST_CALLBACK_ID_FROM, until + ORDER_CLOCK_SLACK)
     newest = (
         CallbackDelivery.objects.filter(order_id=OuterRef("order_id")).order_by("-id").values("pk")
     )
-    return CallbackDelivery.objects.filter(
-        created_at__gte=since, created_at__lt=until, pk=Subquery(newest[:1])
-    ).order_by("id")
+    found = CallbackDelivery.objects.filter(
+        id__gte=low, created_at__gte=since, created_at__lt=until, pk=Subquery(newest[:1])
+    )
+    if high is not None:
+        found = found.filter(id__lt=high)
+    return found.order_by("id")

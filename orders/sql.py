@@ -107,6 +107,16 @@ _LINE_FOR_UPDATE = """
     FOR NO KEY UPDATE SKIP LOCKED""" % matching("O", LINE)  # noqa: S608, UP031 (constants only)
 CAMPAIGN_LINE_FOR_UPDATE = statement(_LINE_FOR_UPDATE, O=Order, campaign="= %s")
 NO_CAMPAIGN_LINE_FOR_UPDATE = statement(_LINE_FOR_UPDATE, O=Order, campaign="IS NULL")
+# A line's oldest order (the admin's pages; the order parked when a batch of one fails), also
+# written from LINE: with the status as a parameter, the generic plan PostgreSQL turns to after
+# a prepared statement's fifth run cannot use order_queue_idx (partial on status = 'received')
+# and walked every order of the campaign in id order: 1 s a backlog page at 3 million orders.
+_OLDEST_IN_LINE = """
+    SELECT {O.id}, {O.public_id}, {O.created_at} FROM {O}
+    WHERE {O.campaign_id} {campaign} AND %s
+    ORDER BY {O.id} LIMIT 1""" % matching("O", LINE)  # noqa: S608, UP031 (constants only)
+OLDEST_IN_CAMPAIGN_LINE = statement(_OLDEST_IN_LINE, O=Order, campaign="= %s")
+OLDEST_IN_NO_CAMPAIGN_LINE = statement(_OLDEST_IN_LINE, O=Order, campaign="IS NULL")
 
 # The campaign page's figures (orders.selectors.campaign_minutes): orders accepted per minute
 # in an id range, and orders paid per minute with their accept-to-paid times. OFFSET 0 keeps
@@ -140,10 +150,10 @@ MINUTES_PAID = statement(
     E=OrderEvent,
     paid=_STATUS["paid"],
 )
-# The first order id created at or after a moment, by bisecting the primary key in one
-# recursive query: about twenty index probes inside PostgreSQL, whatever the table's size.
-FIRST_ORDER_ID_FROM = statement(
-    """
+# The first id created at or after a moment, by bisecting the primary key in one recursive
+# query: about twenty index probes inside PostgreSQL, whatever the table's size. For tables
+# whose rows are inserted with their creation time, so that ids and times grow together.
+_FIRST_ID_FROM = """
     WITH RECURSIVE b(lo, hi) AS (
       SELECT min({O.id}), max({O.id}) FROM {O}
       UNION ALL
@@ -158,9 +168,11 @@ FIRST_ORDER_ID_FROM = statement(
     SELECT o.{O.id} FROM {O} o
     WHERE o.{O.id} >= (SELECT max(lo) FROM b) AND o.{O.created_at} >= %(moment)s
     ORDER BY o.{O.id} LIMIT 1
-    """,
-    O=Order,
-)
+    """
+FIRST_ORDER_ID_FROM = statement(_FIRST_ID_FROM, O=Order)
+# A delivery is inserted when its order's status changes, with that time (resending one
+# updates it in place): the same bisection finds a time range's deliveries.
+FIRST_CALLBACK_ID_FROM = statement(_FIRST_ID_FROM, O=CallbackDelivery)
 
 # --- Moves (orders.services.transitions) ---------------------------------------------------
 # Every stage moves every batch through it: the orders' UPDATE, an event row per order and a

@@ -4,12 +4,15 @@ kept per minute."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.db import connection
 from django.utils import timezone
 
@@ -17,6 +20,7 @@ from backoffice import dashboard
 from coupons.models import Campaign, Coupon
 from coupons.selectors import campaign_coupons_issued
 from infra import fast
+from orders.dashboard import common as dashboard_common
 from orders.models import Order, OrderEvent
 from shop.models import Product
 from tests.admin.conftest import Scene, figures, number
@@ -168,3 +172,50 @@ def test_percentile_of_a_histogram() -> None:
     assert p95 is not None
     assert abs(p95 - 0.095) / 0.095 < 0.05
     assert dashboard.percentile({}, 0.5) is None
+
+
+def test_a_slow_count_is_repeated_less_often_and_shown_with_its_time(
+    viewer: Client, scene: Scene
+) -> None:
+    # given: orders by status counted 8 s ago by a count that took 1 s (kept for 10 s)
+    key = f"admin:campaign:{scene.campaign.pk}:by-status"
+    stale = dashboard.Counted(value={"paid": 99}, at=time.time() - 8, took=1.0)
+    django_cache.set(key, stale)
+    # when
+    kept = viewer.get(page(scene.campaign))
+    django_cache.set(key, dataclasses.replace(stale, at=time.time() - 11))
+    counted = figures(viewer.get(page(scene.campaign)))
+    # then: the kept answer, with its time; past ten times its cost, counted again
+    assert figures(kept)["orders-paid"] == "99"
+    assert "as of " in kept.content.decode()
+    assert counted["orders-paid"] == "3"
+    assert django_cache.get(key).value["paid"] == 3
+
+
+def test_a_first_count_too_long_for_a_request_is_finished_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a count that takes 300 ms, where a request waits 50 ms at most
+    monkeypatch.setattr(dashboard_common, "BACKGROUND", True)
+    monkeypatch.setattr(dashboard, "INLINE_SECONDS", 0.05)
+    key = "admin:campaign:test-background:by-status"
+    django_cache.delete(key)
+
+    def count() -> dict[str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.3)")
+        return {"paid": 7}
+
+    # when
+    began = time.monotonic()
+    first = dashboard.kept_count(key, count)
+    waited = time.monotonic() - began
+    deadline = time.monotonic() + 10
+    while django_cache.get(f"{key}:counting") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    later = dashboard.kept_count(key, count)
+    # then: the request did not wait for it; the next one finds the background's answer
+    assert first is None
+    assert waited < 0.25
+    assert later is not None
+    assert (later.value, later.took >= 0.3) == ({"paid": 7}, True)

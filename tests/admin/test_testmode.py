@@ -40,9 +40,9 @@ def test_test_data_can_be_filtered_out_of_every_list(superuser: Client) -> None:
         ("shop/apikey", "live one", "test one"),
     ]
     for path, live, test in lists:
-        field = "campaign__livemode" if path == "coupons/coupon" else "livemode"
-        live_page = superuser.get(f"/admin/{path}/?{field}__exact=1").content.decode()
-        test_page = superuser.get(f"/admin/{path}/?{field}__exact=0").content.decode()
+        param = "campaign_livemode" if path == "coupons/coupon" else "livemode__exact"
+        live_page = superuser.get(f"/admin/{path}/?{param}=1").content.decode()
+        test_page = superuser.get(f"/admin/{path}/?{param}=0").content.decode()
         assert (live in live_page, test in live_page) == (True, False), path
         assert (test in test_page, live in test_page) == (True, False), path
 

@@ -24,6 +24,7 @@ from infra.sql import (
     replanned,
     rows_insert,
     rows_update,
+    within,
 )
 from orders.models import CallbackDelivery, Order, OrderEvent
 from orders.selectors import order_by_key, orders_for_update
@@ -446,3 +447,50 @@ def test_the_workers_reads_do_not_read_a_column_a_migration_added(chatbot, migra
         assert not locked.get_deferred_fields()
     finally:
         migration("ALTER TABLE orders_order DROP COLUMN IF EXISTS added_later")
+
+
+def _statement_timeout() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        return cursor.fetchone()[0]
+
+
+def _sleep(seconds: float) -> Callable[[], int]:
+    def run() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s), 1", [seconds])
+            return cursor.fetchone()[1]
+
+    return run
+
+
+def test_within_answers_in_time_and_puts_the_limit_back() -> None:
+    # given: the caller's own transaction (the test's) and its time-out
+    before = _statement_timeout()
+    # when
+    answered = within(1000, _sleep(0.01))
+    # then: the answer, and the caller's transaction has its time-out back
+    assert answered == 1
+    assert _statement_timeout() == before
+    assert within(1000, _statement_timeout) == "1s"  # the limit held inside the run
+
+
+def test_within_gives_none_when_a_statement_runs_out_of_time() -> None:
+    # given
+    before = _statement_timeout()
+    # when: a statement that takes 300 ms, allowed 50
+    answered = within(50, _sleep(0.3))
+    # then: no answer, the caller's transaction goes on, with its time-out
+    assert answered is None
+    assert _sleep(0.1)() == 1
+    assert _statement_timeout() == before
+
+
+def test_within_lets_other_database_errors_through() -> None:
+    # given / when / then
+    def broken() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    with pytest.raises(DataError):
+        within(1000, broken)

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from orders.models import CallbackDelivery, Order
+from orders.selectors import latest_callbacks_between
 from orders.services.callbacks import (
     callbacks_claim_batch,
     callbacks_record,
@@ -137,3 +138,24 @@ def test_a_range_resends_at_most_its_limit_oldest_first(chatbot) -> None:
         since=now - timedelta(hours=1), until=now, actor="staff:otto", limit=2
     )
     assert resent == [rows[0].pk, rows[1].pk]
+
+
+def test_a_range_is_found_among_many_deliveries_by_their_ids(chatbot) -> None:
+    # given: 120 orders' deliveries, one a minute for two hours, inserted in time order as the
+    # pipeline inserts them (the selector bisects their ids by time)
+    now = timezone.now()
+    rows = [
+        delivery(an_order(chatbot, f"m{n}"), "paid", D.DELIVERED, now - timedelta(minutes=120 - n))
+        for n in range(120)
+    ]
+    # when: from 90 to 60 minutes ago
+    found = list(
+        latest_callbacks_between(
+            since=now - timedelta(minutes=90), until=now - timedelta(minutes=60)
+        ).values_list("pk", flat=True)
+    )
+    # then: exactly the thirty of the range, oldest first; an empty range finds none
+    assert found == [row.pk for row in rows[30:60]]
+    assert not latest_callbacks_between(
+        since=now + timedelta(minutes=1), until=now + timedelta(hours=1)
+    ).exists()
