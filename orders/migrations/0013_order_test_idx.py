@@ -15,7 +15,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
 
-    dependencies = [("orders", "0011_livemode")]
+    dependencies = [("orders", "0012_hot_parents_without_db_keys")]
 
     operations = [
         migrations.RunSQL(
