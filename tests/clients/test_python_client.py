@@ -26,7 +26,7 @@ from campaign_client import (
     verify_webhook,
 )
 
-from orders.models import Order, Payment
+from orders.models import TERMINAL, Order, Payment
 from orders.services.settlement import gateway as gateway_client
 from shop import services as shop_services
 from shop.models import ApiClient, RateLimit
@@ -50,6 +50,17 @@ def web(worker_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     base, process = stack.start_web(log_dir / "gunicorn-client.log", env=worker_env)
     yield base
     stack.stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _orders_final_before_the_flush() -> Iterator[None]:
+    """Let the module's worker finish what a test left in flight before the database is
+    emptied: the flush's TRUNCATE racing a worker's batch deadlocked under load."""
+    yield
+    wait_for(
+        lambda: not Order.objects.exclude(status__in=TERMINAL).exists(),
+        what="the test's orders to be final",
+    )
 
 
 @pytest.fixture
