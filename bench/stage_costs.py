@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -235,6 +236,35 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def bench_campaign(count: int) -> tuple[Any, Any, Any]:
+    """A fresh store, product (stock `count`), live campaign (`count` coupons, each with a
+    2,500 discount of budget) and API client: (product, campaign, client). Django is set up."""
+    from django.utils import timezone
+
+    from coupons import services as coupons_services
+    from shop import services as shop_services
+    from shop.models import Product, Store
+
+    run = uuid.uuid4().hex[:8]
+    store = Store.objects.create(slug=f"s-{run}", name="bench")
+    product = Product.objects.create(
+        sku=f"B-{run}", name="bench", store=store, price=3000, stock=count, stock_total=count
+    )
+    now = timezone.now()
+    campaign = coupons_services.campaign_seed(
+        slug=f"b-{run}",
+        name="bench",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(days=1),
+        coupon_valid_until=now + timedelta(days=1),
+        max_discount=2500,
+        coupons_total=count,
+        budget_total=2500 * count,
+    )
+    client = shop_services.api_client_create(name=f"bench-{run}")
+    return product, campaign, client
+
+
 def main() -> None:
     args = arguments()
     count, batch = args.orders, args.batch
@@ -243,7 +273,6 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.utils import timezone
 
     call_command("migrate", verbosity=0)
     if args.statements:
@@ -251,8 +280,6 @@ def main() -> None:
     from coupons import services as coupons_services
     from infra import fast
     from orders import services
-    from shop import services as shop_services
-    from shop.models import Product, Store
 
     fast.client().flushdb()
     gateway = subprocess.Popen(
@@ -271,23 +298,7 @@ def main() -> None:
     )
     time.sleep(1.5)
     try:
-        run = uuid.uuid4().hex[:8]
-        store = Store.objects.create(slug=f"s-{run}", name="bench")
-        product = Product.objects.create(
-            sku=f"B-{run}", name="bench", store=store, price=3000, stock=count, stock_total=count
-        )
-        now = timezone.now()
-        campaign = coupons_services.campaign_seed(
-            slug=f"b-{run}",
-            name="bench",
-            starts_at=now - timedelta(minutes=1),
-            ends_at=now + timedelta(days=1),
-            coupon_valid_until=now + timedelta(days=1),
-            max_discount=2500,
-            coupons_total=count,
-            budget_total=2500 * count,
-        )
-        client = shop_services.api_client_create(name=f"bench-{run}")
+        product, campaign, client = bench_campaign(count)
         coupons = []
         timed(
             "claim (coupon_claim)",

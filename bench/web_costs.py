@@ -26,13 +26,13 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from bench.stage_costs import (  # its environment, too
     CALLBACK_URL,
     ROOT,
     backend_cpu,
+    bench_campaign,
     web_environment,
 )
 
@@ -221,37 +221,19 @@ def setup(count: int, profile: str | None) -> Bench:
 
     django.setup()
     from django.core.management import call_command
-    from django.utils import timezone
 
     call_command("migrate", verbosity=0)
     from config.wsgi import application
-    from coupons import services as coupons_services
     from infra import fast
     from shop import services as shop_services
-    from shop.models import Product, RateLimit, Store
+    from shop.models import RateLimit
 
     fast.client().flushdb()
     # Admission stays on (its Redis round trip is part of a claim's cost), never refusing.
     for scope in (RateLimit.Scope.CLIENT_REQUESTS, RateLimit.Scope.CUSTOMER_REQUESTS):
         limits = {"per_second": 1e6, "burst": 10**6}
         RateLimit.objects.update_or_create(scope=scope, defaults=limits)
-    run = uuid.uuid4().hex[:8]
-    store = Store.objects.create(slug=f"s-{run}", name="bench")
-    product = Product.objects.create(
-        sku=f"B-{run}", name="bench", store=store, price=3000, stock=count, stock_total=count
-    )
-    now = timezone.now()
-    campaign = coupons_services.campaign_seed(
-        slug=f"b-{run}",
-        name="bench",
-        starts_at=now - timedelta(minutes=1),
-        ends_at=now + timedelta(days=1),
-        coupon_valid_until=now + timedelta(days=1),
-        max_discount=2500,
-        coupons_total=count,
-        budget_total=2500 * count,
-    )
-    client = shop_services.api_client_create(name=f"bench-{run}")
+    product, campaign, client = bench_campaign(count)
     key = shop_services.api_key_issue(client_id=client.pk).raw
     # Warm up: the first request loads the URLconf and the API's modules (a quarter second).
     status, _, _ = wsgi_call(application, "GET", f"{API}/orders/{uuid.UUID(int=0)}/", key)
