@@ -163,6 +163,22 @@ def expired_orders(campaign_id: int) -> int:
     return int(count)
 
 
+def after_drain(runner: Runner, orders: dict[str, Any], drain: Any) -> dict[str, Any]:
+    """What both soaks report once the drain is over: the waits, what expired, the drain,
+    the invariants, the seeding, peak memory, the database's waits, the load generator."""
+    return {
+        "after_load": orders["after_load"],
+        "waits": orders["waits"],
+        "expired": expired_orders(runner.fixtures.campaign_id),
+        "drain": drain,
+        "invariants": runner.results["invariants"],
+        "coupons_seeded": runner.results.get("coupons_seeded", 0),
+        "peak_rss": runner.sampler.peaks(),
+        "db_waits": runner.results.get("db_waits", {}).get("soak"),
+        "loadgen": runner.load.call("cpu"),
+    }
+
+
 def soak(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
     """The load, the drain, the invariants, and the figures per minute."""
     load = offer(runner, minutes=args.minutes, connections=args.connections)
@@ -176,15 +192,7 @@ def soak(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "load": load,
         "minutes": merge(orders["minutes"], samples),
-        "after_load": orders["after_load"],
-        "waits": orders["waits"],
-        "expired": expired_orders(runner.fixtures.campaign_id),
-        "drain": drain,
-        "invariants": runner.results["invariants"],
-        "coupons_seeded": runner.results.get("coupons_seeded", 0),
-        "peak_rss": runner.sampler.peaks(),
-        "db_waits": runner.results.get("db_waits", {}).get("soak"),
-        "loadgen": runner.load.call("cpu"),
+        **after_drain(runner, orders, drain),
     }
 
 
@@ -206,15 +214,7 @@ def long_soak(runner: Runner, args: argparse.Namespace, rate: float) -> dict[str
         "minutes": merge(orders["minutes"], samples),
         "windows": long.windows(runner, start=start, end=end, minutes=args.window_minutes),
         "live_windows": offered["live_windows"],
-        "after_load": orders["after_load"],
-        "waits": orders["waits"],
-        "expired": expired_orders(runner.fixtures.campaign_id),
-        "drain": drain,
-        "invariants": runner.results["invariants"],
-        "coupons_seeded": runner.results.get("coupons_seeded", 0),
-        "peak_rss": runner.sampler.peaks(),
-        "db_waits": runner.results.get("db_waits", {}).get("soak"),
-        "loadgen": runner.load.call("cpu"),
+        **after_drain(runner, orders, drain),
     }
 
 
