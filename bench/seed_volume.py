@@ -5,16 +5,18 @@
 
 Creates the database if it is missing and migrates it, then writes the rows, chunk by chunk,
 with one statement per chunk: INSERT ... SELECT generate_series for every table at once, as
-data-modifying CTEs (no Python object per row). The whole load is one transaction, which
-drops the big tables' secondary indexes first and builds them after the rows are in (one sort
-each instead of a B-tree descent per row), skips the per-row foreign key checks (a superuser's
+data-modifying CTEs (no Python object per row). The whole load is one transaction, which drops
+the big tables' secondary indexes first and builds them after the rows are in (one sort each
+instead of a B-tree descent per row), skips the per-row foreign key checks (a superuser's
 `session_replication_role = replica`: the rows are consistent by construction, and the test
 checks every reference), then sets the counters; VACUUM ANALYZE follows. A progress bar shows
-each phase; a run stopped before the commit leaves no order or coupon. The rows are what the pipeline would have left after a nine-hour campaign: most
-orders paid, some rejected, declined, cancelled, expired or refunded, the newest ones still
-reserved or waiting in line (a few parked), each with its line, hold, payment, events and, for
-one in ten, callback deliveries; coupons redeemed, held or issued to match. The campaign's
-counters (coupons issued, budget held and spent) and the stock are set from those rows, so the
+each phase; a run stopped before the commit leaves no order or coupon.
+
+The rows are what the pipeline would have left after a nine-hour campaign: most orders paid,
+some rejected, declined, cancelled, expired or refunded, the newest ones still reserved or
+waiting in line (a few parked), each with its line, hold, payment, events and, for one in ten,
+callback deliveries; coupons redeemed, held or issued to match. The campaign's counters
+(coupons issued, budget held and spent) and the stock are set from those rows, so the
 invariants hold and the admin's figures can be checked against the database.
 
 It writes three apps' tables directly, as no product code may (each app's SQL is its own, in
@@ -254,10 +256,10 @@ _TABLES = [
 ]
 
 # The tables the load fills by the million. Their secondary indexes and unique constraints are
-# dropped before the load and made again after it from the catalog's own definitions: one
-# sort per index instead of a B-tree descent (and its WAL) per row and index, which made the
-# seed slow down as the indexes outgrew the cache (docs/admin.md). Primary keys stay: ids
-# ascend, so each insert appends to the last leaf, and the foreign keys depend on them.
+# dropped before the load and made again after it as migrate made them: one sort per index
+# instead of a B-tree descent (and its WAL) per row and index, which made the seed slow down
+# as the indexes outgrew the cache (docs/admin.md). Primary keys stay: ids ascend, so each
+# insert appends to the last leaf, and the foreign keys depend on them.
 _LOADED = [
     "coupons_coupon",
     "orders_order",
@@ -297,7 +299,7 @@ def _bar(label: str, done: int, total: int, began: float, doing: str = "") -> st
     filled = int(BAR_WIDTH * share)
     return (
         f"\r  {label:<8} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:6.1%} "
-        f"{done:>12,}/{total:,}  {time.monotonic() - began:6.1f} s  {doing:<40}"
+        f"{done:>12,}/{total:,}  {time.monotonic() - began:6.1f} s  {doing:<46}"
     )
 
 
@@ -308,10 +310,10 @@ class SeedRefused(Exception):
 def seed(
     *, orders: int, coupons: int, chunk: int = 100_000, hours: float = 9.0, out: TextIO
 ) -> None:
-    """Create (if missing), migrate and fill the database Django is configured with:
-    `orders` orders and `coupons` coupons of a campaign `hours` long, `chunk` rows per INSERT,
-    with a progress bar on `out`. The rows, indexes and counters go in as one transaction, so
-    a run stopped before its VACUUM leaves no order or coupon. Raises SeedRefused."""
+    """Create (if missing), migrate and fill the database Django is configured with: `orders`
+    orders and `coupons` coupons of a campaign `hours` long, `chunk` orders per statement, with
+    a progress bar on `out`. The rows, indexes and counters go in as one transaction, so a run
+    stopped before its VACUUM leaves no order or coupon. Raises SeedRefused."""
     from django.core.management import call_command
     from django.db import connection, transaction
 
@@ -587,7 +589,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--coupons", type=int, default=1_000_000)
-    parser.add_argument("--chunk", type=int, default=100_000, help="Rows per INSERT.")
+    parser.add_argument("--chunk", type=int, default=100_000, help="Rows per statement.")
     parser.add_argument("--hours", type=float, default=9.0, help="Campaign so far.")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
