@@ -3,13 +3,20 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/campaign_volume \\
         .venv/bin/python -m bench.seed_volume --orders 1000000 --coupons 1000000
 
-Creates the database if it is missing and migrates it, then writes rows with one
-INSERT ... SELECT generate_series per table and chunk (no Python object per row), printing a
-progress bar. The rows are what the pipeline would have left after a nine-hour campaign: most
-orders paid, some rejected, declined, cancelled, expired or refunded, the newest ones still
-reserved or waiting in line (a few parked), each with its line, hold, payment, events and, for
-one in ten, callback deliveries; coupons redeemed, held or issued to match. The campaign's
-counters (coupons issued, budget held and spent) and the stock are set from those rows, so the
+Creates the database if it is missing and migrates it, then writes the rows, chunk by chunk,
+with one statement per chunk: INSERT ... SELECT generate_series for every table at once, as
+data-modifying CTEs (no Python object per row). The whole load is one transaction, which drops
+the big tables' secondary indexes first and builds them after the rows are in (one sort each
+instead of a B-tree descent per row), skips the per-row foreign key checks (a superuser's
+`session_replication_role = replica`: the rows are consistent by construction, and the test
+checks every reference), then sets the counters; VACUUM ANALYZE follows. A progress bar shows
+each phase; a run stopped before the commit leaves no order or coupon.
+
+The rows are what the pipeline would have left after a nine-hour campaign: most orders paid,
+some rejected, declined, cancelled, expired or refunded, the newest ones still reserved or
+waiting in line (a few parked), each with its line, hold, payment, events and, for one in ten,
+callback deliveries; coupons redeemed, held or issued to match. The campaign's counters
+(coupons issued, budget held and spent) and the stock are set from those rows, so the
 invariants hold and the admin's figures can be checked against the database.
 
 It writes three apps' tables directly, as no product code may (each app's SQL is its own, in
@@ -24,7 +31,10 @@ import os
 import sys
 import time
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from django.db.backends.utils import CursorWrapper
 
 PRODUCTS = 20
 BAR_WIDTH = 30
@@ -33,7 +43,6 @@ BAR_WIDTH = 30
 # orders are still in flight (waiting, then reserved); the rest are spread over the terminal
 # statuses by a scrambled g, so each status is found all along the campaign.
 _SOURCE = """
-CREATE TEMP TABLE vol_src ON COMMIT DROP AS
 WITH base AS (
   SELECT g,
          %(order_base)s + g AS oid,
@@ -246,13 +255,51 @@ _TABLES = [
     "shop_product",
 ]
 
+# The tables the load fills by the million. Their secondary indexes and unique constraints are
+# dropped before the load and made again after it as migrate made them: one sort per index
+# instead of a B-tree descent (and its WAL) per row and index, which made the seed slow down
+# as the indexes outgrew the cache (docs/admin.md). Primary keys stay: ids ascend, so each
+# insert appends to the last leaf, and the foreign keys depend on them.
+_LOADED = [
+    "coupons_coupon",
+    "orders_order",
+    "orders_orderline",
+    "orders_reservation",
+    "orders_payment",
+    "orders_orderevent",
+    "orders_callbackdelivery",
+]
 
-def _bar(label: str, done: int, total: int, began: float) -> str:
+# Each secondary index of the tables: its name, its definition as the catalog gives it, and
+# the statements that drop it and (when the models do not declare it) make it again; an index
+# that backs a unique constraint is dropped and made with its constraint.
+_SECONDARY = """
+SELECT i.relname,
+       pg_get_indexdef(i.oid) || coalesce(' / ' || pg_get_constraintdef(c.oid), ''),
+       CASE WHEN c.oid IS NULL THEN format('DROP INDEX %%I.%%I', n.nspname, i.relname)
+            ELSE format('ALTER TABLE %%s DROP CONSTRAINT %%I', t.oid::regclass, c.conname)
+       END,
+       CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.oid)
+            ELSE format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', t.oid::regclass, c.conname,
+                        pg_get_constraintdef(c.oid))
+       END
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_namespace n ON n.oid = i.relnamespace
+JOIN pg_class t ON t.oid = x.indrelid
+LEFT JOIN pg_constraint c
+  ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('u', 'x')
+WHERE x.indrelid = ANY(%(tables)s::regclass[]) AND NOT x.indisprimary
+ORDER BY array_position(%(tables)s::regclass[], x.indrelid), i.relname
+"""
+
+
+def _bar(label: str, done: int, total: int, began: float, doing: str = "") -> str:
     share = done / total if total else 1.0
     filled = int(BAR_WIDTH * share)
     return (
         f"\r  {label:<8} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:6.1%} "
-        f"{done:>12,}/{total:,}  {time.monotonic() - began:6.1f} s"
+        f"{done:>12,}/{total:,}  {time.monotonic() - began:6.1f} s  {doing:<46}"
     )
 
 
@@ -261,11 +308,12 @@ class SeedRefused(Exception):
 
 
 def seed(
-    *, orders: int, coupons: int, chunk: int = 50_000, hours: float = 9.0, out: TextIO
+    *, orders: int, coupons: int, chunk: int = 100_000, hours: float = 9.0, out: TextIO
 ) -> None:
-    """Create (if missing), migrate and fill the database Django is configured with:
-    `orders` orders and `coupons` coupons of a campaign `hours` long, `chunk` rows per INSERT,
-    with a progress bar on `out`. Raises SeedRefused."""
+    """Create (if missing), migrate and fill the database Django is configured with: `orders`
+    orders and `coupons` coupons of a campaign `hours` long, `chunk` orders per statement, with
+    a progress bar on `out`. The rows, indexes and counters go in as one transaction, so a run
+    stopped before its VACUUM leaves no order or coupon. Raises SeedRefused."""
     from django.core.management import call_command
     from django.db import connection, transaction
 
@@ -276,35 +324,136 @@ def seed(
         raise SeedRefused("--orders, --coupons and --chunk must be positive.")
     _database(out)
     call_command("migrate", verbosity=0)
+    name = connection.settings_dict["NAME"]
     if Order.objects.exists() or Coupon.objects.exists():
         raise SeedRefused(
-            f"{connection.settings_dict['NAME']} already holds orders or coupons; "
+            f"{name} already holds orders or coupons; "
             "seed_volume fills a fresh database (drop it, or name another in DATABASE_URL)."
         )
     began = time.monotonic()
     params = _fixtures(orders=orders, coupons=coupons, hours=hours)
     out.write(
-        f"Seeding {orders:,} orders and {coupons:,} coupons into "
-        f"{connection.settings_dict['NAME']} (chunks of {chunk:,}):\n"
+        f"Seeding {orders:,} orders and {coupons:,} coupons into {name} (chunks of {chunk:,}):\n"
     )
-    _fill(out, "coupons", coupons, chunk=chunk, steps=[_COUPONS], params=params)
-    steps = [_SOURCE, _ORDERS, _LINES, _HOLDS, _PAYMENTS, _EVENTS, _CALLBACKS]
-    _fill(out, "orders", orders, chunk=chunk, steps=steps, params=params)
-    out.write("  counters, stock and sequences ...\n")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
-        cursor.execute(_BUDGETS, {"campaigns": [params["main"], params["side"]]})
-        cursor.execute(_STOCK)
-        for table in ["coupons_coupon", "orders_order"]:
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                f"(SELECT max(id) FROM {table}))"
-            )
-    out.write("  VACUUM ANALYZE (statistics and visibility, as autovacuum would) ...\n")
-    with connection.cursor() as cursor:
-        for table in _TABLES:
-            cursor.execute(f"VACUUM ANALYZE {table}")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _load(cursor, out, chunk=chunk, params=params)
+    except BaseException:
+        out.write(
+            f"\nStopped before the commit: {name} holds the schema and the volume campaigns "
+            "but no order or coupon (the load is one transaction); run the seed again.\n"
+        )
+        raise
+    try:
+        _vacuum(out)
+    except BaseException:
+        out.write(
+            f"\nStopped during VACUUM ANALYZE: {name} holds every row and index, but some "
+            "tables have neither statistics nor a visibility map, so the admin's plans are "
+            "not production's: run VACUUM ANALYZE on it before timing pages.\n"
+        )
+        raise
     out.write(f"Done in {time.monotonic() - began:.0f} s.\n")
+
+
+def _load(cursor: CursorWrapper, out: TextIO, *, chunk: int, params: dict[str, Any]) -> None:
+    """Inside one transaction: drop the big tables' secondary indexes, fill the tables, build
+    the indexes again, then set the counters, the stock and the sequences."""
+    cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    if cursor.fetchone()[0]:
+        # The rows are consistent by construction (each order's children name the order
+        # written by the same statement; coupons go in first), and the test checks every
+        # foreign key of a seeded database: skip the per-row foreign key checks (one index
+        # lookup each, queued to the commit) and the BEFORE DELETE guards, which fire on no
+        # row here. Needs a superuser.
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    else:
+        # Checked per statement, so that no check is pending when the indexes are built.
+        out.write("  (not a superuser: every row's foreign keys are checked, slower)\n")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    cursor.execute("SET LOCAL work_mem = '256MB'")
+    was = {(name, definition) for name, definition, _drop, _make in _secondary_indexes(cursor)}
+    indexes = _dropped_indexes(cursor)
+    _fill(cursor, out, "coupons", params["coupons"], chunk=chunk, steps=[_COUPONS], params=params)
+    steps = [_ORDERS, _LINES, _HOLDS, _PAYMENTS, _EVENTS, _CALLBACKS]
+    _fill(cursor, out, "orders", params["orders"], chunk=chunk, steps=steps, params=params)
+    began = time.monotonic()
+    for done, (name, _definition, _drop, make) in enumerate(indexes):
+        out.write(_bar("indexes", done, len(indexes), began, name))
+        out.flush()
+        cursor.execute(make)
+    out.write(_bar("indexes", len(indexes), len(indexes), began) + "\n")
+    # Made again exactly as they were, or the whole load rolls back.
+    now = {(name, definition) for name, definition, _drop, _make in _secondary_indexes(cursor)}
+    if was != now:
+        raise RuntimeError(f"indexes not made again as they were: {sorted(was ^ now)}")
+    out.write("  counters, stock and sequences ...\n")
+    # From here on the triggers fire again: the slices' caps are checked at the commit.
+    cursor.execute("SET LOCAL session_replication_role = origin")
+    cursor.execute(_COUNTERS, {"campaigns": [params["main"], params["side"]]})
+    cursor.execute(_BUDGETS, {"campaigns": [params["main"], params["side"]]})
+    cursor.execute(_STOCK)
+    for table in ["coupons_coupon", "orders_order"]:
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+            f"(SELECT max(id) FROM {table}))"
+        )
+
+
+def _secondary_indexes(cursor: CursorWrapper) -> list[tuple[str, str, str, str]]:
+    """The big tables' secondary indexes: (name, definition, drop, make). An index the models
+    declare is made by Django's own SQL, as migrate made it: the catalog's text of a predicate
+    such as `status IN (...)` reads back as a different expression."""
+    from django.apps import apps
+    from django.db import connection, models
+
+    editor = connection.schema_editor()
+    declared = {}
+    for model in apps.get_models():
+        if model._meta.db_table in _LOADED:
+            for item in [*model._meta.indexes, *model._meta.constraints]:
+                if isinstance(item, (models.Index, models.UniqueConstraint)):
+                    declared[item.name] = str(item.create_sql(model, editor))
+    cursor.execute(_SECONDARY, {"tables": _LOADED})
+    return [
+        (name, definition, drop, declared.get(name, make))
+        for name, definition, drop, make in cursor.fetchall()
+    ]
+
+
+def _dropped_indexes(cursor: CursorWrapper) -> list[tuple[str, str, str, str]]:
+    """Drop, for the load, each secondary index that its statement makes again exactly as it
+    is, and return those. Each is tried first on the still empty tables: one that comes back
+    otherwise (the catalog's text of `target IN (...)` made by raw SQL reads back as another
+    expression, which pg_dump would leave too) is put back as it was and kept up during the
+    load."""
+    dropped = []
+    for name, definition, drop, make in _secondary_indexes(cursor):
+        cursor.execute("SAVEPOINT seed_index_trial")
+        cursor.execute(drop)
+        cursor.execute(make)
+        if (name, definition, drop, make) in _secondary_indexes(cursor):
+            cursor.execute(drop)
+            cursor.execute("RELEASE SAVEPOINT seed_index_trial")
+            dropped.append((name, definition, drop, make))
+        else:
+            cursor.execute("ROLLBACK TO SAVEPOINT seed_index_trial")
+            cursor.execute("RELEASE SAVEPOINT seed_index_trial")
+    return dropped
+
+
+def _vacuum(out: TextIO) -> None:
+    """Statistics and visibility map, as autovacuum would leave them."""
+    from django.db import connection
+
+    began = time.monotonic()
+    with connection.cursor() as cursor:
+        for done, table in enumerate(_TABLES):
+            out.write(_bar("vacuum", done, len(_TABLES), began, f"VACUUM ANALYZE {table}"))
+            out.flush()
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    out.write(_bar("vacuum", len(_TABLES), len(_TABLES), began) + "\n")
 
 
 def _database(out: TextIO) -> None:
@@ -401,19 +550,27 @@ def _fixtures(*, orders: int, coupons: int, hours: float) -> dict[str, Any]:
 
 
 def _fill(
-    out: TextIO, label: str, total: int, *, chunk: int, steps: list[str], params: dict[str, Any]
+    cursor: CursorWrapper,
+    out: TextIO,
+    label: str,
+    total: int,
+    *,
+    chunk: int,
+    steps: list[str],
+    params: dict[str, Any],
 ) -> None:
-    from django.db import connection, transaction
-
+    """`total` rows, `chunk` at a time, each chunk one statement: the steps as data-modifying
+    CTEs over `vol_src` (_SOURCE, computed once per chunk where a step reads it)."""
+    ctes = [f"vol_src AS MATERIALIZED ({_SOURCE})"] if "vol_src" in "".join(steps) else []
+    ctes += [f"step_{n} AS ({sql})" for n, sql in enumerate(steps[:-1])]
+    statement = ("WITH " + ",\n".join(ctes) + "\n" if ctes else "") + steps[-1]
     began = time.monotonic()
     done = 0
     out.write(_bar(label, done, total, began))
     out.flush()
     while done < total:
         hi = min(total, done + chunk)
-        with transaction.atomic(), connection.cursor() as cursor:
-            for sql in steps:
-                cursor.execute(sql, {**params, "lo": done + 1, "hi": hi})
+        cursor.execute(statement, {**params, "lo": done + 1, "hi": hi})
         done = hi
         out.write(_bar(label, done, total, began))
         out.flush()
@@ -432,7 +589,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--coupons", type=int, default=1_000_000)
-    parser.add_argument("--chunk", type=int, default=50_000, help="Rows per INSERT.")
+    parser.add_argument("--chunk", type=int, default=100_000, help="Rows per statement.")
     parser.add_argument("--hours", type=float, default=9.0, help="Campaign so far.")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
