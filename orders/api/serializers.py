@@ -1,3 +1,4 @@
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,9 +46,18 @@ def callback_url_vetted(value: str | None) -> str:
     where CALLBACK_ALLOW_HTTP) and, unless CALLBACK_ALLOW_PRIVATE, names a public host."""
     if not value:
         return ""
-    allowed = ("https",) + (("http",) if settings.CALLBACK_ALLOW_HTTP else ())
+    return _url_vetted(value, settings.CALLBACK_ALLOW_HTTP, settings.CALLBACK_ALLOW_PRIVATE)
+
+
+# A client sends the same few callback URLs with every order, and Django's URLValidator
+# (built anew, its pattern compiled again) cost 4 % of an order POST's CPU: a URL that
+# passed is remembered, with the settings it passed under. A refusal raises, so it is not
+# (docs/performance.md, "The web layer on the hot endpoints").
+@lru_cache(maxsize=1024)
+def _url_vetted(value: str, allow_http: bool, allow_private: bool) -> str:
+    allowed = ("https",) + (("http",) if allow_http else ())
     URLValidator(schemes=list(allowed), message="Must be an https URL.")(value)
-    if not settings.CALLBACK_ALLOW_PRIVATE and _names_a_private_host(value):
+    if not allow_private and _names_a_private_host(value):
         raise serializers.ValidationError("Must name a public host.")
     return value
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rest_framework.exceptions import ValidationError
 
 import config.urls  # noqa: F401  (loads the API as Django does; infra.api before DRF's views)
-from orders.api.serializers import OrderPlaceIn, order_place_plain
+from orders.api.serializers import OrderPlaceIn, callback_url_vetted, order_place_plain
 
 texts = st.one_of(
     st.text(max_size=70),
@@ -139,3 +141,28 @@ def _errors(body: dict) -> dict:
     serializer = OrderPlaceIn(data=body)
     assert not serializer.is_valid()
     return serializer.errors
+
+
+@pytest.mark.parametrize(
+    ("url", "setting"),
+    [
+        ("http://bot.example.com/cb", "CALLBACK_ALLOW_HTTP"),
+        ("https://10.0.0.7/cb", "CALLBACK_ALLOW_PRIVATE"),
+    ],
+)
+def test_a_remembered_callback_url_is_judged_again_under_other_settings(
+    url: str, setting: str
+) -> None:
+    # given: the URL passed, and is remembered, while the setting allowed it
+    body = {"customer_id": "c-1", "items": [{"sku": "A", "quantity": 1}], "callback_url": url}
+    with override_settings(**{setting: True}):
+        assert order_place_plain(body) == body
+        assert callback_url_vetted(url) == url
+    # when: the setting no longer allows it
+    with override_settings(**{setting: False}):
+        # then: refused, by the plain check and the serializer, the same way every time
+        for _ in range(2):
+            assert order_place_plain(body) is None
+            assert "callback_url" in _errors(body)
+            with pytest.raises((DjangoValidationError, ValidationError)):
+                callback_url_vetted(url)
