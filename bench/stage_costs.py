@@ -11,7 +11,8 @@ stage prints its CPU per order in this process and in its PostgreSQL backend (re
 workers see at a few hundred orders a second; 500 shows the floor of a full batch);
 `--profile reserve` prints cProfile's top functions for that stage (the pool threads' calls
 included); `--statements` counts
-the statements and commits each stage sends, per order, and lists them by kind; `--intake wsgi`
+the statements and commits each stage sends, per order, and lists them by kind, and its Redis
+commands (INFO commandstats); `--intake wsgi`
 places the orders through the WSGI application instead of the service, so the difference
 between the two is what Django, the middleware and DRF add per order (gunicorn's own share is
 what the end-to-end run's web CPU adds to that). DEBUG is off, as in production: Django's debug
@@ -89,7 +90,27 @@ class StatementCount:
         psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
         psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
 
-    def report(self, label: str, count: int) -> None:
+    @staticmethod
+    def redis_calls() -> dict[str, int]:
+        """Calls per Redis command so far (INFO commandstats; this process is the server's
+        only client here), the INFO that asks not counted."""
+        from infra import fast
+
+        stats = fast.client().info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+        calls["info"] = calls.get("info", 0) - 1
+        return calls
+
+    def report(self, label: str, count: int, redis_before: dict[str, int]) -> None:
+        redis = {
+            name: n - redis_before.get(name, 0)
+            for name, n in self.redis_calls().items()
+            if name != "info" and n > redis_before.get(name, 0)
+        }
+        print(
+            f"{label:<28} {sum(redis.values()) / count:6.2f} Redis commands/order: "
+            + ", ".join(f"{name} {n / count:.3f}" for name, n in sorted(redis.items()))
+        )
         total = sum(self.kinds.values())
         print(
             f"{label:<28} {total / count:6.2f} statements/order  "
@@ -109,6 +130,7 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
     import pstats
     import threading
 
+    redis_before = [counter.redis_calls() for counter in COUNTER]
     pg = backend_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
     profiler = cProfile.Profile() if profile else None
@@ -134,8 +156,8 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
         f"{label:<28} {count:>6} orders  {wall / count * 1000:7.3f} ms wall/order  "
         f"{cpu / count * 1000:7.3f} ms CPU/order here  {pg / count * 1000:7.3f} ms in PostgreSQL"
     )
-    for counter in COUNTER:
-        counter.report(label, count)
+    for counter, before in zip(COUNTER, redis_before, strict=True):
+        counter.report(label, count, before)
     if profiler:
         stats = pstats.Stats(profiler)
         for each in in_threads:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import http.client
 import select
+import ssl
 import threading
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 # Everything a request can raise when no usable answer came: refused, reset, timed out
@@ -33,6 +35,22 @@ class Answer:
     body: bytes
 
 
+_tls_lock = threading.Lock()
+
+
+@cache
+def _tls_made() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context (the system's CAs, the name checked) for the process, made
+    on first use: loading the CAs costs tens of milliseconds, and the first calls come from
+    a whole thread pool at once."""
+    with _tls_lock:
+        return _tls_made()
+
+
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """The idle connection was closed by the server (or has unread bytes, which an idle one
     must not): readable now, without waiting."""
@@ -44,8 +62,9 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 class KeepAlivePool:
-    """Connections to `host`:`port` made by `connection` (an http.client.HTTPConnection
-    class, or a subclass that checks where it connects). Safe to share between threads."""
+    """Connections to `host`:`port`, over TLS (tls_context) when `https`, made by `connection`
+    (by default http.client's class for the scheme; or a subclass that checks where it
+    connects). Safe to share between threads."""
 
     def __init__(
         self,
@@ -54,10 +73,13 @@ class KeepAlivePool:
         *,
         timeout: float,
         maxsize: int,
-        connection: type[http.client.HTTPConnection] = http.client.HTTPConnection,
-        **connection_options: object,
+        https: bool = False,
+        connection: type[http.client.HTTPConnection] | None = None,
     ) -> None:
-        self._make = lambda: connection(host, port, timeout=timeout, **connection_options)  # type: ignore[arg-type]
+        self._host, self._port, self._timeout, self._https = host, port, timeout, https
+        self._connection = connection or (
+            http.client.HTTPSConnection if https else http.client.HTTPConnection
+        )
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._maxsize = maxsize
@@ -89,6 +111,13 @@ class KeepAlivePool:
             if not _dropped(conn):
                 return conn
             conn.close()
+
+    def _make(self) -> http.client.HTTPConnection:
+        if self._https:
+            return self._connection(  # type: ignore[call-arg]
+                self._host, self._port, timeout=self._timeout, context=tls_context()
+            )
+        return self._connection(self._host, self._port, timeout=self._timeout)
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:

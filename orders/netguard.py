@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
-import ssl
 import threading
 from collections import OrderedDict
 from urllib.parse import urlsplit
@@ -171,7 +170,6 @@ class GuardedPools:
             timeout,
             max_pools,
         )
-        self._tls = ssl.create_default_context()
 
     def request(self, method: str, url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
         """One request to `url`, its whole answer read; raises one of
@@ -191,14 +189,14 @@ class GuardedPools:
                 self._pools.move_to_end(origin)
                 return pool
             scheme, host, port = origin
-            options: dict[str, object] = {"context": self._tls} if scheme == "https" else {}
+            https = scheme == "https"
             pool = self._pools[origin] = KeepAlivePool(
                 host,
                 port,
                 timeout=self._timeout,
                 maxsize=self._max_connections,
-                connection=_GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection,
-                **options,
+                https=https,
+                connection=_GuardedHTTPSConnection if https else _GuardedHTTPConnection,
             )
             evicted = (
                 self._pools.popitem(last=False)[1] if len(self._pools) > self._max_pools else None

@@ -23,11 +23,9 @@ idempotency key. Settings come in as arguments; this module imports nothing from
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import math
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -168,14 +166,12 @@ class GatewayClient:
     ) -> None:
         url = urlsplit(base_url)
         https = url.scheme == "https"
-        options: dict[str, object] = {"context": ssl.create_default_context()} if https else {}
         self._http = KeepAlivePool(
             url.hostname or "",
             url.port or (443 if https else 80),
             timeout=timeout,
             maxsize=pool_size,
-            connection=http.client.HTTPSConnection if https else http.client.HTTPConnection,
-            **options,
+            https=https,
         )
         self._base_path = url.path.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
