@@ -9,12 +9,19 @@ It creates the database if missing, migrates it, and starts its own sandbox gate
 stage prints its CPU per order in this process and in its PostgreSQL backend (read from
 /proc). `--batch` is the reservation and settlement batch size (10 by default, what the
 workers see at a few hundred orders a second; 500 shows the floor of a full batch);
-`--profile reserve` prints cProfile's top functions for that stage; `--statements` counts
-the statements and commits each stage sends, per order, and lists them by kind; `--intake wsgi`
+`--profile reserve` prints cProfile's top functions for that stage (the pool threads' calls
+included); `--statements` counts
+the statements and commits each stage sends, per order, and lists them by kind, and its Redis
+commands (INFO commandstats); `--intake wsgi`
 places the orders through the WSGI application instead of the service, so the difference
 between the two is what Django, the middleware and DRF add per order (gunicorn's own share is
 what the end-to-end run's web CPU adds to that). DEBUG is off, as in production: Django's debug
 cursor would add its own SQL rendering to every statement.
+
+The last stage delivers the callbacks the moves wrote, as the callbacks worker does (coalesced:
+one POST per paid order), to a receiver of its own in another process (STAGE_COSTS_CALLBACK_PORT,
+18798 by default), so its CPU per paid order is the callbacks worker's batch without the
+Celery task around it.
 """
 
 from __future__ import annotations
@@ -38,9 +45,10 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 # Its own sandbox gateway, on STAGE_COSTS_SANDBOX_PORT where another run holds 18799.
 SANDBOX_PORT = os.environ.get("STAGE_COSTS_SANDBOX_PORT", "18799")
 os.environ["PAYMENT_GATEWAY_URL"] = f"http://127.0.0.1:{SANDBOX_PORT}"
-# Every order asks for callbacks, as the benchmark's do: each move writes its callback row.
-# Nothing here delivers them (that is the callbacks worker's stage, measured by bench/).
-CALLBACK_URL = "http://127.0.0.1:9/callback"
+# Every order asks for callbacks, as the benchmark's do: each move writes its callback row,
+# and the last stage delivers them to this process's receiver.
+CALLBACK_PORT = os.environ.get("STAGE_COSTS_CALLBACK_PORT", "18798")
+CALLBACK_URL = f"http://127.0.0.1:{CALLBACK_PORT}/callback"
 
 
 def backend_cpu() -> float:
@@ -82,7 +90,27 @@ class StatementCount:
         psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
         psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
 
-    def report(self, label: str, count: int) -> None:
+    @staticmethod
+    def redis_calls() -> dict[str, int]:
+        """Calls per Redis command so far (INFO commandstats; this process is the server's
+        only client here), the INFO that asks not counted."""
+        from infra import fast
+
+        stats = fast.client().info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+        calls["info"] = calls.get("info", 0) - 1
+        return calls
+
+    def report(self, label: str, count: int, redis_before: dict[str, int]) -> None:
+        redis = {
+            name: n - redis_before.get(name, 0)
+            for name, n in self.redis_calls().items()
+            if name != "info" and n > redis_before.get(name, 0)
+        }
+        print(
+            f"{label:<28} {sum(redis.values()) / count:6.2f} Redis commands/order: "
+            + ", ".join(f"{name} {n / count:.3f}" for name, n in sorted(redis.items()))
+        )
         total = sum(self.kinds.values())
         print(
             f"{label:<28} {total / count:6.2f} statements/order  "
@@ -100,12 +128,26 @@ COUNTER: list[StatementCount] = []  # one when --statements asks for it
 def timed(label: str, count: int, fn, profile: bool = False) -> None:
     import cProfile  # here: bench/profile.py shadows the profile module cProfile imports
     import pstats
+    import threading
 
+    redis_before = [counter.redis_calls() for counter in COUNTER]
     pg = backend_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
     profiler = cProfile.Profile() if profile else None
+    in_threads: list[cProfile.Profile] = []
+
+    def thread_profiler(*_: object) -> None:
+        # Each thread started from here (the gateway's and the callbacks' pools) profiles
+        # itself: cProfile alone sees the main thread only.
+        in_threads.append(cProfile.Profile())
+        in_threads[-1].enable()
+
     if profiler:
-        profiler.runcall(fn)
+        threading.setprofile(thread_profiler)
+        try:
+            profiler.runcall(fn)
+        finally:
+            threading.setprofile(None)  # type: ignore[arg-type]
     else:
         fn()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -114,10 +156,13 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
         f"{label:<28} {count:>6} orders  {wall / count * 1000:7.3f} ms wall/order  "
         f"{cpu / count * 1000:7.3f} ms CPU/order here  {pg / count * 1000:7.3f} ms in PostgreSQL"
     )
-    for counter in COUNTER:
-        counter.report(label, count)
+    for counter, before in zip(COUNTER, redis_before, strict=True):
+        counter.report(label, count, before)
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profiler)
+        for each in in_threads:
+            stats.add(each)
+        stats.sort_stats("tottime").print_stats(45)
 
 
 def web_environment() -> None:
@@ -220,7 +265,7 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("orders", type=int, nargs="?", default=2000)
     parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle"])
+    parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle", "callbacks"])
     parser.add_argument(
         "--statements",
         action="store_true",
@@ -265,6 +310,33 @@ def bench_campaign(count: int) -> tuple[Any, Any, Any]:
     return product, campaign, client
 
 
+def serve_receiver(port: int) -> None:
+    """A chatbot's callback receiver, in a process of its own: 204 to every POST, kept alive."""
+    from aiohttp import web
+
+    async def received(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/callback", received)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def deliver_callbacks() -> None:
+    """The callbacks worker's batches (callbacks_drain without its Celery task and its
+    linger), until nothing is due: claim, POST concurrently, record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.conf import settings
+
+    from orders.services.callbacks import callbacks_claim_batch, callbacks_send_and_record
+
+    with ThreadPoolExecutor(settings.PAYMENT_CONCURRENCY) as pool:
+        while jobs := callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE):
+            callbacks_send_and_record(pool, jobs)
+
+
 def main() -> None:
     args = arguments()
     count, batch = args.orders, args.batch
@@ -277,9 +349,12 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if args.statements:
         COUNTER.append(StatementCount())
+    from django.conf import settings
+
     from coupons import services as coupons_services
     from infra import fast
     from orders import services
+    from orders.models import CallbackDelivery
 
     fast.client().flushdb()
     gateway = subprocess.Popen(
@@ -296,8 +371,19 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", f"import bench.stage_costs as s; s.serve_receiver({CALLBACK_PORT})"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.5)
     try:
+        # Deliveries an earlier run left pending (its receiver gone) would be claimed with
+        # this run's: given up, so the callbacks stage POSTs this run's only.
+        CallbackDelivery.objects.filter(state=CallbackDelivery.State.PENDING).update(
+            state=CallbackDelivery.State.FAILED, last_error="left by an earlier stage_costs run"
+        )
         product, campaign, client = bench_campaign(count)
         coupons = []
         timed(
@@ -323,17 +409,15 @@ def main() -> None:
         timed(f"reserve (batches of {batch})", count, reserve, args.profile == "reserve")
         from concurrent.futures import ThreadPoolExecutor
 
-        from orders.services.settlement import gateway as client_for
-        from orders.services.settlement import payment_attempt
+        from orders.services.settlement import _charges
 
         def settle() -> None:
             with ThreadPoolExecutor(32) as pool:
-                # As the worker does (payments_drain): each record claims the next batch.
+                # As the worker does (payments_drain): the batch's gateway tokens in one call,
+                # the charges concurrently, and each record claims the next batch.
                 claimed = services.payments_claim_batch(limit=batch)
                 while claimed.jobs:
-                    outcomes = list(
-                        pool.map(lambda j: payment_attempt(client_for(), j), claimed.jobs)
-                    )
+                    outcomes = _charges(pool, claimed.jobs)
                     _, claimed = services.payments_record_and_claim(
                         list(zip(claimed.jobs, outcomes, strict=True)), limit=batch
                     )
@@ -341,8 +425,17 @@ def main() -> None:
         timed(f"settle (batches of {batch})", count, settle, args.profile == "settle")
         paid = campaign.orders.filter(status="paid").count()
         print(f"paid: {paid} of {count}")
+        # The paid callbacks are due at once; the passing ones (received, reserved) a moment
+        # after their move, when their order's newer status supersedes them.
+        time.sleep(max(0.0, settings.CALLBACK_PASSING_DELAY_SECONDS))
+        timed("callbacks (deliver)", paid, deliver_callbacks, args.profile == "callbacks")
+        delivered = CallbackDelivery.objects.filter(
+            order__campaign=campaign, state=CallbackDelivery.State.DELIVERED
+        ).count()
+        print(f"callbacks delivered: {delivered} for {paid} paid orders")
     finally:
         gateway.terminate()
+        receiver.terminate()
 
 
 if __name__ == "__main__":

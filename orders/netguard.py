@@ -3,22 +3,25 @@
 At intake (`orders.api.serializers`) a callback URL naming `localhost` or an IP literal outside
 the public internet is refused. A name is not resolved then: what it resolves to can change
 (DNS rebinding: public when the order is taken, 127.0.0.1 or 169.254.169.254 when we call).
-So the callbacks' HTTP client (urllib3, with connection classes of ours) resolves the name
-itself at connect time, checks every address against the same rule, and connects to the
-address it checked, never resolving twice; TLS still verifies the certificate for the name.
+So the callbacks' HTTP client (infra.keepalive's pools, with http.client connection classes of
+ours) resolves the name itself at connect time, checks every address against the same rule,
+and connects to the address it checked, never resolving twice; TLS still verifies the
+certificate for the name.
 `CALLBACK_ALLOW_PRIVATE` (local development and the tests' receivers) turns both checks off.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import threading
+from collections import OrderedDict
+from urllib.parse import urlsplit
 
-import urllib3
 from django.conf import settings
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+
+from infra.keepalive import Answer, KeepAlivePool
 
 # NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits. A resolver doing
 # DNS64 answers a name that has only an IPv4 address with one of these, so a public one must
@@ -96,70 +99,113 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class CallbackAddressRefused(NewConnectionError):
+class CallbackAddressRefused(OSError):
     """The name resolved to an address callbacks may not reach."""
 
 
-def _guarded_socket(conn: HTTPConnection) -> socket.socket:
-    """Resolve the connection's host, refuse it unless every address is public, and connect
-    to an address that was checked (never resolving twice)."""
-    host, port = conn._dns_host, conn.port
+def guarded_connect(
+    address: tuple[str, int],
+    timeout: float | None = None,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """socket.create_connection, but the host is resolved here, refused unless every address
+    is public, and the socket connected to an address that was checked (never resolving
+    twice)."""
+    host, port = address
     try:
         addresses = resolve(host, port)
     except OSError as exc:
-        raise NewConnectionError(conn, f"cannot resolve {host}: {exc}") from exc
+        raise OSError(f"cannot resolve {host}: {exc}") from exc
     refused = [a for a in addresses if not address_is_public(a)]
     if refused or not addresses:
         raise CallbackAddressRefused(
-            conn, f"{host} resolves to {', '.join(refused) or 'nothing'}: not a public address"
+            f"{host} resolves to {', '.join(refused) or 'nothing'}: not a public address"
         )
     last: OSError | None = None
-    for address in addresses:
+    for checked in addresses:
         try:
-            sock = socket.create_connection((address, port), conn.timeout, conn.source_address)
+            return socket.create_connection((checked, port), timeout, source_address)
         except OSError as exc:
             last = exc
-            continue
-        for option in conn.socket_options or ():
-            sock.setsockopt(*option)
-        return sock
-    raise NewConnectionError(conn, f"cannot connect to {host}: {last}")
+    raise OSError(f"cannot connect to {host}: {last}")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        if settings.CALLBACK_ALLOW_PRIVATE:
-            return super()._new_conn()
-        return _guarded_socket(self)
+def _create_connection(
+    address: tuple[str, int],
+    timeout: float | None = None,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    # Decided at connect time, as the check is: CALLBACK_ALLOW_PRIVATE turns it off.
+    if settings.CALLBACK_ALLOW_PRIVATE:
+        return socket.create_connection(address, timeout, source_address)
+    return guarded_connect(address, timeout, source_address)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._create_connection = _create_connection  # http.client's hook for the socket
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
     """TLS still verifies the certificate against the name (server_hostname), whatever
     address the socket was connected to."""
 
-    def _new_conn(self) -> socket.socket:
-        if settings.CALLBACK_ALLOW_PRIVATE:
-            return super()._new_conn()
-        return _guarded_socket(self)
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._create_connection = _create_connection
 
 
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
+class GuardedPools:
+    """One keep-alive pool per origin (scheme, host, port), the `max_pools` used last kept,
+    each connection through the check above; no proxies (an environment proxy would stand
+    between the check and the connection), no retries and no redirects (a redirect could
+    point a signed body anywhere). Safe to share between threads."""
+
+    def __init__(self, *, max_connections: int, timeout: float, max_pools: int = 256) -> None:
+        self._pools: OrderedDict[tuple[str, str, int], KeepAlivePool] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_connections, self._timeout, self._max_pools = (
+            max_connections,
+            timeout,
+            max_pools,
+        )
+
+    def request(self, method: str, url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
+        """One request to `url`, its whole answer read; raises one of
+        infra.keepalive.TRANSPORT_ERRORS when none came (refused here included)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise http.client.InvalidURL(f"not an http(s) URL: {url[:200]}")
+        https = parts.scheme == "https"
+        origin = (parts.scheme, parts.hostname, parts.port or (443 if https else 80))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return self._pool(origin).request(method, target, body=body, headers=headers)
+
+    def _pool(self, origin: tuple[str, str, int]) -> KeepAlivePool:
+        with self._lock:
+            pool = self._pools.get(origin)
+            if pool is not None:
+                self._pools.move_to_end(origin)
+                return pool
+            scheme, host, port = origin
+            https = scheme == "https"
+            pool = self._pools[origin] = KeepAlivePool(
+                host,
+                port,
+                timeout=self._timeout,
+                maxsize=self._max_connections,
+                https=https,
+                connection=_GuardedHTTPSConnection if https else _GuardedHTTPConnection,
+            )
+            evicted = (
+                self._pools.popitem(last=False)[1] if len(self._pools) > self._max_pools else None
+            )
+        if evicted is not None:
+            evicted.close()
+        return pool
 
 
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-def guarded_pool(*, max_connections: int, timeout: float) -> urllib3.PoolManager:
-    """A urllib3 pool manager whose connections go through the check above; no proxies (an
-    environment proxy would stand between the check and the connection), no retries and no
-    redirects (a redirect could point a signed body anywhere)."""
-    manager = urllib3.PoolManager(
-        num_pools=256,
-        maxsize=max_connections,
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        retries=False,
-    )
-    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-    return manager
+def guarded_pool(*, max_connections: int, timeout: float) -> GuardedPools:
+    """The callbacks' HTTP client: GuardedPools."""
+    return GuardedPools(max_connections=max_connections, timeout=timeout)

@@ -14,12 +14,11 @@ what the caller may conclude:
   with ``charges_for`` or by retrying with the same idempotency key, never by guessing.
   A look-up that fails answers with the outcome to record instead: ``retry`` or ``unknown``.
 
-One client serves a whole thread pool: urllib3's connection pool is thread-safe and keeps
-up to ``pool_size`` keep-alive connections, and costs about 60 % of httpx's CPU per request
-(measured: 0.9 against 1.5 ms of client CPU per small POST on this machine), which counts
-at hundreds of charges a second. It never retries on its own: a retry is the settlement's
-decision, with the same idempotency key. Settings come in as arguments; this module
-imports nothing from Django.
+One client serves a whole thread pool: infra.keepalive's pool (http.client) is thread-safe
+and keeps up to ``pool_size`` keep-alive connections; a request costs less than half of
+urllib3's client CPU (docs/performance.md), which counts at hundreds of charges a second.
+It never retries on its own: a retry is the settlement's decision, with the same
+idempotency key. Settings come in as arguments; this module imports nothing from Django.
 """
 
 from __future__ import annotations
@@ -27,12 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final, Literal, Self
+from urllib.parse import urlencode, urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError as TransportError
+from infra.keepalive import TRANSPORT_ERRORS, KeepAlivePool
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -82,7 +82,7 @@ class _Answer:
     """What the gateway answered: status, headers (case-insensitive) and the body's bytes."""
 
     status_code: int
-    headers: urllib3.HTTPHeaderDict
+    headers: Mapping[str, str]
     content: bytes
 
     def json(self) -> object:
@@ -164,13 +164,16 @@ class GatewayClient:
     def __init__(
         self, *, base_url: str, api_key: str, timeout: float = 5.0, pool_size: int = 64
     ) -> None:
-        self._http = urllib3.connection_from_url(
-            base_url,
+        url = urlsplit(base_url)
+        https = url.scheme == "https"
+        self._http = KeepAlivePool(
+            url.hostname or "",
+            url.port or (443 if https else 80),
+            timeout=timeout,
             maxsize=pool_size,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
+            https=https,
         )
-        self._base_path = (urllib3.util.parse_url(base_url).path or "").rstrip("/")
+        self._base_path = url.path.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
 
     def __enter__(self) -> Self:
@@ -197,23 +200,20 @@ class GatewayClient:
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> _Answer:
-        """One request, its whole answer read; raises TransportError or OSError when none
-        came (refused, dropped, timed out)."""
+        """One request, its whole answer read; raises one of TRANSPORT_ERRORS when none came
+        (refused, dropped, timed out, not HTTP). `fields` go in the query string."""
+        target = self._base_path + path + (f"?{urlencode(fields)}" if fields else "")
         answer = self._http.request(
-            method,
-            self._base_path + path,
-            body=body,
-            fields=fields,
-            headers={**self._headers, **(headers or {})},
+            method, target, body=body, headers={**self._headers, **(headers or {})}
         )
-        return _Answer(answer.status, answer.headers, answer.data)
+        return _Answer(answer.status, answer.headers, answer.body)
 
     def _post(self, path: str, *, idempotency_key: str, body: dict[str, object]) -> _Answer | str:
         """POST ``body``; the response, or a short error text when none came."""
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         try:
             return self._request("POST", path, body=json.dumps(body).encode(), headers=headers)
-        except (TransportError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             error = _transport_error(exc)
             logger.warning("gateway POST %s key=%s: no answer: %s", path, idempotency_key, error)
             return error
@@ -251,7 +251,7 @@ class GatewayClient:
         """
         try:
             response = self._request("GET", "/v1/charges", fields={"reference": reference})
-        except (TransportError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             return _lookup_failed(reference, "unknown", _transport_error(exc))
         if response.status_code != HTTPStatus.OK:
             refusal = _classify_refusal(response)

@@ -29,18 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 
-import urllib3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
-from urllib3.exceptions import HTTPError as TransportError
 
 from infra import ratelimit
+from infra.keepalive import TRANSPORT_ERRORS
 from infra.sql import prepared_count, prepared_rows
 from orders import metrics, selectors, sql
 from orders.models import TERMINAL, CallbackDelivery
-from orders.netguard import guarded_pool
+from orders.netguard import GuardedPools, guarded_pool
 from orders.services.nudges import CALLBACK, drain, nudge_callbacks, recruit
 from shop import selectors as shop_selectors
 from shop.models import RateLimit
@@ -152,10 +151,11 @@ def retry_schedule() -> list[RetryStep]:
 
 
 @cache
-def _http() -> urllib3.PoolManager:
-    # urllib3: 0.9 instead of httpx's 1.5 ms of client CPU per POST, measured on this machine;
-    # every connection resolves the name and checks the addresses (DNS rebinding), no proxy
-    # from the environment, no redirect followed (it could point a signed body anywhere).
+def _http() -> GuardedPools:
+    # http.client's keep-alive pools (infra.keepalive): less than half of urllib3's client CPU
+    # per POST (docs/performance.md); every connection resolves the name and checks the
+    # addresses (DNS rebinding), no proxy from the environment, no redirect followed (it
+    # could point a signed body anywhere).
     return guarded_pool(
         max_connections=settings.PAYMENT_CONCURRENCY, timeout=settings.CALLBACK_TIMEOUT
     )
@@ -246,8 +246,8 @@ def callback_send(job: CallbackJob) -> str:
     if job.request_id:
         headers["X-Request-ID"] = job.request_id
     try:
-        response = _http().request("POST", job.url, body=job.body, headers=headers, redirect=False)
-    except (TransportError, OSError) as exc:
+        response = _http().request("POST", job.url, body=job.body, headers=headers)
+    except TRANSPORT_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
     return "" if 200 <= response.status < 300 else f"HTTP {response.status}"  # noqa: PLR2004
 
@@ -304,10 +304,7 @@ def callbacks_drain(*, lane: int = 0) -> int:
                 jobs = callbacks_claim_batch(limit=settings.CALLBACK_BATCH_SIZE)
                 if len(jobs) >= settings.CALLBACK_BATCH_SIZE:
                     recruit(CALLBACK, "all")
-                if jobs:
-                    go, unsent = _within_client_limits(jobs)
-                    sent = list(zip(go, pool.map(callback_send, go), strict=True))
-                    callbacks_record(sent, unsent=unsent)
+                callbacks_send_and_record(pool, jobs)
                 size.append(len(jobs))
             if size[0]:
                 log.info("callback batch: lane %s, %s deliveries", lane, size[0])
@@ -322,6 +319,17 @@ def callbacks_drain(*, lane: int = 0) -> int:
             fill=settings.CALLBACK_BATCH_SIZE,
             lane=lane,
         )
+
+
+def callbacks_send_and_record(pool: ThreadPoolExecutor, jobs: list[CallbackJob]) -> None:
+    """A claimed batch POSTed concurrently (those its clients' limits let through), outside
+    any transaction, then its outcomes recorded: the callback worker's batch after its claim
+    (bench/stage_costs.py measures this same function)."""
+    if not jobs:
+        return
+    go, unsent = _within_client_limits(jobs)
+    sent = list(zip(go, pool.map(callback_send, go), strict=True))
+    callbacks_record(sent, unsent=unsent)
 
 
 def _within_client_limits(
