@@ -101,22 +101,58 @@ def estimate(position: int, rate: float) -> int:
     return max(1, math.ceil(position / rate))
 
 
+class SecondsRates:
+    """The drain rate of each line as this process last read it, for the current second only.
+
+    The window's counters are the RATE_WINDOW_SECONDS before the current second, and
+    tickets_done counts into the current second, so within one second the window does not
+    move: every poll of that second would read the same 30 counters. The first poll of a
+    second reads them with `out` and `aside` and keeps the rate; the others read 2 keys, not
+    32. Thread-safe without a lock: the second and its rates are swapped as one tuple, and a
+    rate lost to a race is read again."""
+
+    def __init__(self) -> None:
+        self._now: tuple[int, dict[str, float]] = (0, {})
+
+    def get(self, name: str, second: int) -> float | None:
+        at, rates = self._now
+        return rates.get(name) if at == second else None
+
+    def put(self, name: str, second: int, rate: float) -> None:
+        at, rates = self._now
+        if at != second:  # a new second: the last one's rates go, so the dict never grows old
+            rates = {}
+            self._now = (second, rates)
+        rates[name] = rate
+
+    def forget(self) -> None:
+        self._now = (0, {})
+
+
+seconds_rates = SecondsRates()
+
+
 def spot(campaign_id: int | None, ticket: int | None) -> QueueSpot | None:
-    """Where a ticket stands now, or None when Redis cannot tell (the caller falls back)."""
+    """Where a ticket stands now, or None when Redis cannot tell (the caller falls back).
+    One round trip (the chatbot polls this): `out` and `aside`, and the window's drain
+    counters only on the line's first poll of this second in this process (SecondsRates)."""
     if ticket is None:
         return None
     name = queue_name(campaign_id)
     now = int(time.time())
     keys = [key("q", name, "out"), key("q", name, "aside")]
-    keys += [key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
+    rate = seconds_rates.get(name, now)
+    if rate is None:
+        keys += [key("q", name, "rate", s) for s in range(now - RATE_WINDOW_SECONDS, now)]
     try:
-        out, aside, *rates = client().mget(keys)  # one round trip: the chatbot polls this
+        out, aside, *rates = client().mget(keys)
     except redis.RedisError:
         return None
+    if rate is None:
+        rate = _rate_from(rates)
+        seconds_rates.put(name, now, rate)
     position = max(1, ticket - int(out or 0) - int(aside or 0))
-    return QueueSpot(
-        position=position, estimated_wait_seconds=estimate(position, _rate_from(rates))
-    )
+    return QueueSpot(position=position, estimated_wait_seconds=estimate(position, rate))
 
 
 def backlog(campaign_id: int | None) -> QueueSpot | None:

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from coupons import selectors as coupons_selectors
 from infra import fast
 from infra.memo import copies_version
+from orders import waiting_line
 from shop import services as shop_services
 from shop.models import ApiClient
 from shop.selectors import bad_key_cache, key_cache, product_cache, rate_limits_forget
@@ -40,6 +41,7 @@ def _fresh_fast_state() -> Iterator[None]:
 def _caches_clear() -> None:
     copies_version.forget()
     rate_limits_forget()
+    waiting_line.seconds_rates.forget()
     for cache in (
         key_cache,
         bad_key_cache,
