@@ -182,7 +182,13 @@ class Coupon(models.Model):
             models.UniqueConstraint(fields=["client", "idempotency_key"], name="coupon_claim_once"),
             models.CheckConstraint(condition=Q(slot__gte=1), name="coupon_slot_positive"),
         ]
-        indexes = [models.Index(fields=["customer_id", "campaign"], name="coupon_customer_idx")]
+        indexes = [
+            models.Index(fields=["customer_id", "campaign"], name="coupon_customer_idx"),
+            # The expiry sweep's issued coupons past their validity (coupons.sql.COUPONS_EXPIRE).
+            models.Index(
+                fields=["valid_until"], condition=Q(status="issued"), name="coupon_issued_until_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.code

@@ -29,6 +29,18 @@ COUPON_TERMS = statement(
     K=K,
 )
 
+# --- The expiry sweep (coupons.services.holds.coupons_expire, every few seconds) ----------
+# Issued coupons past their validity, from coupon_issued_until_idx. The statuses are in the
+# text: with them as parameters (the ORM's form) a prepared statement's generic plan cannot use
+# the partial index, and the sweep read every coupon on every run (docs/soak.md).
+COUPONS_EXPIRE = statement(
+    "UPDATE {K} SET {K.status} = '{expired}', {K.updated_at} = %s "
+    "WHERE {K.status} = '{issued}' AND {K.valid_until} <= %s",
+    K=K,
+    issued=Coupon.Status.ISSUED.value,
+    expired=Coupon.Status.EXPIRED.value,
+)
+
 # --- A claim (coupons.services.claims) -----------------------------------------------------
 # Takes one coupon from a slice with room and inserts it, in one statement: a unique
 # violation on the insert (the customer's slot, a replayed key) rolls the slice's increment

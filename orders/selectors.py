@@ -227,17 +227,9 @@ def lines_aside() -> dict[int | None, int]:
 
 
 def payments_due_exist(*, now: datetime, stale_before: datetime) -> bool:
-    no_payment = Order.objects.filter(
-        status=Order.Status.RESERVED, updated_at__lt=stale_before, payment__isnull=True
-    ).exists()
-    return (
-        no_payment
-        or Payment.objects.filter(
-            status__in=[Payment.Status.PENDING, Payment.Status.UNKNOWN, Payment.Status.RETRY],
-            next_attempt_at__lte=now,
-            order__status=Order.Status.RESERVED,
-        ).exists()
-    )
+    """An order held since before `stale_before` with no payment yet, or an open payment due
+    again: read from order_settle_idx and payment_open_idx (orders.sql.PAYMENTS_DUE_EXIST)."""
+    return bool(prepared_rows(sql.PAYMENTS_DUE_EXIST, [stale_before, now])[0][0])
 
 
 def refunds_unowed(*, before: datetime | None, limit: int) -> list[Refund]:
@@ -255,9 +247,8 @@ def refunds_unowed(*, before: datetime | None, limit: int) -> list[Refund]:
 
 
 def callbacks_due_exist(*, now: datetime) -> bool:
-    return CallbackDelivery.objects.filter(
-        state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now
-    ).exists()
+    """A delivery due: read from callback_due_idx (orders.sql.CALLBACKS_DUE_EXIST)."""
+    return bool(prepared_rows(sql.CALLBACKS_DUE_EXIST, [now])[0][0])
 
 
 def queue_tickets(*, campaign_id: int | None) -> tuple[int, int]:

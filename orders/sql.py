@@ -174,6 +174,37 @@ FIRST_ORDER_ID_FROM = statement(_FIRST_ID_FROM, O=Order)
 # updates it in place): the same bisection finds a time range's deliveries.
 FIRST_CALLBACK_ID_FROM = statement(_FIRST_ID_FROM, O=CallbackDelivery)
 
+# --- The sweep (orders.services.lifecycle.pipeline_sweep, every few seconds) ---------------
+# Is anything due? Each status is in the text, so the partial index that holds only those rows
+# (payment_open_idx, order_settle_idx, callback_due_idx) serves every run: with the statuses
+# as parameters (the ORM's form), a prepared statement's generic plan cannot use a partial
+# index, and under an EXISTS's LIMIT a walk of the whole table looked cheap to it. In the
+# 2-million-order soak those forms read all of orders_payment and orders_callbackdelivery on
+# every sweep, slower with every order (docs/soak.md).
+PAYMENTS_DUE_EXIST = statement(
+    """
+SELECT EXISTS (
+  SELECT 1 FROM {O} o
+  WHERE o.{O.status} = '{reserved}' AND o.{O.updated_at} < %s
+    AND NOT EXISTS (SELECT 1 FROM {P} p WHERE p.{P.order_id} = o.{O.id})
+) OR EXISTS (
+  SELECT 1 FROM {P} p JOIN {O} o ON o.{O.id} = p.{P.order_id}
+  WHERE p.{P.status} IN ('{pending}', '{unknown}', '{retry}') AND p.{P.next_attempt_at} <= %s
+    AND o.{O.status} = '{reserved}'
+)""",
+    O=Order,
+    P=Payment,
+    reserved=_STATUS["reserved"],
+    pending=Payment.Status.PENDING.value,
+    unknown=Payment.Status.UNKNOWN.value,
+    retry=Payment.Status.RETRY.value,
+)
+CALLBACKS_DUE_EXIST = statement(
+    "SELECT EXISTS (SELECT 1 FROM {D} WHERE {D.state} = '{pending}' AND {D.next_attempt_at} <= %s)",
+    D=CallbackDelivery,
+    pending=CallbackDelivery.State.PENDING.value,
+)
+
 # --- Moves (orders.services.transitions) ---------------------------------------------------
 # Every stage moves every batch through it: the orders' UPDATE, an event row per order and a
 # callback row per order that asked for callbacks (empty arrays: none), in one statement

@@ -111,6 +111,4 @@ def coupons_expire(*, now: datetime | None = None) -> int:
     source, target = Coupon.Status.ISSUED, Coupon.Status.EXPIRED
     if target not in COUPON_ALLOWED[source]:
         raise InvalidTransition(entity="coupon", current=source, target=target)
-    return Coupon.objects.filter(status=source, valid_until__lte=now).update(
-        status=target, updated_at=now
-    )
+    return prepared_count(sql.COUPONS_EXPIRE, [now, now])

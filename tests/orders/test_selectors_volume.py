@@ -98,10 +98,8 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
         "sweep: stale lines": _captured(lambda: selectors.stale_received_campaigns(before=stale)),
         "sweep: waiting lines": _captured(lambda: selectors.waiting_campaigns(now=now)),
         "sweep: live lines": _captured(selectors.live_campaigns),
-        "sweep: payments due": _captured(
-            lambda: selectors.payments_due_exist(now=now, stale_before=stale)
-        ),
-        "sweep: callbacks due": _captured(lambda: selectors.callbacks_due_exist(now=now)),
+        "sweep: payments due": [(orders_sql.PAYMENTS_DUE_EXIST, [stale, now])],
+        "sweep: callbacks due": [(orders_sql.CALLBACKS_DUE_EXIST, [now])],
         "sweep: line rebuild": _captured(lambda: selectors.queue_tickets(campaign_id=campaign.pk)),
     }
 
