@@ -17,6 +17,14 @@ _STATUS = {
     "paid": Order.Status.PAID.value,
 }
 
+# A payment still open: its first attempt in flight, or to be tried or asked about again
+# (payment_open_idx holds these).
+_PAYMENT_OPEN = {
+    "pending": Payment.Status.PENDING.value,
+    "unknown": Payment.Status.UNKNOWN.value,
+    "retry": Payment.Status.RETRY.value,
+}
+
 # --- Intake (orders.services.intake) -------------------------------------------------------
 # One statement, so one round trip and atomic on its own: the order and its lines, or
 # nothing when the (client, Idempotency-Key) is taken (then it is a replay, or a race lost).
@@ -94,9 +102,7 @@ ORDERS_DUE_FOR_PAYMENT = statement(
     O=Order,
     P=Payment,
     reserved=_STATUS["reserved"],
-    pending=Payment.Status.PENDING.value,
-    unknown=Payment.Status.UNKNOWN.value,
-    retry=Payment.Status.RETRY.value,
+    **_PAYMENT_OPEN,
 )
 # A campaign's line (orders.models.LINE), its oldest orders locked; rows another worker holds
 # are skipped, not waited for.
@@ -195,9 +201,7 @@ SELECT EXISTS (
     O=Order,
     P=Payment,
     reserved=_STATUS["reserved"],
-    pending=Payment.Status.PENDING.value,
-    unknown=Payment.Status.UNKNOWN.value,
-    retry=Payment.Status.RETRY.value,
+    **_PAYMENT_OPEN,
 )
 CALLBACKS_DUE_EXIST = statement(
     "SELECT EXISTS (SELECT 1 FROM {D} WHERE {D.state} = '{pending}' AND {D.next_attempt_at} <= %s)",
