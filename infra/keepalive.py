@@ -8,7 +8,8 @@ body). What urllib3 gave us that matters is kept here: a connection is reused on
 server has not closed it meanwhile (checked before each request, as urllib3 does), at most
 `maxsize` idle connections are kept, no retries, no redirects, no proxy from the
 environment (http.client has none of them). One timeout bounds the connect and each wait
-for the answer's bytes. Imports nothing from Django.
+for the answer's bytes, and at most `max_body` bytes of an answer are read: a server cannot
+make a worker hold an unbounded body in memory. Imports nothing from Django.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ TRANSPORT_ERRORS: Final = (OSError, http.client.HTTPException)
 
 @dataclass(frozen=True)
 class Answer:
-    """What the server answered: status, headers (their `get` ignores case) and the body."""
+    """What the server answered: status, headers (their `get` ignores case) and the body;
+    `whole` is False when the body was longer than the pool's `max_body` (`body` then holds
+    its first `max_body` bytes and the connection was closed, not reused)."""
 
     status: int
     headers: http.client.HTTPMessage
     body: bytes
+    whole: bool = True
 
 
 _tls_lock = threading.Lock()
@@ -75,8 +79,10 @@ class KeepAlivePool:
         maxsize: int,
         https: bool = False,
         connection: type[http.client.HTTPConnection] | None = None,
+        max_body: int = 1 << 20,
     ) -> None:
         self._host, self._port, self._timeout, self._https = host, port, timeout, https
+        self._max_body = max_body
         self._connection = connection or (
             http.client.HTTPSConnection if https else http.client.HTTPConnection
         )
@@ -87,20 +93,23 @@ class KeepAlivePool:
     def request(
         self, method: str, path: str, *, body: bytes | None, headers: dict[str, str]
     ) -> Answer:
-        """One request, its whole answer read; raises one of TRANSPORT_ERRORS when none came."""
+        """One request, its answer read (up to `max_body` bytes of body); raises one of
+        TRANSPORT_ERRORS when none came."""
         conn = self._take()
         try:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
-            data = response.read()
+            # A short read is the body's end (http.client reads until `amt` or the end).
+            data = response.read(self._max_body + 1)
         except BaseException:
             conn.close()
             raise
-        if response.will_close:
+        whole = len(data) <= self._max_body
+        if response.will_close or not whole or not response.isclosed():
             conn.close()
         else:
             self._give_back(conn)
-        return Answer(response.status, response.headers, data)
+        return Answer(response.status, response.headers, data[: self._max_body], whole)
 
     def _take(self) -> http.client.HTTPConnection:
         while True:

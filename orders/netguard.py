@@ -17,11 +17,16 @@ import ipaddress
 import socket
 import threading
 from collections import OrderedDict
+from typing import Final
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from infra.keepalive import Answer, KeepAlivePool
+
+# Only a callback's status counts; its body is read (so the connection can be reused) up to
+# this many bytes, and a connection whose answer is longer is closed instead.
+MAX_ANSWER_BYTES: Final = 64 * 1024
 
 # NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits. A resolver doing
 # DNS64 answers a name that has only an IPv4 address with one of these, so a public one must
@@ -197,6 +202,7 @@ class GuardedPools:
                 maxsize=self._max_connections,
                 https=https,
                 connection=_GuardedHTTPSConnection if https else _GuardedHTTPConnection,
+                max_body=MAX_ANSWER_BYTES,
             )
             evicted = (
                 self._pools.popitem(last=False)[1] if len(self._pools) > self._max_pools else None

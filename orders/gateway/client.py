@@ -23,6 +23,7 @@ idempotency key. Settings come in as arguments; this module imports nothing from
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -43,8 +44,15 @@ ChargeKind = Literal["succeeded", "declined", "unknown", "retry"]
 RefundKind = Literal["succeeded", "failed", "unknown", "retry"]
 
 MAX_ERROR_LENGTH: Final = 300
+# A charge or refund answer is a few hundred bytes; one longer than this is no usable answer.
+MAX_ANSWER_BYTES: Final = 1 << 20
 # Refusals of a refund that are final: nothing was refunded, and repeating won't help.
 FINAL_REFUND_REFUSALS: Final = frozenset({"charge_not_found", "refund_exceeds_charge"})
+
+
+class AnswerTooLarge(http.client.HTTPException):
+    """The gateway's answer was longer than MAX_ANSWER_BYTES: treated as no answer (one of
+    TRANSPORT_ERRORS), so the outcome is unknown and settled by lookup."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,7 @@ class GatewayClient:
             timeout=timeout,
             maxsize=pool_size,
             https=https,
+            max_body=MAX_ANSWER_BYTES,
         )
         self._base_path = url.path.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
@@ -206,6 +215,8 @@ class GatewayClient:
         answer = self._http.request(
             method, target, body=body, headers={**self._headers, **(headers or {})}
         )
+        if not answer.whole:
+            raise AnswerTooLarge(f"answer body over {MAX_ANSWER_BYTES} bytes")
         return _Answer(answer.status, answer.headers, answer.body)
 
     def _post(self, path: str, *, idempotency_key: str, body: dict[str, object]) -> _Answer | str:

@@ -22,6 +22,8 @@ class _Server(BaseHTTPRequestHandler):
     close_after: bool = False
     hang_up: bool = False  # close after answering, without saying so (a keep-alive time-out)
     delay: float = 0.0
+    answer_size: int = 2  # bytes of answer body
+    chunked: bool = False  # the body in chunks, its length not given up front
 
     def setup(self) -> None:
         super().setup()
@@ -36,11 +38,21 @@ class _Server(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
             self.send_header("Retry-After", "3")
-        self.send_header("Content-Length", "2")
+        body = b"ok" if _Server.answer_size == 2 else b"x" * _Server.answer_size
+        if _Server.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         if _Server.close_after:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(b"ok")
+        if _Server.chunked:
+            for start in range(0, len(body), 300):
+                chunk = body[start : start + 300]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
         if _Server.hang_up:
             self.close_connection = True
 
@@ -52,6 +64,7 @@ class _Server(BaseHTTPRequestHandler):
 def server() -> Iterator[ThreadingHTTPServer]:
     _Server.connections, _Server.bodies = [], []
     _Server.close_after, _Server.hang_up, _Server.delay = False, False, 0.0
+    _Server.answer_size, _Server.chunked = 2, False
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -61,8 +74,12 @@ def server() -> Iterator[ThreadingHTTPServer]:
     httpd.server_close()
 
 
-def pool_for(server: ThreadingHTTPServer, timeout: float = 5.0) -> KeepAlivePool:
-    return KeepAlivePool("127.0.0.1", server.server_address[1], timeout=timeout, maxsize=4)
+def pool_for(
+    server: ThreadingHTTPServer, timeout: float = 5.0, max_body: int = 1 << 20
+) -> KeepAlivePool:
+    return KeepAlivePool(
+        "127.0.0.1", server.server_address[1], timeout=timeout, maxsize=4, max_body=max_body
+    )
 
 
 def test_requests_one_after_another_share_one_connection(server: ThreadingHTTPServer) -> None:
@@ -156,3 +173,35 @@ def test_a_refused_connection_raises_a_transport_error(server: ThreadingHTTPServ
     # when / then
     with pytest.raises(ConnectionRefusedError):
         pool.request("POST", "/", body=b"", headers={})
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_answer_of_max_body_bytes_is_read_whole_and_its_connection_kept(
+    server: ThreadingHTTPServer, chunked: bool
+) -> None:
+    # given
+    _Server.answer_size, _Server.chunked = 1000, chunked
+    pool = pool_for(server, max_body=1000)
+    # when
+    answers = [pool.request("POST", "/", body=b"", headers={}) for _ in range(2)]
+    # then
+    assert [(a.whole, len(a.body)) for a in answers] == [(True, 1000)] * 2
+    assert len(_Server.connections) == 1
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_answer_over_max_body_is_cut_flagged_and_its_connection_closed(
+    server: ThreadingHTTPServer, chunked: bool
+) -> None:
+    # given: answers of 5,000 bytes, 1,000 allowed
+    _Server.answer_size, _Server.chunked = 5000, chunked
+    pool = pool_for(server, max_body=1000)
+    # when
+    first = pool.request("POST", "/", body=b"1", headers={})
+    second = pool.request("POST", "/", body=b"2", headers={})
+    # then: the first 1,000 bytes kept, and the half-read connection never carried another request
+    assert (first.status, first.whole, first.body) == (200, False, b"x" * 1000)
+    assert (second.status, second.whole) == (200, False)
+    assert pool._idle == []
+    assert _Server.bodies == [b"1", b"2"]
+    assert len(_Server.connections) == 2

@@ -278,12 +278,19 @@ def test_an_outcome_for_an_attempt_that_was_claimed_again_is_dropped(chatbot) ->
 class _Hook(BaseHTTPRequestHandler):
     heard: ClassVar[list[tuple[dict[str, str], bytes]]] = []
     status = 204
+    answer_size = 0  # bytes of answer body
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.heard.append((dict(self.headers), body))
         self.send_response(self.status)
+        if _Hook.answer_size:
+            self.send_header("Content-Length", str(_Hook.answer_size))
         self.end_headers()
+        try:
+            self.wfile.write(b"x" * _Hook.answer_size)
+        except OSError:  # the sender stopped reading: what the size test wants
+            self.close_connection = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -294,7 +301,7 @@ def hook() -> Iterator[str]:
     """A chatbot's endpoint on this machine; what it heard is in _Hook.heard."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Hook.heard, _Hook.status = [], 204
+    _Hook.heard, _Hook.status, _Hook.answer_size = [], 204, 0
     yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     server.shutdown()
 
@@ -332,6 +339,24 @@ def test_each_post_names_its_event_its_attempt_and_when_the_change_happened(
     third, _ = posted(chatbot, hook)
     assert third["X-Event-Id"] == f"evt_{CallbackDelivery.objects.latest('id').pk}"
     assert third["X-Event-Id"] != second["X-Event-Id"]
+
+
+def test_a_long_answer_is_read_only_so_far_and_its_status_still_counts(chatbot, hook: str) -> None:
+    # given: an endpoint that accepts with 8 MiB of body, far over what a sender reads
+    _Hook.status, _Hook.answer_size = 200, 8 << 20
+    order = moved(
+        place(chatbot, "c-1", [(ProductFactory(), 1)], callback_url=hook), S.RESERVED, S.PAID
+    )
+    # when
+    posted(chatbot, hook)
+    # then: delivered, and the endpoint's next POST goes through (tests/infra/test_keepalive.py
+    # shows the cut connection is closed, not reused)
+    assert CallbackDelivery.objects.get(order_status="paid").state == "delivered"
+    _Hook.answer_size = 0
+    moved(order, S.REFUNDED)
+    posted(chatbot, hook)
+    assert CallbackDelivery.objects.get(order_status="refunded").state == "delivered"
+    assert len(_Hook.heard) == 2
 
 
 def v1_entries(header: str) -> list[str]:

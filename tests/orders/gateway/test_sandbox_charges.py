@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import httpx
 
-from orders.gateway.client import ChargeOutcome, GatewayClient
+from orders.gateway.client import MAX_ANSWER_BYTES, ChargeOutcome, GatewayClient
 from tests import stack
 from tests.orders.gateway import sandbox
 from tests.orders.gateway.sandbox import SANDBOX_KEY
@@ -335,6 +336,44 @@ def test_gateway_down_is_unknown_and_cannot_be_asked() -> None:
     assert isinstance(found, ChargeOutcome)
     assert found.kind == "unknown"
     assert refund.kind == "unknown"
+
+
+class _Flood(BaseHTTPRequestHandler):
+    """A gateway that answers a charge with 201 and 4 MiB of body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(4 << 20))
+        self.end_headers()
+        try:
+            self.wfile.write(b" " * (4 << 20))
+        except OSError:  # the client stopped reading, as it should
+            self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_longer_than_any_charge_is_unknown_not_read_whole() -> None:
+    # given: a gateway whose 201 carries 4 MiB, over MAX_ANSWER_BYTES
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    flooded = GatewayClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", api_key="k")
+    # when
+    try:
+        with flooded:
+            charge = sandbox.charge(flooded, key=sandbox.new_id("key"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # then: no usable answer, so unknown (settled by lookup), and it says why
+    assert charge.kind == "unknown"
+    assert charge.error is not None
+    assert f"AnswerTooLarge: answer body over {MAX_ANSWER_BYTES} bytes" in charge.error
 
 
 def test_wrong_key_is_never_succeeded(sandbox_url: str, control: httpx.Client) -> None:
