@@ -37,7 +37,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -253,34 +252,6 @@ def show(label: str, f: dict) -> None:
     )
 
 
-def seed(total: int):
-    """One product, one campaign with room for `total` claims, one client: the hot rows."""
-    from django.utils import timezone
-
-    from coupons import services as coupons_services
-    from shop import services as shop_services
-    from shop.models import Product, Store
-
-    run = uuid.uuid4().hex[:8]
-    store = Store.objects.create(slug=f"s-{run}", name="bench")
-    product = Product.objects.create(
-        sku=f"H-{run}", name="bench", store=store, price=3000, stock=total, stock_total=total
-    )
-    now = timezone.now()
-    campaign = coupons_services.campaign_seed(
-        slug=f"h-{run}",
-        name="bench",
-        starts_at=now - timedelta(minutes=1),
-        ends_at=now + timedelta(days=1),
-        coupon_valid_until=now + timedelta(days=1),
-        max_discount=2500,
-        coupons_total=2 * total,  # slices run dry unevenly: room to spare
-        budget_total=2500 * total,
-    )
-    client = shop_services.api_client_create(name=f"hot-{run}")
-    return run, product, campaign, client
-
-
 def claims_for(tag: str, count: int, campaign, client) -> list[dict]:
     """The claim statement's parameters, as coupons.services.claims builds them."""
     from django.conf import settings
@@ -344,12 +315,17 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from bench.stage_costs import bench_campaign
     from coupons import sql as coupons_sql
     from orders import sql as orders_sql
 
     call_command("migrate", verbosity=0)
     delays, keys = args.delays.split(","), args.fks.split(",")
-    run, product, campaign, client = seed(args.orders * args.rounds * len(delays) * len(keys))
+    # One product, one campaign and one client: the hot rows. Coupons to spare, since the
+    # claimers' slices run dry unevenly.
+    total = args.orders * args.rounds * len(delays) * len(keys)
+    product, campaign, client = bench_campaign(total, coupons=2 * total)
+    run = uuid.uuid4().hex[:8]
     connection.close()
     with psycopg.connect(dsn(), autocommit=True) as conn, conn.cursor() as cursor:
         as_migrated = schema_keys(cursor)

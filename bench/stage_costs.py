@@ -281,9 +281,10 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_campaign(count: int) -> tuple[Any, Any, Any]:
-    """A fresh store, product (stock `count`), live campaign (`count` coupons, each with a
-    2,500 discount of budget) and API client: (product, campaign, client). Django is set up."""
+def bench_campaign(count: int, *, coupons: int | None = None) -> tuple[Any, Any, Any]:
+    """A fresh store, product (stock `count`), live campaign (`coupons` coupons, `count` by
+    default, and budget for `count` discounts of 2,500) and API client: (product, campaign,
+    client). Django is set up."""
     from django.utils import timezone
 
     from coupons import services as coupons_services
@@ -303,7 +304,7 @@ def bench_campaign(count: int) -> tuple[Any, Any, Any]:
         ends_at=now + timedelta(days=1),
         coupon_valid_until=now + timedelta(days=1),
         max_discount=2500,
-        coupons_total=count,
+        coupons_total=count if coupons is None else coupons,
         budget_total=2500 * count,
     )
     client = shop_services.api_client_create(name=f"bench-{run}")
