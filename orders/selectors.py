@@ -182,48 +182,30 @@ def callbacks_due_for_update(*, now: datetime, limit: int) -> list[CallbackDeliv
 
 
 def stale_received_campaigns(*, before: datetime) -> list[int | None]:
-    """Campaigns with orders waiting since before `before`: their nudge may have been lost."""
-    return list(
-        Order.objects.filter(status=Order.Status.RECEIVED, updated_at__lt=before)
-        .values_list("campaign_id", flat=True)
-        .distinct()
-    )
+    """Campaigns with orders waiting since before `before`: their nudge may have been lost
+    (orders.sql.STALE_RECEIVED_CAMPAIGNS)."""
+    return [campaign for (campaign,) in prepared_rows(sql.STALE_RECEIVED_CAMPAIGNS, [before])]
 
 
 def waiting_campaigns(*, now: datetime) -> list[int | None]:
     """Lines with orders waiting, except those of paused campaigns whose window is still open
-    (they wait on purpose; once it is over, their orders are rejected)."""
-    return list(
-        Order.objects.filter(status=Order.Status.RECEIVED)
-        .exclude(campaign__status="paused", campaign__ends_at__gt=now)
-        .values_list("campaign_id", flat=True)
-        .distinct()
-    )
+    (they wait on purpose; once it is over, their orders are rejected)
+    (orders.sql.WAITING_CAMPAIGNS)."""
+    return [campaign for (campaign,) in prepared_rows(sql.WAITING_CAMPAIGNS, [now])]
 
 
 def live_campaigns() -> list[int | None]:
     """Lines with orders not yet final (waiting or held), paused campaigns included: the
-    lines whose Redis counters must exist. Read through order_queue_idx and order_settle_idx,
-    so bounded by the orders in flight."""
-    return list(
-        Order.objects.filter(status__in=LIVE).values_list("campaign_id", flat=True).distinct()
-    )
+    lines whose Redis counters must exist (orders.sql.LIVE_CAMPAIGNS), bounded by the orders
+    in flight."""
+    return [campaign for (campaign,) in prepared_rows(sql.LIVE_CAMPAIGNS, [])]
 
 
 def lines_aside() -> dict[int | None, int]:
     """Per line, the orders held whose payment is being retried (the gateway refused it or
-    did not answer, or staff must replay it): read from payment_open_idx and
-    payment_parked_idx, so bounded by the payments open."""
-    rows = (
-        Payment.objects.filter(
-            status__in=[Payment.Status.RETRY, Payment.Status.UNKNOWN, Payment.Status.PARKED],
-            order__status=Order.Status.RESERVED,
-        )
-        .values_list("order__campaign_id")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    return dict(rows)
+    did not answer, or staff must replay it): read from the held orders
+    (orders.sql.LINES_ASIDE), so bounded by the orders in flight."""
+    return dict(prepared_rows(sql.LINES_ASIDE, []))
 
 
 def payments_due_exist(*, now: datetime, stale_before: datetime) -> bool:

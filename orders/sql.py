@@ -7,6 +7,7 @@ parameter."""
 
 from __future__ import annotations
 
+from coupons.models import Campaign
 from infra.sql import matching, statement
 from orders.models import LINE, CallbackDelivery, Order, OrderEvent, OrderLine, Payment, Reservation
 from shop.models import ApiClient
@@ -207,6 +208,47 @@ CALLBACKS_DUE_EXIST = statement(
     "SELECT EXISTS (SELECT 1 FROM {D} WHERE {D.state} = '{pending}' AND {D.next_attempt_at} <= %s)",
     D=CallbackDelivery,
     pending=CallbackDelivery.State.PENDING.value,
+)
+# Which lines to look at, in the same form for the same reason (the ORM's forms of these four
+# walked all of orders_order under a generic plan: a whole table per sweep, found in the
+# 2-million-order soak of 2026-12-07; docs/soak.md). Read from order_live_idx, order_queue_idx
+# and order_settle_idx, so bounded by the orders in flight.
+STALE_RECEIVED_CAMPAIGNS = statement(
+    "SELECT DISTINCT {O.campaign_id} FROM {O} "
+    "WHERE {O.status} = '{received}' AND {O.updated_at} < %s",
+    O=Order,
+    **_STATUS,
+)
+# A paused campaign whose window is still open keeps its orders waiting on purpose (the
+# COALESCE keeps orders of no campaign, whose join finds nothing).
+WAITING_CAMPAIGNS = statement(
+    """
+SELECT DISTINCT o.{O.campaign_id} FROM {O} o LEFT JOIN {K} k ON k.{K.id} = o.{O.campaign_id}
+WHERE o.{O.status} = '{received}'
+  AND NOT COALESCE(k.{K.status} = '{paused}' AND k.{K.ends_at} > %s, false)""",
+    O=Order,
+    K=Campaign,
+    paused=Campaign.Status.PAUSED.value,
+    **_STATUS,
+)
+# Per line, the orders held whose payment is being retried, given up on (parked) or not
+# known: read from the held orders (order_settle_idx), each payment by its order.
+LINES_ASIDE = statement(
+    """
+SELECT o.{O.campaign_id}, count(*) FROM {O} o JOIN {P} p ON p.{P.order_id} = o.{O.id}
+WHERE o.{O.status} = '{reserved}' AND p.{P.status} IN ('{retry}', '{unknown}', '{parked}')
+GROUP BY o.{O.campaign_id}""",
+    O=Order,
+    P=Payment,
+    reserved=_STATUS["reserved"],
+    retry=Payment.Status.RETRY.value,
+    unknown=Payment.Status.UNKNOWN.value,
+    parked=Payment.Status.PARKED.value,
+)
+LIVE_CAMPAIGNS = statement(
+    "SELECT DISTINCT {O.campaign_id} FROM {O} WHERE {O.status} IN ('{received}', '{reserved}')",
+    O=Order,
+    **_STATUS,
 )
 
 # --- Moves (orders.services.transitions) ---------------------------------------------------

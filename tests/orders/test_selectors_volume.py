@@ -95,9 +95,10 @@ def _reads(campaign: Campaign) -> dict[str, list[tuple[str, list | None]]]:
         "sweep: expired holds": _captured(
             lambda: selectors.expired_holds_for_update(now=now, limit=500)
         ),
-        "sweep: stale lines": _captured(lambda: selectors.stale_received_campaigns(before=stale)),
-        "sweep: waiting lines": _captured(lambda: selectors.waiting_campaigns(now=now)),
-        "sweep: live lines": _captured(selectors.live_campaigns),
+        "sweep: stale lines": [(orders_sql.STALE_RECEIVED_CAMPAIGNS, [stale])],
+        "sweep: waiting lines": [(orders_sql.WAITING_CAMPAIGNS, [now])],
+        "sweep: live lines": [(orders_sql.LIVE_CAMPAIGNS, [])],
+        "sweep: lines aside": [(orders_sql.LINES_ASIDE, [])],
         "sweep: payments due": [(orders_sql.PAYMENTS_DUE_EXIST, [stale, now])],
         "sweep: callbacks due": [(orders_sql.CALLBACKS_DUE_EXIST, [now])],
         "sweep: line rebuild": _captured(lambda: selectors.queue_tickets(campaign_id=campaign.pk)),
