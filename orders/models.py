@@ -410,6 +410,11 @@ class CallbackDelivery(models.Model):
                 condition=Q(state="pending"),
                 name="callback_due_idx",
             ),
+            # An order's pending deliveries: whether an older one is still pending (the claim)
+            # or a newer one follows (coalescing), one probe per due delivery.
+            models.Index(
+                fields=["order", "id"], condition=Q(state="pending"), name="callback_pending_idx"
+            ),
         ]
 
     def __str__(self) -> str:
