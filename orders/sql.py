@@ -364,18 +364,22 @@ _STATE = {
     "pending": CallbackDelivery.State.PENDING.value,
     "superseded": CallbackDelivery.State.SUPERSEDED.value,
 }
-# Due deliveries, each only when no older delivery of the same order is still pending (a
-# chatbot hears an order's statuses in the order they happened), leased in the same
-# statement: attempts counted, next_attempt_at pushed out past a POST's time-out.
+# Due deliveries, each only when it is the oldest pending delivery of its order (a chatbot
+# hears an order's statuses in the order they happened), leased in the same statement:
+# attempts counted, next_attempt_at pushed out past a POST's time-out. "The oldest" is a
+# subquery per due delivery, which PostgreSQL always runs as a probe of callback_pending_idx
+# by that order: written as NOT EXISTS (an older pending one), the planner, whose statistics
+# see few pending deliveries, joined it as a walk of the whole partial index per due
+# delivery, dead entries included, slower with history (the 2-million-order soak,
+# docs/soak.md).
 CALLBACKS_CLAIM = statement(
     """
 WITH due AS (
   SELECT d.{D.id} FROM {D} d
   WHERE d.{D.state} = '{pending}' AND d.{D.next_attempt_at} <= %s
-    AND NOT EXISTS (
-      SELECT 1 FROM {D} older
-      WHERE older.{D.order_id} = d.{D.order_id} AND older.{D.state} = '{pending}'
-        AND older.{D.id} < d.{D.id})
+    AND d.{D.id} = (
+      SELECT min(older.{D.id}) FROM {D} older
+      WHERE older.{D.order_id} = d.{D.order_id} AND older.{D.state} = '{pending}')
   ORDER BY d.{D.next_attempt_at}, d.{D.id}
   LIMIT %s
   FOR NO KEY UPDATE OF d SKIP LOCKED
@@ -400,7 +404,8 @@ RETURNING d.{D.id}, o.{O.client_id}, d.{D.attempts}, d.{D.url}, d.{D.payload},
 # The orders with a delivery due are read once, as an array, and their deliveries looked up by
 # order_id: as a join, the planner (which expects few pending rows) rescanned the due orders
 # for every pending delivery, a cost that grows with the square of the pending deliveries,
-# which is what a chatbot's outage leaves behind.
+# which is what a chatbot's outage leaves behind. "A newer one follows" is the order's newest
+# pending delivery, a probe by order as in CALLBACKS_CLAIM.
 CALLBACKS_COALESCE = statement(
     """
 UPDATE {D} d SET {D.state} = '{superseded}', {D.updated_at} = %s,
@@ -409,10 +414,9 @@ WHERE d.{D.order_id} = ANY(ARRAY(
         SELECT {D.order_id} FROM {D} WHERE {D.state} = '{pending}' AND {D.next_attempt_at} <= %s))
   AND d.{D.state} = '{pending}' AND NOT (d.{D.order_status} = ANY(%s))
   AND NOT (d.{D.next_attempt_at} > %s AND d.{D.next_attempt_at} - d.{D.updated_at} = %s)
-  AND EXISTS (
-    SELECT 1 FROM {D} newer
-    WHERE newer.{D.order_id} = d.{D.order_id} AND newer.{D.state} = '{pending}'
-      AND newer.{D.id} > d.{D.id})
+  AND d.{D.id} < (
+    SELECT max(newer.{D.id}) FROM {D} newer
+    WHERE newer.{D.order_id} = d.{D.order_id} AND newer.{D.state} = '{pending}')
 """,
     D=CallbackDelivery,
     **_STATE,
