@@ -75,15 +75,23 @@ def _reads_through(plan: str, index: str) -> bool:
     )
 
 
-@pytest.fixture
-def busy(chatbot: ApiClient) -> None:
-    """The orders a busy pipeline has in flight, among twenty times as many finished, analyzed
-    as autovacuum would have."""
+def _pipeline(client: ApiClient, *, analyzed_in_flight: bool) -> None:
+    """400 orders in flight among 20,000 finished, and ANALYZE as autovacuum runs it: after the
+    orders in flight arrived, or (`analyzed_in_flight=False`) before, as production's
+    statistics often are, taken when hardly a delivery was pending."""
     campaign, product = CampaignFactory(), ProductFactory(price=1000, stock=1_000_000)
-    volume.in_flight(chatbot, campaign, product, 400)
-    volume.finished(chatbot, campaign, product, 20_000)
+    volume.finished(client, campaign, product, 20_000)
+    if analyzed_in_flight:
+        volume.in_flight(client, campaign, product, 400)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    if not analyzed_in_flight:
+        volume.in_flight(client, campaign, product, 400)
+
+
+@pytest.fixture
+def busy(chatbot: ApiClient) -> None:
+    _pipeline(chatbot, analyzed_in_flight=True)
 
 
 @pytest.mark.usefixtures("busy")
@@ -104,13 +112,7 @@ def test_a_generic_plan_reads_the_partial_index_not_the_table() -> None:
 
 @pytest.fixture
 def analyzed_before_a_burst(chatbot: ApiClient) -> None:
-    """Statistics as production often has them: taken when hardly a delivery was pending,
-    then a burst's orders in flight, their deliveries pending."""
-    campaign, product = CampaignFactory(), ProductFactory(price=1000, stock=1_000_000)
-    volume.finished(chatbot, campaign, product, 20_000)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    volume.in_flight(chatbot, campaign, product, 400)
+    _pipeline(chatbot, analyzed_in_flight=False)
 
 
 # A probe of an order's deliveries by that order: an index scan of the "older" or "newer"
