@@ -476,3 +476,24 @@ def vacuumed_unthrottled(table: str) -> migrations.RunSQL:
         f"ALTER TABLE {table} SET (autovacuum_vacuum_cost_delay = 0)",
         f"ALTER TABLE {table} RESET (autovacuum_vacuum_cost_delay)",
     )
+
+
+def index_dropped(
+    table: str,
+    index: str,
+    definition: str,
+    *,
+    state: Sequence[migrations.operations.base.Operation] = (),
+) -> migrations.RunSQL:
+    """A migration operation (in a migration with `atomic = False`): `index` on `table` is
+    dropped CONCURRENTLY, so that neither the table's readers nor its writers wait; migrating
+    back builds it again CONCURRENTLY from `definition` (the columns part of CREATE INDEX, as
+    "(coupon_id)"). `state`: what Django's model state learns (an AlterField to db_index=False),
+    as nothing in the database is left for it to do.
+
+    The old code keeps serving meanwhile: an index nothing reads is only ever written."""
+    return migrations.RunSQL(
+        f"DROP INDEX CONCURRENTLY IF EXISTS {index}",
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} {definition}",
+        state_operations=list(state),
+    )

@@ -43,7 +43,9 @@ class Order(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # No index of their own on client and campaign: the unique (client, key), the customer
     # index and the campaign ones below start with them, and every index is paid for by every
-    # INSERT and every status change (a status change is never a HOT update here).
+    # INSERT and every status change (a status change is never a HOT update here). None on
+    # coupon either: nothing reads orders by coupon (a coupon is never deleted, so not even
+    # PROTECT's check runs), and it cost an entry per insert and per move (orders 0016).
     # client, campaign and coupon (and a line's product) are references without a database
     # foreign key: each key's check took FOR KEY SHARE on the same few parent rows for every
     # order: MultiXacts that cost intake 0.43 ms of PostgreSQL CPU per order against 0.17
@@ -74,6 +76,7 @@ class Order(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="orders",
+        db_index=False,
         db_constraint=False,
     )
     # The code as the client sent it, kept even when it names no coupon (then rejected).
@@ -188,10 +191,17 @@ def parking_state(order: "Order") -> str:
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    # No database key, as for the order's parents above.
+    # Read by order through order_line_once_per_product, which starts with it: no index of its
+    # own (orders 0016).
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    # No database key, as for the order's parents above, and no index: nothing reads lines
+    # by product.
     product = models.ForeignKey(
-        "shop.Product", on_delete=models.PROTECT, related_name="+", db_constraint=False
+        "shop.Product",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     sku = models.CharField(max_length=64)
     quantity = models.PositiveIntegerField()
@@ -226,11 +236,23 @@ class Reservation(models.Model):
         RELEASED = "released"
 
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="reservation")
+    # No index on campaign or coupon: holds are read by order, and a release's coupon through
+    # reservation_coupon_once while open (orders 0016).
     campaign = models.ForeignKey(
-        "coupons.Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "coupons.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     coupon = models.ForeignKey(
-        "coupons.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "coupons.Coupon",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     discount = models.PositiveBigIntegerField(default=0)
     # None until the first payment attempt starts the clock (orders.services.settlement).
@@ -274,6 +296,8 @@ class Payment(models.Model):
         PARKED = "parked"  # gave up after PAYMENT_MAX_ATTEMPTS; the hold stays; staff replay
 
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
+    # Unique, without the LIKE index (varchar_pattern_ops) Django adds beside a unique
+    # CharField: nothing searches keys by prefix (orders 0016).
     idempotency_key = models.CharField(max_length=100, unique=True)
     amount = models.PositiveBigIntegerField()
     currency = models.CharField(max_length=3, default="CNY")
