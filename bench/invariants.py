@@ -156,6 +156,8 @@ REFERENCES = (
     ("orders_order", "campaign_id", "coupons_campaign"),
     ("orders_order", "coupon_id", "coupons_coupon"),
     ("orders_orderline", "product_id", "shop_product"),
+    ("orders_reservation", "campaign_id", "coupons_campaign"),
+    ("orders_reservation", "coupon_id", "coupons_coupon"),
 )
 
 

@@ -237,7 +237,9 @@ class Reservation(models.Model):
 
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="reservation")
     # No index on campaign or coupon: holds are read by order, and a release's coupon through
-    # reservation_coupon_once while open (orders 0016).
+    # reservation_coupon_once while open (orders 0016). No database key either, as for the
+    # order's (orders 0017): the batch that opens the hold has just written both rows, and
+    # they are never deleted (docs/architecture.md, "References without database keys").
     campaign = models.ForeignKey(
         "coupons.Campaign",
         null=True,
@@ -245,6 +247,7 @@ class Reservation(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     coupon = models.ForeignKey(
         "coupons.Coupon",
@@ -253,6 +256,7 @@ class Reservation(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     discount = models.PositiveBigIntegerField(default=0)
     # None until the first payment attempt starts the clock (orders.services.settlement).

@@ -250,10 +250,15 @@ def test_an_accepted_order_missing_from_the_database_is_reported(burst: Burst) -
     assert "not in the database" in found[0].detail
 
 
-def test_an_order_or_line_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
-    # given: the order names a client and the line a product that do not exist (no database
-    # key stops it: docs/architecture.md, References without database keys)
+def test_an_order_line_or_hold_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
+    # given: the order names a client, the line a product and the hold a coupon that do not
+    # exist (no database key stops it: docs/architecture.md, References without database keys)
     with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE orders_reservation SET coupon_id = (SELECT max(id) + 1 FROM coupons_coupon)"
+            " WHERE order_id = %s",
+            [burst.paid.pk],
+        )
         cursor.execute(
             "UPDATE orders_order SET client_id = (SELECT max(id) + 1 FROM shop_apiclient)"
             " WHERE id = %s",
@@ -268,8 +273,9 @@ def test_an_order_or_line_naming_a_missing_parent_is_an_orphan(burst: Burst) -> 
     found = check_invariants(connection, burst.ledger, [str(burst.paid.public_id)])
     # then: both are reported (the unit sold of a product that is not there is a stock
     # breach of its own)
-    assert checks(found) == {"references": 2, "stock": 1}
+    assert checks(found) == {"references": 3, "stock": 1}
     assert {v.subject.split()[0] for v in found if v.check == "references"} == {
         "orders_order",
         "orders_orderline",
+        "orders_reservation",
     }
