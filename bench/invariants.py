@@ -158,6 +158,17 @@ REFERENCES = (
     ("orders_orderline", "product_id", "shop_product"),
     ("orders_reservation", "campaign_id", "coupons_campaign"),
     ("orders_reservation", "coupon_id", "coupons_coupon"),
+    *(
+        (child, "order_id", "orders_order")
+        for child in (
+            "orders_orderline",
+            "orders_reservation",
+            "orders_payment",
+            "orders_refund",
+            "orders_orderevent",
+            "orders_callbackdelivery",
+        )
+    ),
 )
 
 

@@ -190,10 +190,16 @@ def parking_state(order: "Order") -> str:
     return order.status
 
 
+# Every row that names an order (its lines, hold, payment, refund, events, callbacks) does
+# so without a database key (orders 0018): each key's check locked the order row again at
+# commit, and orders are never deleted (docs/architecture.md, "References without database
+# keys"). CASCADE and PROTECT below are the ORM's, which never deletes an order either.
 class OrderLine(models.Model):
     # Read by order through order_line_once_per_product, which starts with it: no index of its
     # own (orders 0016).
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="lines", db_index=False, db_constraint=False
+    )
     # No database key, as for the order's parents above, and no index: nothing reads lines
     # by product.
     product = models.ForeignKey(
@@ -235,7 +241,9 @@ class Reservation(models.Model):
         SOLD = "sold"
         RELEASED = "released"
 
-    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="reservation")
+    order = models.OneToOneField(
+        Order, on_delete=models.CASCADE, related_name="reservation", db_constraint=False
+    )
     # No index on campaign or coupon: holds are read by order, and a release's coupon through
     # reservation_coupon_once while open (orders 0016). No database key either, as for the
     # order's (orders 0017): the batch that opens the hold has just written both rows, and
@@ -299,7 +307,9 @@ class Payment(models.Model):
         NOT_REQUIRED = "not_required"  # payable 0
         PARKED = "parked"  # gave up after PAYMENT_MAX_ATTEMPTS; the hold stays; staff replay
 
-    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="payment")
+    order = models.OneToOneField(
+        Order, on_delete=models.PROTECT, related_name="payment", db_constraint=False
+    )
     # Unique, without the LIKE index (varchar_pattern_ops) Django adds beside a unique
     # CharField: nothing searches keys by prefix (orders 0016).
     idempotency_key = models.CharField(max_length=100, unique=True)
@@ -365,7 +375,9 @@ class Refund(models.Model):
         FAILED = "failed"  # the gateway refused: nothing moved
         UNKNOWN = "unknown"  # no definite answer: the order stays paid; asking again is safe
 
-    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="refund")
+    order = models.OneToOneField(
+        Order, on_delete=models.PROTECT, related_name="refund", db_constraint=False
+    )
     idempotency_key = models.CharField(max_length=100, unique=True)
     charge_id = models.CharField(max_length=100, blank=True, default="")
     amount = models.PositiveBigIntegerField(help_text="In fen; 0 when nothing was charged.")
@@ -396,7 +408,9 @@ class OrderEvent(models.Model):
     who made it. Written only by the move functions of `orders.services.transitions`; payment
     and refund moves read `payment:<status>` and `refund:<status>` (`:` alone: no row yet)."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="events", db_constraint=False
+    )
     source = models.CharField(max_length=32)
     target = models.CharField(max_length=32)
     actor = models.CharField(max_length=150)
@@ -419,7 +433,9 @@ class CallbackDelivery(models.Model):
         # never superseded.
         SUPERSEDED = "superseded"
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="callbacks")
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="callbacks", db_constraint=False
+    )
     url = models.URLField(max_length=500)
     order_status = models.CharField(max_length=16)
     payload = models.JSONField()

@@ -250,14 +250,19 @@ def test_an_accepted_order_missing_from_the_database_is_reported(burst: Burst) -
     assert "not in the database" in found[0].detail
 
 
-def test_an_order_line_or_hold_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
-    # given: the order names a client, the line a product and the hold a coupon that do not
-    # exist (no database key stops it: docs/architecture.md, References without database keys)
+def test_a_row_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
+    # given: the order names a client, the line a product, the hold a coupon and an event an
+    # order that do not exist (no database key stops it: docs/architecture.md, References
+    # without database keys)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE orders_reservation SET coupon_id = (SELECT max(id) + 1 FROM coupons_coupon)"
             " WHERE order_id = %s",
             [burst.paid.pk],
+        )
+        cursor.execute(
+            "INSERT INTO orders_orderevent (order_id, source, target, actor, data, created_at)"
+            " SELECT max(id) + 1, 'received', 'received', 'test', '{}', now() FROM orders_order"
         )
         cursor.execute(
             "UPDATE orders_order SET client_id = (SELECT max(id) + 1 FROM shop_apiclient)"
@@ -273,9 +278,10 @@ def test_an_order_line_or_hold_naming_a_missing_parent_is_an_orphan(burst: Burst
     found = check_invariants(connection, burst.ledger, [str(burst.paid.public_id)])
     # then: both are reported (the unit sold of a product that is not there is a stock
     # breach of its own)
-    assert checks(found) == {"references": 3, "stock": 1}
+    assert checks(found) == {"references": 4, "stock": 1}
     assert {v.subject.split()[0] for v in found if v.check == "references"} == {
         "orders_order",
         "orders_orderline",
         "orders_reservation",
+        "orders_orderevent",
     }

@@ -160,3 +160,45 @@ def test_the_orm_still_protects_a_parent_an_order_names(scene: Scene) -> None:
         with pytest.raises(ProtectedError):
             parent.delete()
     assert no_orphans() == []
+
+
+# The rows that name an order (lines, hold, payment, refund, events, callbacks) have no
+# database key to it either (orders 0018): orders are never deleted.
+
+
+def test_an_order_is_never_deleted(scene: Scene) -> None:
+    # given: a committed order
+    order = place(scene.client, "c-1", [(scene.product, 1)], coupon=scene.coupon)
+    # when: it is deleted in SQL (as a wiped table or a stray script would)
+    with pytest.raises(IntegrityError, match="never deleted"), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM orders_order WHERE id = %s", [order.pk])
+    # then: it is still there, and so is every row that names it
+    assert Order.objects.filter(pk=order.pk).exists()
+    assert no_orphans() == []
+
+
+def test_no_row_names_an_order_through_a_database_key() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND confrelid = 'orders_order'::regclass"
+        )
+        assert cursor.fetchall() == []
+
+
+def test_an_event_for_an_order_takes_no_lock_on_it(scene: Scene, other) -> None:
+    # given: another transaction holds the order's row FOR UPDATE, which conflicts with the
+    # FOR KEY SHARE a key's check would take on it
+    order = place(scene.client, "c-1", [(scene.product, 1)], coupon=scene.coupon)
+    holder, writer = other(), other()
+    holder.execute("SELECT 1 FROM orders_order WHERE id = %s FOR UPDATE", [order.pk])
+    # when: a row naming the order is written and committed (lock_timeout 2 s: a wait fails)
+    writer.execute(
+        "INSERT INTO orders_orderevent (order_id, source, target, actor, data, created_at)"
+        " VALUES (%s, 'received', 'received', 'test', '{}', now())",
+        [order.pk],
+    )
+    writer.commit()
+    holder.rollback()
+    # then
+    assert order.events.filter(actor="test").exists()
