@@ -486,14 +486,16 @@ def index_dropped(
     state: Sequence[migrations.operations.base.Operation] = (),
 ) -> migrations.RunSQL:
     """A migration operation (in a migration with `atomic = False`): `index` on `table` is
-    dropped CONCURRENTLY, so that neither the table's readers nor its writers wait; migrating
-    back builds it again CONCURRENTLY from `definition` (the columns part of CREATE INDEX, as
-    "(coupon_id)"). `state`: what Django's model state learns (an AlterField to db_index=False),
-    as nothing in the database is left for it to do.
+    dropped CONCURRENTLY, so that neither the table's readers nor its writers wait. Migrating
+    back builds it again from `definition` (the columns part of CREATE INDEX, as
+    "(coupon_id)") plainly, as the other index migrations drop theirs: a rollback may run
+    inside a transaction, where CONCURRENTLY cannot (tests/admin/test_roles.py migrates back
+    past these). `state`: what Django's model state learns (an AlterField to
+    db_index=False), as nothing in the database is left for it to do.
 
     The old code keeps serving meanwhile: an index nothing reads is only ever written."""
     return migrations.RunSQL(
         f"DROP INDEX CONCURRENTLY IF EXISTS {index}",
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} {definition}",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {table} {definition}",
         state_operations=list(state),
     )

@@ -8,7 +8,7 @@ partial indexes) wrote an entry in each.
   with them, and the parents are never deleted (orders 0012), so no key check reads them.
 
 Dropped CONCURRENTLY (infra.sql.index_dropped) while the old code serves; migrating back
-builds them again the same way."""
+builds them again."""
 
 import django.db.models.deletion
 from django.db import migrations, models

@@ -12,7 +12,7 @@ closed_at are in partial indexes):
   a unique CharField: keys are looked up whole.
 
 Dropped CONCURRENTLY (infra.sql.index_dropped) while the old code serves; migrating back
-builds them again the same way."""
+builds them again."""
 
 import django.db.models.deletion
 from django.db import migrations, models
