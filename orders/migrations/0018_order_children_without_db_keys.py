@@ -1,8 +1,8 @@
 """The rows that name an order (its lines, hold, payment, refund, events and callbacks) lose
 their database keys to it, as the order lost its own to its parents (orders 0012): each key's
-check ran at commit, a `SELECT ... FOR KEY SHARE` on the order row per child row, about nine
-per order (pg_stat_statements in the 1-million-order soak, docs/soak.md), and each first
-lock on an order row its own batch had just updated wrote a WAL record of its own.
+check ran at commit, a `SELECT ... FOR KEY SHARE` on the order row per child row, 8.8 per
+order in the 1-million-order soak's pg_stat_statements (docs/performance.md, "Indexes nothing
+reads", has what dropping them saved).
 
 No orphan can appear: orders are never deleted. The trigger comes first (orders 0012's
 function, now on orders_order too), so no moment exists at which an order can go unguarded;

@@ -276,7 +276,7 @@ def test_a_row_naming_a_missing_parent_is_an_orphan(burst: Burst) -> None:
         )
     # when
     found = check_invariants(connection, burst.ledger, [str(burst.paid.public_id)])
-    # then: both are reported (the unit sold of a product that is not there is a stock
+    # then: all four are reported (the unit sold of a product that is not there is a stock
     # breach of its own)
     assert checks(found) == {"references": 4, "stock": 1}
     assert {v.subject.split()[0] for v in found if v.check == "references"} == {

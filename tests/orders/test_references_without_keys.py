@@ -1,7 +1,8 @@
 """An order's client, campaign and coupon and a line's product have no database foreign key
 (docs/architecture.md, References without database keys): the INSERT takes no lock on those
 hot parent rows, and no orphan can appear because the parents are never deleted, whatever
-runs at the same time. Each interleaving is forced on two real connections."""
+runs at the same time. Each interleaving is forced on two real connections. The rows that
+name an order have no key to it either, and orders are never deleted (the last tests)."""
 
 from __future__ import annotations
 
