@@ -25,6 +25,7 @@ import psutil
 import psycopg
 import redis
 
+from bench import yardstick
 from bench.stack import (
     BROKER_URL,
     DATABASE_URL,
@@ -58,6 +59,10 @@ class Sampler:
     # Tables whose dead tuples and autovacuum runs each sample reads, with the database's
     # size (the soak: does the database grow, does autovacuum keep up); none by default.
     tables: tuple[str, ...] = ()
+    # Every this many samples, the machine's speed (bench/yardstick.py) goes in the row as
+    # `yardstick_ms`: the soak's control for every process's CPU per order; 0: never.
+    yardstick_every: int = 0
+    _samples_taken: int = 0
     _seen: dict[tuple[int, float], _Seen] = field(default_factory=dict)
     _procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     _peak_sum: dict[str, int] = field(default_factory=dict)
@@ -159,6 +164,10 @@ class Sampler:
                 "rss": rss_sum,
                 "machine_busy": busy,
             }
+            row["machine_steal"] = getattr(machine, "steal", 0.0)
+            if self.yardstick_every and self._samples_taken % self.yardstick_every == 0:
+                row["yardstick_ms"] = yardstick.measure()
+            self._samples_taken += 1
             row.update(self._backlog())
             row.update(self._table_stats())
             row["queues"] = self._queues()

@@ -80,6 +80,8 @@ def versions() -> dict[str, str]:
 # A platform's pool: about as many connections as the floors' closed loop holds, fewer than
 # the open loop's requests in flight (docs/performance.md, "Keep-alive").
 KEEPALIVE_DEFAULT = 32
+# The soak's sampler times the machine's speed every this many 1 Hz samples (bench/yardstick.py).
+YARDSTICK_EVERY = 5
 
 SAMPLE_FIELDS = ("t", "received", "reserved", "callbacks_pending", "queues", "accept_queue")
 
@@ -191,7 +193,12 @@ def start(
     )
     print(f"stack up in {time.time() - began:.1f} s", flush=True)
     session.load = LoadClient(session.stack, api_key=fixtures.api_key, slug=seed.MAIN_SLUG)
-    session.sampler = Sampler(stack=session.stack, database_url=stack.DATABASE_URL, tables=tables)
+    session.sampler = Sampler(
+        stack=session.stack,
+        database_url=stack.DATABASE_URL,
+        tables=tables,
+        yardstick_every=YARDSTICK_EVERY if tables else 0,  # the soak's control
+    )
     session.sampler.start()
     session.waits = WaitSampler(database_url=stack.DATABASE_URL)
     session.waits.start()

@@ -168,7 +168,9 @@ def window_line(row: dict[str, Any]) -> str:
             f"{row.get('http_429', 0):,} 429s, {row.get('failed', 0):,} failed; accept-to-paid "
             f"p50 {_f(p50, '.2f')} s, p99 {_f(p99, '.2f')} s",
             f"     CPU ms/order: all {_f(row.get('cpu_ms_per_order_total'), '.2f')}; "
-            + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+            + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+            + f"; machine yardstick {_f(row.get('yardstick_ms'), '.2f')} ms, "
+            f"steal {_f(row.get('steal_s'), '.1f')} s",
             "     RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()),
             f"     database {_f(row.get('db_mb'), '.0f')} MB "
             f"(+{_f(row.get('db_kb_per_order'), '.2f')} kB/order); dead tuples (mean) "

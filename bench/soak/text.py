@@ -181,10 +181,19 @@ def windows_section(res: R) -> list[str]:
                 for r in rows
             ],
         ),
-        "\nCPU ms per accepted order by process kind (all: every kind but the orchestrator)",
+        "\nCPU ms per accepted order by process kind (all: every kind but the orchestrator); the"
+        " machine: bench/yardstick.py's fixed work, CPU ms (mean), and CPU seconds stolen",
         _table(
-            ["window", "all"],
-            [[str(r["window"]), _fmt(r.get("cpu_ms_per_order_total"), ".3f")] for r in rows],
+            ["window", "all", "yardstick ms", "steal s"],
+            [
+                [
+                    str(r["window"]),
+                    _fmt(r.get("cpu_ms_per_order_total"), ".3f"),
+                    _fmt(r.get("yardstick_ms"), ".3f"),
+                    _fmt(r.get("steal_s"), ".1f"),
+                ]
+                for r in rows
+            ],
         ),
         kinds_table(rows, "cpu_ms_per_order", by="window", spec=".3f"),
         "\nRSS by process kind at each window's end, MB",

@@ -11,7 +11,13 @@ A window's figures:
   1 Hz samples of the hot tables' dead tuples, and their autovacuum and autoanalyze runs;
 - Redis: INFO used_memory at the end (MB);
 - of the orders accepted in the window, the time from the 202 to the `paid` callback: p50,
-  p99 and the count paid.
+  p99 and the count paid;
+- the machine: the mean CPU ms of the fixed work of bench/yardstick.py (timed every few
+  samples) and the CPU seconds the hypervisor stole.
+
+The CPU per order of each kind is judged twice: as measured, and at the first windows' machine
+speed (measured over the yardstick's change), so that a machine that slowed down is told
+apart from a process that does more work per order.
 """
 
 from __future__ import annotations
@@ -66,6 +72,15 @@ def sample_window(samples: list[R], *, start: float, end: float) -> R:
             row[key] = {t: last[key].get(t, 0) - first.get(key, {}).get(t, 0) for t in TABLES}
     if "redis_used_memory" in last:
         row["redis_mb"] = round(last["redis_used_memory"] / 2**20, 2)
+    yardsticks = [
+        s["yardstick_ms"]
+        for s in samples
+        if first["t"] < s["t"] <= last["t"] and "yardstick_ms" in s
+    ]
+    if yardsticks:
+        row["yardstick_ms"] = round(sum(yardsticks) / len(yardsticks), 3)
+    if "machine_steal" in last and "machine_steal" in first:
+        row["steal_s"] = round(last["machine_steal"] - first["machine_steal"], 1)
     return row
 
 
@@ -204,6 +219,36 @@ def flat_verdicts(rows: list[R], window_minutes: int) -> list[Verdict]:
             f"; within the noise floor of {_v(fig.floor)} {fig.unit}" if within_floor else ""
         )
         out.append(Verdict(f"flat: {fig.name}", share, FLAT_TOLERANCE, "fraction", False, note))
+    return out + at_first_speed(rows, first, last, label)
+
+
+def at_first_speed(rows: list[R], first: list[R], last: list[R], label: str) -> list[Verdict]:
+    """The CPU-per-order figures again, the last span's taken back to the first span's machine
+    speed: divided by how much longer the yardstick's fixed work took. None without a
+    yardstick in both spans (runs before it, or the quick soak)."""
+    read = _at("yardstick_ms")
+    before_ms, after_ms = _mean(read, first), _mean(read, last)
+    if not before_ms or not after_ms:
+        return []
+    slower = after_ms / before_ms
+    machine = f"the yardstick {before_ms:.3g} → {after_ms:.3g} ms ({slower - 1:+.0%})"
+    out = []
+    for fig in figures(rows):
+        if not fig.name.startswith("CPU per order"):
+            continue
+        before, after = _mean(fig.read, first), _mean(fig.read, last)
+        if before is None or after is None:
+            continue
+        adjusted = after / slower
+        change = adjusted - before
+        within_floor = abs(change) <= fig.floor
+        share = 0.0 if within_floor else abs(change) / max(abs(before), 1e-9)
+        note = (
+            f"{_v(before)} → {_v(adjusted)} {fig.unit} at the first speed ({_v(after)} as "
+            f"measured; {machine}; {label})"
+        )
+        name = f"flat at the first windows' machine speed: {fig.name}"
+        out.append(Verdict(name, share, FLAT_TOLERANCE, "fraction", False, note))
     return out
 
 

@@ -7,6 +7,7 @@ orders/s: bench/runs/soak-*/), built here rather than read so the test owns its 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,19 +35,37 @@ RATE = 85  # orders a second
 CPU_PER_ORDER = {"gunicorn": 3.1e-3, "postgres": 1.9e-3, "worker-payments": 1.1e-3}
 
 
-def _samples(minutes: int, *, rss_growth: dict[str, float] | None = None) -> list[R]:
+def _samples(
+    minutes: int,
+    *,
+    rss_growth: dict[str, float] | None = None,
+    slower: Callable[[int], float] | None = None,
+    more_work: dict[str, float] | None = None,
+) -> list[R]:
     """1 Hz samples of a steady run: cumulative CPU in step with the orders, RSS flat unless
     `rss_growth` (MB a minute) says otherwise, the database growing 2.7 kB an order, dead
-    tuples in autovacuum's saw-tooth, one autovacuum and autoanalyze of each table a minute."""
+    tuples in autovacuum's saw-tooth, one autovacuum and autoanalyze of each table a minute;
+    the yardstick every 5 samples. `slower(second)`: how many times slower the machine is
+    then (every kind's CPU per order and the yardstick alike); `more_work`: kinds whose CPU
+    per order grows by this share over the run, on a steady machine."""
     rows = []
     growth = rss_growth or {}
+    cpu = dict.fromkeys(CPU_PER_ORDER, 0.0)
     for s in range(minutes * 60 + 1):
         orders = RATE * s
         dead = 2000 + 40 * (s % 60)
+        speed = slower(s) if slower else 1.0
+        if s:
+            for kind, per_order in CPU_PER_ORDER.items():
+                grown = 1 + (more_work or {}).get(kind, 0.0) * s / (minutes * 60)
+                cpu[kind] += per_order * RATE * speed * grown
+        extra = {"yardstick_ms": round(3.1 * speed, 3)} if s % 5 == 0 else {}
         rows.append(
-            {
+            extra
+            | {
                 "t": T0 + s,
-                "cpu": {k: v * orders for k, v in CPU_PER_ORDER.items()} | {"orchestrator": s},
+                "machine_steal": 0.02 * s,
+                "cpu": dict(cpu) | {"orchestrator": s},
                 "rss": {
                     k: int((mb + growth.get(k, 0) * s / 60) * 2**20)
                     for k, mb in {"gunicorn": 212, "loadgen": 45, "redis": 9}.items()
@@ -176,6 +195,69 @@ def test_growth_and_a_slower_tail_are_not_flat():
     assert judged["accept-to-paid p99"].passed is False
     assert judged["accept-to-paid p99"].measured == pytest.approx(0.8 / 1.2)
     assert judged["CPU per order: gunicorn"].passed is True
+
+
+def test_a_window_holds_the_machines_speed_and_the_cpu_stolen_from_it():
+    # given a machine twice as slow from minute 5 on
+    samples = _samples(10, slower=lambda s: 2.0 if s > 300 else 1.0)
+
+    # when
+    rows = _rows(10, p99s=[1.2, 1.2], samples=samples)
+
+    # then
+    assert [r["yardstick_ms"] for r in rows] == [3.1, 6.2]
+    assert [r["steal_s"] for r in rows] == [6.0, 6.0]
+    assert rows[1]["cpu_ms_per_order"]["gunicorn"] == pytest.approx(6.2, abs=0.01)
+
+
+def test_a_machine_that_slowed_fails_as_measured_and_passes_at_its_first_speed():
+    # given every process and the yardstick 20 % slower in the last 10 minutes
+    samples = _samples(20, slower=lambda s: 1.2 if s > 600 else 1.0)
+    rows = _rows(20, p99s=[1.2] * 4, samples=samples)
+
+    # when
+    judged = _judged(rows)
+
+    # then: as measured, every kind grew by a fifth; at the first speed, none did
+    assert judged["CPU per order: gunicorn"].passed is False
+    assert judged["CPU per order: gunicorn"].measured == pytest.approx(0.2, abs=0.01)
+    adjusted = judged["flat at the first windows' machine speed: CPU per order: gunicorn"]
+    assert adjusted.passed is True
+    assert adjusted.measured == pytest.approx(0.0, abs=0.01)
+    assert "the yardstick 3.1 → 3.72 ms (+20%)" in adjusted.note
+    assert judged[
+        "flat at the first windows' machine speed: CPU per order: all our processes"
+    ].passed
+
+
+def test_more_work_per_order_on_a_steady_machine_fails_both_ways():
+    # given gunicorn doing 40 % more per order by the end of the run, the machine steady
+    samples = _samples(20, more_work={"gunicorn": 0.4})
+    rows = _rows(20, p99s=[1.2] * 4, samples=samples)
+
+    # when
+    judged = _judged(rows)
+
+    # then
+    assert judged["CPU per order: gunicorn"].passed is False
+    adjusted = judged["flat at the first windows' machine speed: CPU per order: gunicorn"]
+    assert adjusted.passed is False
+    assert adjusted.measured == judged["CPU per order: gunicorn"].measured
+    assert judged["flat at the first windows' machine speed: CPU per order: postgres"].passed
+
+
+def test_without_a_yardstick_only_the_measured_cpu_is_judged():
+    # given samples of a run before the yardstick
+    samples = [{k: v for k, v in s.items() if k != "yardstick_ms"} for s in _samples(20)]
+    rows = _rows(20, p99s=[1.2] * 4, samples=samples)
+
+    # when
+    judged = _judged(rows)
+
+    # then
+    assert "CPU per order: gunicorn" in judged
+    assert not [name for name in judged if "machine speed" in name]
+    assert "yardstick_ms" not in rows[0]
 
 
 def test_a_change_within_the_noise_floor_passes():
