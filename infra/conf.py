@@ -76,7 +76,7 @@ WEB_SHED_RETRY_AFTER_SECONDS = env.int("WEB_SHED_RETRY_AFTER_SECONDS", default=1
 # so that a pool's connections spread over the processes. 0: no limit.
 WEB_KEEPALIVE_REQUESTS = env.int("WEB_KEEPALIVE_REQUESTS", default=100)
 # Each web worker freezes the objects of the loaded application (infra/server.py), so that
-# Python's full garbage collections skip them: about 5 % of the web tier's CPU under load
+# Python's full garbage collections skip them: about 6 % of the web tier's CPU under load
 # (docs/performance.md). Off only to compare.
 WEB_GC_FREEZE = env.bool("WEB_GC_FREEZE", default=True)
 

@@ -31,10 +31,10 @@ worker accepts every connection at once, so each request's wait is visible to us
 Only API requests are shed: the admin, health checks and static files are always served.
 
 Once the application is loaded, the worker imports every URLconf and view module and freezes
-what it has (`gc.freeze`, WEB_GC_FREEZE): Python's full collections then leave the hundreds of
-thousands of objects that live as long as the process (modules, classes, the URL patterns,
-settings) alone, where before every full collection walked them all (docs/performance.md,
-"The web layer on the hot endpoints").
+what it has (`gc.freeze`, WEB_GC_FREEZE): Python's full collections then leave alone the
+116,000 or so objects that live as long as the process (modules, classes, the URL patterns,
+settings), which every full collection walked before (docs/performance.md, "The web layer on
+the hot endpoints").
 
 A kept-alive connection carries WEB_KEEPALIVE_REQUESTS requests; the last one's answer says
 `Connection: close`, so that a client's pool, reconnecting, spreads over the processes (a

@@ -1,5 +1,5 @@
 """Each web worker freezes the objects of the loaded application (infra/server.py,
-WEB_GC_FREEZE), so that Python's full garbage collections stop walking them: about 5 % of the
+WEB_GC_FREEZE), so that Python's full garbage collections stop walking them: about 6 % of the
 web tier's CPU under load before (docs/performance.md)."""
 
 from __future__ import annotations
