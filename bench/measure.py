@@ -62,7 +62,6 @@ class Sampler:
     # Every this many samples, the machine's speed (bench/yardstick.py) goes in the row as
     # `yardstick_ms`: the soak's control for every process's CPU per order; 0: never.
     yardstick_every: int = 0
-    _samples_taken: int = 0
     _seen: dict[tuple[int, float], _Seen] = field(default_factory=dict)
     _procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     _peak_sum: dict[str, int] = field(default_factory=dict)
@@ -165,9 +164,8 @@ class Sampler:
                 "machine_busy": busy,
             }
             row["machine_steal"] = getattr(machine, "steal", 0.0)
-            if self.yardstick_every and self._samples_taken % self.yardstick_every == 0:
+            if self.yardstick_every and len(self.rows) % self.yardstick_every == 0:
                 row["yardstick_ms"] = yardstick.measure()
-            self._samples_taken += 1
             row.update(self._backlog())
             row.update(self._table_stats())
             row["queues"] = self._queues()

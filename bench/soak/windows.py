@@ -212,9 +212,7 @@ def flat_verdicts(rows: list[R], window_minutes: int) -> list[Verdict]:
                 )
             )
             continue
-        change = after - before
-        within_floor = abs(change) <= fig.floor
-        share = 0.0 if within_floor else abs(change) / max(abs(before), 1e-9)
+        share, within_floor = _change(before, after, fig.floor)
         note = f"{_v(before)} → {_v(after)} {fig.unit} ({label})" + (
             f"; within the noise floor of {_v(fig.floor)} {fig.unit}" if within_floor else ""
         )
@@ -240,9 +238,7 @@ def at_first_speed(rows: list[R], first: list[R], last: list[R], label: str) -> 
         if before is None or after is None:
             continue
         adjusted = after / slower
-        change = adjusted - before
-        within_floor = abs(change) <= fig.floor
-        share = 0.0 if within_floor else abs(change) / max(abs(before), 1e-9)
+        share, _ = _change(before, adjusted, fig.floor)
         note = (
             f"{_v(before)} → {_v(adjusted)} {fig.unit} at the first speed ({_v(after)} as "
             f"measured; {machine}; {label})"
@@ -250,6 +246,12 @@ def at_first_speed(rows: list[R], first: list[R], last: list[R], label: str) -> 
         name = f"flat at the first windows' machine speed: {fig.name}"
         out.append(Verdict(name, share, FLAT_TOLERANCE, "fraction", False, note))
     return out
+
+
+def _change(before: float, after: float, floor: float) -> tuple[float, bool]:
+    """(the change as a share of `before`, 0 within the noise floor; whether it was within)."""
+    within_floor = abs(after - before) <= floor
+    return (0.0 if within_floor else abs(after - before) / max(abs(before), 1e-9)), within_floor
 
 
 def not_judged(rows: list[R]) -> list[str]:
