@@ -4,25 +4,22 @@ nine fault scenarios, then every invariant checked against the database, the gat
 ledger and what the shoppers were told. About two and a half minutes on two cores.
 
 The run happens once, in a process of its own (it must not share this process's Django
-setup or database); each scenario is then judged as a test of its own, including that its
-faults really happened, so that a scenario that broke nothing cannot pass for one that
-survived everything."""
+setup or database), started in the background once the tests are collected and judged
+after every other test (conftest.py). Each scenario is then judged as a test of its own,
+including that its faults really happened, so that a scenario that broke nothing cannot
+pass for one that survived everything."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.chaos.faults import SCENARIOS
-from tests.stack import PROJECT_ROOT
+from tests.chaos.conftest import LOG, chaos_run
 
 pytestmark = pytest.mark.chaos
-LOG = PROJECT_ROOT / ".run" / "test-logs" / "chaos-short.log"
 
 # What each scenario must have done to count: an action of the fault named here at least
 # this often (bench/chaos/faults.py words them).
@@ -49,21 +46,12 @@ BROKEN_PROMISES = (
 
 
 @pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("chaos") / "chaos.json"
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    with LOG.open("w") as log:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.chaos", "--mode", "short", "--json", str(out)],
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=1200,
-            check=False,
-        )
-    if not out.exists():
-        pytest.fail(f"the chaos run ended ({done.returncode}) without results; see {LOG}")
-    return {row["scenario"]: row for row in json.loads(Path(out).read_text())["rows"]}
+def chaos(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    run = chaos_run(request.config)  # started in the background (conftest.py)
+    code = run.wait()
+    if not run.json.exists():
+        pytest.fail(f"the chaos run ended ({code}) without results; see {LOG}")
+    return {row["scenario"]: row for row in json.loads(run.json.read_text())["rows"]}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
