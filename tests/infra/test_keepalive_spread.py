@@ -18,6 +18,11 @@ from tests import stack
 
 CAP = 20
 PROCESSES = 2
+# The least share of the CPU each process must have spent. A pinned pool leaves the other
+# process 0-3 % (its heartbeat). One connection is not spread evenly (it reconnects to
+# whichever process wins the accept race): the smaller share was 8.5-24 % in 16 runs of
+# 2026-12-07, so a bound of 10 % failed 3 of them.
+SHARE = 0.05
 
 
 @pytest.fixture
@@ -80,7 +85,7 @@ def test_a_keep_alive_pool_is_served_by_every_web_process(
     spent = {pid: after[pid] - before[pid] for pid in before}
     total = sum(spent.values())
     assert answered >= 10 * CAP * connections
-    assert all(cpu >= 0.1 * total for cpu in spent.values()), spent
+    assert all(cpu >= SHARE * total for cpu in spent.values()), spent
 
 
 def test_a_connection_is_closed_after_its_cap_of_requests(web: tuple[str, int]) -> None:
