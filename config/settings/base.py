@@ -52,14 +52,16 @@ MIDDLEWARE = [
     # RateLimit-Policy and RateLimit on answers to requests that took rate-limit tokens.
     "infra.ratelimit.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Static files, sessions, CSRF, the staff user and messages are the admin's: the *OutsideApi
+    # classes are Django's and WhiteNoise's middleware, skipped for /api/ (infra/middleware.py).
+    "infra.middleware.WhiteNoiseOutsideApi",
+    "infra.middleware.SessionOutsideApi",
     # Picks the language of error details from Accept-Language (English, Simplified Chinese).
     "infra.logs.ShopperLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "infra.middleware.CsrfOutsideApi",
+    "infra.middleware.AuthenticationOutsideApi",
+    "infra.middleware.MessageOutsideApi",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it answers locked-out admin logins
 ]
