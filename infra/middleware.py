@@ -25,7 +25,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-API_PREFIX = "/api/"
+from infra.paths import API_PREFIX
 
 
 def outside_api(middleware: type) -> type:

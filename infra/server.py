@@ -59,8 +59,8 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from infra import metrics
+from infra.paths import API_PREFIX
 
-SHED_PREFIX = "/api/"
 FLUSH_SECONDS = 1.0
 ACCEPT_BATCH = 64  # connections taken per readiness of the listening socket
 LINGER_SECONDS = 3.0
@@ -267,7 +267,7 @@ class ApiWorker(ThreadWorker):
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         path = req.path or ""
-        if path.startswith(SHED_PREFIX):
+        if path.startswith(API_PREFIX):
             if conn.shed:
                 self.door.refused()
                 close = req.should_close()
@@ -310,7 +310,7 @@ class ApiWorker(ThreadWorker):
         except OSError:
             return False
         parts = head.split(b"\r\n", 1)[0].split(b" ")
-        if len(parts) < 2 or not parts[1].startswith(SHED_PREFIX.encode()):  # noqa: PLR2004
+        if len(parts) < 2 or not parts[1].startswith(API_PREFIX.encode()):  # noqa: PLR2004
             return False
         try:
             while conn.sock.recv(65536):  # the request, so that closing sends no reset

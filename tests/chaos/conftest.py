@@ -21,15 +21,14 @@ TIMEOUT = 1200  # seconds from its start; the run itself takes 2-4 minutes
 
 
 class ChaosRun:
-    """The background `python -m bench.chaos --mode short`: its process, JSON and log."""
+    """The background `python -m bench.chaos --mode short`, writing RESULTS and LOG."""
 
     def __init__(self) -> None:
-        self.json = RESULTS
-        self.json.unlink(missing_ok=True)  # an earlier run's results must not pass for these
+        RESULTS.unlink(missing_ok=True)  # an earlier run's results must not pass for these
         LOG.parent.mkdir(parents=True, exist_ok=True)
         self._log = LOG.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.chaos", "--mode", "short", "--json", str(self.json)],
+            [sys.executable, "-m", "bench.chaos", "--mode", "short", "--json", str(RESULTS)],
             cwd=PROJECT_ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

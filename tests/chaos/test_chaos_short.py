@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench.chaos.faults import SCENARIOS
-from tests.chaos.conftest import LOG, chaos_run
+from tests.chaos.conftest import LOG, RESULTS, chaos_run
 
 pytestmark = pytest.mark.chaos
 
@@ -49,9 +49,9 @@ BROKEN_PROMISES = (
 def chaos(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
     run = chaos_run(request.config)  # started in the background (conftest.py)
     code = run.wait()
-    if not run.json.exists():
+    if not RESULTS.exists():
         pytest.fail(f"the chaos run ended ({code}) without results; see {LOG}")
-    return {row["scenario"]: row for row in json.loads(run.json.read_text())["rows"]}
+    return {row["scenario"]: row for row in json.loads(RESULTS.read_text())["rows"]}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
