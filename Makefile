@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock run test lint schema schema-release clean bench bench-quick bench-stages soak browser promtool pgbouncer systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
+.PHONY: install lock run test lint schema schema-release clean bench bench-quick bench-stages soak browser promtool pgbouncer valgrind systemd-analyze demo-burst chaos chaos-short cluster cluster-deps bench-cluster
 
 # The locks (docs/operations.md, "Deploying"): exact versions with hashes, made by `make lock`
 # from pyproject.toml. requirements/dev.txt (extras dev, local and bench) is what every
@@ -81,6 +81,11 @@ promtool:
 pgbouncer:
 	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer; }
+
+## valgrind, whose callgrind counts instructions for bench.instructions and its test (Debian's).
+valgrind:
+	@command -v valgrind >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind; }
 
 ## HAProxy and iproute2 for `make cluster` and its tests, with PgBouncer (Debian's; CI runs it).
 cluster-deps: pgbouncer

@@ -30,6 +30,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -125,10 +126,18 @@ class StatementCount:
 COUNTER: list[StatementCount] = []  # one when --statements asks for it
 
 
+# Set while --warm-up's pipeline runs: its stages are run, not timed, printed or counted.
+WARMING = threading.Event()
+
+
 def timed(label: str, count: int, fn, profile: bool = False) -> None:
+    if WARMING.is_set():
+        fn()
+        return
     import cProfile  # here: bench/profile.py shadows the profile module cProfile imports
     import pstats
-    import threading
+
+    from bench.spans import measured
 
     redis_before = [counter.redis_calls() for counter in COUNTER]
     pg = backend_cpu()
@@ -149,7 +158,8 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
         finally:
             threading.setprofile(None)  # type: ignore[arg-type]
     else:
-        fn()
+        with measured(label, count):  # counted when bench.instructions runs this
+            fn()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     pg = backend_cpu() - pg
     print(
@@ -265,6 +275,14 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("orders", type=int, nargs="?", default=2000)
     parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        metavar="ORDERS",
+        help="first run the stages on this many orders, untimed: imports and first calls "
+        "are then not in the figures (bench.instructions uses it)",
+    )
     parser.add_argument("--profile", choices=["claim", "intake", "reserve", "settle", "callbacks"])
     parser.add_argument(
         "--statements",
@@ -338,9 +356,69 @@ def deliver_callbacks() -> None:
             callbacks_send_and_record(pool, jobs)
 
 
+def run_stages(args: argparse.Namespace, count: int) -> None:
+    """Claim, place, reserve, settle and deliver the callbacks of `count` orders on a fresh
+    campaign, each stage timed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.conf import settings
+
+    from coupons import services as coupons_services
+    from orders import services
+    from orders.models import CallbackDelivery
+    from orders.services.settlement import _charges
+
+    batch = args.batch
+    product, campaign, client = bench_campaign(count)
+    coupons = []
+    timed(
+        "claim (coupon_claim)",
+        count,
+        profile=args.profile == "claim",
+        fn=lambda: coupons.extend(
+            coupons_services.coupon_claim(
+                client_id=client.pk,
+                slug=campaign.slug,
+                customer_id=f"c-{i}",
+                idempotency_key=f"k-{i}",
+            ).coupon
+            for i in range(count)
+        ),
+    )
+    place_all(args, coupons, product.sku, client.pk)
+
+    def reserve() -> None:
+        while services.reservations_take_batch(campaign_id=campaign.pk, limit=batch).seen:
+            pass
+
+    timed(f"reserve (batches of {batch})", count, reserve, args.profile == "reserve")
+
+    def settle() -> None:
+        with ThreadPoolExecutor(32) as pool:
+            # As the worker does (payments_drain): the batch's gateway tokens in one call,
+            # the charges concurrently, and each record claims the next batch.
+            claimed = services.payments_claim_batch(limit=batch)
+            while claimed.jobs:
+                outcomes = _charges(pool, claimed.jobs)
+                _, claimed = services.payments_record_and_claim(
+                    list(zip(claimed.jobs, outcomes, strict=True)), limit=batch
+                )
+
+    timed(f"settle (batches of {batch})", count, settle, args.profile == "settle")
+    paid = campaign.orders.filter(status="paid").count()
+    print(f"paid: {paid} of {count}")
+    # The paid callbacks are due at once; the passing ones (received, reserved) a moment
+    # after their move, when their order's newer status supersedes them.
+    time.sleep(max(0.0, settings.CALLBACK_PASSING_DELAY_SECONDS))
+    timed("callbacks (deliver)", paid, deliver_callbacks, args.profile == "callbacks")
+    delivered = CallbackDelivery.objects.filter(
+        order__campaign=campaign, state=CallbackDelivery.State.DELIVERED
+    ).count()
+    print(f"callbacks delivered: {delivered} for {paid} paid orders")
+
+
 def main() -> None:
     args = arguments()
-    count, batch = args.orders, args.batch
     prepare(args.intake)
     import django
 
@@ -350,11 +428,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if args.statements:
         COUNTER.append(StatementCount())
-    from django.conf import settings
-
-    from coupons import services as coupons_services
     from infra import fast
-    from orders import services
     from orders.models import CallbackDelivery
 
     fast.client().flushdb()
@@ -385,55 +459,13 @@ def main() -> None:
         CallbackDelivery.objects.filter(state=CallbackDelivery.State.PENDING).update(
             state=CallbackDelivery.State.FAILED, last_error="left by an earlier stage_costs run"
         )
-        product, campaign, client = bench_campaign(count)
-        coupons = []
-        timed(
-            "claim (coupon_claim)",
-            count,
-            profile=args.profile == "claim",
-            fn=lambda: coupons.extend(
-                coupons_services.coupon_claim(
-                    client_id=client.pk,
-                    slug=campaign.slug,
-                    customer_id=f"c-{i}",
-                    idempotency_key=f"k-{i}",
-                ).coupon
-                for i in range(count)
-            ),
-        )
-        place_all(args, coupons, product.sku, client.pk)
-
-        def reserve() -> None:
-            while services.reservations_take_batch(campaign_id=campaign.pk, limit=batch).seen:
-                pass
-
-        timed(f"reserve (batches of {batch})", count, reserve, args.profile == "reserve")
-        from concurrent.futures import ThreadPoolExecutor
-
-        from orders.services.settlement import _charges
-
-        def settle() -> None:
-            with ThreadPoolExecutor(32) as pool:
-                # As the worker does (payments_drain): the batch's gateway tokens in one call,
-                # the charges concurrently, and each record claims the next batch.
-                claimed = services.payments_claim_batch(limit=batch)
-                while claimed.jobs:
-                    outcomes = _charges(pool, claimed.jobs)
-                    _, claimed = services.payments_record_and_claim(
-                        list(zip(claimed.jobs, outcomes, strict=True)), limit=batch
-                    )
-
-        timed(f"settle (batches of {batch})", count, settle, args.profile == "settle")
-        paid = campaign.orders.filter(status="paid").count()
-        print(f"paid: {paid} of {count}")
-        # The paid callbacks are due at once; the passing ones (received, reserved) a moment
-        # after their move, when their order's newer status supersedes them.
-        time.sleep(max(0.0, settings.CALLBACK_PASSING_DELAY_SECONDS))
-        timed("callbacks (deliver)", paid, deliver_callbacks, args.profile == "callbacks")
-        delivered = CallbackDelivery.objects.filter(
-            order__campaign=campaign, state=CallbackDelivery.State.DELIVERED
-        ).count()
-        print(f"callbacks delivered: {delivered} for {paid} paid orders")
+        if args.warm_up:
+            # Imports and first calls are paid once per process, not per order: a short
+            # pipeline first, unmeasured, so that a small count shows the steady cost.
+            WARMING.set()
+            run_stages(args, args.warm_up)
+            WARMING.clear()
+        run_stages(args, args.orders)
     finally:
         gateway.terminate()
         receiver.terminate()
