@@ -20,6 +20,7 @@ payload is an order document full of quotes. Ten callback rows: 90 µs to dump i
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,15 @@ from typing import Any, TypeVar
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError, connection, migrations, models, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    OperationalError,
+    connection,
+    connections,
+    migrations,
+    models,
+    transaction,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import DEFERRED
 from django.db.models.expressions import Col
@@ -168,13 +177,14 @@ def prepared_objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]
         names = _column_names(cursor)
         rows = cursor.fetchall()
     plan = _row_plan(model, names)
-    alias = connection.alias
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a look-up per value through `connection`
+    alias = db.alias
     objects = []
     for row in rows:
         values = [DEFERRED if i is None else row[i] for i in plan.positions]
         for index, converters in plan.converters:
             for convert in converters:
-                values[index] = convert(values[index], plan.columns[index], connection)
+                values[index] = convert(values[index], plan.columns[index], db)
         objects.append(model.from_db(alias, plan.attnames, values))
     return objects
 
@@ -227,8 +237,12 @@ def prepared_count(sql: str, params: Sequence[Any]) -> int:
 
 @contextmanager
 def _prepared(sql: str, params: Sequence[Any]) -> Iterator[psycopg.Cursor[Any]]:
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of `connection` looks it up again
+    db.ensure_connection()
+    cursor = _statement_cursor(db, sql)
+    logged = db.queries_logged  # DEBUG, or a test's CaptureQueriesContext
+    started = time.monotonic() if logged else 0.0
+    with db.wrap_database_errors:
         try:
             cursor.execute(sql, params, prepare=True)
         except psycopg.errors.FeatureNotSupported as exc:
@@ -236,7 +250,32 @@ def _prepared(sql: str, params: Sequence[Any]) -> Iterator[psycopg.Cursor[Any]]:
                 raise
             _replan(cursor, exc)
             cursor.execute(sql, params, prepare=True)
+        if logged:  # listed with the ORM's statements, as Django's debug cursor lists them
+            took = time.monotonic() - started
+            db.queries_log.append({"sql": sql, "time": f"{took:.3f}"})
         yield cursor
+
+
+def _statement_cursor(db: BaseDatabaseWrapper, sql: str) -> psycopg.Cursor[Any]:
+    """The connection's own cursor for this statement, made on first use and kept.
+
+    A new psycopg cursor per call cost a prepared statement about 95,000 instructions in
+    Python (docs/performance.md, "Counting instructions"): the cursor itself and its
+    closing, and a new Transformer that looks up the dumper of every parameter's type again.
+    psycopg keeps a cursor's Transformer while the same query object comes back, and each
+    statement here is one string object for the life of the process. The cursors live on
+    Django's connection wrapper (one per thread) beside the connection they were made on, and
+    are dropped with it when Django opens a new one. Each caller reads its whole result
+    before returning, so a cursor is never in use twice; it holds its last result until the
+    statement runs again."""
+    raw = db.connection
+    held = db.__dict__.get("_statement_cursors")
+    if held is None or held[0] is not raw:
+        held = db._statement_cursors = (raw, {})
+    cursor = held[1].get(sql)
+    if cursor is None or cursor.closed:
+        cursor = held[1][sql] = psycopg.Cursor(raw)
+    return cursor
 
 
 class PlanChanged(OperationalError):
@@ -321,13 +360,12 @@ def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields:
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
     pk = meta.pk
-    arrays = [[pk.get_db_prep_value(o.pk, connection) for o in objs]]
-    arrays += [
-        [f.get_db_prep_value(getattr(o, f.attname), connection) for o in objs] for f in columns
-    ]
-    quote = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a look-up per value through `connection`
+    arrays = [[pk.get_db_prep_value(o.pk, db) for o in objs]]
+    arrays += [[f.get_db_prep_value(getattr(o, f.attname), db) for o in objs] for f in columns]
+    quote = db.ops.quote_name
     names = ["id", *(f"v{i}" for i in range(len(columns)))]
-    types = [pk.rel_db_type(connection), *(f.db_type(connection) for f in columns)]
+    types = [pk.rel_db_type(db), *(f.db_type(db) for f in columns)]
     # Identifiers come from the model's metadata, quoted; every value is a parameter.
     sql = (
         f"UPDATE {quote(meta.db_table)} AS t SET "  # noqa: S608
@@ -336,7 +374,7 @@ def rows_update(model: type[models.Model], objs: Sequence[models.Model], fields:
         + ", ".join(f"%b::{t}[]" for t in types)
         + f") AS v({', '.join(names)}) WHERE t.{quote(pk.column)} = v.id"
     )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, arrays)
         return cursor.rowcount
 
@@ -354,11 +392,12 @@ def rows_insert(
     if not rows:
         return 0
     arrays = [[row[i] for row in rows] for i in range(len(fields))]
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a look-up per value through `connection`
     for i, name in enumerate(fields):  # JSON needs psycopg's wrapper; the rest it adapts itself
         field = model._meta.get_field(name)
         if isinstance(field, models.JSONField):
-            arrays[i] = [field.get_db_prep_save(v, connection) for v in arrays[i]]
-    with connection.cursor() as cursor:
+            arrays[i] = [field.get_db_prep_save(v, db) for v in arrays[i]]
+    with db.cursor() as cursor:
         cursor.execute(_insert_sql(model, tuple(fields)), arrays)
         return cursor.rowcount
 

@@ -3,14 +3,23 @@ prepared_rows (a hot statement prepared once per connection), and the ORM's bind
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DataError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -18,6 +27,7 @@ from config.settings.base import database_settings
 from infra.sql import (
     CHURN_ROWS,
     PlanChanged,
+    _statement_cursor,  # its keeping is what is tested
     prepared_count,
     prepared_objects,
     prepared_rows,
@@ -163,6 +173,63 @@ def test_a_prepared_statement_is_prepared_once_and_answers_each_time() -> None:
             ["SELECT $1::int + 1"],
         )
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)  # closes its connection: no test transaction
+def test_a_statement_keeps_its_cursor_on_its_connection_and_not_beyond() -> None:
+    # given: two statements, each run twice
+    one, two = "SELECT %s::int * 10", "SELECT %s::int * 100"
+    assert [prepared_rows(one, [1]), prepared_rows(one, [2])] == [[(10,)], [(20,)]]
+    kept = _statement_cursor(connections[DEFAULT_DB_ALIAS], one)
+    assert prepared_rows(two, [1]) == [(100,)]
+    # then: the statement's cursor is kept and is its own, on this connection
+    assert _statement_cursor(connections[DEFAULT_DB_ALIAS], one) is kept
+    assert _statement_cursor(connections[DEFAULT_DB_ALIAS], two) is not kept
+    assert kept.connection is connection.connection
+    # when: Django opens a new connection (a broken or aged-out one is closed)
+    connection.close()
+    # then: the statement runs on the new one with a new cursor, and answers
+    assert prepared_rows(one, [3]) == [(30,)]
+    assert _statement_cursor(connections[DEFAULT_DB_ALIAS], one) is not kept
+    assert _statement_cursor(connections[DEFAULT_DB_ALIAS], one).connection is connection.connection
+
+
+def test_a_prepared_statement_is_listed_with_the_orms_statements() -> None:
+    # a test counting round trips with CaptureQueriesContext (and DEBUG's connection.queries)
+    # sees the prepared statements too, not only the ORM's
+    with CaptureQueriesContext(connection) as queries:
+        prepared_rows("SELECT %s::int - 1", [5])
+        list(Order.objects.filter(pk=-1))
+    assert [q["sql"].split()[0] for q in queries] == ["SELECT", "SELECT"]
+    assert queries[0]["sql"] == "SELECT %s::int - 1"
+    # and outside them nothing is kept
+    before = len(connection.queries_log)
+    prepared_rows("SELECT %s::int - 1", [5])
+    assert len(connection.queries_log) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_running_one_statement_at_once_each_get_their_own_answers() -> None:
+    # given: a statement every thread runs, each with its own values, all at once
+    sql = "SELECT %s::int, pg_backend_pid()"
+    threads, runs = 8, 150
+    start = threading.Barrier(threads)
+
+    def run(t: int) -> tuple[list[bool], int]:
+        try:
+            start.wait()
+            answers = [prepared_rows(sql, [t * 1000 + i])[0] for i in range(runs)]
+            pids = {pid for _, pid in answers}
+            return [v == t * 1000 + i for i, (v, _) in enumerate(answers)], pids.pop()
+        finally:
+            connection.close()
+
+    # when
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(run, range(threads)))
+    # then: every answer is the thread's own, each thread ran on its own connection
+    assert all(all(ok) for ok, _ in results)
+    assert len({pid for _, pid in results}) == threads
 
 
 def test_prepared_objects_are_what_raw_gives(chatbot) -> None:
