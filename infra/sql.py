@@ -60,7 +60,10 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     uses %s placeholders. Not for statements whose text varies: each text is prepared anew.
     """
     with _prepared(sql, params) as cursor:
-        return cursor.fetchall() if cursor.description else []
+        # Whether it returned rows, from the result: `cursor.description` would build a
+        # Column for each of its columns to say so.
+        result = cursor.pgresult
+        return cursor.fetchall() if result is not None and result.nfields else []
 
 
 # --- Hand-written statements --------------------------------------------------------------
