@@ -9,15 +9,21 @@ orders/waiting_line.py.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import threading
 import time
+from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import hiredis
 import redis
 from django.conf import settings
 from redis._parsers.encoders import Encoder
 from redis.connection import PythonRespSerializer
+from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ def client() -> redis.Redis:
 
 class CommandPacker:
     """A command's arguments into Redis's protocol by hiredis alone (docs/performance.md,
-    "Redis commands packed by hiredis").
+    "Counting instructions").
 
     redis-py already packs with `hiredis.pack_command`, but first runs its own encoder over
     every argument in Python: four type checks and a `repr` or `encode` each, 43 % of the
@@ -61,7 +67,62 @@ class CommandPacker:
 
 
 def key(*parts: object) -> str:
-    return ":".join(["cop", *(str(p) for p in parts)])
+    return "cop:" + ":".join(map(str, parts))
+
+
+# --- Scripts on a connection each thread holds ----------------------------------------------
+# The intake's and the claim's one round trip each. Through redis-py a command costs about
+# 90,000 instructions of Python besides its own send and read: the pool's checkout and return
+# (a lock, a readiness poll of the socket) and the client's per-command bookkeeping
+# (docs/performance.md, "Counting instructions").
+
+_held = threading.local()
+
+
+class HeldScript:
+    """A Lua script that runs by EVALSHA on the calling thread's own connection to Redis,
+    held between calls instead of checked out of the pool: what `client().register_script`
+    gives, for the scripts every request runs. Loads the script when Redis does not have it
+    (a restart, SCRIPT FLUSH); raises redis-py's errors, so callers fail open as before."""
+
+    def __init__(self, lua: str) -> None:
+        self.lua = lua
+        self.sha = hashlib.sha1(lua.encode()).hexdigest()  # noqa: S324 (Redis names it so)
+
+    def __call__(self, keys: Sequence[str] = (), args: Sequence[object] = ()) -> Any:
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return held_call(command)
+        except NoScriptError:
+            held_call(("SCRIPT", "LOAD", self.lua))
+            return held_call(command)
+
+
+def held_call(command: tuple[object, ...]) -> Any:
+    """One command on this thread's own connection. A broken connection (Redis restarted or
+    went away) is closed and the command sent once more on a new one, as redis-py's retry
+    would; a reply that is an error leaves the connection as it was and is raised."""
+    for attempt in range(2):
+        conn = _held_connection()
+        try:
+            conn.send_packed_command(conn.pack_command(*command), check_health=False)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _held_connection() -> redis.Connection:
+    """This thread's connection, with the shared client's settings; a new one in a process
+    forked from the one that made it (its socket is the parent's)."""
+    pid = os.getpid()
+    held = getattr(_held, "conn", None)
+    if held is None or held[0] != pid:
+        pool = client().connection_pool
+        held = _held.conn = (pid, pool.connection_class(**pool.connection_kwargs))
+    return held[1]
 
 
 # --- Requests shed by the web workers' front door (infra/server.py) ------------------------

@@ -153,8 +153,8 @@ def take(bucket: str, limit: Limit, want: int = 1) -> Grant:
 
 
 @cache
-def _each_script() -> Script:
-    return fast.client().register_script(_TAKE_EACH_LUA)
+def _each_script() -> fast.HeldScript:
+    return fast.HeldScript(_TAKE_EACH_LUA)
 
 
 def take_each(takes: Sequence[tuple[str, Limit]]) -> list[Grant]:

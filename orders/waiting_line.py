@@ -32,7 +32,7 @@ from django.conf import settings
 from redis.commands.core import Script
 
 from infra import ratelimit
-from infra.fast import client, key
+from infra.fast import HeldScript, client, key
 
 log = logging.getLogger(__name__)
 
@@ -394,8 +394,8 @@ class Admission:
 
 
 @cache
-def _admit_script() -> Script:
-    return client().register_script(_ADMIT_LUA)
+def _admit_script() -> HeldScript:
+    return HeldScript(_ADMIT_LUA)
 
 
 def _limit_args(limit: tuple[float | None, int]) -> list[float]:
