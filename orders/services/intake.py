@@ -23,7 +23,7 @@ from coupons import selectors as coupons_selectors
 from coupons.errors import BudgetExhausted, CampaignNotActive
 from coupons.models import Campaign
 from infra.errors import IdempotencyKeyReused, InvalidInput, Overloaded
-from infra.sql import prepared_rows
+from infra.sql import new_object, prepared_rows
 from orders import selectors, sql, waiting_line
 from orders.errors import LineFull
 from orders.models import Order, OrderLine
@@ -117,7 +117,8 @@ def order_place(
             return replay
         admission = _admit(client_id, customer_id, terms.campaign, idempotency_key, seen=True)
     now = timezone.now()
-    order = Order(
+    order = new_object(
+        Order,
         client_id=client_id,
         customer_id=customer_id,
         campaign_id=terms.campaign.pk if terms.campaign else None,
@@ -135,7 +136,8 @@ def order_place(
         updated_at=now,
     )
     lines = [
-        OrderLine(
+        new_object(
+            OrderLine,
             product_id=terms.products[i.sku].pk,
             sku=i.sku,
             quantity=i.quantity,

@@ -28,6 +28,7 @@ from infra.sql import (
     CHURN_ROWS,
     PlanChanged,
     _statement_cursor,  # its keeping is what is tested
+    new_object,
     prepared_count,
     prepared_objects,
     prepared_rows,
@@ -36,7 +37,7 @@ from infra.sql import (
     rows_update,
     within,
 )
-from orders.models import CallbackDelivery, Order, OrderEvent
+from orders.models import CallbackDelivery, Order, OrderEvent, OrderLine
 from orders.selectors import order_by_key, orders_for_update
 from tests.conftest import database_url_of_tests
 from tests.factories.orders import place
@@ -230,6 +231,37 @@ def test_threads_running_one_statement_at_once_each_get_their_own_answers() -> N
     # then: every answer is the thread's own, each thread ran on its own connection
     assert all(all(ok) for ok, _ in results)
     assert len({pid for _, pid in results}) == threads
+
+
+def test_a_new_object_is_what_the_keyword_form_makes(chatbot) -> None:
+    # given: the values intake gives an order, the rest left to the fields' defaults
+    values = {
+        "client_id": chatbot.pk,
+        "customer_id": "c-1",
+        "subtotal": 3000,
+        "discount": 2500,
+        "payable": 500,
+        "idempotency_key": "k-1",
+        "created_at": timezone.now(),
+    }
+    # when
+    made, expected = new_object(Order, **values), Order(**values)
+    # then: field by field the same (a default that is made anew each time, the order's
+    # public id, is of the same kind), new and unsaved, and it saves as the keyword form does
+    fields = [f.attname for f in Order._meta.concrete_fields if f.attname != "public_id"]
+    assert [getattr(made, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert made.public_id != expected.public_id
+    assert type(made.public_id) is type(expected.public_id)
+    assert made._state.adding
+    assert made.pk is None
+    made.save()
+    line = new_object(OrderLine, order_id=made.pk, sku="S-1", quantity=2, unit_price=10)
+    line.product = ProductFactory()
+    line.save()
+    assert Order.objects.get(pk=made.pk).lines.get().quantity == 2
+    # and a name that is no field's attname is refused, as the keyword form refuses it
+    with pytest.raises(TypeError, match="Order has no field client, nope"):
+        new_object(Order, client=chatbot, nope=1)
 
 
 def test_prepared_objects_are_what_raw_gives(chatbot) -> None:
