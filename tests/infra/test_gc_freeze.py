@@ -30,8 +30,11 @@ def test_freezing_leaves_the_full_collection_only_what_is_made_afterwards(unfroz
     walked_before = len(gc.get_objects(generation=2))
     # when
     frozen = server.freeze_loaded_app()
-    # then: what a full collection walks is no longer the whole application
-    assert frozen >= walked_before > 50_000
+    # then: what a full collection walks is no longer the whole application (all of it but
+    # a few objects: in the whole suite's process, 7 of 369,087 were freed between the two
+    # counts once)
+    assert walked_before > 50_000
+    assert frozen >= 0.999 * walked_before
     assert len(gc.get_objects(generation=2)) < walked_before / 100
     assert "orders.api.views" in sys.modules  # the views are loaded before, not after
     # and objects made later are still collected: a cycle is freed by a full collection
