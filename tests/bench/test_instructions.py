@@ -5,7 +5,10 @@ A real valgrind runs a small Python program (not Django: a few seconds, not minu
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+
+import pytest
 
 from bench import instructions
 from bench.instructions import ROOT, callgrind, report
@@ -30,6 +33,16 @@ work(3000)
 """
 
 
+@pytest.fixture
+def valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        missing = "valgrind is not installed (`make valgrind` installs Debian's)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # CI installs it (.ci/run): never let it skip unnoticed
+        pytest.skip(missing)
+
+
+@pytest.mark.usefixtures("valgrind")
 def test_each_span_counts_its_own_work_and_nothing_around_it(tmp_path) -> None:
     # when
     spans = callgrind(
