@@ -137,7 +137,7 @@ def timed(label: str, count: int, fn, profile: bool = False) -> None:
     import cProfile  # here: bench/profile.py shadows the profile module cProfile imports
     import pstats
 
-    from bench.spans import measured
+    from bench.spans import measured  # here: ROOT is on sys.path once the module has run
 
     redis_before = [counter.redis_calls() for counter in COUNTER]
     pg = backend_cpu()

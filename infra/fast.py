@@ -102,16 +102,21 @@ def held_call(command: tuple[object, ...]) -> Any:
     """One command on this thread's own connection. A broken connection (Redis restarted or
     went away) is closed and the command sent once more on a new one, as redis-py's retry
     would; a reply that is an error leaves the connection as it was and is raised."""
-    for attempt in range(2):
-        conn = _held_connection()
-        try:
-            conn.send_packed_command(conn.pack_command(*command), check_health=False)
-            return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    conn = _held_connection()
+    try:
+        return _send(conn, command)
+    except (redis.ConnectionError, redis.TimeoutError):
+        conn.disconnect()  # the next send connects afresh
+    try:
+        return _send(conn, command)
+    except (redis.ConnectionError, redis.TimeoutError):
+        conn.disconnect()
+        raise
+
+
+def _send(conn: redis.Connection, command: tuple[object, ...]) -> Any:
+    conn.send_packed_command(conn.pack_command(*command), check_health=False)
+    return conn.read_response()
 
 
 def _held_connection() -> redis.Connection:
